@@ -1,0 +1,6 @@
+"""Data page (placeholder until its issue lands)."""
+
+import streamlit as st
+
+st.title("Data")
+st.info("This page is being built.")

@@ -1,0 +1,6 @@
+"""Trends page (placeholder until its issue lands)."""
+
+import streamlit as st
+
+st.title("Trends")
+st.info("This page is being built.")
