@@ -1,0 +1,1 @@
+"""Demo and benchmark data: ``python -m data.generate`` builds a seeded demo fleet."""
