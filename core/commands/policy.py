@@ -1,0 +1,145 @@
+"""Threshold policies: export, import, history, diff, approve/reject and rollback.
+
+Examples::
+
+    python -m core policy export --format prometheus --out alerts.rules.yml
+    python -m core policy import data/demo_policy.yaml --reason "team review 2026-11"
+    python -m core policy history
+    python -m core policy rollback 3 --reason "v4 pages too often"
+
+The acting user is ``$STUDIO_USER`` (or ``[local] user`` in the roles file); roles come from
+``config/roles.toml`` or ``$STUDIO_ROLES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import StudioError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default="default", help="policy name (default: default)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="write the active (or a given) version as YAML or Prometheus rules")
+    ex.add_argument("--format", choices=("yaml", "prometheus"), default="yaml")
+    ex.add_argument("--out", default=None, help="output file (default: stdout)")
+    ex.add_argument("--version", type=int, default=None, help="version number (default: the active one)")
+    ex.add_argument("--mapping", default=None,
+                    help="YAML/JSON file of series key -> PromQL selector for the Prometheus export")
+    im = sub.add_parser("import", help="apply a policy YAML file as a new version")
+    im.add_argument("file")
+    im.add_argument("--reason", default=None, help="why (default: 'import <file>')")
+    im.add_argument("--base", type=int, default=None,
+                    help="version the file was based on (default: the latest; a newer one is a conflict)")
+    sub.add_parser("history", help="list every version with status and reason")
+    df = sub.add_parser("diff", help="rule-level diff between two versions")
+    df.add_argument("a", type=int)
+    df.add_argument("b", type=int)
+    for name, text in (("approve", "approve a pending version (second person, approver role)"),
+                       ("reject", "reject a pending version")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("version", type=int)
+        p.add_argument("--reason", required=True)
+    rb = sub.add_parser("rollback", help="create a new version with the rules of version N")
+    rb.add_argument("version", type=int)
+    rb.add_argument("--reason", default="rollback from the command line")
+    rb.add_argument("--base", type=int, default=None, help="expected latest version (default: the latest)")
+    sub.add_parser("verify-audit", help="check the audit trail's hash chain")
+
+
+def _store(args: argparse.Namespace):
+    from core import audit
+    from core.store import Store
+
+    return audit.install(Store(args.db))
+
+
+def _fmt_ts(t) -> str:
+    return "" if t is None else t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core import policy as pol
+    from core.identity import current_user
+
+    with _store(args) as store:
+        name = args.policy
+        if args.action == "export":
+            from core import export
+
+            if args.version is not None:
+                v = pol.get_version(store, name, args.version)
+            else:
+                v = pol.active_version(store, name)
+                if v is None:
+                    raise StudioError(f"policy {name!r} has no version in force; nothing to export")
+            if args.format == "yaml":
+                text = export.policy_to_yaml(v.rules(), {**v.meta, "policy": name})
+            else:
+                mapping = export.PromMapping()
+                if args.mapping:
+                    import yaml
+
+                    sel = yaml.safe_load(Path(args.mapping).read_text(encoding="utf-8")) or {}
+                    if not isinstance(sel, dict):
+                        raise StudioError(f"{args.mapping}: expected a mapping of series key -> PromQL selector")
+                    mapping = export.PromMapping(selectors={str(k): str(s) for k, s in sel.items()})
+                text = export.to_prometheus_yaml(v.rules(), mapping, policy=name, version=v.number)
+            if args.out:
+                Path(args.out).write_text(text, encoding="utf-8")
+                print(f"wrote {args.format} of {name} v{v.number} to {args.out}", file=sys.stderr)
+            else:
+                sys.stdout.write(text)
+            return 0
+        user = current_user()
+        if args.action == "import":
+            path = Path(args.file)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise StudioError(f"cannot read {path}: {exc.strerror}") from exc
+            v = pol.import_yaml(store, text, user=user, reason=args.reason or f"import {path.name}",
+                                base_version=args.base, policy=name if args.policy != "default" else None)
+            print(f"{v.label} created by {v.author}: {v.status}")
+            for r in v.significance:
+                print(f"  needs approval: {r}")
+            return 0
+        if args.action == "history":
+            versions = pol.history(store, name)
+            if not versions:
+                print(f"policy {name!r} has no versions")
+                return 0
+            active = pol.active_version(store, name)
+            for v in versions:
+                mark = "*" if active and v.number == active.number else " "
+                extra = f" decided by {v.decided_by}" if v.decided_by else ""
+                eff = f" effective {_fmt_ts(v.effective_at)}" if v.effective_at else ""
+                print(f"{mark} v{v.number:<3} {_fmt_ts(v.created_at)}  {v.author:<22} {v.status:<16}"
+                      f"{len(v.rule_dicts):>3} rules  {v.content_hash[:10]}  {v.reason}{eff}{extra}")
+            print("(* = in force now)")
+            return 0
+        if args.action == "diff":
+            d = pol.diff(pol.get_version(store, name, args.a), pol.get_version(store, name, args.b))
+            print(json.dumps(d.to_dict(), indent=2, default=str))
+            return 0
+        if args.action in ("approve", "reject"):
+            fn = pol.approve if args.action == "approve" else pol.reject
+            v = fn(store, args.version, user, args.reason, policy=name)
+            print(f"{v.label}: {v.status} by {v.decided_by}")
+            return 0
+        if args.action == "rollback":
+            base = pol.latest_number(store, name) if args.base is None else args.base
+            v = pol.rollback(store, name, args.version, user, args.reason, base)
+            print(f"{v.label} created: {v.reason}")
+            return 0
+        if args.action == "verify-audit":
+            from core.audit import verify_audit
+
+            ok, seq, msg = verify_audit(store)
+            print(msg)
+            return 0 if ok else 1
+    return 2

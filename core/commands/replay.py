@@ -1,0 +1,139 @@
+"""Replay a threshold rule over a metric file: alert episodes, alert load and accuracy against incidents.
+
+Example::
+
+    python -m core replay latency.csv --comparator '>' --threshold 250 --for 5m \\
+        --keep-firing-for 10m --recovery 200 --incidents incidents.csv --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ValidationError
+from core.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="metric export (any format core.ingest reads)")
+    parser.add_argument("--series", help="series key to replay (required when the file holds several)")
+    parser.add_argument("--comparator", default=">", choices=COMPARATORS, help="alert when value <cmp> threshold")
+    parser.add_argument("--threshold", type=float, help="trigger value of the level named by --severity")
+    parser.add_argument("--severity", default="critical", choices=SEVERITIES,
+                        help="level --threshold sets (default critical)")
+    parser.add_argument("--warning", type=float, help="warning threshold (with or instead of --threshold)")
+    parser.add_argument("--critical", type=float, help="critical threshold (with or instead of --threshold)")
+    parser.add_argument("--for", dest="for_", default="0s", help="pending period, e.g. 5m (default 0s)")
+    parser.add_argument("--keep-firing-for", default="0s", help="keep firing after the condition clears")
+    parser.add_argument("--recovery", type=float, help="hysteresis: resolve only when the value crosses this")
+    parser.add_argument("--consecutive", type=int, default=1, help="breaching evaluations needed (default 1)")
+    parser.add_argument("--missing", default="nodata", choices=MISSING_MODES, help="missing-data behaviour")
+    parser.add_argument("--interval", help="evaluation interval, e.g. 1m (default: the series resolution)")
+    parser.add_argument("--incidents", help="incident windows (CSV series,start,end or NAB windows.json)")
+    parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe scalar: timestamps as ISO 8601, NaN/NaT as null, numpy scalars as Python ones."""
+    if v is None or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _fmt2(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _rule(args: argparse.Namespace, key: str) -> Rule:
+    levels = {"warning": args.warning, "critical": args.critical}
+    if args.threshold is not None:
+        if levels[args.severity] is not None:
+            raise ValidationError(f"--threshold and --{args.severity} both set the {args.severity} level; "
+                                  "give one", path="--threshold")
+        levels[args.severity] = args.threshold
+    if levels["warning"] is None and levels["critical"] is None:
+        raise ValidationError("give --threshold X (or --warning / --critical)", path="--threshold")
+    return Rule(name="cli", series=key, comparator=args.comparator, warning=levels["warning"],
+                critical=levels["critical"], for_s=parse_duration(args.for_, path="--for"),
+                keep_firing_for_s=parse_duration(args.keep_firing_for, path="--keep-firing-for"),
+                recovery=args.recovery, consecutive=args.consecutive, missing=args.missing,
+                interval_s=parse_duration(args.interval, path="--interval") if args.interval else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.ingest import read_metrics
+    from core.replay import replay
+
+    parsed = read_metrics(args.file)
+    points = parsed.points
+    keys = [str(k) for k in pd.unique(points["series"])]
+    if args.series is not None:
+        if args.series not in keys:
+            raise ValidationError(f"series {args.series!r} not in {args.file}; it holds {keys[:10]}",
+                                  path="--series")
+        key = args.series
+    elif len(keys) == 1:
+        key = keys[0]
+    else:
+        raise ValidationError(f"{args.file} holds {len(keys)} series; choose one with --series "
+                              f"(e.g. {keys[0]!r})", path="--series")
+    rule = _rule(args, key)
+    result = replay(rule, points[points["series"] == key])
+    incidents = None
+    if args.incidents:
+        from core.incidents import read_incidents
+
+        incidents = read_incidents(args.incidents)
+    early = parse_duration(args.early, path="--early")
+    summaries = {"any": result.summary(None, incidents, early)}
+    if len(rule.triggers()) > 1:
+        for sev in rule.triggers():
+            summaries[sev] = result.summary(sev, incidents, early)
+    episodes = result.episodes
+    if args.json:
+        out = {
+            "series": key, "rule": rule.to_dict(),
+            "summary": {k: {f: _plain(v) if not isinstance(v, list) else v for f, v in s.items()}
+                        for k, s in summaries.items()},
+            "episodes": [{c: _plain(v) for c, v in row.items()} for row in episodes.to_dict("records")],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"series {key}: {rule.comparator} " + ", ".join(f"{k} {v:g}" for k, v in rule.triggers().items())
+          + f", for {format_duration(rule.for_s)}, keep firing {format_duration(rule.keep_firing_for_s)}"
+          + (f", recovery {rule.recovery:g}" if rule.recovery is not None else "")
+          + f", missing data: {rule.missing}")
+    for name, s in summaries.items():
+        pct = "n/a" if s["time_in_alert_pct"] is None else f"{s['time_in_alert_pct']:.2f}%"
+        rate = "n/a" if s["episodes_per_week"] is None else f"{s['episodes_per_week']:.2f}"
+        med = "n/a" if s["duration_median_s"] is None else format_duration(round(s["duration_median_s"], 3))
+        p95 = "n/a" if s["duration_p95_s"] is None else format_duration(round(s["duration_p95_s"], 3))
+        line = (f"  [{name}] {s['episodes']} episode(s), {rate}/week, in alert "
+                f"{format_duration(s['time_in_alert_s'])} ({pct}), median {med}, p95 {p95}")
+        if "recall" in s:
+            line += (f"; vs {s['incidents']} incident(s): precision {_fmt2(s['precision'])}, "
+                     f"recall {_fmt2(s['recall'])}, median detection delay "
+                     f"{'n/a' if s['detection_delay_s'] is None else format(s['detection_delay_s'], '+g') + 's'}")
+        print(line)
+        for note in s["notes"]:
+            print(f"      note: {note}")
+    if s["missing_evaluations"]:
+        print(f"  {s['missing_evaluations']} evaluation(s) without data; {s['nodata_episodes']} no-data episode(s)")
+    if len(episodes):
+        print(episodes.to_string(index=False))
+    else:
+        print("  no episodes")
+    return 0
