@@ -1,36 +1,101 @@
-"""The cached store and cached queries. Every write goes through :func:`after_write`, which clears
-the query cache so no page shows stale data."""
+"""The cached store and cached queries shared by the pages.
+
+Every cached query is keyed by the database path, so a test (or a second ``STUDIO_DB``) never sees
+another database's results. Every write goes through :func:`after_write`, which clears the query
+cache so no page shows stale data. (The app process holds DuckDB's write lock while it runs, so no
+other process can change the file behind the cache's back.)
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from core.frame import series_values
 from core.store import Store, default_db_path
+
+# Points fetched per batch when computing the quality report of a large store.
+QUALITY_BATCH_POINTS = 2_000_000
+
+
+def db_path() -> str:
+    """The database path the app is using (``$STUDIO_DB`` or the project default)."""
+    return str(default_db_path())
 
 
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
-    return Store(path)
+    s = Store(path)
+    try:  # every write the app makes lands in the audit trail (issue 5)
+        from core.audit import install
+    except ImportError:
+        return s
+    return install(s)
 
 
 def store() -> Store:
     """The app's one Store (per database path), shared by every session of this server."""
-    return _store(str(default_db_path()))
+    return _store(db_path())
 
 
 def after_write() -> None:
-    """Call after any write to the store: drops cached query results."""
+    """Call after any write to the store: drops every cached query result."""
     st.cache_data.clear()
 
 
+def user() -> Any:
+    """The session's :class:`core.identity.User` (the logged-in user, else the local operator).
+
+    None when the identity module is missing or its roles file is invalid (then writes are
+    attributed to ``"local"`` and not restricted).
+    """
+    try:
+        from core.identity import current_user
+    except ImportError:
+        return None
+    try:
+        info = st.user
+    except Exception:  # no auth configured in this Streamlit
+        info = None
+    try:
+        return current_user(info)
+    except Exception:  # a broken roles file must not take the whole app down; pages still render
+        return None
+
+
+def actor() -> str:
+    """Who is acting, for the audit trail: the user's e-mail when logged in, else their name."""
+    u = user()
+    return u.id if u is not None else "local"
+
+
+def can_edit() -> bool:
+    """Whether the user may import and delete data (the ``editor`` role)."""
+    u = user()
+    return True if u is None else bool(u.has("editor"))
+
+
+# ---------------------------------------------------------------------------- listings
 @st.cache_data(show_spinner=False)
 def list_series(path: str) -> pd.DataFrame:
     return _store(path).list_series()
 
 
 def series_table() -> pd.DataFrame:
-    return list_series(str(default_db_path()))
+    """Every series with ``key, kind, unit, points, first_ts, last_ts``."""
+    return list_series(db_path())
+
+
+@st.cache_data(show_spinner=False)
+def _uploads(path: str) -> pd.DataFrame:
+    return _store(path).list_uploads()
+
+
+def uploads() -> pd.DataFrame:
+    """Every upload, newest first."""
+    return _uploads(db_path())
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -39,7 +104,8 @@ def _points(path: str, key: str, start: object = None, end: object = None) -> pd
 
 
 def points(key: str, start: object = None, end: object = None) -> pd.DataFrame:
-    return _points(str(default_db_path()), key, start, end)
+    """Raw points of one series (gaps are absent rows, missing values NaN)."""
+    return _points(db_path(), key, start, end)
 
 
 @st.cache_data(show_spinner=False)
@@ -48,14 +114,97 @@ def _incidents(path: str, key: str | None, start: object = None, end: object = N
 
 
 def incidents(key: str | None = None, start: object = None, end: object = None) -> pd.DataFrame:
-    return _incidents(str(default_db_path()), key, start, end)
+    """Incident windows; for a series, its own and the global ones."""
+    return _incidents(db_path(), key, start, end)
 
 
-def actor() -> str:
-    """Who is acting, for the audit trail (replaced by core.identity once roles exist)."""
+# ---------------------------------------------------------------------------- summaries
+def summarize(series: pd.DataFrame, uploads_df: pd.DataFrame, incidents_df: pd.DataFrame) -> dict[str, Any]:
+    """What is loaded, from the three listings: counts and the overall time span.
+
+    Returns ``series``, ``points``, ``uploads``, ``incidents`` (int), ``start``, ``end``
+    (UTC timestamps or None) and ``span_s`` (seconds, None without points).
+    """
+    first = pd.to_datetime(series["first_ts"], utc=True).min() if len(series) else pd.NaT
+    last = pd.to_datetime(series["last_ts"], utc=True).max() if len(series) else pd.NaT
+    span = None if pd.isna(first) or pd.isna(last) else float((last - first).total_seconds())
+    return {
+        "series": int(len(series)),
+        "points": int(series["points"].sum()) if len(series) else 0,
+        "uploads": int(len(uploads_df)),
+        "incidents": int(len(incidents_df)),
+        "start": None if pd.isna(first) else first,
+        "end": None if pd.isna(last) else last,
+        "span_s": span,
+    }
+
+
+def overview() -> dict[str, Any]:
+    """:func:`summarize` of the current database (from cached listings)."""
+    return summarize(series_table(), uploads(), incidents())
+
+
+def _batches(series: pd.DataFrame, max_points: int) -> list[list[str]]:
+    """Split series keys, in order, into groups of at most ``max_points`` points (a series larger
+    than that gets a group of its own), so a large store is read a slice at a time."""
+    groups: list[list[str]] = []
+    total = 0
+    for key, n in zip(series["key"], series["points"].astype("int64"), strict=True):  # per series
+        if not groups or total + n > max_points:
+            groups.append([])
+            total = 0
+        groups[-1].append(str(key))
+        total += int(n)
+    return groups
+
+
+def compute_quality(st_: Store, series: pd.DataFrame | None = None,
+                    max_points: int = QUALITY_BATCH_POINTS) -> pd.DataFrame:
+    """Quality report of every stored series, reading points from DuckDB a batch of series at a time.
+
+    One row per series as returned by ``core.quality.quality_report`` (series kinds passed along).
+    Pure apart from reading the store; the page caches it (:func:`quality`).
+    """
+    from core.quality import quality_report
+
+    series = st_.list_series() if series is None else series
+    series = series[series["points"] > 0]
+    kinds = dict(zip(series["key"], series["kind"], strict=True))
+    parts = []
+    for keys in _batches(series, max_points):
+        pts = st_.get_points(keys)
+        parts.append(quality_report(pts, kinds={k: kinds[k] for k in keys}))
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    return out
+
+
+@st.cache_data(show_spinner="Computing data quality...")
+def _quality(path: str) -> pd.DataFrame:
+    return compute_quality(_store(path), list_series(path))
+
+
+def quality() -> pd.DataFrame | None:
+    """Cached quality report of every series; None while ``core.quality`` is not available."""
     try:
-        from core.identity import current_user  # noqa: PLC0415
+        import core.quality  # noqa: F401
+    except ImportError:
+        return None
+    return _quality(db_path())
 
-        return current_user(st).name
-    except Exception:  # identity module not there yet, or no login configured
-        return "local"
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _gaps(path: str, key: str) -> pd.DataFrame:
+    from core.quality import gap_table
+
+    return gap_table(series_values(_store(path).get_points(key), key))
+
+
+def gaps(key: str) -> pd.DataFrame | None:
+    """Gaps of one series (``start, end, duration_s``); None while ``core.quality`` is not available."""
+    try:
+        import core.quality  # noqa: F401
+    except ImportError:
+        return None
+    return _gaps(db_path(), key)

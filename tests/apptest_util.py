@@ -1,0 +1,110 @@
+"""Helpers for page tests: small seeded databases and running a page the way the app runs it.
+
+Pages are run through ``app.py`` (``st.navigation``) and ``AppTest.switch_page``, so
+``st.page_link`` targets resolve exactly as in the real app. A page file that ``app.py`` does not
+register is run on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+PAGES = sorted((ROOT / "pages").glob("*.py"))
+TIMEOUT = 60  # seconds per script run: generous, the machine is shared
+
+# The small database: 2 services x 2 metrics, 3 days at 5-minute steps.
+START = pd.Timestamp("2026-01-01", tz="UTC")
+STEP = pd.Timedelta("5min")
+N = 3 * 24 * 12
+SERVICES = ("api", "db")
+GAP = (300, 336)          # points [300, 336) of latency_ms{service="api"} are absent (a 3-hour gap)
+NAN_AT = (10, 11, 12)     # ... and these three are reported but missing (NaN)
+
+
+def small_points() -> pd.DataFrame:
+    """Seeded points for :data:`SERVICES`: ``latency_ms`` and ``error_pct`` per service."""
+    rng = np.random.default_rng(7)
+    ts = pd.date_range(START, periods=N, freq=STEP)
+    frames = []
+    for svc in SERVICES:
+        lat = 120 + 10 * np.sin(np.arange(N) * 2 * np.pi / 288) + rng.normal(0, 3, N)
+        err = np.abs(rng.normal(0.5, 0.2, N))
+        lat_df = pd.DataFrame({"series": f'latency_ms{{service="{svc}"}}', "ts": ts, "value": lat})
+        if svc == "api":
+            lat_df.loc[list(NAN_AT), "value"] = np.nan
+            lat_df = lat_df.drop(index=range(*GAP))
+        frames += [lat_df, pd.DataFrame({"series": f'error_pct{{service="{svc}"}}', "ts": ts, "value": err})]
+    return pd.concat(frames, ignore_index=True)
+
+
+def small_point_count() -> int:
+    return len(small_points())
+
+
+def build_small_db(path: Path) -> Path:
+    """Write :func:`small_points` as one upload plus one incident window; returns ``path``."""
+    from core.store import Store
+
+    with Store(path) as s:
+        s.write_points(small_points(), name="seed.csv", sha256="seed-sha", fmt="long", actor="test")
+        s.add_incidents(pd.DataFrame({
+            "series": ['latency_ms{service="api"}'],
+            "start": [START + pd.Timedelta("1D")], "end": [START + pd.Timedelta("1D2h")],
+            "kind": ["degradation"], "note": ["seeded"],
+        }), source="seed-incidents.csv", actor="test")
+    return path
+
+
+def registered(page: Path) -> bool:
+    """Whether ``app.py`` registers this page file with ``st.Page``."""
+    return f'"pages/{page.name}"' in APP.read_text()
+
+
+@contextmanager
+def studio_db(path: Path):
+    """Point ``STUDIO_DB`` at ``path`` for the duration of the block."""
+    old = os.environ.get("STUDIO_DB")
+    os.environ["STUDIO_DB"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("STUDIO_DB", None)
+        else:
+            os.environ["STUDIO_DB"] = old
+
+
+def open_page(page: Path | str):
+    """An :class:`AppTest` showing ``page`` (already run once). Needs ``STUDIO_DB`` set."""
+    from streamlit.testing.v1 import AppTest
+
+    page = ROOT / "pages" / Path(page).name
+    if registered(page):
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        at.run()
+        if page.name != "overview.py":  # the default page
+            at.switch_page(f"pages/{page.name}")
+            at.run()
+    else:
+        at = AppTest.from_file(str(page), default_timeout=TIMEOUT)
+        at.run()
+    return at
+
+
+def texts(at) -> str:
+    """Every alert, markdown, caption and title text of a run, joined (for 'is it on screen' checks)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def metric_values(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}

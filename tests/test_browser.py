@@ -1,0 +1,152 @@
+"""End-to-end in a real headless Chromium: the app starts, the Overview renders, a CSV uploads.
+
+Starts ``streamlit run app.py`` on a free localhost port over a small temporary database and drives
+Debian's ``/usr/bin/chromium`` with Playwright. Skipped (with the reason) when either is missing.
+Screenshots go to ``$STUDIO_SCREENSHOTS`` if set, else to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.apptest_util import ROOT, build_small_db
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 90
+UI_TIMEOUT_MS = 45_000
+CSV = 'series,timestamp,value\nreq_rate{svc="web"},2026-03-01T00:00:00Z,10\nreq_rate{svc="web"},' \
+      '2026-03-01T00:01:00Z,12\nreq_rate{svc="web"},2026-03-01T00:02:00Z,11\n'
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"streamlit not healthy after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A running ``streamlit run app.py`` over a small database; yields its base URL."""
+    db = build_small_db(tmp_path / "browser.duckdb")
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def browser_page():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright (python) is not installed: pip install playwright")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def _shot_dir(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("STUDIO_SCREENSHOTS", tmp_path / "screens"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
+    page = browser_page
+    shots = _shot_dir(tmp_path)
+    page.goto(server)
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("heading", name="Overview").wait_for()
+    page.get_by_test_id("stMetric").first.wait_for()
+    main.get_by_text("Worst series and their issues").wait_for()
+    main.locator(".js-plotly-plot").first.wait_for()                # the grade chart has drawn
+    main.get_by_test_id("stPageLink-NavLink").last.wait_for()        # the script ran to the end
+    metrics = page.get_by_test_id("stMetric").all_inner_texts()
+    assert any("Series" in m and "4" in m for m in metrics), metrics
+    assert page.get_by_test_id("stException").count() == 0
+    page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
+    main.get_by_role("heading", name="Data").wait_for()
+    csv = tmp_path / "web_rate.csv"
+    csv.write_text(CSV)
+    page.locator("input[type='file']").first.set_input_files(str(csv))
+    main.get_by_text("detected format").wait_for()
+    main.get_by_role("button", name="Import 1 file(s)").click()
+    ok = main.get_by_text("points accepted")
+    ok.wait_for()
+    assert "web_rate.csv" in ok.inner_text() and "3 points accepted" in ok.inner_text()
+    assert page.get_by_test_id("stException").count() == 0
+    page.screenshot(path=str(shots / "data_after_upload.png"), full_page=True)
+
+    page.get_by_role("tab", name="Series explorer").click()
+    main.get_by_test_id("stSelectbox").filter(has_text="Series").locator("input").click()
+    page.get_by_role("option", name='latency_ms{service="api"}').click()
+    main.get_by_text("828 points (3 missing)").wait_for()   # 864 - a 36-point gap; 3 NaN values
+    main.get_by_text("Gaps (1)").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.screenshot(path=str(shots / "data_explorer.png"), full_page=True)
+
+    # Delete the upload just made, through its confirm dialog (a dialog reruns as a fragment).
+    page.get_by_role("tab", name="Uploads").click()
+    main.get_by_test_id("stSelectbox").filter(has_text="Upload").locator("input").click()
+    page.get_by_role("option", name="#2 web_rate.csv").click()
+    main.get_by_role("button", name="Delete this upload...").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Delete upload #2").wait_for()
+    page.screenshot(path=str(shots / "delete_dialog.png"))
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text("Deleted upload #2 (3 points removed)").wait_for()
+    dialog.wait_for(state="detached")
+    page.get_by_role("tab", name="Series explorer").click()
+    main.get_by_test_id("stSelectbox").filter(has_text="Series").locator("input").click()
+    assert page.get_by_role("option").count() == 4  # back to the four seeded series

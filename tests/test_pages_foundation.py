@@ -1,0 +1,343 @@
+"""Overview and Data pages, the shared UI helpers, and a render check of every page (AppTest)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import IngestError
+from core.store import Store
+from tests.apptest_util import (
+    GAP,
+    PAGES,
+    START,
+    STEP,
+    N,
+    build_small_db,
+    metric_values,
+    open_page,
+    small_point_count,
+    studio_db,
+    texts,
+)
+
+GOOD = b'series,timestamp,value\ncpu{host="x"},2026-02-01T00:00:00Z,1.5\ncpu{host="x"},2026-02-01T00:01:00Z,2.5\n' \
+       b'cpu{host="y"},2026-02-01T00:00:00Z,7\n'
+BAD = b"series,timestamp,value\nm,2026-02-01T00:00:00Z,1\nm,not-a-time,2\n"
+API_LAT = 'latency_ms{service="api"}'
+
+
+@pytest.fixture
+def small_db(tmp_path):
+    with studio_db(build_small_db(tmp_path / "small.duckdb")) as p:
+        yield p
+
+
+@pytest.fixture
+def empty_db(tmp_path):
+    p = tmp_path / "empty.duckdb"
+    Store(p).close()
+    with studio_db(p):
+        yield p
+
+
+def app_store(path) -> Store:
+    """The Store instance the app itself holds for ``path`` (a second connection is not allowed)."""
+    from ui import state
+
+    return state._store(str(path))
+
+
+# ---------------------------------------------------------------------------- every page
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_page_renders_with_data(small_db, page):
+    at = open_page(page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title and at.title[0].value
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_page_renders_on_an_empty_db(empty_db, page):
+    at = open_page(page)
+    assert not at.exception, [e.value for e in at.exception]
+    if page.name in ("overview.py", "data.py"):
+        assert "No data yet" in texts(at)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    """The seeded demo fleet (2 services x 3 days, 10 series) loaded through the real upload path."""
+    gen = pytest.importorskip("data.generate")
+    d = tmp_path_factory.mktemp("demo")
+    gen.write_demo(d / "csv", d / "demo.duckdb", services=2, days=3)
+    return d / "demo.duckdb"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_page_renders_on_the_demo_fleet(demo_db, page):
+    with studio_db(demo_db):
+        at = open_page(page)
+    assert not at.exception, [e.value for e in at.exception]
+    if page.name == "overview.py":
+        m = metric_values(at)
+        assert m["Series"] == "10" and m["Uploads"] == "2"  # one CSV per service, five metrics each
+
+
+# ---------------------------------------------------------------------------- overview
+def test_overview_shows_what_is_loaded_and_next_steps(small_db):
+    at = open_page("overview.py")
+    assert not at.exception
+    m = metric_values(at)
+    # 4 series x 864 points, minus the 36-point gap of the api latency series.
+    assert small_point_count() == 4 * N - (GAP[1] - GAP[0]) == 3420
+    assert m == {"Series": "4", "Points": "3,420", "Time span": "2d 23h", "Uploads": "1", "Incidents": "1"}
+    labels = " | ".join(p.proto.label for p in at.get("page_link"))
+    for target in ("Data", "Trends", "Thresholds", "Policies"):
+        assert target in labels
+    worst = at.dataframe[0].value
+    assert worst["series"].iloc[0] == API_LAT  # the only series with a gap and NaNs is the worst
+    assert worst["grade"].iloc[0] != "A" and set(worst["grade"].iloc[1:]) == {"A"}
+
+
+def test_quality_is_computed_from_stored_points_in_batches(small_db):
+    from ui.state import compute_quality
+
+    s = app_store(small_db)
+    whole = compute_quality(s)
+    sliced = compute_quality(s, max_points=900)  # one series per batch
+    pd.testing.assert_frame_equal(whole, sliced)
+    row = whole.set_index("series").loc[API_LAT]
+    assert row["points"] == N - (GAP[1] - GAP[0])
+    assert row["gaps"] == 1
+    assert row["longest_gap_s"] == (GAP[1] - GAP[0]) * STEP.total_seconds()  # 36 missing 5-min slots
+    assert row["nan"] == 3
+
+
+def test_batches_respect_the_point_budget():
+    from ui.state import _batches
+
+    s = pd.DataFrame({"key": list("abcde"), "points": [5, 5, 5, 30, 1]})
+    assert _batches(s, 10) == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert _batches(s, 1000) == [list("abcde")]
+    assert _batches(s.iloc[:0], 10) == []
+
+
+def test_summarize_counts_and_span():
+    from ui.state import summarize
+
+    series = pd.DataFrame({"points": [10, 5],
+                           "first_ts": pd.to_datetime(["2026-01-02", "2026-01-01"], utc=True),
+                           "last_ts": pd.to_datetime(["2026-01-03 00:00", "2026-01-02 06:00"], utc=True)})
+    got = summarize(series, pd.DataFrame({"id": [1, 2, 3]}), pd.DataFrame({"id": [1]}))
+    assert got["series"] == 2 and got["points"] == 15 and got["uploads"] == 3 and got["incidents"] == 1
+    assert got["start"] == pd.Timestamp("2026-01-01", tz="UTC")
+    assert got["span_s"] == 2 * 86400.0
+    empty = summarize(series.iloc[:0], pd.DataFrame(), pd.DataFrame())
+    assert empty["series"] == 0 and empty["points"] == 0 and empty["span_s"] is None
+
+
+def test_grade_counts_and_worst_series():
+    from ui.widgets import grade_counts, worst_series
+
+    q = pd.DataFrame({"series": list("abcde"), "grade": ["A", "F", "insufficient", "A", "C"],
+                      "score": [95.0, 10.0, None, 91.0, 75.0], "issues": [[], ["x"], ["few"], [], ["y"]]})
+    assert grade_counts(q).to_dict() == {"A": 2, "B": 0, "C": 1, "D": 0, "F": 1, "insufficient": 1}
+    assert worst_series(q, 3)["series"].tolist() == ["b", "e", "d"]
+    assert worst_series(q, 10)["series"].iloc[-1] == "c"  # unscored after every scored series
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "-"), (45, "45s"), (125, "2m 5s"), (3600, "1h"),
+                                          (7500, "2h 5m"), (86400 * 3 + 3600 * 4 + 59, "3d 4h")])
+def test_fmt_duration(seconds, text):
+    from ui.widgets import fmt_duration
+
+    assert fmt_duration(seconds) == text
+
+
+# ---------------------------------------------------------------------------- charts
+def test_chart_points_break_gaps_and_keep_extremes():
+    from ui.charts import chart_points, series_figure
+
+    n = 20_000
+    ts = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
+    v = np.sin(np.arange(n) / 50.0)
+    v[12_345] = 50.0   # a one-point spike
+    v[777] = -40.0     # a one-point dip
+    df = pd.DataFrame({"ts": ts, "value": v}).drop(index=range(5000, 5100))  # a 100-minute gap
+    out = chart_points(df, buckets=1000)
+    assert len(out) <= 2 * 1000 + 2 + 1
+    assert out["value"].max() == 50.0 and out["value"].min() == -40.0
+    nan_ts = out.loc[out["value"].isna(), "ts"]
+    assert len(nan_ts) == 1 and ts[4999] < nan_ts.iloc[0] < ts[5100]  # the line breaks inside the gap
+    assert out["ts"].is_monotonic_increasing
+    inc = pd.DataFrame({"start": [ts[100]], "end": [ts[200]], "kind": ["spike"]})
+    fig = series_figure(df, inc, title="t")
+    assert len(fig.data[0].x) == len(chart_points(df)) and len(fig.layout.shapes) == 1
+
+
+# ---------------------------------------------------------------------------- import actions
+def test_import_files_keeps_good_files_and_reports_bad_and_duplicates(store):
+    from ui.widgets import errors_frame, import_files
+
+    seen = []
+    res = import_files([("good.csv", GOOD), ("bad.csv", BAD), ("again.csv", GOOD)], "auto", "tester",
+                       store=store, progress=lambda i, n, name: seen.append((i, n, name)))
+    assert seen == [(1, 3, "good.csv"), (2, 3, "bad.csv"), (3, 3, "again.csv")]
+    good, bad, again = res
+    assert good.ok and not good.is_noop and good.report.accepted == 3 and good.report.series_count == 2
+    assert not bad.ok and bad.error
+    assert again.ok and again.is_noop and again.report.duplicate_of == good.report.upload_id
+    assert sorted(store.series_keys()) == ['cpu{host="x"}', 'cpu{host="y"}']
+    assert store.list_uploads()["actor"].tolist() == ["tester"]
+    errs = errors_frame(res)
+    assert list(errs.columns) == ["file", "row", "column", "message"]
+    assert errs["file"].tolist() == ["bad.csv"]
+
+
+def test_import_errors_name_file_row_and_column():
+    from ui.widgets import errors_frame, import_files
+
+    class Failing:
+        def ingest(self, data, *, fmt, name, actor):
+            raise IngestError("value is not a number; expected a float", file=name, row=3, column="value")
+
+    res = import_files([("x.csv", b"whatever")], store=Failing())
+    errs = errors_frame(res)
+    assert errs.to_dict("records") == [{"file": "x.csv", "row": 3, "column": "value",
+                                        "message": "value is not a number; expected a float"}]
+    assert res[0].where == "x.csv, row 3, column 'value'"
+
+
+def test_preview_parses_without_storing(store):
+    from ui.widgets import preview_file
+
+    pv = preview_file(GOOD, "good.csv", "auto")
+    assert pv["ok"] and pv["rows"] == 3 and pv["points"] == 3 and pv["series"] == 2
+    assert pv["format"] and len(pv["head"]) == 3
+    assert pv["start"] == pd.Timestamp("2026-02-01", tz="UTC")
+    assert not preview_file(BAD, "bad.csv", "auto")["ok"]
+    assert store.series_keys() == []
+
+
+def test_incident_import_stores_once(store):
+    from ui.widgets import import_incident_file
+
+    csv = b"series,start,end,kind\n,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,outage\n"
+    first = import_incident_file(("inc.csv", csv), "tester", store=store)
+    assert first.ok and not first.is_noop and "1 incident window" in first.message
+    second = import_incident_file(("inc.csv", csv), "tester", store=store)
+    assert second.ok and second.is_noop
+    assert len(store.list_incidents()) == 1
+    bad = import_incident_file(("bad.csv", b"series,start,end\nm,2026-01-02,2026-01-01\n"), store=store)
+    assert not bad.ok and bad.name == "bad.csv"
+
+
+# ---------------------------------------------------------------------------- data page
+def test_data_page_upload_preview_import_and_duplicate(small_db):
+    at = open_page("data.py")
+    at.file_uploader[0].set_value([("good.csv", GOOD, "text/csv"), ("bad.csv", BAD, "text/csv")]).run()
+    assert not at.exception
+    shown = texts(at)
+    assert "**good.csv**: detected format" in shown and "3 points in 2 series" in shown
+    assert "bad.csv" in " ".join(e.value for e in at.error)  # its preview already says what is wrong
+    at.button(key="data.import").click().run()
+    assert not at.exception
+    ok = [e.value for e in at.success]
+    assert any("good.csv" in s and "3 points accepted" in s for s in ok), ok
+    assert any("could not be imported" in e.value for e in at.error)
+    err_tables = [d.value for d in at.dataframe if "message" in d.value.columns]
+    assert err_tables and err_tables[0]["file"].tolist() == ["bad.csv"]
+    assert len(app_store(small_db).series_keys()) == 6
+    # The same file again is a no-op, reported as such.
+    at.file_uploader[0].set_value(("good.csv", GOOD, "text/csv")).run()
+    at.button(key="data.import").click().run()
+    assert any("Duplicate file" in e.value for e in at.info)
+    assert len(app_store(small_db).list_uploads()) == 2
+
+
+def test_data_page_explorer_and_delete_series_dialog(small_db):
+    at = open_page("data.py")
+    at.selectbox(key="data.series").set_value(API_LAT).run()
+    assert not at.exception
+    assert f"{N - 36:,} points (3 missing)" in texts(at)
+    gap_tables = [d.value for d in at.dataframe if "duration_s" in d.value.columns]
+    assert gap_tables and gap_tables[0]["duration_s"].tolist() == [36 * 300.0]
+    at.button(key="data.del_series").click().run()
+    shown = texts(at)
+    assert f"all {N - 36:,} of its points and 1 incident window(s)" in shown
+    at.button(key="dlg.series.yes").click().run()
+    assert not at.exception
+    s = app_store(small_db)
+    assert API_LAT not in s.series_keys() and len(s.series_keys()) == 3
+    assert len(s.list_incidents()) == 0
+    assert any("Deleted series" in t.proto.body for t in at.toast)
+
+
+def test_data_page_delete_upload_dialog_then_no_data(small_db):
+    at = open_page("data.py")
+    at.button(key="data.del_upload").click().run()
+    assert "Delete upload **#1 `seed.csv`**" in texts(at)
+    at.button(key="dlg.upload.yes").click().run()
+    assert not at.exception
+    assert app_store(small_db).series_keys() == []
+    assert "No data yet" in texts(at)
+
+
+def test_data_page_cancel_keeps_everything(small_db):
+    at = open_page("data.py")
+    at.button(key="data.del_upload").click().run()
+    at.button(key="dlg.upload.no").click().run()
+    assert not at.exception
+    assert "Delete upload **#1" not in texts(at)  # the dialog is closed and stays closed
+    at.run()
+    assert "Delete upload **#1" not in texts(at)
+    assert len(app_store(small_db).series_keys()) == 4
+
+
+def test_data_page_incident_upload(small_db):
+    at = open_page("data.py")
+    csv = b"series,start,end,kind\n,2026-01-03T00:00:00Z,2026-01-03T00:30:00Z,outage\n"
+    at.file_uploader[1].set_value(("outages.csv", csv, "text/csv")).run()
+    at.button(key="data.import_inc").click().run()
+    assert not at.exception
+    assert any("outages.csv: 1 incident window(s) stored." in e.value for e in at.success)
+    inc = app_store(small_db).list_incidents()
+    assert sorted(inc["source"]) == ["outages.csv", "seed-incidents.csv"]
+    assert inc.loc[inc["source"] == "outages.csv", "series"].isna().all()  # a global window
+
+
+def test_data_page_is_read_only_without_the_editor_role(small_db, tmp_path, monkeypatch):
+    roles = tmp_path / "roles.toml"
+    roles.write_text('[local]\nuser = "visitor"\n[roles]\ndefault = []\n')
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+    at = open_page("data.py")
+    assert not at.exception
+    assert "Read-only: visitor lacks the 'editor' role" in texts(at)
+    assert at.button(key="data.del_upload").disabled and at.button(key="data.del_series").disabled
+
+
+# ---------------------------------------------------------------------------- speed
+@pytest.mark.slow
+def test_overview_is_fast_on_a_100_series_db(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 3 * 24 * 12
+    ts = pd.date_range(START, periods=n, freq=STEP)
+    pts = pd.concat([pd.DataFrame({"series": f'm{{svc="s{i:03d}"}}', "ts": ts, "value": rng.normal(0, 1, n)})
+                     for i in range(100)], ignore_index=True)
+    path = tmp_path / "big.duckdb"
+    with Store(path) as s:
+        s.write_points(pts, name="big.csv", sha256="big", fmt="long")
+    with studio_db(path):
+        t0 = time.perf_counter()
+        at = open_page("overview.py")
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        at.run()
+        warm = time.perf_counter() - t0
+    assert not at.exception
+    assert metric_values(at)["Series"] == "100"
+    print(f"overview on 100 series x {n} points: cold {cold:.2f} s, warm {warm:.2f} s")
+    assert warm < 2.0, f"warm overview took {warm:.2f} s"
