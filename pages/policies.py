@@ -1,6 +1,155 @@
-"""Policies page (placeholder until its issue lands)."""
+"""Policies: the policy in force, history and diffs, rollback, approvals, scheduled changes, the audit
+trail with its integrity check, and import/export. Widgets and layout only; logic is in core/."""
 
+import pandas as pd
 import streamlit as st
 
+from core import policy as pol
+from core.errors import StudioError
+from ui import policy_ui as pu
+from ui import state
+
 st.title("Policies")
-st.info("This page is being built.")
+pu.show_flash()
+user, user_error = pu.session_user()
+pu.show_identity(user, user_error)
+note = pu.write_note(user)                      # None when the user may change policies
+if note:
+    st.info(f"Read-only: {note}. Everything is visible; write controls are disabled.", icon=":material/lock:")
+
+store = state.store()
+versions = pu.history()
+by_number = {v.number: v for v in versions}
+active = pol.active_version(store, pu.POLICY)
+latest = versions[-1].number if versions else 0
+now = pd.Timestamp.now(tz="UTC")
+
+t_active, t_hist, t_appr, t_audit, t_io = st.tabs(
+    ["Active policy", "History & diff", "Approvals & schedule", "Audit log", "Import / export"])
+
+with t_active:
+    if active is None:
+        st.info("No policy is in force yet. Import a policy YAML (Import / export tab); with no policy in "
+                "force the first one takes effect without approval (bootstrap).", icon=":material/policy:")
+    else:
+        c = st.columns([1, 2, 3, 1])
+        c[0].metric("Version", f"v{active.number}")
+        c[1].metric("Author", active.author)
+        c[2].metric("In force since", pu.fmt_ts(active.in_force_from))
+        c[3].metric("Rules", len(active.rule_dicts))
+        st.caption(f"Reason: {active.reason} | content hash {active.content_hash[:12]}")
+        if latest > active.number:
+            lv = by_number[latest]
+            when = f", effective {pu.fmt_ts(lv.effective_at)}" if lv.effective_at else ""
+            st.warning(f"v{latest} exists but is not in force ({lv.status}{when}).")
+        st.dataframe(pu.rules_frame(active), hide_index=True, width="stretch")
+
+with t_hist:
+    st.subheader("Version history")
+    if not versions:
+        st.info("No versions yet.")
+    else:
+        st.dataframe(pu.versions_frame(versions, active.number if active else None), hide_index=True,
+                     width="stretch")
+        st.subheader("Diff")
+        nums = [v.number for v in versions]
+        c1, c2 = st.columns(2)
+        a = c1.selectbox("From (A)", nums, index=max(len(nums) - 2, 0), format_func=lambda n: f"v{n}",
+                         key="pol.diff_a")
+        b = c2.selectbox("To (B)", nums, index=len(nums) - 1, format_func=lambda n: f"v{n}", key="pol.diff_b")
+        pu.show_diff(pol.diff(by_number[a], by_number[b]), f"v{a} -> v{b}: ")
+        st.subheader("Roll back")
+        targets = [v.number for v in reversed(versions)
+                   if v.status == "approved" and v.content_hash != versions[-1].content_hash]
+        if not targets:
+            st.caption("No approved older version differs from the latest one; nothing to roll back to.")
+        else:
+            to = st.selectbox("Restore the rules of", targets, format_func=lambda n: f"v{n}: {by_number[n].reason}",
+                              key="pol.rollback_to")
+            if st.button("Roll back...", key="pol.rollback", icon=":material/history:", disabled=bool(note),
+                         help=note or f"creates v{latest + 1} equal in content to v{to}; you confirm first"):
+                pu.request("rollback", to=int(to), base=latest)
+            st.caption(f"A rollback creates a new version (v{latest + 1}); history is never rewritten.")
+
+with t_appr:
+    st.subheader("Approvals queue")
+    pending = [v for v in versions if v.status == "pending_approval"]
+    if not pending:
+        st.caption("No change is waiting for approval.")
+    for v in pending:
+        with st.container(border=True):
+            st.markdown(f"**v{v.number}** by {v.author}, {pu.fmt_ts(v.created_at)}: {v.reason}")
+            for why in v.significance:
+                st.markdown(f"- {why}")
+            why_a, why_r = pol.approval_blocker(user, v), pol.rejection_blocker(user, v)
+            c1, c2 = st.columns(2)
+            if c1.button("Approve...", key=f"pol.approve.{v.number}", disabled=why_a is not None, help=why_a,
+                         icon=":material/check:"):
+                pu.request("approve", number=v.number)
+            if c2.button("Reject...", key=f"pol.reject.{v.number}", disabled=why_r is not None, help=why_r,
+                         icon=":material/block:"):
+                pu.request("reject", number=v.number)
+            for why in dict.fromkeys(w for w in (why_a, why_r) if w):
+                st.caption(f"Disabled: {why}.")
+    st.subheader("Scheduled changes")
+    sched = [v for v in versions if v.effective_at is not None and v.effective_at > now and v.status != "rejected"]
+    if sched:
+        st.dataframe(pu.versions_frame(sched, None), hide_index=True, width="stretch")
+    else:
+        st.caption("No change is scheduled for later.")
+
+with t_audit:
+    full = pu.audit_log()
+    pu.show_integrity(len(full))
+    c1, c2, c3 = st.columns(3)
+    who = c1.selectbox("Actor", ["(all)", *sorted(full["actor"].unique())], key="pol.audit_actor")
+    act = c2.selectbox("Action", ["(all)", *sorted(full["action"].unique())], key="pol.audit_action")
+    days = c3.date_input("Dates (UTC)", value=(), key="pol.audit_dates")
+    since = until = None
+    if isinstance(days, (tuple, list)) and len(days) >= 1:
+        since = pd.Timestamp(days[0], tz="UTC")
+        until = pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    shown = pu.audit_log(None if who == "(all)" else who, None if act == "(all)" else act, since, until)
+    st.caption(f"{len(shown)} of {len(full)} entries, newest first.")
+    st.dataframe(pu.audit_frame(shown), hide_index=True, width="stretch")
+
+with t_io:
+    st.subheader("Import a policy")
+    up = st.file_uploader("Policy YAML", type=["yaml", "yml"], disabled=bool(note), key="pol.import_file")
+    pasted = st.text_area("...or paste policy YAML", disabled=bool(note), key="pol.import_text")
+    text, name = (up.getvalue().decode("utf-8", "replace"), up.name) if up else (pasted, "pasted YAML")
+    if text.strip():
+        d, reasons, error = pu.import_preview(text)
+        if error:
+            st.error(f"Not importable: {error}", icon=":material/error:")
+        else:
+            pu.show_diff(d, "Against the version in force: ")
+            for why in reasons:
+                st.warning(f"Needs a second person's approval: {why}")
+            if not reasons:
+                st.caption("Takes effect at once (no significant change).")
+            if st.button("Import...", key="pol.import", disabled=bool(note) or d.is_empty, help=note,
+                         icon=":material/upload:"):
+                pu.request("import", text=text, name=name, base=latest)
+    st.subheader("Export")
+    if versions:
+        default = (active or versions[-1]).number
+        n = st.selectbox("Version", [v.number for v in reversed(versions)], format_func=lambda x: f"v{x}",
+                         index=[v.number for v in reversed(versions)].index(default), key="pol.export_v")
+        v = by_number[n]
+        st.download_button("Policy YAML", pu.policy_text(v), file_name=f"{v.policy}-v{v.number}.yaml",
+                           mime="application/yaml", icon=":material/download:", key="pol.dl_yaml")
+        st.caption("Prometheus mapping: edit a selector to map a studio series to your PromQL (default: as is).")
+        mapping = st.data_editor(pu.mapping_frame(v), hide_index=True, width="stretch", key="pol.mapping",
+                                 disabled=["series"])
+        scrape = st.number_input("Scrape interval (seconds)", 1.0, 3600.0, 60.0, key="pol.scrape")
+        try:
+            st.download_button("Prometheus rules YAML", pu.prometheus_text(v, mapping, scrape),
+                               file_name=f"{v.policy}-v{v.number}.rules.yml", mime="application/yaml",
+                               icon=":material/download:", key="pol.dl_prom")
+        except StudioError as exc:
+            st.error(f"Cannot export Prometheus rules: {exc}")
+    else:
+        st.caption("Nothing to export yet.")
+
+pu.show_pending()

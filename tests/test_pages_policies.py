@@ -1,0 +1,230 @@
+"""Policies page (AppTest): history, rollback through the confirm dialog, approvals, viewer mode, import
+validation, audit integrity; plus the pure helpers of ui/policy_ui.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from core import audit
+from core import policy as pol
+from core.export import policy_to_yaml
+from core.identity import User
+from tests.apptest_util import open_page, studio_db, texts
+
+ED = User("ed", None, frozenset({"viewer", "editor"}))
+ROLES = """
+[local]
+user = "nobody"
+[roles]
+ed = ["editor"]
+ann = ["editor", "approver"]
+carol = ["viewer"]
+default = ["viewer"]
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    """2 services x 3 days at 5-minute steps, demo policy seeded as v1 (built once, copied per test)."""
+    from data.generate import write_demo
+
+    d = tmp_path_factory.mktemp("demo")
+    write_demo(d / "csv", d / "demo.duckdb", services=2, days=3, freq="5min")
+    return (d / "demo.duckdb").read_bytes()
+
+
+@pytest.fixture
+def db(tmp_path, demo_db, monkeypatch):
+    p = tmp_path / "studio.duckdb"
+    p.write_bytes(demo_db)
+    roles = tmp_path / "roles.toml"
+    roles.write_text(ROLES)
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+    monkeypatch.setenv("STUDIO_USER", "ed")
+    with studio_db(p):
+        yield p
+
+
+def app_store(path):
+    """The Store the app holds for ``path`` (a second connection to the file is not allowed)."""
+    from ui import state
+
+    return state._store(str(path))
+
+
+def refresh() -> None:
+    """What the Thresholds page does after a write: drop the cached queries."""
+    from ui import state
+
+    state.after_write()
+
+
+def frame_with(at, column: str) -> pd.DataFrame:
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with a {column!r} column")
+
+
+def add_rule(v: pol.PolicyVersion, **kw) -> list[dict]:
+    """v's rules plus a warning-only rule (not a significant change)."""
+    return v.rule_dicts + [{"name": "ZzExtra", "series": 'cpu_pct{service="checkout"}', "warning": 95.0, **kw}]
+
+
+def bump_gateway(v: pol.PolicyVersion) -> list[dict]:
+    """v's rules with the gateway warning 150 -> 225: a rule with a critical level, so significant."""
+    return [dict(r, warning=225.0) if r["name"] == "ApiGatewayLatencyHigh" else r for r in v.rule_dicts]
+
+
+def test_page_renders_history_and_integrity(db):
+    at = open_page("policies.py")
+    assert not at.exception, [e.value for e in at.exception]
+    hist = frame_with(at, "version")
+    assert hist["version"].tolist() == [1] and hist["author"].tolist() == ["seed"]
+    assert hist["status"].tolist() == ["approved"] and bool(hist["in force"].iloc[0])
+    assert len(frame_with(at, "comparator")) == 12                      # the demo policy's rules
+    out = texts(at)
+    assert "**ed**" in out and "editor, viewer" in out                  # who, and their roles
+    assert "Audit chain intact, 1 entry." in out                        # the seed's entry
+
+
+def test_apply_then_rollback_through_the_dialog(db):
+    at = open_page("policies.py")
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    v2 = pol.apply(s, "default", add_rule(v1), base_version=1, user=ED, reason="extra cpu rule")
+    assert v2.status == "approved"
+    refresh()
+    at.run()
+    assert frame_with(at, "version")["version"].tolist() == [2, 1]
+    assert at.selectbox(key="pol.rollback_to").options == ["v1: demo policy from demo_policy.yaml"]
+    at.button(key="pol.rollback").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    # the dialog states what will change: v2 (in force) -> v1 removes the extra rule
+    assert "Against the version in force (v2): 0 added, 1 removed, 0 changed, 12 unchanged" in texts(at)
+    assert frame_with(at, "change")["rule"].tolist() == ["ZzExtra"]
+    at.text_input(key="pdlg.reason").input("extra rule pages too often")
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    hist = pol.history(s)
+    assert [v.number for v in hist] == [1, 2, 3]
+    v3 = hist[-1]
+    assert (v3.content, v3.content_hash, v3.source, v3.author) == (v1.content, v1.content_hash, "rollback", "ed")
+    assert v3.reason == "rollback to v1: extra rule pages too often"
+    entries = audit.list_audit(s, object="policy:default")
+    assert entries["action"].tolist() == ["policy.rollback", "policy.apply", "policy.seed"]
+    assert entries["actor"].tolist()[:2] == ["ed", "ed"]
+    assert "Rolled back: v3 has the rules of v1." in texts(at)
+    assert frame_with(at, "version")["version"].tolist() == [3, 2, 1]   # the page shows fresh data
+    assert "Audit chain intact, 3 entries." in texts(at)
+
+
+def test_cancel_writes_nothing(db):
+    at = open_page("policies.py")
+    s = app_store(db)
+    pol.apply(s, "default", add_rule(pol.get_version(s, "default", 1)), base_version=1, user=ED, reason="x")
+    refresh()
+    at.run()
+    at.button(key="pol.rollback").click().run()
+    at.button(key="pdlg.no").click().run()
+    assert not at.exception and len(pol.history(s)) == 2
+    assert "Against the version in force" not in texts(at)
+
+
+def test_approval_queue_author_cannot_approve_second_person_can(db, monkeypatch):
+    at = open_page("policies.py")
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    rules = bump_gateway(v1)
+    v2 = pol.apply(s, "default", rules, base_version=1, user=ED, reason="double gateway warning")
+    assert v2.status == "pending_approval"
+    refresh()
+    at.run()
+    assert at.button(key="pol.approve.2").disabled and not at.button(key="pol.reject.2").disabled
+    assert "Disabled: ed may not approve: that needs the 'approver' role" in texts(at)
+    monkeypatch.setenv("STUDIO_USER", "ann")
+    at.run()
+    assert not at.button(key="pol.approve.2").disabled
+    at.button(key="pol.approve.2").click().run()
+    at.text_input(key="pdlg.reason").input("replay looks fine")
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    v2 = pol.get_version(s, "default", 2)
+    assert (v2.status, v2.decided_by) == ("approved", "ann")
+    assert pol.active_version(s).number == 2
+    assert "Approved v2; it is in force." in texts(at)
+
+
+def test_viewer_sees_everything_with_write_controls_disabled(db, monkeypatch):
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    rules = bump_gateway(v1)
+    pol.apply(s, "default", rules, base_version=1, user=ED, reason="pending one")        # v2, pending
+    monkeypatch.setenv("STUDIO_USER", "carol")
+    at = open_page("policies.py")
+    assert not at.exception, [e.value for e in at.exception]
+    out = texts(at)
+    assert "**carol**" in out and "roles: **viewer**" in out and "Read-only: carol has roles viewer" in out
+    assert frame_with(at, "version")["version"].tolist() == [2, 1]      # sees everything
+    assert at.button(key="pol.rollback").disabled
+    assert at.button(key="pol.approve.2").disabled and at.button(key="pol.reject.2").disabled
+    assert at.text_area(key="pol.import_text").disabled
+    assert "Audit chain intact, 2 entries." in out
+
+
+def test_import_shows_validation_error_with_path_then_imports(db):
+    at = open_page("policies.py")
+    at.text_area(key="pol.import_text").input("rules:\n  - {name: X, warning: 1}\n").run()
+    assert "Not importable: rules[0].series: missing required field 'series'" in texts(at)
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    good = policy_to_yaml(pol.to_rules(add_rule(v1)), v1.meta)
+    at.text_area(key="pol.import_text").input(good).run()
+    assert "1 added, 0 removed, 0 changed, 12 unchanged" in texts(at)
+    assert "Takes effect at once" in texts(at)
+    at.button(key="pol.import").click().run()
+    at.button(key="pdlg.yes").click().run()                             # default reason "import pasted YAML"
+    assert not at.exception, [e.value for e in at.exception]
+    v2 = pol.get_version(s, "default", 2)
+    assert (v2.source, v2.reason, v2.status) == ("import", "import pasted YAML", "approved")
+    assert "Imported pasted YAML as v2; it is in force." in texts(at)
+
+
+def test_broken_audit_chain_is_shown_red(db):
+    s = app_store(db)
+    with s.transaction() as con:   # tamper with the stored entry behind the app's back
+        con.execute("UPDATE audit SET reason = 'forged' WHERE seq = 1")
+    at = open_page("policies.py")
+    assert [e.value for e in at.error][0].startswith("Audit chain broken at entry #1:")
+
+
+# ---------------------------------------------------------------------------- pure helpers
+def test_diff_frame_and_versions_frame_by_hand():
+    from ui import policy_ui as pu
+
+    a = [{"name": "A", "series": "m", "warning": 1.0}, {"name": "B", "series": "n", "warning": 2.0}]
+    b = [{"name": "A", "series": "m", "warning": 3.0}, {"name": "C", "series": "o", "critical": 9.0}]
+    df = pu.diff_frame(pol.diff(a, b))
+    assert df.values.tolist() == [["C", "added", "", "", "o > w=None c=9.0"],
+                                  ["B", "removed", "", "n > w=2.0 c=None", ""],
+                                  ["A", "changed", "warning", "1.0", "3.0"]]
+    assert pu.diff_frame(pol.diff(a, a)).empty
+
+
+def test_session_user_uses_st_user_only_when_login_is_configured(db, monkeypatch):
+    import streamlit as st
+
+    from ui import policy_ui as pu
+
+    assert pu.oidc_configured() is False                     # no [auth] secret here
+    assert pu.session_user() == (User("ed", None, frozenset({"viewer", "editor"})), None)
+    monkeypatch.setattr(st, "user", {"is_logged_in": False})   # [auth] configured, nobody logged in
+    assert pu.oidc_configured() is True
+    assert pu.session_user()[0].roles == frozenset({"viewer"})
+    monkeypatch.setattr(st, "user", {"is_logged_in": True, "email": "ann", "name": "Ann"})
+    u, err = pu.session_user()
+    assert (u.id, u.roles, err) == ("ann", frozenset({"viewer", "editor", "approver"}), None)
+    (db.parent / "roles.toml").write_text("[roles]\nann = ['admin']\n")          # unknown role
+    u, err = pu.session_user()
+    assert u.roles == frozenset({"viewer"}) and "unknown role" in err

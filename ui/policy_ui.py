@@ -1,0 +1,321 @@
+"""Pieces of the Policies page: who is using the studio, cached policy and audit queries, tables,
+diff rendering, and confirm dialogs for rollback, approve, reject and import.
+
+Identity: OIDC login is configured when ``.streamlit/secrets.toml`` has an ``[auth]`` section; only
+then does ``st.user`` carry an ``is_logged_in`` key. :func:`session_user` passes ``st.user`` to
+:func:`core.identity.current_user` in that case (logged in: that person; not logged in: an anonymous
+viewer) and nothing otherwise (the local operator, ``$STUDIO_USER`` or the roles file's ``[local]``).
+
+Dialogs follow :mod:`ui.dialogs`: a button calls :func:`request` and the page calls
+:func:`show_pending` once per run, so a dialog stays open across reruns until it is answered or
+dismissed. A dialog writes through :mod:`core.policy` as the session user, then clears the query
+cache (``ui.state.after_write``) and queues a toast plus a success line for the next run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import audit
+from core import policy as pol
+from core.errors import StudioError
+from core.identity import ANONYMOUS, User, current_user
+from ui import state
+
+POLICY = pol.DEFAULT_POLICY
+PENDING = "policy_ui.pending"
+FLASH = "policy_ui.flash"
+RULE_COLUMNS = ["name", "series", "comparator", "warning", "critical", "for", "keep_firing_for", "recovery",
+                "consecutive", "missing", "unit", "labels"]
+
+
+# ---------------------------------------------------------------------------- identity
+def oidc_configured() -> bool:
+    """Whether OIDC login is configured (``st.user`` has ``is_logged_in`` only with an ``[auth]`` secret)."""
+    try:
+        return "is_logged_in" in st.user
+    except Exception:  # no script context or no auth support
+        return False
+
+
+def session_user() -> tuple[User, str | None]:
+    """``(user, error)``: the session's user, or an anonymous viewer plus the error when the roles file is
+    invalid (so a broken file never grants write access)."""
+    try:
+        return current_user(st.user if oidc_configured() else None), None
+    except StudioError as exc:
+        return ANONYMOUS, f"roles file problem, showing read-only: {exc}"
+
+
+def show_identity(user: User, error: str | None) -> None:
+    """Who is acting and with which roles, plus log in / log out when OIDC is configured."""
+    roles = ", ".join(sorted(user.roles))
+    if not oidc_configured():
+        how = "local operator (no login configured)"
+    elif user.id == ANONYMOUS.id:
+        how = "not logged in (read-only until you log in)"
+    else:
+        how = "logged in with OIDC"
+    c1, c2 = st.columns([5, 1])
+    c1.markdown(f":material/person: **{user.id}** | {how} | roles: **{roles}**")
+    if oidc_configured():
+        if user.id == ANONYMOUS.id:
+            c2.button("Log in", on_click=st.login, icon=":material/login:", key="pol.login")
+        else:
+            c2.button("Log out", on_click=st.logout, icon=":material/logout:", key="pol.logout")
+    if error:
+        st.error(error)
+
+
+def write_note(user: User, role: str = "editor") -> str | None:
+    """Why write controls are disabled for ``user`` (None when they hold ``role``)."""
+    if user.has(role):
+        return None
+    return (f"{user.id} has roles {', '.join(sorted(user.roles))}: changes need the {role!r} role "
+            "(set in the roles file, config/roles.toml or $STUDIO_ROLES)")
+
+
+# ---------------------------------------------------------------------------- cached queries
+@st.cache_data(show_spinner=False)
+def _history(path: str, policy: str) -> list[pol.PolicyVersion]:
+    return pol.history(state.store(), policy)
+
+
+def history(policy: str = POLICY) -> list[pol.PolicyVersion]:
+    """Every version, oldest first (cached until the next write)."""
+    return _history(state.db_path(), policy)
+
+
+@st.cache_data(show_spinner=False)
+def _audit(path: str, actor: str | None, action: str | None, since: Any, until: Any) -> pd.DataFrame:
+    return audit.list_audit(state.store(), actor=actor, action=action, since=since, until=until)
+
+
+def audit_log(actor: str | None = None, action: str | None = None, since: Any = None,
+              until: Any = None) -> pd.DataFrame:
+    """Audit entries matching the filters, newest first (cached until the next write)."""
+    return _audit(state.db_path(), actor, action, since, until)
+
+
+@st.cache_data(show_spinner=False)
+def _verify(path: str) -> tuple[bool, int | None, str]:
+    return audit.verify_audit(state.store())
+
+
+def verify() -> tuple[bool, int | None, str]:
+    """:func:`core.audit.verify_audit` of the app's database (cached until the next write)."""
+    return _verify(state.db_path())
+
+
+def show_integrity(entries: int) -> None:
+    """Green when the hash chain verifies, red naming the first broken entry otherwise."""
+    ok, seq, msg = verify()
+    if ok:
+        st.success(f"Audit chain intact, {entries} entr{'y' if entries == 1 else 'ies'}.",
+                   icon=":material/verified:")
+    else:
+        st.error(f"Audit chain broken at entry #{seq}: {msg}", icon=":material/gpp_bad:")
+
+
+# ---------------------------------------------------------------------------- tables
+def fmt_ts(t: Any) -> str:
+    return "" if t is None or pd.isna(t) else pd.Timestamp(t).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def versions_frame(versions: list[pol.PolicyVersion], active_number: int | None) -> pd.DataFrame:
+    """One row per version, newest first: number, parent, author, time, reason, status, hash (short)."""
+    rows = [{"version": v.number, "parent": v.parent_number, "in force": v.number == active_number,
+             "author": v.author, "created": fmt_ts(v.created_at), "reason": v.reason, "status": v.status,
+             "effective": fmt_ts(v.effective_at), "decided by": v.decided_by or "", "source": v.source,
+             "rules": len(v.rule_dicts), "hash": v.content_hash[:10]} for v in reversed(versions)]
+    return pd.DataFrame(rows).astype({"parent": "Int64"}) if rows else pd.DataFrame()
+
+
+def rules_frame(version: pol.PolicyVersion) -> pd.DataFrame:
+    """The version's rules as a table (labels as ``k=v`` text; absent fields empty)."""
+    df = pd.DataFrame(version.rule_dicts).reindex(columns=RULE_COLUMNS)
+    df["labels"] = df["labels"].map(lambda d: ", ".join(f"{k}={v}" for k, v in d.items())
+                                    if isinstance(d, dict) else "")
+    return df
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def diff_frame(d: pol.PolicyDiff) -> pd.DataFrame:
+    """A diff as rows ``rule, change, field, before, after`` (values as text)."""
+    rows = [{"rule": r["name"], "change": "added", "field": "", "before": "",
+             "after": f"{r.get('series')} {r.get('comparator')} w={r.get('warning')} c={r.get('critical')}"}
+            for r in d.added]
+    rows += [{"rule": r["name"], "change": "removed", "field": "",
+              "before": f"{r.get('series')} {r.get('comparator')} w={r.get('warning')} c={r.get('critical')}",
+              "after": ""} for r in d.removed]
+    rows += [{"rule": c.name, "change": "changed", "field": f, "before": _text(b), "after": _text(a)}
+             for c in d.changed for f, (b, a) in c.fields.items()]
+    return pd.DataFrame(rows, columns=["rule", "change", "field", "before", "after"])
+
+
+def show_diff(d: pol.PolicyDiff, what: str = "") -> None:
+    """A diff as a one-line summary plus a table (or 'no changes')."""
+    if d.is_empty:
+        st.info(f"{what}no changes: the rules are identical.")
+        return
+    st.markdown(f"{what}{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, "
+                f"{len(d.unchanged)} unchanged")
+    st.dataframe(diff_frame(d), hide_index=True, width="stretch")
+
+
+# ---------------------------------------------------------------------------- dialogs
+def request(kind: str, **kwargs: Any) -> None:
+    """Ask for a dialog: ``rollback`` (to, base), ``approve`` / ``reject`` (number), ``import`` (text, name, base)."""
+    st.session_state[PENDING] = (kind, kwargs)
+
+
+def _clear() -> None:
+    st.session_state.pop(PENDING, None)
+
+
+def show_pending() -> None:
+    """Open the requested dialog, if any. Call once per page run, after the buttons."""
+    item = st.session_state.get(PENDING)
+    if item:
+        kind, kwargs = item
+        {"rollback": rollback_dialog, "approve": approve_dialog, "reject": reject_dialog,
+         "import": import_dialog}[kind](**kwargs)
+
+
+def show_flash() -> None:
+    """Toast and success line for the write made in the previous run, if any. Call near the top."""
+    msg = st.session_state.pop(FLASH, None)
+    if msg:
+        st.toast(msg, icon=":material/check_circle:")
+        st.success(msg, icon=":material/check_circle:")
+
+
+def _confirm(label: str, write: Any, message: Any, default_reason: str = "") -> None:
+    """Reason box and Confirm/Cancel; on confirm run ``write(user, reason)`` and report ``message(v)``."""
+    reason = st.text_input("Reason (recorded in the audit trail)", value=default_reason, key="pdlg.reason")
+    c1, c2 = st.columns(2)
+    yes = c1.button(label, type="primary", key="pdlg.yes", width="stretch")
+    if c2.button("Cancel", key="pdlg.no", width="stretch"):
+        _clear()
+        st.rerun()
+    if yes:
+        user, _ = session_user()
+        try:
+            v = write(user, reason)
+        except StudioError as exc:  # conflict, permission, validation: say so, keep the dialog open
+            st.error(str(exc))
+            return
+        _clear()
+        state.after_write()
+        st.session_state[FLASH] = message(v)
+        st.rerun()
+
+
+def _status_msg(v: pol.PolicyVersion) -> str:
+    if v.status == "pending_approval":
+        return f"waits for a second person's approval ({'; '.join(v.significance)})"
+    return "is in force" if v.effective_at is None else f"takes effect {fmt_ts(v.effective_at)}"
+
+
+@st.dialog("Roll back", icon=":material/history:", on_dismiss=_clear, width="large")
+def rollback_dialog(to: int, base: int) -> None:
+    store = state.store()
+    target = pol.get_version(store, POLICY, to)
+    active = pol.active_version(store, POLICY)
+    st.markdown(f"Creates **v{base + 1}** with the rules of **v{to}** ({target.reason}). History is kept; "
+                f"it takes effect at once (v{to} was approved before).")
+    show_diff(pol.diff(active, target), f"Against the version in force (v{active.number if active else '-'}): ")
+    _confirm("Roll back", lambda u, r: pol.rollback(store, POLICY, to, u, r, base),
+             lambda v: f"Rolled back: v{v.number} has the rules of v{to}.")
+
+
+def _decision_body(number: int) -> pol.PolicyVersion:
+    store = state.store()
+    v = pol.get_version(store, POLICY, number)
+    st.markdown(f"**v{number}** by {v.author}, {fmt_ts(v.created_at)}: {v.reason}")
+    for why in v.significance:
+        st.markdown(f"- needs approval: {why}")
+    show_diff(pol.diff(pol.active_version(store, POLICY), v), "Against the version in force: ")
+    return v
+
+
+@st.dialog("Approve change", icon=":material/check:", on_dismiss=_clear, width="large")
+def approve_dialog(number: int) -> None:
+    _decision_body(number)
+    _confirm("Approve", lambda u, r: pol.approve(state.store(), number, u, r, policy=POLICY),
+             lambda v: f"Approved v{v.number}; it {_status_msg(v)}.")
+
+
+@st.dialog("Reject change", icon=":material/block:", on_dismiss=_clear, width="large")
+def reject_dialog(number: int) -> None:
+    _decision_body(number)
+    _confirm("Reject", lambda u, r: pol.reject(state.store(), number, u, r, policy=POLICY),
+             lambda v: f"Rejected v{v.number}; it will never come into force.")
+
+
+@st.dialog("Import policy", icon=":material/upload:", on_dismiss=_clear, width="large")
+def import_dialog(text: str, name: str, base: int) -> None:
+    st.markdown(f"Creates **v{base + 1}** from `{name}`.")
+    _confirm("Import", lambda u, r: pol.import_yaml(state.store(), text, user=u, reason=r, base_version=base,
+                                                    policy=POLICY),
+             lambda v: f"Imported {name} as v{v.number}; it {_status_msg(v)}.", f"import {name}")
+
+
+def import_preview(text: str) -> tuple[pol.PolicyDiff | None, list[str], str | None]:
+    """``(diff against the version in force, reasons it needs approval, error)`` of a policy YAML text."""
+    from core.export import policy_from_yaml
+
+    try:
+        rules, _ = policy_from_yaml(text)
+        new = pol.normalise_rules(rules)
+    except StudioError as exc:
+        return None, [], str(exc)
+    store = state.store()
+    return pol.diff(pol.active_version(store, POLICY), new), pol.approval_reasons(store, POLICY, new), None
+
+
+def audit_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Audit entries for display: detail as compact JSON text, hashes shortened."""
+    out = df[["seq", "ts", "actor", "action", "object", "reason", "detail"]].copy()
+    out["detail"] = out["detail"].map(audit.canonical_json)
+    out["entry_hash"] = df["entry_hash"].str.slice(0, 10)
+    return out
+
+
+# ---------------------------------------------------------------------------- export
+def mapping_frame(version: pol.PolicyVersion) -> pd.DataFrame:
+    """One row per distinct rule ``series`` with the PromQL selector the export uses by default."""
+    from core.export import PromMapping
+
+    default = PromMapping()
+    rows = []
+    for r in version.rules():  # a handful of rules
+        try:
+            sel = default.selector(r.series)
+        except StudioError:
+            sel = ""
+        rows.append({"series": r.series, "selector": sel})
+    return pd.DataFrame(rows, columns=["series", "selector"]).drop_duplicates("series", ignore_index=True)
+
+
+def prometheus_text(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> str:
+    """Prometheus rules YAML of ``version`` with the edited ``series -> selector`` table."""
+    from core.export import PromMapping, to_prometheus_yaml
+
+    sel = {str(s): str(q).strip() for s, q in zip(mapping["series"], mapping["selector"], strict=True)
+           if isinstance(s, str) and s and isinstance(q, str) and q.strip()}
+    m = PromMapping(selectors=sel, scrape_interval_s=float(scrape_interval_s))
+    return to_prometheus_yaml(version.rules(), m, policy=version.policy, version=version.number)
+
+
+def policy_text(version: pol.PolicyVersion) -> str:
+    """The version as a studio policy YAML file."""
+    from core.export import policy_to_yaml
+
+    return policy_to_yaml(version.rules(), {**version.meta, "policy": version.policy})
