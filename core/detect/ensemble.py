@@ -1,0 +1,130 @@
+"""The default detector: several causal detectors whose calibrated tail probabilities are combined
+with Simes' rule, and the fixed default alert threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.detect.base import Detector, as_series, infer_step_s
+from core.errors import InsufficientDataError, ValidationError
+
+DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "iforest")
+
+#: Default alert threshold on the ensemble score (``score >= threshold`` fires), i.e. a combined tail
+#: probability of at most 1e-3. Chosen once on /work/shared/nab (``python -m core.eval nab --sweep``:
+#: 0.998-0.9995 score within 1.5 points of each other; the round 1e-3 was kept) and fixed.
+DEFAULT_THRESHOLD = 0.999
+
+
+class EnsembleDetector(Detector):
+    """Combine member detectors' tail probabilities with Simes' rule.
+
+    With the ``m`` members that score a point sorted by tail probability ``p_(1) <= ... <= p_(m)``, the
+    combined probability is ``p = min_i m p_(i) / i`` (capped at 1). Simes' combination is a valid
+    tail probability when members are independent or positively dependent (as detectors looking at
+    the same residuals are) and is never more than Bonferroni's ``m p_(1)``, so one member is enough
+    to flag a point while agreement between members strengthens it. Score ``1 - p``. Members that
+    cannot be fitted on too short a history are left out (``skipped_`` says which and why); if none
+    can, :class:`InsufficientDataError`.
+
+    Parameters
+    ----------
+    members : sequence of str or Detector
+        Registry names (see :data:`core.detect.DETECTORS`) or detector instances.
+    """
+
+    name = "ensemble"
+
+    def __init__(self, members: Sequence[str | Detector] = DEFAULT_MEMBERS) -> None:
+        super().__init__()
+        self.members = tuple(members)
+
+    def fit(self, history: pd.Series) -> EnsembleDetector:
+        from core.detect import make_detector
+
+        h = as_series(history, "history")
+        self.history_ = h
+        self.step_s_ = infer_step_s(h.index)
+        fitted, skipped = [], {}
+        for m in self.members:
+            det = make_detector(m) if isinstance(m, str) else m
+            try:
+                fitted.append(det.fit(h))
+            except InsufficientDataError as exc:
+                skipped[det.name] = str(exc)
+        if not fitted:
+            raise InsufficientDataError("no detector could be fitted: " + "; ".join(
+                f"{k}: {v}" for k, v in skipped.items()))
+        self.fitted_ = fitted
+        self.skipped_ = skipped
+        self.calibrator_ = True     # marks the ensemble as fitted
+        return self
+
+    def member_pvalues(self, series: pd.Series) -> pd.DataFrame:
+        """Each fitted member's tail probability per point (columns named after the members)."""
+        self._check_fitted()
+        s = as_series(series)
+        return pd.DataFrame({d.name: d.pvalue(s) for d in self.fitted_}, index=s.index)
+
+    @staticmethod
+    def combine(p: np.ndarray) -> np.ndarray:
+        """Simes combination of a (points x members) array of tail probabilities (NaN = no score)."""
+        fin = np.isfinite(p)
+        m = fin.sum(axis=1)
+        srt = np.sort(np.where(fin, p, np.inf), axis=1)            # missing members sort last
+        rank = np.arange(1, p.shape[1] + 1)[None, :]
+        with np.errstate(invalid="ignore"):
+            simes = np.where(np.isfinite(srt), m[:, None] * srt / rank, np.inf).min(axis=1)
+        return np.where(m > 0, np.minimum(1.0, simes), np.nan)
+
+    def pvalue(self, series: pd.Series) -> np.ndarray:
+        return self.combine(self.member_pvalues(series).to_numpy())
+
+    def raw(self, series: pd.Series):
+        p = self.pvalue(series)
+        nan = np.full(p.size, np.nan)
+        return -np.log10(p), nan, nan
+
+    def explain(self, series: pd.Series, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+        """One row per flagged point: ``ts, value, score, detectors, expected, lower, upper, confidence``.
+
+        ``detectors`` lists the members whose own tail probability is at most ``1 - threshold`` (with
+        Simes' rule at least one member does, for every flagged point); ``expected``/``lower``/
+        ``upper`` is the band of values the seasonal member would not flag at that level (the
+        forecast member's band where it agrees and the seasonal member does not); ``confidence`` is ``1 - p`` for the combined tail probability ``p``.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise ValidationError(f"threshold must be in (0, 1), got {threshold}", path="threshold")
+        s = as_series(series)
+        pv = self.member_pvalues(s)
+        p = self.combine(pv.to_numpy())
+        score = 1.0 - p
+        hit = np.flatnonzero(score >= threshold)
+        agree = pv.to_numpy() <= (1.0 - threshold)          # NaN compares False
+        names = np.array(pv.columns)
+        exp = lo = hi = np.full(len(s), np.nan)
+        by_name = {d.name: d for d in self.fitted_}
+        # band: from the seasonal member, or from the forecast member where only it (of the two) agrees
+        for pick in ("ewma_residual", "seasonal_z"):
+            if pick in by_name:
+                e, lo_, hi_ = by_name[pick].band(s, threshold)
+                use = np.ones(len(s), dtype=bool) if pick == "seasonal_z" else np.zeros(len(s), dtype=bool)
+                if pick == "ewma_residual":
+                    cols = list(pv.columns)
+                    own = agree[:, cols.index(pick)]
+                    other = agree[:, cols.index("seasonal_z")] if "seasonal_z" in cols else np.zeros_like(own)
+                    use = own & ~other
+                elif "ewma_residual" in by_name:
+                    use = ~np.isfinite(exp)
+                exp, lo, hi = (np.where(use, e, exp), np.where(use, lo_, lo), np.where(use, hi_, hi))
+        return pd.DataFrame({
+            "ts": s.index[hit],
+            "value": s.to_numpy()[hit],
+            "score": score[hit],
+            "detectors": [",".join(names[agree[i]]) for i in hit],
+            "expected": exp[hit], "lower": lo[hit], "upper": hi[hit],
+            "confidence": score[hit],
+        })

@@ -1,0 +1,164 @@
+"""Evaluate the default detector on the labelled NAB subset: ``python -m core.eval nab [DIR]``.
+
+Each file is scored causally on its own: the detector is fitted on the file's probationary period
+(the first 15% of rows, at most 750, which NAB ignores anyway) and scores every later row using only
+that row and earlier rows. A row whose score is at or above the one shared threshold is a detection.
+
+NAB adapter (documented, the raw score stays honest): after a detection, further detections within
+``refractory_s`` seconds are suppressed, the way an alert is not re-sent while the same episode is
+still open. NAB rewards the earliest detection of a window and charges every extra detection outside
+it; an on-call engineer would likewise get one page per episode, not one per row.
+
+The threshold is chosen once on this subset with ``--sweep`` (the table it prints is the evidence)
+and then fixed in :data:`core.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, make_detector
+from core.errors import InsufficientDataError, NotFound, StudioError
+from core.scoring import NAB_PROFILES, nab_probation, nab_score, normalised
+
+DEFAULT_NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "nab"
+DEFAULT_REFRACTORY_S = 6 * 3600.0   # one detection per 6 h episode (an alert is not re-sent)
+
+
+@dataclass
+class NabRun:
+    """Scores of every file: ``scores[name] = (timestamps, score array)`` and the windows."""
+
+    scores: dict[str, tuple[pd.DatetimeIndex, np.ndarray]]
+    windows: dict[str, list]
+    seconds: float
+
+
+def read_nab_file(path: Path) -> pd.Series:
+    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex."""
+    df = pd.read_csv(path)
+    if list(df.columns[:2]) != ["timestamp", "value"]:
+        raise StudioError(f"{path}: expected columns timestamp,value, got {list(df.columns)}")
+    idx = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True))
+    return pd.Series(pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64), index=idx)
+
+
+def score_file(series: pd.Series, detector: str = DEFAULT_DETECTOR) -> np.ndarray:
+    """Causal scores of one file: fitted on its probationary rows (which get NaN), scored after."""
+    n = len(series)
+    k = nab_probation(n)
+    out = np.full(n, np.nan)
+    try:
+        det = make_detector(detector).fit(series.iloc[:k])
+    except InsufficientDataError:
+        return out                       # too little history to say anything: no detections
+    out[k:] = det.score(series.iloc[k:])
+    return out
+
+
+def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float,
+               refractory_s: float = DEFAULT_REFRACTORY_S) -> np.ndarray:
+    """Rows where ``score >= threshold``, keeping only the first of any run within ``refractory_s``
+    seconds after a kept detection (causal: a row is kept or dropped using earlier rows only)."""
+    with np.errstate(invalid="ignore"):
+        cand = np.flatnonzero(score >= threshold)
+    out = np.zeros(score.size, dtype=bool)
+    if cand.size == 0:
+        return out
+    t = ts.as_unit("ns").asi8[cand] / 1e9
+    last = -np.inf
+    for i, ti in zip(cand, t, strict=True):       # loops over detections only, not over points
+        if ti - last >= refractory_s or refractory_s <= 0:
+            out[i] = True
+            last = ti
+    return out
+
+
+def run_nab(nab_dir: Path, detector: str = DEFAULT_DETECTOR, files: list[str] | None = None) -> NabRun:
+    """Score every (or the named) NAB file causally."""
+    wfile = nab_dir / "windows.json"
+    if not wfile.exists():
+        raise NotFound(f"no NAB windows.json in {nab_dir}; expected the labelled subset there")
+    windows = json.loads(wfile.read_text())
+    names = sorted(windows) if files is None else files
+    t0 = time.perf_counter()
+    scores = {}
+    for name in names:
+        s = read_nab_file(nab_dir / "data" / name)
+        scores[name] = (s.index, score_file(s, detector))
+    return NabRun(scores, windows, time.perf_counter() - t0)
+
+
+def evaluate(run: NabRun, threshold: float = DEFAULT_THRESHOLD,
+             refractory_s: float = DEFAULT_REFRACTORY_S) -> dict[str, object]:
+    """Normalised score per profile, overall and per category, for one threshold."""
+    files = {n: (ts, detections(ts, sc, threshold, refractory_s)) for n, (ts, sc) in run.scores.items()}
+    out: dict[str, object] = {}
+    per_cat = []
+    for prof in NAB_PROFILES:
+        r = nab_score(files, run.windows, prof)
+        out[prof] = r.normalised
+        pf = r.per_file.assign(category=r.per_file["name"].str.split("/").str[0])
+        g = pf.groupby("category")[["raw", "null", "perfect", "tp", "fp", "fn", "windows"]].sum()
+        g["score"] = [normalised(a, b, c) for a, b, c in zip(g["raw"], g["null"], g["perfect"], strict=True)]
+        g["profile"] = prof
+        per_cat.append(g.reset_index())
+        if prof == "standard":
+            out["per_file"] = r.per_file
+    out["per_category"] = pd.concat(per_cat, ignore_index=True)
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "   n/a" if x is None or not np.isfinite(x) else f"{x:6.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.eval", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("nab", help="score the default detector on the NAB subset")
+    p.add_argument("dir", nargs="?", default=str(DEFAULT_NAB_DIR), help="NAB directory (windows.json, data/)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--refractory-s", type=float, default=DEFAULT_REFRACTORY_S,
+                   help="suppress detections this many seconds after one (NAB adapter)")
+    p.add_argument("--files", nargs="*", default=None, help="only these files (category/name.csv)")
+    p.add_argument("--sweep", action="store_true", help="print scores for a range of thresholds")
+    p.add_argument("--per-file", action="store_true", help="print the standard-profile per-file table")
+    args = ap.parse_args(argv)
+    try:
+        run = run_nab(Path(args.dir), args.detector, args.files)
+        print(f"scored {len(run.scores)} files causally in {run.seconds:.1f} s "
+              f"(detector {args.detector}, refractory {args.refractory_s:g} s)")
+        if args.sweep:
+            print("threshold  standard  low_FP  low_FN")
+            for thr in (0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999, 0.999995, 0.999999):
+                r = evaluate(run, thr, args.refractory_s)
+                print(f"{thr:<9g}  {_fmt(r['standard'])}  {_fmt(r['reward_low_FP'])}  {_fmt(r['reward_low_FN'])}")
+        r = evaluate(run, args.threshold, args.refractory_s)
+        print(f"threshold {args.threshold:g}: normalised NAB score  standard {_fmt(r['standard'])}  "
+              f"reward_low_FP {_fmt(r['reward_low_FP'])}  reward_low_FN {_fmt(r['reward_low_FN'])}")
+        cat = r["per_category"]
+        wide = cat.pivot(index="category", columns="profile", values="score")[list(NAB_PROFILES)]
+        counts = cat[cat["profile"] == "standard"].set_index("category")[["windows", "tp", "fp"]]
+        table = wide.join(counts)
+        print("per category (normalised; n/a = no labelled window; fp = detections outside windows):")
+        print(table.to_string(float_format=lambda v: f"{v:6.1f}"))
+        if args.per_file:
+            print(r["per_file"].to_string(float_format=lambda v: f"{v:7.2f}"))
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
