@@ -1,6 +1,148 @@
-"""Thresholds page (placeholder until its issue lands)."""
+"""Thresholds: replay a series' alert rule over its history, tune it with evidence, apply it as a new
+policy version (preview, approval check, optimistic concurrency). Logic lives in ui/thresholds_ui.py."""
 
 import streamlit as st
 
+from core.errors import StudioError
+from core.rules import COMPARATORS, MISSING_MODES
+from ui import state
+from ui import thresholds_ui as tui
+from ui.policy_ui import session_user, write_note
+
+ss = st.session_state
 st.title("Thresholds")
-st.info("This page is being built.")
+st.caption("Replay an alert rule over the stored history, drag a threshold and watch episodes, time in "
+           "alert and caught incidents change; then apply it as a new policy version.")
+tui.show_flash()
+
+series = state.series_table()
+series = series[series["points"] > 0]
+if series.empty:
+    st.info("No data yet: upload metric exports on the Data page first.", icon=":material/upload_file:")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
+    st.stop()
+
+snap = tui.loaded_policy()
+now = tui.current_policy()
+keys = series["key"].tolist()
+if now["base"] != snap["base"]:
+    st.warning(f"The policy changed since you loaded this page (now v{now['base']}, you loaded "
+               f"v{snap['base']}); applying will be refused until you reload.", icon=":material/sync_problem:")
+    if st.button("Reload policy (discards your edits)", key="thr.reload"):
+        tui.loaded_policy(reload=True)
+        ss.pop(tui.CTX, None)
+        st.rerun()
+elif snap["active"] is not None and snap["base"] > snap["active"]:
+    st.info(f"v{snap['base']} waits for approval; this page edits the version in force (v{snap['active']}) "
+            f"and applying here supersedes v{snap['base']}.", icon=":material/pending:")
+
+key = st.selectbox("Series", keys, index=tui.default_index(keys, snap["rules"]), key="thr.series",
+                   help="Type to search. Defaults to the first series that has a rule in force.")
+try:
+    data = tui.series_data(key)
+except StudioError as exc:
+    st.warning(str(exc))
+    st.stop()
+
+matches = tui.matching_rules(snap["rules"], key)
+draft = ss.get(tui.DRAFT)
+if matches:
+    names = [r["name"] for r in matches]
+    if ss.get("thr.rule") not in names:
+        ss.pop("thr.rule", None)
+    name = st.selectbox("Rule", names, key="thr.rule") if len(names) > 1 else names[0]
+    base_rule, is_new = next(r for r in matches if r["name"] == name), False
+    selected = tui.Rule.from_dict(base_rule).matching(keys)
+    where = f"v{snap['active']} (in force)" if snap["active"] else "the policy"
+    st.caption(f"Rule **{name}** from {where} selects {len(selected)} stored series"
+               + (": a change applies to all of them." if len(selected) > 1 else "."))
+elif draft is not None and draft["series"] == key:
+    base_rule, is_new = draft, True
+    st.caption(f"New rule **{draft['name']}**, defaults from this series' 99th and 99.9th percentiles.")
+else:
+    st.info("No rule in force matches this series.", icon=":material/rule:")
+    if st.button("New rule for this series", icon=":material/add:", key="thr.new"):
+        ss[tui.DRAFT] = tui.suggest_rule(data, [r["name"] for r in snap["rules"]])
+        st.rerun()
+    st.stop()
+
+# ---------------------------------------------------------------- editor
+tui.init_editor((key, base_rule["name"], is_new), base_rule, data)
+K = tui.KEYS
+c = st.columns([1, 1, 1, 1, 1, 1.3])
+c[0].selectbox("Comparator", COMPARATORS, key=K["comparator"], on_change=tui.on_comparator, args=(data,))
+c[1].text_input("For", key=K["for"], help="Pending period before it fires, e.g. 5m, 1h30m")
+c[2].text_input("Keep firing for", key=K["keep_firing_for"], help="Keeps firing this long after it clears")
+c[3].number_input("Consecutive", min_value=1, step=1, key=K["consecutive"],
+                  help="Breaching evaluations in a row before pending starts")
+c[4].number_input("Recovery", value=None, key=K["recovery"], placeholder="none",
+                  help="Hysteresis: a firing alert resolves only past this value")
+c[5].selectbox("Missing data", MISSING_MODES, key=K["missing"],
+               help="nodata: stop and report; keep_last: carry the last value; resolve: not breaching")
+values = tui.editor_state()
+lo, hi, step = tui.slider_spec(data.q, values["comparator"], [values["warning"], values["critical"]], data.unit)
+fmt = f"%.{tui._decimals(step)}f"
+for level in ("warning", "critical"):
+    a, b = st.columns([1, 6])
+    on = a.checkbox(level.capitalize(), key=K[f"has_{level}"])
+    b.slider(f"{level} threshold ({data.unit or 'value'})", lo, hi, step=step, format=fmt, key=K[level],
+             disabled=not on, label_visibility="collapsed")
+q = {k: f"{v:.4g}" for k, v in data.q.items()}
+st.caption(f"Slider range from raw-point percentiles ({data.n:,} points): median {q['p50']}, p99 {q['p99']}, "
+           f"p99.9 {q['p99.9']}, max {q['max']}; widened to hold the current thresholds.")
+try:
+    rule = tui.edited_rule(base_rule, values)
+except StudioError as exc:
+    st.error(f"Not a valid rule: {exc}", icon=":material/error:")
+    st.stop()
+
+# ---------------------------------------------------------------- replay
+levels = list(rule.triggers())
+if ss.get("thr.level") not in levels:
+    ss["thr.level"] = levels[0]
+level = st.radio("Judge level", levels, horizontal=True, key="thr.level",
+                 help="The cards and the sweep judge this level's episodes")
+try:
+    view = tui.threshold_view(data, rule, level)
+except StudioError as exc:
+    st.warning(f"Cannot replay: {exc}")
+    st.stop()
+st.plotly_chart(view.figure, key="thr.chart")
+for col, (label, value, help_) in zip(st.columns(5), tui.summary_cards(view.summary), strict=True):
+    col.metric(label, value, help=help_)
+for note in view.summary.get("notes", []):
+    st.caption(note)
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Episodes")
+    when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
+    st.dataframe(tui.episodes_table(view.replay), hide_index=True, height=300, width="stretch",
+                 column_config={"start": when, "end": when, "peak": st.column_config.NumberColumn(format="%.4g")})
+    if view.summary["nodata_episodes"]:
+        st.caption(f"{view.summary['nodata_episodes']} no-data episode(s) ({tui.fmt_dur(view.summary['nodata_s'])} "
+                   "without data) are not listed; they are grey in the chart's strip.")
+with right:
+    st.subheader("Trade-off")
+    current = rule.triggers()[level]
+    try:
+        sw = tui.sweep_for(data, rule, level, lo, hi)
+        st.plotly_chart(tui.sweep_figure(sw, current, data.unit), key="thr.sweep")
+        if "recall" not in sw.columns:
+            st.caption("No incidents labelled for this series: recall cannot be shown.")
+    except StudioError as exc:
+        st.caption(f"Sweep unavailable: {exc}")
+
+# ---------------------------------------------------------------- apply
+user, user_error = session_user()
+note = write_note(user) or user_error
+unchanged = not is_new and not tui.changed(base_rule, rule)
+if st.button("Apply...", type="primary", icon=":material/publish:", key="thr.apply",
+             disabled=bool(note) or unchanged):
+    ss[tui.DIALOG] = True
+if note:
+    st.caption(f"Read-only: {note}")
+elif unchanged:
+    st.caption("Move a threshold or change a setting to apply a new version.")
+if ss.get(tui.DIALOG):
+    tui.apply_dialog(tui.replace_rule(snap["rules"], rule), snap["base"], rule.name)

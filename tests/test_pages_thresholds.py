@@ -1,0 +1,317 @@
+"""Thresholds page (AppTest): renders the rule in force, the slider moves the summary the right way
+(checked against a count done by hand), Apply -> preview dialog -> confirm writes v2 plus an audit
+entry, conflicts and missing reasons write nothing, viewers cannot apply, a series without a rule gets
+a percentile-based draft. Plus the pure helpers of ui/thresholds_ui.py and the slider-to-chart timing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import audit
+from core import policy as pol
+from core.identity import User
+from core.rules import Rule
+from tests.apptest_util import open_page, studio_db, texts
+from tests.conftest import make_points
+
+CHECKOUT = 'latency_p95_ms{service="checkout"}'
+NO_RULE = 'error_rate_pct{service="api-gateway"}'
+ED = User("ed", None, frozenset({"viewer", "editor"}))
+ROLES = """
+[roles]
+ed = ["editor"]
+carol = ["viewer"]
+default = ["viewer"]
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    """data.generate: 2 services x 3 days at 5-minute steps; write_demo seeds the demo policy as v1."""
+    from data.generate import write_demo
+
+    d = tmp_path_factory.mktemp("thr")
+    write_demo(d / "csv", d / "demo.duckdb", services=2, days=3, freq="5min")
+    return (d / "demo.duckdb").read_bytes()
+
+
+@pytest.fixture
+def db(tmp_path, demo_db, monkeypatch):
+    p = tmp_path / "studio.duckdb"
+    p.write_bytes(demo_db)
+    (tmp_path / "roles.toml").write_text(ROLES)
+    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "roles.toml"))
+    monkeypatch.setenv("STUDIO_USER", "ed")
+    with studio_db(p):
+        yield p
+
+
+def app_store(path):
+    from ui import state
+
+    return state._store(str(path))
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def alert_pct(at) -> float:
+    return float(metrics(at)["Time in alert"].rstrip(" %"))
+
+
+def ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_checkout(db):
+    at = ok(open_page("thresholds.py"))
+    at.selectbox(key="thr.series").set_value(CHECKOUT).run()
+    return ok(at)
+
+
+# ---------------------------------------------------------------------------- page
+def test_renders_first_series_with_its_active_rule(db):
+    at = ok(open_page("thresholds.py"))
+    # keys sort cpu_pct first; FleetCpuHigh (cpu_pct{service="*"}) is in force for it
+    assert at.selectbox(key="thr.series").value == 'cpu_pct{service="api-gateway"}'
+    out = texts(at)
+    assert "Rule **FleetCpuHigh** from v1 (in force) selects 2 stored series" in out
+    assert (at.slider(key="thr.w").value, at.slider(key="thr.c").value) == (50.0, 90.0)
+    assert at.selectbox(key="thr.cmp").value == ">" and at.text_input(key="thr.for").value == "5m"
+    assert list(metrics(at)) == ["Episodes / week", "Time in alert", "Incidents caught",
+                                 "Median detection delay", "Precision"]
+    assert metrics(at)["Incidents caught"] == "no incidents"        # api-gateway is the "normal" service
+    assert metrics(at)["Precision"] == "insufficient"
+    assert at.button(key="thr.apply").disabled                       # nothing edited yet
+    assert len(at.get("plotly_chart")) == 2                          # replay chart + sweep
+
+
+def test_slider_moves_summary_in_the_right_direction_and_matches_hand_count(db):
+    at = open_checkout(db)
+    # CheckoutLatencyHigh: > 450 ms warning, never reached in these 3 days (max 395.6 ms)
+    assert at.slider(key="thr.w").value == 450.0
+    assert alert_pct(at) == 0.0 and metrics(at)["Incidents caught"] == "0/1"
+    # make the rule memoryless so the time in alert can be counted by hand
+    at.text_input(key="thr.for").input("0s")
+    at.selectbox(key="thr.missing").set_value("resolve")
+    at.slider(key="thr.w").set_value(300.0).run()
+    low = alert_pct(ok(at))
+    pts = app_store(db).get_points(CHECKOUT)
+    v, t = pts["value"].to_numpy(), pts["ts"]
+    span = (t.iloc[-1] - t.iloc[0]).total_seconds()
+    expected = 100.0 * 300.0 * np.count_nonzero(v[:-1] > 300.0) / span   # 5-min evaluations above 300
+    assert expected > 0 and low == pytest.approx(expected, abs=0.005)
+    assert metrics(at)["Incidents caught"] == "1/1"                  # the degradation reaches ~395 ms
+    at.slider(key="thr.w").set_value(350.0).run()
+    high = alert_pct(ok(at))
+    assert high < low                                                # higher '>' threshold, less alerting
+    assert high == pytest.approx(100.0 * 300.0 * np.count_nonzero(v[:-1] > 350.0) / span, abs=0.005)
+    assert not at.button(key="thr.apply").disabled
+
+
+def test_apply_dialog_confirm_creates_version_2_and_audit_entry(db):
+    at = open_checkout(db)
+    at.slider(key="thr.w").set_value(350.0).run()
+    at.button(key="thr.apply").click().run()
+    ok(at)
+    diff = next(df.value for df in at.dataframe if "field" in df.value.columns)
+    assert diff[["rule", "field", "before", "after"]].values.tolist() == [
+        ["CheckoutLatencyHigh", "warning", "450.0", "350.0"]]
+    impact = next(df.value for df in at.dataframe if "metric" in df.value.columns)
+    caught = impact[impact["metric"] == "incidents caught"]
+    assert caught[["old", "new"]].values.tolist() == [[0.0, 1.0]]      # old misses it, new catches it
+    assert "Needs approval by a second person" in texts(at)           # the rule has a critical level
+    at.text_input(key="thr.reason").input("catch the slow degradation")
+    at.button(key="thr.confirm").click().run()
+    ok(at)
+    s = app_store(db)
+    hist = pol.history(s)
+    assert [v.number for v in hist] == [1, 2]
+    v2 = hist[-1]
+    assert (v2.author, v2.reason, v2.status, v2.parent_number) == (
+        "ed", "catch the slow degradation", "pending_approval", 1)
+    rule = next(r for r in v2.rule_dicts if r["name"] == "CheckoutLatencyHigh")
+    assert (rule["warning"], rule["critical"], rule["labels"]) == (350.0, 900.0, {"team": "checkout"})
+    entries = audit.list_audit(s, object="policy:default")
+    assert entries["action"].tolist() == ["policy.apply", "policy.seed"]
+    assert entries["actor"].tolist()[0] == "ed"
+    out = texts(at)
+    assert "Created v2: waits for a second person's approval." in out
+    # the editor reloads from the version still in force (v1) and says v2 is pending
+    assert "v2 waits for approval; this page edits the version in force (v1)" in out
+    assert at.slider(key="thr.w").value == 450.0
+
+
+def test_missing_reason_and_conflict_write_nothing(db):
+    at = open_checkout(db)
+    at.slider(key="thr.w").set_value(350.0).run()
+    at.button(key="thr.apply").click().run()
+    at.button(key="thr.confirm").click().run()                       # no reason given
+    assert "reason: a reason is required" in texts(ok(at))
+    s = app_store(db)
+    assert len(pol.history(s)) == 1
+    # someone else applies meanwhile: the page's base (v1) is stale
+    v1 = pol.get_version(s, "default", 1)
+    pol.apply(s, "default", v1.rule_dicts + [{"name": "Zz", "series": NO_RULE, "warning": 1.0}],
+              base_version=1, user=ED, reason="other session")
+    at.text_input(key="thr.reason").input("mine")
+    at.button(key="thr.confirm").click().run()
+    out = texts(ok(at))
+    assert "Not applied. policy 'default' changed while you were editing" in out
+    assert "Your edits are still on the page" in out
+    assert len(pol.history(s)) == 2 and at.slider(key="thr.w").value == 350.0    # nothing lost
+
+
+def test_viewer_sees_the_page_but_cannot_apply(db, monkeypatch):
+    monkeypatch.setenv("STUDIO_USER", "carol")
+    at = open_checkout(db)
+    at.slider(key="thr.w").set_value(350.0).run()
+    ok(at)
+    assert metrics(at)["Incidents caught"] == "1/1"                  # the replay still works
+    assert at.button(key="thr.apply").disabled
+    assert "Read-only: carol has roles viewer" in texts(at)
+
+
+def test_series_without_rule_offers_a_percentile_draft(db):
+    at = ok(open_page("thresholds.py"))
+    at.selectbox(key="thr.series").set_value(NO_RULE).run()
+    assert "No rule in force matches this series." in texts(ok(at))
+    at.button(key="thr.new").click().run()
+    ok(at)
+    v = app_store(db).get_points(NO_RULE)["value"].dropna().to_numpy()
+    step = at.slider(key="thr.w").step
+    assert at.slider(key="thr.w").value == pytest.approx(round(np.quantile(v, 0.99) / step) * step)
+    assert at.slider(key="thr.c").value == pytest.approx(round(np.quantile(v, 0.999) / step) * step)
+    assert "New rule **ApiGatewayErrorRatePctHigh**" in texts(at)
+    assert not at.button(key="thr.apply").disabled
+
+
+def test_flipping_comparator_resets_levels_to_the_other_tail(db):
+    at = open_checkout(db)
+    at.selectbox(key="thr.cmp").set_value("<").run()
+    ok(at)
+    v = app_store(db).get_points(CHECKOUT)["value"].dropna().to_numpy()
+    w, c = at.slider(key="thr.w").value, at.slider(key="thr.c").value
+    assert w > c                                                       # '<': warning above critical
+    assert w == pytest.approx(np.quantile(v, 0.01), abs=at.slider(key="thr.w").step)
+
+
+# ---------------------------------------------------------------------------- helpers (pure)
+def test_nice_step_snap_and_slider_spec():
+    from ui.thresholds_ui import nice_step, slider_spec, snap
+
+    assert nice_step(770.0) == 5.0 and nice_step(0.3) == 0.002 and nice_step(100.0) == 0.5
+    assert snap(0.30000000000000004, 0.1) == 0.3 and snap(452.4, 5.0) == 450.0
+    q = {"min": 10.0, "p0.1": 11.0, "p1": 12.0, "p50": 40.0, "p99": 70.0, "p99.9": 75.0, "max": 80.0}
+    assert slider_spec(q, ">", [], "percent") == (40.0, 80.0, 0.2)
+    assert slider_spec(q, ">", [95.0], "percent") == (40.0, 95.0, 0.5)    # widened to hold 95
+    assert slider_spec(q, "<", [], None) == (10.0, 40.0, 0.2)
+    assert slider_spec({**q, "max": 99.9}, ">", [120.0], "percent")[1] == 100.0   # clipped to 0..100
+
+
+def test_rule_name_and_replace_rule():
+    from ui.thresholds_ui import replace_rule, rule_name
+
+    assert rule_name(CHECKOUT) == "CheckoutLatencyP95MsHigh"
+    assert rule_name(CHECKOUT, ["CheckoutLatencyP95MsHigh"]) == "CheckoutLatencyP95MsHigh2"
+    rules = [{"name": "A", "series": "a", "warning": 1.0}, {"name": "B", "series": "b", "warning": 2.0}]
+    out = replace_rule(rules, Rule(name="A", series="a", warning=5.0))
+    assert [(r["name"], r["warning"]) for r in out] == [("B", 2.0), ("A", 5.0)]
+
+
+def test_edited_rule_keeps_other_fields_and_validates():
+    from core.errors import ValidationError
+    from ui.thresholds_ui import changed, edited_rule
+
+    base = {"name": "R", "series": "m", "comparator": ">", "warning": 10.0, "critical": 20.0, "for": "5m",
+            "labels": {"team": "x"}, "unit": "ms", "annotations": {"rationale": "why"}}
+    vals = {"comparator": ">", "has_warning": True, "warning": 12.0, "has_critical": False, "critical": 20.0,
+            "for": "1m", "keep_firing_for": "", "recovery": None, "consecutive": 2, "missing": "resolve"}
+    r = edited_rule(base, vals)
+    assert (r.warning, r.critical, r.for_s, r.consecutive, r.missing) == (12.0, None, 60.0, 2, "resolve")
+    assert r.labels == {"team": "x"} and r.unit == "ms" and r.annotations == {"rationale": "why"}
+    assert changed(base, r)
+    same = dict(vals, warning=10.0, has_critical=True, **{"for": "5m"}, consecutive=1, missing="nodata")
+    assert not changed(base, edited_rule(base, same))
+    with pytest.raises(ValidationError, match="rule.warning"):
+        edited_rule(base, dict(vals, has_critical=True, critical=11.0))   # warning above critical
+
+
+def test_summary_cards_say_insufficient():
+    from ui.thresholds_ui import summary_cards
+
+    thin = {"episodes_per_week": 14.0, "time_in_alert_pct": 1.25, "episodes": 3, "incidents": 2, "fn": 1,
+            "precision": 1 / 3, "tp": 1, "detection_delay_s": 330.0, "span_s": 3 * 86400}
+    cards = {label: (value, why) for label, value, why in summary_cards(thin)}
+    assert cards["Episodes / week"][0] == "14.0" and "extrapolated" in cards["Episodes / week"][1]
+    assert cards["Time in alert"][0] == "1.25 %"
+    assert cards["Incidents caught"] == ("1/2", "only 2 incident(s): too few for a recall rate (needs 5)")
+    assert cards["Median detection delay"][0] == "5m 30s"
+    assert cards["Precision"] == ("insufficient", "3 episode(s): precision needs at least 5")
+    rich = dict(thin, episodes=8, incidents=6, fn=0, precision=0.75, tp=6, span_s=30 * 86400)
+    cards = {label: (value, why) for label, value, why in summary_cards(rich)}
+    assert cards["Incidents caught"] == ("6/6", "recall 100%")
+    assert cards["Precision"] == ("75%", "6 of 8 episodes overlap an incident")
+    none = {"episodes_per_week": 0.0, "time_in_alert_pct": 0.0, "episodes": 0, "span_s": 86400}
+    cards = {label: value for label, value, _ in summary_cards(none)}
+    assert cards["Incidents caught"] == "no incidents" and cards["Precision"] == "insufficient"
+
+
+# ---------------------------------------------------------------------------- slider-to-chart time
+def test_slider_to_chart_time_on_30_days_of_1_minute_points():
+    """replay + summary + figure (what one slider move costs) on 43,200 points; goal <= 300 ms."""
+    from ui.thresholds_ui import make_series_data, threshold_view
+
+    n = 30 * 1440
+    pts = make_points(n, series="lat", seed=3)
+    pts["value"] += 20 * np.sin(np.arange(n) * 2 * np.pi / 1440)       # a daily cycle
+    pts.loc[::997, "value"] = np.nan
+    starts = pd.to_datetime(["2026-01-03", "2026-01-09", "2026-01-14", "2026-01-20", "2026-01-26"], utc=True)
+    inc = pd.DataFrame({"series": "lat", "start": starts, "end": starts + pd.Timedelta("2h"), "kind": "x"})
+    data = make_series_data("lat", pts, inc, "ms")
+    assert len(data.display) <= 4 * 2000 + 10                          # min/max downsampled for the chart
+    times = []
+    for thr in np.linspace(110.0, 124.0, 8):                           # a drag across the slider
+        rule = Rule(name="x", series="lat", warning=float(thr), critical=130.0, for_s=120, recovery=105.0)
+        t0 = time.perf_counter()
+        view = threshold_view(data, rule, "warning")
+        times.append(time.perf_counter() - t0)
+        assert view.summary["episodes"] >= 0 and len(view.figure.data) >= 2
+    med = float(np.median(times))
+    print(f"\nslider-to-chart on {n} points: median {med * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+    assert med < 0.3 * 3          # the goal is 300 ms; 3x slack for a shared 2-core machine
+
+
+@pytest.mark.slow
+def test_slider_rerun_time_of_the_whole_page_on_30_days(tmp_path, monkeypatch):
+    """The full page script after a slider move (AppTest, cached points and sweep) on one 30-day 1-minute
+    series: what the user waits for, server side."""
+    from core.store import Store
+
+    n = 30 * 1440
+    pts = make_points(n, series="lat_ms", seed=5)
+    pts["value"] += 20 * np.sin(np.arange(n) * 2 * np.pi / 1440)
+    path = tmp_path / "big.duckdb"
+    with Store(path) as s:
+        s.write_points(pts, name="big.csv", sha256="big", fmt="long", actor="test")
+        pol.apply(s, "default", [{"name": "LatHigh", "series": "lat_ms", "warning": 115.0, "for": "2m"}],
+                  base_version=0, user=ED, reason="seed")
+    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "none.toml"))
+    with studio_db(path):
+        at = ok(open_page("thresholds.py"))
+        assert at.slider(key="thr.w").value == 115.0
+        times, pcts = [], []
+        for v in (116.0, 117.0, 118.0, 119.0, 120.0):
+            t0 = time.perf_counter()
+            at.slider(key="thr.w").set_value(v).run()
+            times.append(time.perf_counter() - t0)
+            pcts.append(alert_pct(ok(at)))
+    assert pcts == sorted(pcts, reverse=True) and pcts[0] > pcts[-1]
+    print(f"\npage rerun after a slider move, 43,200 points: median {np.median(times) * 1000:.0f} ms")
+    assert np.median(times) < 3.0
