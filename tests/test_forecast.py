@@ -1,0 +1,131 @@
+"""Forecasts: interval coverage on held-out data, no peeking, thin history; plus analyse()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.analysis import analyse
+from core.forecast import FORECASTERS, SeasonalNaiveForecaster, backtest, forecast, seasonal_indices
+
+
+def hourly_series(days: int, *, seed: int = 0, noise: float = 1.0, daily: float = 5.0, weekly: float = 2.0,
+                  slope: float = 0.0, start: str = "2026-01-05") -> pd.Series:
+    """Hourly values with known N(0, noise) noise around daily + weekly sines and a trend (per day)."""
+    rng = np.random.default_rng(seed)
+    n = 24 * days
+    t = np.arange(n) / 24.0
+    y = 50 + daily * np.sin(2 * np.pi * t) + weekly * np.sin(2 * np.pi * t / 7) + slope * t + rng.normal(0, noise, n)
+    return pd.Series(y, index=pd.date_range(start, periods=n, freq="1h", tz="UTC"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_backtest_coverage_on_known_noise(seed):
+    b = backtest(hourly_values=hourly_series(30, seed=seed, slope=0.1), holdout_days=3)
+    assert b.sufficient and b.n_scored == 72 and b.holdout_hours == 72
+    assert 0.6 <= b.coverage80 <= 0.95          # reported as measured, not tuned per seed
+    assert b.coverage95 >= b.coverage80 and b.coverage95 >= 0.8
+    assert 0.5 < b.mae < 1.5                    # noise sd 1: MAE of a perfect forecast is 0.80
+    assert b.mae < b.naive_mae                  # beats "same hour last week"
+    assert "inside the 80% band" in b.summary()
+
+
+def test_backtest_never_sees_the_hold_out():
+    s = hourly_series(21, seed=4)
+    poisoned = s.copy()
+    poisoned.iloc[-72:] = poisoned.iloc[-72:] * 100     # change only the held-out tail
+    a = backtest(hourly_values=s, holdout_days=3)
+    b = backtest(hourly_values=poisoned, holdout_days=3)
+    np.testing.assert_allclose(a.frame["mean"], b.frame["mean"])
+    np.testing.assert_allclose(a.frame["hi95"], b.frame["hi95"])
+    assert b.coverage95 == 0.0 and a.coverage95 > 0.5
+
+
+def test_forecast_frame_shape_and_ordering():
+    s = hourly_series(21, seed=5)
+    f = forecast(hourly_values=s, horizon_days=2)
+    assert f.sufficient and f.horizon_hours == 48 and f.periods == (24, 168)
+    fr = f.frame
+    assert list(fr.columns) == ["ts", "mean", "lo80", "hi80", "lo95", "hi95"] and len(fr) == 48
+    assert fr["ts"].iloc[0] == s.index[-1] + pd.Timedelta("1h")
+    assert (fr["lo95"] < fr["lo80"]).all() and (fr["lo80"] < fr["mean"]).all()
+    assert (fr["mean"] < fr["hi80"]).all() and (fr["hi80"] < fr["hi95"]).all()
+    # the daily pattern is carried forward: peak near 06:00, trough near 18:00 UTC
+    day = fr.set_index(fr["ts"].dt.hour)["mean"].iloc[:24]
+    assert day.idxmax() in (5, 6, 7) and day.idxmin() in (17, 18, 19)
+
+
+def test_seasonal_indices_hand_checked():
+    # 0 for hours 0-11 and 6 for hours 12-23, six days: mean 3, so indices -3 and +3
+    y = np.tile(np.r_[np.zeros(12), np.full(12, 6.0)], 6)
+    idx, k = seasonal_indices(pd.Series(y, index=pd.date_range("2026-01-05", periods=144, freq="1h", tz="UTC")), 24)
+    np.testing.assert_allclose(idx, np.r_[np.full(12, -3.0), np.full(12, 3.0)])
+    assert k == 5                       # the centred 2x24 moving average loses half a day at each end
+
+
+def test_seasonal_naive_repeats_the_last_cycle():
+    s = hourly_series(5, noise=0.0, weekly=0.0)
+    m = SeasonalNaiveForecaster().fit(s)
+    p = m.predict(30)
+    np.testing.assert_allclose(p["mean"].to_numpy()[:24], s.to_numpy()[-24:])
+    assert set(FORECASTERS) == {"seasonal_ets", "seasonal_naive"}
+
+
+def test_thin_history_is_insufficient_not_a_guess():
+    f = forecast(hourly_values=hourly_series(2), horizon_days=1)
+    assert not f.sufficient and "72" in f.reason and f.frame.empty
+    f = forecast(hourly_values=hourly_series(10), horizon_days=7)
+    assert not f.sufficient and "336" in f.reason
+    b = backtest(hourly_values=hourly_series(5), holdout_days=3)
+    assert not b.sufficient and np.isnan(b.coverage80)
+    gappy = hourly_series(10)
+    gappy.iloc[::5] = np.nan                           # 20% of hours missing
+    f = forecast(hourly_values=gappy, horizon_days=1)
+    assert not f.sufficient and "missing" in f.reason
+
+
+def test_mape_is_nan_when_actuals_touch_zero():
+    s = hourly_series(14, noise=0.5) - 50               # crosses zero
+    s.iloc[-5] = 0.0
+    b = backtest(hourly_values=s, holdout_days=2)
+    assert b.sufficient and np.isnan(b.mape) and np.isfinite(b.mae)
+
+
+# ----------------------------------------------------------------------------- analyse()
+def minute_bench(days: int = 30, seed: int = 42) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    idx = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
+    t = np.arange(n) / 1440.0
+    y = 200 + 40 * np.sin(2 * np.pi * t) + 15 * np.sin(2 * np.pi * t / 7) + 1.5 * t + rng.normal(0, 8, n)
+    y[idx >= pd.Timestamp("2026-01-21", tz="UTC")] += 25
+    return pd.Series(y, index=idx)
+
+
+def test_analyse_runs_every_stage_and_times_it():
+    calls = []
+    a = analyse(minute_bench(), unit="ms", detector=lambda v: calls.append(len(v)) or "scored")
+    assert a.n_points == 43200 and calls == [43200] and a.detections == "scored"
+    for stage in ("prepare", "baseline", "seasonality", "trend", "change_points", "forecast", "backtest",
+                  "detector", "total"):
+        assert a.timings[stage] >= 0
+    assert a.timings["total"] >= sum(v for k, v in a.timings.items() if k != "total") * 0.99
+    assert a.baseline.sufficient and a.seasonality.sufficient and a.forecast.sufficient
+    assert a.trend.significant and a.trend.direction == "rising"
+    assert [str(p.ts) for p in a.change_points.points] == ["2026-01-21 00:00:00+00:00"]
+    assert a.change_points.points[0].change == pytest.approx(25, abs=2)
+    assert a.change_points.slope_per_day == pytest.approx(1.5, abs=0.2)
+    assert a.forecast.horizon_hours == 168 and a.backtest.sufficient
+    assert set(a.summary()) >= {"baseline", "trend", "seasonality", "forecast", "backtest", "timings_s"}
+
+
+def test_analyse_counter_and_thin_series():
+    idx = pd.date_range("2026-01-05", periods=600, freq="1min", tz="UTC")
+    counter = pd.Series(np.cumsum(np.full(600, 120.0)), index=idx)   # +2 per second
+    counter.iloc[300:] -= counter.iloc[299]                            # a reset
+    a = analyse(counter, kind="counter")
+    assert a.baseline.kind == "counter" and a.baseline.median.value == pytest.approx(2.0)
+    assert not a.seasonality.sufficient and not a.forecast.sufficient and not a.backtest.sufficient
+    assert not a.trend.sufficient and a.trend.reason
+    assert not a.change_points.sufficient or a.change_points.points == []

@@ -1,0 +1,120 @@
+"""Trend significance, Theil-Sen slope and change points: known answers, clean-noise silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import signal, stats
+
+from core.trend import binary_segmentation, change_points, trend_test
+
+
+def minute_series(days: float, *, seed: int = 0, slope: float = 0.0, noise: float = 3.0, ar: float = 0.0,
+                  daily: float = 0.0, weekly: float = 0.0, shift: float = 0.0,
+                  shift_at: str | None = None, start: str = "2026-01-01") -> pd.Series:
+    """Seeded 1-minute series: level 100 + slope/day + daily/weekly sines + (AR(1)) noise + a shift."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 1440)
+    idx = pd.date_range(start, periods=n, freq="1min", tz="UTC")
+    t = np.arange(n) / 1440.0
+    e = rng.normal(0, noise, n)
+    if ar:
+        e = signal.lfilter([1.0], [1.0, -ar], e)
+    y = (100 + slope * t + daily * np.sin(2 * np.pi * t) + weekly * np.sin(2 * np.pi * t / 7) + e)
+    if shift_at is not None:
+        y[idx >= pd.Timestamp(shift_at, tz="UTC")] += shift
+    return pd.Series(y, index=idx)
+
+
+# ----------------------------------------------------------------------------- trend
+def test_known_slope_is_recovered_within_its_ci_and_stated_plainly():
+    s = minute_series(14, slope=2.0, daily=10.0)
+    r = trend_test(s, unit="ms")
+    assert r.sufficient and r.significant and r.direction == "rising"
+    assert r.slope_lower <= 2.0 <= r.slope_upper
+    assert r.slope_per_day == pytest.approx(2.0, abs=0.3)
+    assert r.verdict.startswith("rising ") and "ms/day, significant" in r.verdict
+    falling = trend_test(minute_series(14, slope=-2.0, seed=1), unit="ms")
+    assert falling.direction == "falling" and falling.slope_upper < 0
+
+
+def test_slope_matches_scipy_theilslopes_and_ci_is_never_narrower():
+    s = minute_series(10, slope=0.5, seed=4)
+    h = s.resample("1h").median()
+    x = (np.arange(len(h))) / 24.0
+    ref = stats.theilslopes(h.to_numpy(), x, 0.95)
+    r = trend_test(s)
+    assert r.slope_per_day == pytest.approx(ref.slope)
+    assert r.variance_factor >= 1.0
+    assert r.slope_lower <= ref.low_slope + 1e-12 and r.slope_upper >= ref.high_slope - 1e-12
+
+
+def test_white_noise_is_not_called_a_trend():
+    p = np.array([trend_test(minute_series(7, seed=i)).p_value for i in range(100, 200)])
+    assert (p < 0.05).sum() <= 8          # 5% expected; 4 of these 100 seeds (4.25% over 400 seeds)
+    r = trend_test(minute_series(7, seed=101), unit="ms")
+    assert not r.significant and r.verdict.startswith("no significant trend (p=")
+    assert "ms/day, 95% CI" in r.verdict
+
+
+def test_autocorrelated_noise_is_not_called_a_trend():
+    res = [trend_test(minute_series(7, seed=i, ar=0.99, noise=0.3)) for i in range(100, 200)]
+    corrected = sum(r.p_value < 0.05 for r in res)
+    naive = sum(r.p_value_iid < 0.05 for r in res)
+    assert corrected <= 8                 # the Hamed-Rao / AR(1) correction keeps it near 5% (3 here)
+    assert naive >= 15                    # the plain Mann-Kendall test is fooled (25 here)
+    assert all(r.variance_factor > 1 for r in res)
+
+
+def test_trend_on_thin_data_says_so():
+    r = trend_test(minute_series(0.3))    # 7 hourly points
+    assert not r.sufficient and np.isnan(r.slope_per_day)
+    assert "at least 12" in r.reason
+
+
+def test_constant_series_has_no_trend():
+    r = trend_test(pd.Series(5.0, index=pd.date_range("2026-01-01", periods=3000, freq="1min", tz="UTC")))
+    assert r.sufficient and r.slope_per_day == 0 and not r.significant
+
+
+# ----------------------------------------------------------------------------- change points
+def test_binary_segmentation_finds_a_step_not_a_ramp():
+    x = np.arange(100) / 24.0
+    step = np.r_[np.zeros(50), np.full(50, 10.0)]
+    assert binary_segmentation(step, x, penalty=10.0, min_size=5) == [50]
+    assert binary_segmentation(3.0 * x, x, penalty=1e-6, min_size=5) == []      # a trend is not a shift
+    assert binary_segmentation(step + 3.0 * x, x, penalty=10.0, min_size=5) == [50]
+
+
+def test_level_shift_found_at_the_right_hour_with_the_right_size():
+    s = minute_series(30, seed=3, slope=0.5, daily=10.0, weekly=4.0, shift=5.0, shift_at="2026-01-18 06:00")
+    c = change_points(s)
+    assert c.sufficient and c.periods == (24, 168)
+    assert len(c.points) == 1
+    cp = c.points[0]
+    assert abs(cp.ts - pd.Timestamp("2026-01-18 06:00", tz="UTC")) <= pd.Timedelta("2h")
+    assert cp.change == pytest.approx(5.0, abs=1.0)
+    assert cp.level_after - cp.level_before == pytest.approx(cp.change)
+    assert c.slope_per_day == pytest.approx(0.5, abs=0.15)
+    frame = c.to_frame()
+    assert list(frame.columns) == ["ts", "level_before", "level_after", "change"] and len(frame) == 1
+
+
+@pytest.mark.parametrize("kind", ["white", "ar1", "seasonal_trend"])
+def test_clean_noise_gives_no_change_points(kind):
+    found = 0
+    for seed in range(8):
+        if kind == "white":
+            s = minute_series(30, seed=seed)
+        elif kind == "ar1":
+            s = minute_series(30, seed=seed, ar=0.99, noise=0.3)
+        else:
+            s = minute_series(30, seed=seed, slope=1.5, daily=40.0, weekly=15.0, noise=8.0)
+        found += len(change_points(s).points)
+    assert found == 0
+
+
+def test_change_points_on_thin_data_say_so():
+    c = change_points(minute_series(0.5))
+    assert not c.sufficient and c.points == [] and "at least 24" in c.reason
