@@ -1,6 +1,100 @@
-"""Trends page (placeholder until its issue lands)."""
+"""Trends & anomalies: one series with its causal seasonal band, anomalies, incidents, change points
+and forecast, and a side panel of trend, seasonality, baseline and quality. Analysis in ui/trends.py."""
 
+import pandas as pd
 import streamlit as st
 
-st.title("Trends")
-st.info("This page is being built.")
+from core.errors import StudioError
+from ui import state
+from ui import trends as tr
+
+st.title("Trends & anomalies")
+
+table = state.series_table()
+table = table[table["points"] > 0] if len(table) else table
+if not len(table):
+    st.info("No data yet: the database has no series with points. Upload metric exports on the Data page.",
+            icon=":material/inbox:")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
+    st.stop()
+
+# ---------------------------------------------------------------------------- controls
+pick, flt = st.columns([3, 2])
+text = flt.text_input("Filter by label text", key="trends.filter", placeholder='e.g. service="checkout"')
+keys = tr.filter_keys(list(table["key"]), text)
+if not keys:
+    st.warning(f"No series matches {text!r}; clear the filter to see all {len(table)} series.")
+    st.stop()
+key = pick.selectbox(f"Series ({len(keys)} of {len(table)})", keys, key="trends.series")
+row = table[table["key"] == key].iloc[0]
+kind = str(row["kind"] or "gauge")
+
+c = st.columns([2, 1, 1, 1, 2])
+choice = c[0].radio("Time range", list(tr.RANGES), index=list(tr.RANGES).index(tr.DEFAULT_RANGE),
+                    horizontal=True, key="trends.range")
+dates = None
+if choice == "date range":
+    first_d, last_d = pd.Timestamp(row["first_ts"]).date(), pd.Timestamp(row["last_ts"]).date()
+    dates = c[0].date_input("Dates (UTC)", (first_d, last_d), min_value=first_d, max_value=last_d,
+                            key="trends.dates")
+resolution = c[1].selectbox("Resolution", list(tr.RESOLUTIONS), key="trends.resolution",
+                            help="Raw points, or one value per bucket computed from the raw points in it.")
+hows = tr.aggregations(kind)
+how = c[2].selectbox("Aggregate", hows, key=f"trends.how.{kind}", disabled=resolution == "raw",
+                     help="A histogram-quantile series (e.g. a p95) is never averaged: median or max only.")
+horizon = c[3].selectbox("Forecast", [1, 2, 3, 7], index=1, key="trends.horizon",
+                         format_func=lambda d: f"{d} day{'s' if d > 1 else ''}")
+exclude = c[4].toggle("Exclude incidents from baseline", value=True, key="trends.exclude",
+                      help="Leave points inside labelled incident windows out of the baseline, the band's "
+                           "history and the detectors' training data.")
+
+start, end = tr.resolve_range(choice, row["first_ts"], row["last_ts"], dates)
+try:
+    res = tr.cached_analysis(key, start, end, exclude, horizon)
+except StudioError as exc:
+    st.warning(f"Insufficient data: {exc}")
+    st.stop()
+disp = tr.cached_display(key, start, end, resolution, how)
+
+# ---------------------------------------------------------------------------- chart and panel
+st.caption(f"{key} ({kind}{', ' + res.unit if res.unit else ''}): {res.n_points:,} points from "
+           f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+           + (", counter shown as a per-second rate" if kind == "counter" else ""))
+left, right = st.columns([3, 1])
+with left:
+    st.plotly_chart(tr.trends_figure(disp, res), width="stretch", key="trends.chart")
+    st.caption("Band: median and 95% range of the same hour in the 4 previous weeks (the 4 previous days "
+               "where fewer than 2 earlier weeks exist); causal, each hour uses only earlier data. "
+               "Red circles: anomalies (hover for score, detectors, expected range and confidence). "
+               "Shaded: incidents. Purple dashed lines and diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
+    st.markdown(f"**Anomalies.** {tr.anomaly_text(res)}")
+    st.markdown(f"**Forecast.** {tr.forecast_text(res.forecast, res.backtest)}")
+with right:
+    t = res.trend.value
+    st.markdown("**Trend**")
+    if t is not None and t.sufficient:
+        st.metric(f"Slope per day (p={t.p_value:.2g})", f"{t.slope_per_day:+.3g} {res.unit}".strip(),
+                  help="Theil-Sen slope of hourly medians; p-value of the Mann-Kendall test corrected for "
+                       "autocorrelation. Not significant at p >= 0.05: read the sentence below.")
+    st.markdown(tr.trend_text(res.trend))
+    st.caption(tr.shifts_text(res))
+    st.markdown("**Seasonality**")
+    s = res.seasonality.value
+    if s is not None and s.sufficient:
+        a, b = st.columns(2)
+        a.metric("Daily", "-" if pd.isna(s.daily_strength) else f"{s.daily_strength:.2f}")
+        b.metric("Weekly", "-" if pd.isna(s.weekly_strength) else f"{s.weekly_strength:.2f}")
+    st.markdown(tr.seasonality_text(res.seasonality))
+    st.markdown("**Baseline**")
+    st.markdown(tr.baseline_text(res.baseline, res.unit))
+    st.markdown("**Quality**")
+    st.markdown(tr.quality_text(res.quality))
+
+st.subheader("Median by weekday and hour (UTC)")
+prof = getattr(res.seasonality.value, "profile", None)
+if prof is None or not prof.notna().to_numpy().any():
+    st.info("Insufficient data for the weekday x hour profile: each cell needs at least 3 points.")
+else:
+    st.plotly_chart(tr.heatmap_figure(prof, res.unit), width="stretch", key="trends.heatmap")
+    st.caption("Median of the raw points in each hour of the week over the selected range; blank cells "
+               "have fewer than 3 points.")

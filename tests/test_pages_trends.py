@@ -1,0 +1,402 @@
+"""Trends & anomalies page: figure builders, cached analysis, AppTest render and the 2 s benchmark."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = ROOT / "data" / "bench" / "trends_100x30d.duckdb"
+
+
+def build_bench_db(path: Path = BENCH_DB) -> Path:
+    """The 100-service benchmark database (latency_p95_ms only, 30 days at 1 minute, ~4.3M points).
+
+    Built once with :mod:`data.generate` and reused when present (``data/bench`` is gitignored).
+    """
+    if path.exists():
+        return path
+    from core.store import Store
+    from data.generate import METRICS, generate_fleet
+
+    points, inc = generate_fleet(services=100, days=30, metrics=["latency_p95_ms"])
+    tmp = path.with_suffix(".building")
+    tmp.unlink(missing_ok=True)
+    with Store(tmp) as s:
+        s.write_points(points, name="bench-fleet", sha256="bench-fleet-100x30d", fmt="long", actor="bench")
+        kind, unit = METRICS["latency_p95_ms"]
+        for key in pd.unique(points["series"]):
+            s.set_series_meta(key, unit=unit, kind=kind)
+        s.add_incidents(inc, source="bench-incidents", actor="bench")
+    tmp.rename(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- small database
+TINY = "tiny_metric"
+SMALL_KEYS = ('latency_p95_ms{service="api-gateway"}', 'latency_p95_ms{service="checkout"}')
+
+
+def build_trends_small_db(path: Path) -> Path:
+    """2 services x 7 days of latency_p95_ms at 5 minutes (with the generator's incidents) plus a
+    5-point series ``tiny_metric`` that is too short for any analysis."""
+    from core.store import Store
+    from data.generate import generate_fleet
+
+    points, inc = generate_fleet(services=2, days=7, freq="5min", metrics=["latency_p95_ms"])
+    tiny = pd.DataFrame({"series": TINY, "ts": pd.date_range("2026-10-07", periods=5, freq="1min", tz="UTC"),
+                         "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    with Store(path) as s:
+        s.write_points(pd.concat([points, tiny], ignore_index=True), name="small", sha256="trends-small",
+                       fmt="long", actor="test")
+        for key in SMALL_KEYS:
+            s.set_series_meta(key, unit="ms", kind="histogram_quantile")
+        if len(inc):
+            s.add_incidents(inc, source="small-incidents", actor="test")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_trends_db(tmp_path_factory):
+    from tests.apptest_util import studio_db
+
+    path = build_trends_small_db(tmp_path_factory.mktemp("trends") / "small.duckdb")
+    with studio_db(path):
+        yield path
+
+
+def run_page(db: Path, timeout: float = 120):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest_util import studio_db
+
+    with studio_db(db):
+        at = AppTest.from_file(str(ROOT / "pages" / "trends.py"), default_timeout=timeout)
+        at.run()
+    return at
+
+
+def page_text(at) -> str:
+    from tests.apptest_util import texts
+
+    return texts(at)
+
+
+# ---------------------------------------------------------------------------- choices
+def test_filter_keys_matches_every_word_case_insensitively():
+    from ui.trends import filter_keys
+
+    keys = ['cpu{host="a",zone="eu"}', 'cpu{host="b",zone="us"}', 'mem{host="a",zone="us"}']
+    assert filter_keys(keys, "") == keys
+    assert filter_keys(keys, 'HOST="a"') == [keys[0], keys[2]]
+    assert filter_keys(keys, 'host="a" us') == [keys[2]]
+    assert filter_keys(keys, "nothing") == []
+
+
+def test_resolve_range_counts_back_from_the_last_point():
+    from ui.trends import resolve_range
+
+    first, last = pd.Timestamp("2026-10-01", tz="UTC"), pd.Timestamp("2026-10-30 23:59", tz="UTC")
+    assert resolve_range("last 1 day", first, last) == (pd.Timestamp("2026-10-29 23:59", tz="UTC"), last)
+    assert resolve_range("last 7 days", first, last)[0] == pd.Timestamp("2026-10-23 23:59", tz="UTC")
+    assert resolve_range("last 30 days", first, last)[0] == first          # clipped to the data
+    assert resolve_range("all", first, last) == (first, last)
+    a, b = resolve_range("date range", first, last, [pd.Timestamp("2026-10-05").date(),
+                                                     pd.Timestamp("2026-10-06").date()])
+    assert a == pd.Timestamp("2026-10-05", tz="UTC")
+    assert b == pd.Timestamp("2026-10-07", tz="UTC") - pd.Timedelta("1ns")  # whole last day
+
+
+def test_histogram_quantile_is_never_averaged():
+    from ui.trends import aggregations, display_points
+
+    assert "mean" not in aggregations("histogram_quantile")
+    assert "mean" in aggregations("gauge")
+    ts = pd.date_range("2026-01-01", periods=180, freq="1min", tz="UTC")
+    v = np.r_[np.arange(60.0), np.full(60, np.nan), np.full(60, 7.0)]
+    pts = pd.DataFrame({"series": "p95", "ts": ts, "value": v})
+    pts.loc[0, "value"] = 1000.0                       # the mean of hour 0 would be 46.1, the median 30
+    d = display_points(pts, "p95", "histogram_quantile", ts[0], ts[-1], "1h", "median")
+    assert list(d["ts"]) == [ts[0], ts[60], ts[120]]
+    assert d["value"].iloc[0] == 30.5                  # median of 1..59 and 1000: (30 + 31) / 2
+    assert np.isnan(d["value"].iloc[1])                # an hour without values stays missing
+    assert d["value"].iloc[2] == 7.0
+    d = display_points(pts, "p95", "histogram_quantile", ts[0], ts[-1], "1h", "max")
+    assert d["value"].iloc[0] == 1000.0
+    with pytest.raises(Exception, match="must not be averaged"):
+        display_points(pts, "p95", "histogram_quantile", ts[0], ts[-1], "1h", "mean")
+    raw = display_points(pts, "p95", "histogram_quantile", ts[10], ts[19], "raw")
+    assert list(raw["value"]) == list(np.arange(10.0, 20.0))
+
+
+def test_counters_are_shown_and_analysed_as_per_second_rates():
+    from ui.trends import analyse, display_points
+
+    ts = pd.date_range("2026-01-01", periods=400, freq="1min", tz="UTC")
+    total = np.cumsum(np.full(400, 60.0))              # +60 per minute = 1 per second
+    total[200:] -= total[199]                          # a counter reset: restarts from 0 after point 199
+    pts = pd.DataFrame({"series": "req_total", "ts": ts, "value": total})
+    d = display_points(pts, "req_total", "counter", ts[0], ts[-1])
+    assert np.isnan(d["value"].iloc[0])                # no rate before the second sample
+    assert np.allclose(d["value"].iloc[1:], 1.0)       # the reset is handled, not a negative spike
+    res = analyse(pts, "req_total", "counter", horizon_days=None)
+    assert res.baseline.value.median.value == pytest.approx(1.0)
+    assert res.quality.value.counter_resets == 1       # quality is judged on the stored counter
+
+
+# ---------------------------------------------------------------------------- causal band
+def _hourly_days(days: int) -> pd.Series:
+    ts = pd.date_range("2026-01-01", periods=days * 24, freq="1h", tz="UTC")
+    d, h = np.arange(len(ts)) // 24, np.arange(len(ts)) % 24
+    return pd.Series(10.0 * d + h, index=ts)
+
+
+def test_band_steps_is_causal_and_falls_back_to_the_day_worked_by_hand():
+    from ui.trends import band_steps
+
+    s = _hourly_days(5)                                # value = 10 * day + hour
+    b = band_steps(s).set_index("ts")
+    assert len(b) == 5 * 24
+    gap = band_steps(s.drop(s.index[50:53])).set_index("ts")        # three hours without points
+    assert len(gap) == 5 * 24 and gap.iloc[50:53]["expected"].isna().all()
+    assert gap.iloc[53]["expected"] == b.iloc[53]["expected"]
+    day = pd.Timestamp("2026-01-01", tz="UTC")
+    # days 0 and 1: fewer than 2 earlier days -> no band, never a guess
+    assert np.isnan(b.loc[day + pd.Timedelta("1D3h"), "expected"])
+    assert b.loc[day + pd.Timedelta("1D3h"), "period"] == ""
+    # day 2, hour 3: pool {3, 13} -> median 8
+    assert b.loc[day + pd.Timedelta("2D3h"), "expected"] == pytest.approx(8.0)
+    # day 4, hour 3: pool {3, 13, 23, 33}; median 18; 2.5% / 97.5% quantiles 3.75 / 32.25 (linear)
+    row = b.loc[day + pd.Timedelta("4D3h")]
+    assert (row["expected"], row["lower"], row["upper"]) == pytest.approx((18.0, 3.75, 32.25))
+    assert row["period"] == "day"                      # under 2 earlier weeks: same hour of day
+    # causal: a huge later value changes nothing before it
+    s2 = s.copy()
+    s2.iloc[-1] = 1e6
+    b2 = band_steps(s2).set_index("ts")
+    pd.testing.assert_frame_equal(b.iloc[:-1], b2.iloc[:-1])
+
+
+# ---------------------------------------------------------------------------- analysis
+def _synthetic(days: int = 14, *, slope_per_day: float = 0.0, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2026-01-05", periods=days * 288, freq="5min", tz="UTC")
+    t_days = np.arange(len(ts)) / 288
+    v = 100 + 10 * np.sin(2 * np.pi * t_days) + slope_per_day * t_days + rng.normal(0, 1.0, len(ts))
+    return pd.DataFrame({"series": "lat", "ts": ts, "value": v})
+
+
+def test_analyse_flags_a_planted_spike_and_excludes_incident_points():
+    from ui.trends import analyse, resolve_range
+
+    pts = _synthetic(14)
+    spike_at = pd.Timestamp("2026-01-17 10:00", tz="UTC")   # day 12, inside the last 7 days
+    pts.loc[pts["ts"] == spike_at, "value"] += 60
+    inc = pd.DataFrame({"series": ["lat"], "start": [pd.Timestamp("2026-01-15 08:00", tz="UTC")],
+                        "end": [pd.Timestamp("2026-01-15 10:00", tz="UTC")]})
+    start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
+    res = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
+    # 08:00 to 10:00 inclusive at 5 minutes = 25 points left out of the baseline
+    assert res.baseline.value.n_excluded == 25
+    a = res.anomalies.value
+    assert spike_at in set(a["ts"]), a
+    hit = a.set_index("ts").loc[spike_at]
+    assert hit["score"] >= 0.9999 and hit["detectors"]
+    assert "before the range" in res.anomaly_note
+    kept = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, exclude_incidents=False,
+                   horizon_days=1)
+    assert kept.baseline.value.n_excluded == 0
+    assert kept.baseline.value.n == res.baseline.value.n + 25
+    # no trend was planted: the verdict must not claim one
+    assert res.trend.value.verdict.startswith("no significant trend"), res.trend.value.verdict
+    fc = res.forecast.value
+    assert fc.sufficient and len(fc.frame) == 24 and fc.frame["ts"].iloc[0] > end
+
+
+def test_analyse_measures_a_planted_trend():
+    from ui.trends import analyse, trend_text
+
+    pts = _synthetic(10, slope_per_day=2.0)
+    res = analyse(pts, "lat", "gauge", "ms")
+    t = res.trend.value
+    assert t.slope_per_day == pytest.approx(2.0, abs=0.05)
+    assert trend_text(res.trend).startswith("rising")
+    # no history before the range: the start of it trains the detectors and is said to
+    assert "not scored" in res.anomaly_note
+
+
+def test_thin_series_say_insufficient_instead_of_a_number():
+    from ui.trends import analyse, anomaly_text, baseline_text, forecast_text, seasonality_text, trend_text
+
+    ts = pd.date_range("2026-01-01", periods=5, freq="1min", tz="UTC")
+    pts = pd.DataFrame({"series": "t", "ts": ts, "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    res = analyse(pts, "t")
+    for text in (trend_text(res.trend), seasonality_text(res.seasonality), baseline_text(res.baseline),
+                 forecast_text(res.forecast, res.backtest), anomaly_text(res)):
+        assert text.startswith("Insufficient data"), text
+    assert "at least 30" in baseline_text(res.baseline)           # the reason, not a median
+    assert res.quality.value.grade == "insufficient"
+
+
+# ---------------------------------------------------------------------------- figures
+def test_trends_figure_draws_every_layer():
+    from ui.trends import analyse, heatmap_figure, resolve_range, shifts_text, trends_figure
+
+    pts = _synthetic(14)
+    pts.loc[pts["ts"] >= pd.Timestamp("2026-01-15", tz="UTC"), "value"] += 30   # a level shift
+    inc = pd.DataFrame({"series": ["lat", None, "lat"],
+                        "start": pd.to_datetime(["2026-01-14", "2026-01-16", "2026-01-06"], utc=True),
+                        "end": pd.to_datetime(["2026-01-14 01:00", "2026-01-16 02:00", "2026-01-06 01:00"], utc=True)})
+    start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
+    res = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
+    disp = pts[pts["ts"] >= start][["ts", "value"]]
+    fig = trends_figure(disp, res)
+    names = [t.name for t in fig.data]
+    for name in ("seasonal band (95%, causal)", "expected", "value", "forecast 95%", "forecast 80%", "forecast",
+                 "anomaly"):
+        assert name in names, names
+    shapes = fig.layout.shapes
+    assert sum(s.type == "rect" for s in shapes) == 2             # the two incidents inside the range
+    assert list(fig.layout.xaxis.range) == [start, res.forecast.value.frame["ts"].iloc[-1]]
+    cps = res.changes.value.points
+    assert len(cps) >= 1
+    assert any(abs((p.ts - pd.Timestamp("2026-01-15", tz="UTC")).total_seconds()) <= 3 * 3600 for p in cps)
+    assert sum(s.type == "line" for s in shapes) == len(cps)
+    diamonds = next(t for t in fig.data if t.name == "level shift")
+    assert len(diamonds.x) == len(cps)
+    assert shifts_text(res).startswith("Level shifts") and "+" in shifts_text(res)
+    marker = next(t for t in fig.data if t.name == "anomaly")
+    assert "detectors" in marker.hovertemplate and "confidence" in marker.hovertemplate
+    prof = pd.DataFrame(np.tile(np.arange(24.0), (7, 1)))
+    hm = heatmap_figure(prof, "ms")
+    assert hm.data[0].z[2][5] == 5.0 and list(hm.data[0].y) == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+# ---------------------------------------------------------------------------- the page
+def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_db):
+    from ui import state
+    from ui.trends import analyse, resolve_range
+
+    at = run_page(small_trends_db)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Trends & anomalies"
+    key = at.selectbox(key="trends.series").value
+    assert key == SMALL_KEYS[0]
+    assert len(at.get("plotly_chart")) == 2                         # series chart + heatmap
+    # the verdict on screen is the one core.trend gives for the same data and range
+    s = state._store(str(small_trends_db))          # the app's own connection (one per file)
+    pts, inc = s.get_points(key), s.list_incidents(key)
+    start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
+    expected = analyse(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc)
+    assert expected.trend.value.sufficient
+    assert expected.trend.value.verdict in page_text(at)
+    # a tiny series: every stage says it is insufficient, no exception
+    at.selectbox(key="trends.series").set_value(TINY).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = page_text(at)
+    assert "Insufficient data for a trend" in text and "Insufficient data for a baseline" in text
+    assert "Insufficient data for a forecast" in text
+
+
+def test_page_controls_filter_resolution_and_exclusion(small_trends_db):
+    at = run_page(small_trends_db)
+    at.text_input(key="trends.filter").set_value("checkout").run()
+    assert at.selectbox(key="trends.series").options == [SMALL_KEYS[1]]
+    at.selectbox(key="trends.resolution").set_value("1h").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="trends.how.histogram_quantile").options == ["median", "max"]
+    at.toggle(key="trends.exclude").set_value(False).run()
+    assert not at.exception
+    assert "incident points excluded" not in page_text(at)
+    at.radio(key="trends.range").set_value("all").run()
+    assert not at.exception
+    at.radio(key="trends.range").set_value("date range").run()
+    d0 = pd.Timestamp("2026-10-03").date()
+    at.date_input(key="trends.dates").set_value((d0, d0)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "from 2026-10-03 00:00 to 2026-10-03 23:59 UTC" in page_text(at)      # one whole UTC day
+    at.text_input(key="trends.filter").set_value("no-such-series").run()
+    assert "No series matches" in page_text(at)
+
+
+def test_a_write_invalidates_the_cached_analysis(tmp_path):
+    """The analysis is cached by (db path, series, range, options); ui.state.after_write() clears it."""
+    from tests.apptest_util import studio_db
+    from ui import state
+
+    db = build_trends_small_db(tmp_path / "w.duckdb")
+    with studio_db(db):
+        at = run_page(db)
+        at.selectbox(key="trends.series").set_value(TINY).run()
+        assert "tiny_metric (gauge): 5 points" in page_text(at)
+        at.run()                                                    # cached: same answer
+        assert "tiny_metric (gauge): 5 points" in page_text(at)
+        more = pd.DataFrame({"series": TINY, "value": [6.0, 7.0, 8.0],
+                             "ts": pd.date_range("2026-10-07 00:05", periods=3, freq="1min", tz="UTC")})
+        state._store(str(db)).write_points(more, name="more", sha256="trends-more", fmt="long", actor="test")
+        at.run()                                                    # no after_write: still the cached answer
+        assert "tiny_metric (gauge): 5 points" in page_text(at)
+        state.after_write()
+        at.run()
+        assert "tiny_metric (gauge): 8 points" in page_text(at)
+
+
+# ---------------------------------------------------------------------------- benchmark
+@pytest.mark.bench
+def test_page_renders_within_2s_on_the_100_service_benchmark(small_trends_db):
+    """AppTest run time on the 100-service x 30-day database (modules already imported, as in a
+    running server). Cold: the first run after the cache is cleared, then four more series picked in
+    the same session (each a cache miss); warm: the same series again.
+
+    The machine is shared: wall-clock time is inflated whenever other jobs hold the cores, so the
+    process CPU time of each run is measured too. The median CPU time of the cold runs must be
+    <= 2 s always; the median wall-clock time too whenever the 1-minute load average is below the
+    number of cores (otherwise the wall figure is reported, not judged)."""
+    import os
+    import statistics
+    import warnings
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest_util import studio_db
+
+    db = build_bench_db()
+    run_page(small_trends_db)                         # imports done, first-call overheads paid
+    st.cache_data.clear()
+    cold, cold_cpu, warm = [], [], []
+
+    def timed(at) -> tuple[float, float]:
+        w, c = time.perf_counter(), time.process_time()
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return time.perf_counter() - w, time.process_time() - c
+
+    with studio_db(db):
+        at = AppTest.from_file(str(ROOT / "pages" / "trends.py"), default_timeout=120)
+        keys = None
+        for i in (None, 17, 42, 63, 99):
+            if i is not None:
+                at.selectbox(key="trends.series").set_value(keys[i])
+            w, c = timed(at)
+            cold.append(w)
+            cold_cpu.append(c)
+            keys = keys or at.selectbox(key="trends.series").options
+            warm.append(timed(at)[0])
+    assert len(keys) == 100
+    load = os.getloadavg()[0]
+    fmt = ", ".join
+    print(f"\ntrends page on {db.name} (load average {load:.1f}, {os.cpu_count()} cores): first run (cold cache) "
+          f"{cold[0]:.2f} s; cold runs {fmt(f'{x:.2f}' for x in cold)} s wall (median {statistics.median(cold):.2f}), "
+          f"{fmt(f'{x:.2f}' for x in cold_cpu)} s CPU (median {statistics.median(cold_cpu):.2f}); warm runs "
+          f"{fmt(f'{x:.2f}' for x in warm)} s wall")
+    assert statistics.median(cold_cpu) <= 2.0
+    assert max(warm) <= 2.0
+    if load < (os.cpu_count() or 1):
+        assert statistics.median(cold) <= 2.0
+    else:
+        warnings.warn(f"load average {load:.1f} >= {os.cpu_count()} cores: wall-clock time not judged", stacklevel=1)
