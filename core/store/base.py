@@ -8,15 +8,18 @@ with a lock, so a single instance may be shared by the threads of a Streamlit se
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -24,6 +27,9 @@ import pandas as pd
 
 from core.errors import IngestError, NotFound, StudioError
 from core.frame import empty_points, parse_key, validate_points
+
+if TYPE_CHECKING:
+    from core.ingest import BulkPlan
 
 DEFAULT_DB = Path(__file__).resolve().parents[2] / "data" / "studio.duckdb"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -71,6 +77,85 @@ class IngestReport:
 
 def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: Cells DuckDB reads as NULL in the bulk loader: the careful reader's missing-value tokens, as written.
+BULK_NULL_STRINGS = ("", "NaN", "nan", "NAN", "-nan", "null", "NULL", "Null", "None", "none", "NA", "na", "N/A",
+                     "n/a", "#N/A")
+
+
+def _bulk_columns(plan: BulkPlan) -> dict[str, str]:
+    """DuckDB column types for a bulk CSV read: our own names c0, c1, ... (never the file's header)."""
+    types = ["VARCHAR"] * plan.ncols
+    if plan.epoch_unit is None:
+        types[plan.time_col] = "TIMESTAMPTZ"
+    else:
+        types[plan.time_col] = "BIGINT" if plan.epoch_integer else "DOUBLE"
+    types[plan.value_col] = "DOUBLE"
+    return {f"c{j}": t for j, t in enumerate(types)}
+
+
+class _StepClock:
+    """Wall-clock seconds per named step (cheap; kept for profiling the bulk loader)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.steps[name] = self.steps.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+class _BulkDeclined(Exception):
+    """Internal: the DuckDB CSV path is not used for this file (rolled back); or it is a duplicate upload."""
+
+    def __init__(self, duplicate_of: int | None = None, sha256: str | None = None, *,
+                 reject: bool = False, bad_row: int | None = None, error: IngestError | None = None) -> None:
+        super().__init__("bulk load declined")
+        self.duplicate_of = duplicate_of
+        self.sha256 = sha256
+        self.reject = reject          # DuckDB could not convert a cell: ask its rejects table where
+        self.bad_row = bad_row        # 0-based data record that failed a check
+        self.error = error            # a complete error, ready to raise
+
+
+def _line_at(path: Path, pos: int) -> tuple[int, bytes]:
+    """1-based line number of byte offset ``pos`` and the text of that line."""
+    n = 0
+    with open(path, "rb") as fh:
+        done = 0
+        while done < pos:
+            chunk = fh.read(min(1 << 22, pos - done))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            done += len(chunk)
+        line = fh.readline()
+    return n + 1, line.rstrip(b"\r\n")
+
+
+def _data_record(path: Path, k: int) -> tuple[int, bytes] | None:
+    """Line number and text of the ``k``-th (0-based) non-blank line after the header, or None."""
+    with open(path, "rb") as fh:
+        fh.readline()
+        lineno, seen = 1, -1
+        for raw in fh:
+            lineno += 1
+            if raw.strip():
+                seen += 1
+                if seen == k:
+                    return lineno, raw.rstrip(b"\r\n")
+    return None
 
 
 class Store:
@@ -278,7 +363,7 @@ class Store:
 
     def write_points(self, points: pd.DataFrame, *, name: str, sha256: str, fmt: str, rows: int | None = None,
                      actor: str | None = None, kinds: dict[str, str] | None = None,
-                     units: dict[str, str] | None = None) -> IngestReport:
+                     units: dict[str, str] | None = None, warnings: Sequence[str] = ()) -> IngestReport:
         """Upsert a points frame as one upload, all or nothing.
 
         Points are keyed by (series, ts): a point already stored is replaced and counted as
@@ -296,29 +381,10 @@ class Store:
         rejected = int(dupmask.sum())
         if rejected:
             pts = pts[~dupmask]
-        keys = pd.unique(pts["series"])
-        meta = pd.DataFrame({"key": keys})
-        parsed = [parse_key(k) for k in keys]
-        meta["name"] = [p[0] for p in parsed]
-        meta["labels"] = [json.dumps(p[1], sort_keys=True) for p in parsed]
-        meta["kind"] = [(kinds or {}).get(k, "gauge") for k in keys]
-        meta["unit"] = [(units or {}).get(k) for k in keys]
-        bad_kinds = sorted(set(meta["kind"]) - set(SERIES_KINDS))
-        if bad_kinds:
-            raise IngestError(f"unknown series kind(s) {bad_kinds}; expected one of {SERIES_KINDS}", file=name)
+        keys = list(pd.unique(pts["series"]))
         with self.transaction() as con:
-            con.register("_incoming_meta", meta)
-            con.execute(
-                "INSERT INTO series (key, name, labels, kind, unit) "
-                "SELECT key, name, labels::JSON, kind, unit FROM _incoming_meta "
-                "WHERE key NOT IN (SELECT key FROM series)"
-            )
-            con.unregister("_incoming_meta")
-            upload_id = con.execute(
-                "INSERT INTO uploads (sha256, name, format, rows, accepted, rejected, inserted, updated,"
-                " unchanged, series_count, actor) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?) RETURNING id",
-                [sha256, name, fmt, nrows, len(keys), actor],
-            ).fetchone()[0]
+            self._insert_series(con, keys, kinds, units, name)
+            upload_id = self._new_upload(con, sha256, name, fmt, nrows, len(keys), actor)
             con.register("_incoming", pts)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _stage AS "
@@ -327,50 +393,334 @@ class Store:
                 "FROM _incoming i JOIN series s ON s.key = i.series"
             )
             con.unregister("_incoming")
-            touched = [r[0] for r in con.execute(
-                "SELECT DISTINCT series_id FROM points WHERE series_id IN (SELECT DISTINCT series_id FROM _stage)"
-            ).fetchall()]
-            updated = unchanged = 0
-            if touched:
-                updated, unchanged = con.execute(
-                    "SELECT count(*) FILTER (WHERE p.value IS DISTINCT FROM st.value),"
-                    "       count(*) FILTER (WHERE p.value IS NOT DISTINCT FROM st.value) "
-                    "FROM _stage st JOIN points p ON p.series_id = st.series_id AND p.ts = st.ts"
-                ).fetchone()
-                if updated + unchanged:
-                    con.execute(
-                        "DELETE FROM points p USING _stage st "
-                        "WHERE p.series_id = st.series_id AND p.ts = st.ts"
-                    )
-            con.execute("INSERT INTO points SELECT series_id, ts, value, ? FROM _stage", [upload_id])
+            updated, unchanged = self._upsert_stage(con, upload_id)
             con.execute("DROP TABLE _stage")
-            accepted = len(pts)
-            inserted = accepted - int(updated) - int(unchanged)
-            con.execute(
-                "UPDATE uploads SET accepted = ?, rejected = ?, inserted = ?, updated = ?, unchanged = ? "
-                "WHERE id = ?", [accepted, rejected, inserted, int(updated), int(unchanged), upload_id]
-            )
-            report = IngestReport(int(upload_id), name, sha256, fmt, nrows, accepted, rejected, inserted,
-                                  int(updated), int(unchanged), len(keys))
-            self._audit_hook("upload", actor, {k: v for k, v in report.to_dict().items() if k != "warnings"})
+            report = self._finish_upload(con, upload_id, name, sha256, fmt, nrows, len(pts), rejected, updated,
+                                         unchanged, len(keys), warnings, actor)
         return report
+
+    # helpers of write_points / ingest, called inside a write transaction -------------------------
+    def _insert_series(self, con: duckdb.DuckDBPyConnection, keys: Sequence[str], kinds: dict[str, str] | None,
+                       units: dict[str, str] | None, name: str) -> None:
+        meta = pd.DataFrame({"key": pd.Series(list(keys), dtype=object)})
+        parsed = [parse_key(k) for k in keys]
+        meta["name"] = [p[0] for p in parsed]
+        meta["labels"] = [json.dumps(p[1], sort_keys=True) for p in parsed]
+        meta["kind"] = [(kinds or {}).get(k, "gauge") for k in keys]
+        meta["unit"] = pd.Series([(units or {}).get(k) for k in keys], dtype=object)
+        bad_kinds = sorted(set(meta["kind"]) - set(SERIES_KINDS))
+        if bad_kinds:
+            raise IngestError(f"unknown series kind(s) {bad_kinds}; expected one of {SERIES_KINDS}", file=name)
+        con.register("_incoming_meta", meta)
+        con.execute(
+            "INSERT INTO series (key, name, labels, kind, unit) "
+            "SELECT key, name, labels::JSON, kind, unit FROM _incoming_meta "
+            "WHERE key NOT IN (SELECT key FROM series)"
+        )
+        con.unregister("_incoming_meta")
+
+    @staticmethod
+    def _new_upload(con: duckdb.DuckDBPyConnection, sha256: str, name: str, fmt: str, nrows: int, nseries: int,
+                    actor: str | None) -> int:
+        return int(con.execute(
+            "INSERT INTO uploads (sha256, name, format, rows, accepted, rejected, inserted, updated,"
+            " unchanged, series_count, actor) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?) RETURNING id",
+            [sha256, name, fmt, nrows, nseries, actor],
+        ).fetchone()[0])
+
+    @staticmethod
+    def _touched(con: duckdb.DuckDBPyConnection, series_ids: Sequence[int]) -> list[int]:
+        """Series among ``series_ids`` that already have stored points (only these need the overlap join)."""
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT series_id FROM points WHERE series_id IN (SELECT unnest(?::INTEGER[]))",
+            [[int(i) for i in series_ids]]).fetchall()]
+
+    def _upsert_stage(self, con: duckdb.DuckDBPyConnection, upload_id: int) -> tuple[int, int]:
+        """Move temp table ``_stage (series_id, ts, value)`` (unique per series_id, ts) into points.
+
+        Returns ``(updated, unchanged)``: stored points replaced with a different / the same value.
+        """
+        sids = [r[0] for r in con.execute("SELECT DISTINCT series_id FROM _stage").fetchall()]
+        updated = unchanged = 0
+        if self._touched(con, sids):
+            updated, unchanged = con.execute(
+                "SELECT count(*) FILTER (WHERE p.value IS DISTINCT FROM st.value),"
+                "       count(*) FILTER (WHERE p.value IS NOT DISTINCT FROM st.value) "
+                "FROM _stage st JOIN points p ON p.series_id = st.series_id AND p.ts = st.ts"
+            ).fetchone()
+            if updated + unchanged:
+                con.execute(
+                    "DELETE FROM points p USING _stage st "
+                    "WHERE p.series_id = st.series_id AND p.ts = st.ts"
+                )
+        con.execute("INSERT INTO points SELECT series_id, ts, value, ? FROM _stage", [upload_id])
+        return int(updated), int(unchanged)
+
+    def _finish_upload(self, con: duckdb.DuckDBPyConnection, upload_id: int, name: str, sha256: str, fmt: str,
+                       nrows: int, accepted: int, rejected: int, updated: int, unchanged: int, nseries: int,
+                       warnings: Sequence[str], actor: str | None) -> IngestReport:
+        inserted = accepted - updated - unchanged
+        con.execute(
+            "UPDATE uploads SET accepted = ?, rejected = ?, inserted = ?, updated = ?, unchanged = ? "
+            "WHERE id = ?", [accepted, rejected, inserted, updated, unchanged, upload_id]
+        )
+        report = IngestReport(int(upload_id), name, sha256, fmt, nrows, accepted, rejected, inserted,
+                              updated, unchanged, nseries, warnings=tuple(warnings))
+        self._audit_hook("upload", actor, {k: v for k, v in report.to_dict().items() if k != "warnings"})
+        return report
+
+    # ------------------------------------------------------------------ ingest
+    #: Files at least this large that look like a plain long/NAB CSV are loaded with DuckDB's CSV reader.
+    bulk_min_bytes: int = 4 << 20
 
     def ingest(self, source: Any, *, fmt: str = "auto", name: str | None = None,
                actor: str | None = None) -> IngestReport:
         """Read a metric export (path, bytes or file-like) and store it as one upload.
 
+        Same file again (by sha256): nothing written, ``report.is_noop``. Large plain long/NAB CSVs are
+        loaded by DuckDB's CSV reader in one transaction; anything unusual in them falls back to
+        :func:`core.ingest.read_metrics`, so results and error messages are the same either way.
+
         Raises :class:`core.errors.IngestError` on bad input, with nothing written.
         """
-        from core.ingest import load_source, read_metrics
+        from core.ingest import load_source, plan_bulk_csv, read_metrics
 
+        path = None
+        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+            path = Path(source)
+            name = name or path.name
+            if path.stat().st_size >= self.bulk_min_bytes:
+                try:
+                    with open(path, "rb") as fh:
+                        head = fh.read(1 << 16)
+                except OSError as exc:
+                    raise IngestError(f"cannot read file: {exc.strerror}", file=name) from exc
+                plan = plan_bulk_csv(head, fmt, name, complete=path.stat().st_size <= len(head))
+                if plan is not None:
+                    report = self._ingest_bulk(path, plan, name, actor)
+                    if report is not None:
+                        return report
         data, name = load_source(source, name)
         sha = file_sha256(data)
         dup = self.find_upload(sha)
         if dup is not None:
             return IngestReport(dup, name, sha, fmt, 0, 0, 0, 0, 0, 0, 0, duplicate_of=dup)
+        if path is None and len(data) >= self.bulk_min_bytes:
+            plan = plan_bulk_csv(data[: 1 << 16], fmt, name, complete=len(data) <= 1 << 16)
+            if plan is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    tmp_path = Path(tmp) / "upload.csv"
+                    tmp_path.write_bytes(data)
+                    report = self._ingest_bulk(tmp_path, plan, name, actor, sha256=sha)
+                if report is not None:
+                    return report
         parsed = read_metrics(data, fmt=fmt, name=name)
         return self.write_points(parsed.points, name=name, sha256=sha, fmt=parsed.format, rows=parsed.rows,
-                                 actor=actor)
+                                 actor=actor, kinds=parsed.kinds, units=parsed.units, warnings=parsed.warnings)
+
+    def _ingest_bulk(self, path: Path, plan: BulkPlan, name: str, actor: str | None,
+                     sha256: str | None = None) -> IngestReport | None:
+        """Load a plain long/NAB CSV with DuckDB's reader (see :class:`core.ingest.BulkPlan`).
+
+        Returns None, with nothing written, when anything in the file needs the careful reader
+        (a cell DuckDB cannot convert, an empty or out-of-range timestamp, mixed epoch units, an
+        infinite value, repeated (series, ts), odd series keys): the caller then uses it.
+        """
+        from core.frame import make_key
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            sha_job = pool.submit(_sha256_file, path) if sha256 is None else None
+            try:
+                with self.transaction() as con:
+                    report = self._bulk_tx(con, path, plan, name, actor, sha_job, sha256, make_key)
+            except _BulkDeclined as exc:
+                if exc.duplicate_of is not None:
+                    sha = exc.sha256 or ""
+                    return IngestReport(exc.duplicate_of, name, sha, plan.format, 0, 0, 0, 0, 0, 0, 0,
+                                        duplicate_of=exc.duplicate_of)
+                if exc.error is not None:
+                    raise exc.error from None
+                self._locate_bulk_error(path, plan, name, exc)
+                return None
+        return report
+
+    def _locate_bulk_error(self, path: Path, plan: BulkPlan, name: str, why: _BulkDeclined) -> None:
+        """Raise the careful reader's error for the first bad record DuckDB found, without re-reading
+        the whole file in Python. Returns quietly when it cannot pin the error down (the caller then
+        reads the whole file carefully)."""
+        from core.ingest import read_metrics
+
+        found: tuple[int, bytes] | None = None
+        if why.reject:
+            row = None
+            try:
+                with self.transaction() as con:
+                    try:
+                        con.execute(
+                            "CREATE OR REPLACE TEMP TABLE _probe AS SELECT * FROM read_csv(?, delim = ?, "
+                            "header = false, skip = 1, auto_detect = false, columns = ?, quote = '\"', escape = '\"', "
+                            "nullstr = ?, strict_mode = true, store_rejects = true)",
+                            [str(path), plan.delimiter, _bulk_columns(plan), list(BULK_NULL_STRINGS)])
+                        row = con.execute("SELECT line_byte_position FROM reject_errors "
+                                          "ORDER BY line_byte_position LIMIT 1").fetchone()
+                    except duckdb.Error:
+                        row = None
+                    raise _BulkDeclined()   # roll back: drops the probe and the rejects tables
+            except _BulkDeclined:
+                pass
+            if row is not None and row[0] is not None:   # DuckDB counts this byte position from 1
+                found = _line_at(path, max(int(row[0]) - 1, 0))
+        elif why.bad_row is not None:
+            found = _data_record(path, why.bad_row)
+        first = _data_record(path, 0)
+        if found is None or first is None:
+            return
+        with open(path, "rb") as fh:
+            header = fh.readline().rstrip(b"\r\n")
+        lines, rows = [header, first[1]], {1: 1, 2: first[0]}
+        if found[0] != first[0]:
+            lines.append(found[1])
+            rows[3] = found[0]
+        try:
+            read_metrics(b"\n".join(lines) + b"\n", fmt=plan.format, name=name)
+        except IngestError as exc:
+            if exc.row in rows and exc.row != 1:
+                raise IngestError(exc.reason, file=name, row=rows[exc.row], column=exc.column) from None
+
+    def _bulk_tx(self, con: duckdb.DuckDBPyConnection, path: Path, plan: BulkPlan, name: str, actor: str | None,
+                 sha_job: Any, sha256: str | None, make_key: Any) -> IngestReport:
+        clock = _StepClock()
+        self.last_bulk_profile = clock.steps     # seconds per step of the last bulk load (bench/ingest.py)
+        columns = _bulk_columns(plan)
+        tcol, vcol = f"c{plan.time_col}", f"c{plan.value_col}"
+        scol = f"c{plan.series_col}" if plan.series_col is not None else "NULL::VARCHAR"
+        if plan.epoch_unit is None:
+            ts_expr = tcol
+        else:  # epoch -> microseconds; fixed SQL chosen by unit, no user text
+            to_us = ("{c} * 1000000", "{c} * 1000", "{c}", "{c} / 1000")[plan.epoch_unit].format(c=tcol)
+            ts_expr = f"make_timestamp(CAST(round({to_us}) AS BIGINT))::TIMESTAMPTZ"
+        raw_expr = tcol if plan.epoch_unit is not None else "NULL::DOUBLE"
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _bulk AS SELECT {scol} AS s, {ts_expr} AS ts, {raw_expr} AS t_raw, "
+                f"{vcol} AS v FROM read_csv(?, delim = ?, header = false, skip = 1, auto_detect = false, "
+                "columns = ?, quote = '\"', escape = '\"', nullstr = ?, strict_mode = true)",
+                [str(path), plan.delimiter, columns, list(BULK_NULL_STRINGS)])
+        except (duckdb.Error, OverflowError) as exc:
+            raise _BulkDeclined(reject=True) from exc
+        clock.lap("read_csv")
+        lo_us, hi_us = 0, 4_102_444_800_000_000   # 1970-01-01, 2100-01-01
+        bands = (0.0, 1e11, 1e14, 1e17, float("inf"))
+        unit = plan.epoch_unit if plan.epoch_unit is not None else 0
+        # Cheap aggregates for the checks the careful reader makes; only when one fails is the
+        # offending record looked for (a table scan returns rows in file order).
+        n, present, null_ts, tmin, tmax, rmin, rmax, infs = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE v IS NOT NULL AND NOT isnan(v)), "
+            "count(*) FILTER (WHERE ts IS NULL), epoch_us(min(ts)), epoch_us(max(ts)), min(t_raw), max(t_raw), "
+            "count(*) FILTER (WHERE isinf(v)) FROM _bulk").fetchone()
+        bad_cond = ("coalesce(ts IS NULL OR epoch_us(ts) < ? OR epoch_us(ts) >= ? "
+                    "OR (t_raw IS NOT NULL AND (t_raw < ? OR t_raw >= ?)), false)")
+        bad_params = [lo_us, hi_us, bands[unit], bands[unit + 1]]
+        if n and (null_ts or tmin < lo_us or tmax >= hi_us
+                  or (plan.epoch_unit is not None and (rmin < bands[unit] or rmax >= bands[unit + 1]))):
+            self._decline_at(con, f"SELECT {bad_cond} AS bad FROM _bulk", bad_params)
+        if n == 0:
+            raise _BulkDeclined()
+        if infs:   # '+Inf' is fine, '1e400' is not: only the careful reader tells them apart
+            raise _BulkDeclined()
+        if not present:
+            from core.ingest import all_missing_error
+
+            raise _BulkDeclined(error=all_missing_error(int(n), name))
+        clock.lap("checks")
+        if plan.series_col is None:
+            raw_keys = [plan.series_name]
+        else:
+            raw_keys = [r[0] for r in con.execute("SELECT DISTINCT s FROM _bulk").fetchall()]
+        if None in raw_keys:   # an empty series cell, or one spelled like a null token ("NA")
+            self._decline_at(con, "SELECT s IS NULL AS bad FROM _bulk", [])
+        bad_keys = [k for k in raw_keys if not k.strip() or any(ord(ch) < 32 for ch in k)]
+        if bad_keys:
+            self._decline_at(con, "SELECT coalesce(s IN (SELECT unnest(?::VARCHAR[])), false) AS bad FROM _bulk",
+                             [bad_keys])
+        canon = [make_key(*parse_key(k.strip())) for k in raw_keys]
+        identity = canon == raw_keys
+        if plan.series_col is None or identity:
+            # No two raw keys map to one series: prove (series, ts) unique from the file order if the
+            # file is grouped by series and time increases within each group (one linear pass).
+            arr = con.execute("SELECT hash(s) AS h, epoch_us(ts) AS t FROM _bulk").fetchnumpy()
+            h, t = arr["h"], arr["t"]
+            change = h[1:] != h[:-1]
+            unique = int(change.sum()) + 1 == len(raw_keys) and bool(np.all(np.diff(t)[~change] > 0))
+        else:
+            unique = False
+        clock.lap("keys+unique")
+        con.execute("CREATE OR REPLACE TEMP TABLE _keymap (raw VARCHAR, key VARCHAR)")
+        con.executemany("INSERT INTO _keymap VALUES (?, ?)", list(zip(raw_keys, canon, strict=True)))
+        rejected = 0
+        if not unique:
+            # Repeated (series, ts) in the file: keep the last one, as write_points does. Rows are
+            # matched by position (scan order = file order), never by rowid.
+            pairs = con.execute("SELECT hash(raw), key FROM _keymap").fetchall()
+            order = sorted(set(canon))
+            hashes = np.array([h for h, _ in pairs], dtype=np.uint64)
+            codes = np.array([order.index(k) for _, k in pairs], dtype=np.int64)
+            srt = np.argsort(hashes)
+            arr = con.execute("SELECT hash(coalesce(s, ?)) AS h, epoch_us(ts) AS t FROM _bulk",
+                              [plan.series_name]).fetchnumpy()
+            code = codes[srt][np.searchsorted(hashes[srt], np.asarray(arr["h"], dtype=np.uint64))]
+            keep = ~pd.DataFrame({"c": code, "t": np.asarray(arr["t"])}).duplicated(keep="last").to_numpy()
+            rejected = int((~keep).sum())
+            if rejected:
+                con.register("_keep", pd.DataFrame({"keep": keep}))
+                con.execute("CREATE OR REPLACE TEMP TABLE _bulk_last AS SELECT b.s, b.ts, b.t_raw, b.v "
+                            "FROM _bulk b POSITIONAL JOIN _keep k WHERE k.keep")
+                con.unregister("_keep")
+                con.execute("DROP TABLE _bulk")
+                con.execute("ALTER TABLE _bulk_last RENAME TO _bulk")
+        clock.lap("dedup")
+        sha = sha256 or sha_job.result()
+        dup = self.find_upload(sha)
+        if dup is not None:
+            raise _BulkDeclined(duplicate_of=dup, sha256=sha)
+        clock.lap("sha256 wait")
+        from core.ingest import infer_kind
+
+        keys = sorted(set(canon))
+        kinds = {k: kd for k in keys if (kd := infer_kind(k))}
+        self._insert_series(con, keys, kinds, None, name)
+        upload_id = self._new_upload(con, sha, name, plan.format, int(n), len(keys), actor)
+        value_expr = "CASE WHEN isnan(b.v) THEN NULL ELSE b.v END"
+        con.execute("CREATE OR REPLACE TEMP TABLE _kid AS SELECT m.raw, se.id AS sid FROM _keymap m "
+                    "JOIN series se ON se.key = m.key")
+        sids = [r[0] for r in con.execute("SELECT DISTINCT sid FROM _kid").fetchall()]
+        if plan.series_col is None:   # one series: no join at all
+            src, src_params = "FROM _bulk b, (SELECT ?::INTEGER AS sid) k", [sids[0]]
+        else:
+            src, src_params = "FROM _bulk b JOIN _kid k ON k.raw = b.s", []
+        updated = unchanged = 0
+        if self._touched(con, sids):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT k.sid AS series_id, b.ts AS ts, "
+                        f"{value_expr} AS value {src}", src_params)
+            updated, unchanged = self._upsert_stage(con, upload_id)
+            con.execute("DROP TABLE _stage")
+        else:
+            con.execute(f"INSERT INTO points SELECT k.sid, b.ts, {value_expr}, ? {src}", [upload_id, *src_params])
+        con.execute("DROP TABLE _kid")
+        clock.lap("insert points")
+        con.execute("DROP TABLE _bulk")
+        con.execute("DROP TABLE _keymap")
+        warnings = list(plan.warnings)
+        if plan.no_zone_example is not None:
+            warnings.append(f"timestamps have no time zone (e.g. {plan.no_zone_example!r}); read as UTC")
+        return self._finish_upload(con, upload_id, name, sha, plan.format, int(n), int(n) - rejected, rejected,
+                                   updated, unchanged, len(keys), warnings, actor)
+
+    @staticmethod
+    def _decline_at(con: duckdb.DuckDBPyConnection, mask_sql: str, params: list[Any]) -> None:
+        """Give up the bulk load, naming the first record (0-based, file order) where ``mask_sql`` is true."""
+        mask = np.asarray(con.execute(mask_sql, params).fetchnumpy()["bad"], dtype=bool)
+        raise _BulkDeclined(bad_row=int(np.argmax(mask)) if mask.any() else None)
 
     # ------------------------------------------------------------------ incidents
     def add_incidents(self, incidents: pd.DataFrame, *, source: str, actor: str | None = None) -> int:

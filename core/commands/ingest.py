@@ -1,0 +1,43 @@
+"""Ingest metric exports (CSV or JSON) into the database, one upload per file.
+
+Each file is all or nothing: a bad file writes nothing and the others are still ingested. Prints one
+summary line per file; exits 2 if any file failed, naming them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.errors import IngestError
+from core.ingest import FORMATS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="metric export(s): CSV or JSON")
+    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                        help="layout of the files (default: detect each file)")
+    parser.add_argument("--actor", default=None, help="who is uploading (recorded in the audit trail)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.store import Store
+
+    failed: list[str] = []
+    with Store(args.db) as store:
+        for f in args.files:
+            try:
+                report = store.ingest(f, fmt=args.format, actor=args.actor)
+            except IngestError as exc:
+                failed.append(f)
+                print(f"FAILED {exc}", file=sys.stderr)
+                continue
+            print(report.summary())
+            for w in report.warnings:
+                print(f"  note: {w}")
+    if failed:
+        ok = len(args.files) - len(failed)
+        print(f"error: {len(failed)} of {len(args.files)} file(s) not ingested (nothing written from them): "
+              f"{', '.join(failed)}; {ok} ingested", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,413 @@
+"""Ingest: every layout read with hand-checked values, Store.ingest (careful and DuckDB bulk paths),
+re-upload, overlap counting, atomicity, csvsafe, the CLI and the benchmark."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import core.ingest as ingest_mod
+from core.__main__ import main as cli_main
+from core.csvsafe import safe_cell, to_safe_csv
+from core.errors import IngestError
+from core.ingest import infer_kind, parse_times, parse_values, read_metrics, write_metrics
+from core.store import Store
+
+GOOD = Path(__file__).parent / "data" / "good"
+T0 = pd.Timestamp("2026-01-01T00:00:00Z")
+
+
+def pts_of(parsed, key):
+    d = parsed.points[parsed.points["series"] == key]
+    return list(zip(d["ts"], d["value"], strict=True))
+
+
+def same(a, b):
+    return all(x[0] == y[0] and (x[1] == y[1] or (math.isnan(x[1]) and math.isnan(y[1]))) for x, y in
+               zip(a, b, strict=True)) and len(a) == len(b)
+
+
+# ----------------------------------------------------------------------------- formats, by hand
+def test_long_basic_values_zones_and_missing():
+    p = read_metrics(GOOD / "long_basic.csv")
+    assert (p.format, p.rows) == ("long", 5)
+    a = pts_of(p, 'cpu_pct{host="a"}')
+    assert same(a, [(T0, 12.5), (T0 + pd.Timedelta("1min"), np.nan), (T0 + pd.Timedelta("2min"), np.nan)])
+    b = pts_of(p, 'cpu_pct{host="b"}')
+    # 00:01+01:00 is 23:01 UTC the day before
+    assert same(b, [(T0, 40.0), (pd.Timestamp("2025-12-31T23:01:00Z"), 41.25)])
+    assert str(p.points["ts"].dtype) == "datetime64[ns, UTC]" and p.points["value"].dtype == np.float64
+
+
+def test_long_label_columns_epoch_seconds_and_counter_kind():
+    p = read_metrics(GOOD / "long_labels.csv")
+    assert sorted(p.points["series"].unique()) == ['http_requests_total{host="web-1",zone="eu"}',
+                                                   'http_requests_total{host="web-2"}']  # empty zone dropped
+    assert same(pts_of(p, 'http_requests_total{host="web-2"}'), [(T0, 7.0), (T0 + pd.Timedelta("60s"), 9.0)])
+    assert p.kinds == {'http_requests_total{host="web-1",zone="eu"}': "counter",
+                       'http_requests_total{host="web-2"}': "counter"}
+    assert "timestamps read as epoch seconds" in p.warnings
+
+
+def test_nab_series_named_after_stem_and_no_zone_warning():
+    p = read_metrics(GOOD / "ec2_cpu_utilization_5f5533.csv")
+    assert p.format == "nab"
+    assert set(p.points["series"]) == {"ec2_cpu_utilization_5f5533"}
+    assert same(pts_of(p, "ec2_cpu_utilization_5f5533"),
+                [(pd.Timestamp("2014-04-01T00:00Z"), 20.0), (pd.Timestamp("2014-04-01T00:05Z"), 20.5),
+                 (pd.Timestamp("2014-04-01T00:10Z"), np.nan), (pd.Timestamp("2014-04-01T00:15Z"), -3.25)])
+    assert any("no time zone" in w and "read as UTC" in w for w in p.warnings)
+
+
+def test_grafana_joined_blank_cell_is_no_point():
+    p = read_metrics(GOOD / "grafana_joined.csv")
+    assert p.format == "wide" and p.rows == 4
+    t = pd.Timestamp("2026-03-01T10:00:00Z")
+    s = pd.Timedelta("15s")
+    assert same(pts_of(p, 'api_latency_p99{service="cart"}'), [(t, 0.12), (t + 2 * s, 0.11), (t + 3 * s, 0.13)])
+    assert same(pts_of(p, 'api_latency_p99{service="checkout"}'), [(t, 0.25), (t + s, 0.30), (t + 3 * s, 0.28)])
+    assert set(p.kinds.values()) == {"histogram_quantile"}
+
+
+def test_grafana_series_rows_semicolon_decimal_comma_and_bom():
+    p = read_metrics(GOOD / "grafana_series_rows_semicolon.csv")
+    assert p.format == "long"
+    t = pd.Timestamp("2026-03-01T09:00:00Z")
+    assert same(pts_of(p, "node_load1"), [(t, 1.5), (t + pd.Timedelta("1min"), 2.25)])
+    assert same(pts_of(p, "node_load5"), [(t, 0.75)])
+
+
+def test_prometheus_matrix_nan_inf_and_fractional_seconds():
+    p = read_metrics(GOOD / "prometheus_range.json")
+    assert (p.format, p.rows) == ("prometheus", 6)
+    up = pts_of(p, 'up{instance="a:9100",job="node"}')
+    assert same(up, [(T0, 1.0), (T0 + pd.Timedelta("15s"), 0.0), (T0 + pd.Timedelta("30s"), 1.0)])
+    c = pts_of(p, 'node_cpu_seconds_total{cpu="0",mode="idle"}')
+    assert c[0] == (T0 + pd.Timedelta("500ms"), 100.25)
+    assert math.isnan(c[1][1]) and c[2][1] == math.inf
+    assert p.kinds['node_cpu_seconds_total{cpu="0",mode="idle"}'] == "counter"
+
+
+def test_cloudwatch_console_csv_labels_and_percentile_kind():
+    p = read_metrics(GOOD / "cloudwatch_console.csv")
+    assert p.format == "cloudwatch"
+    k_avg = 'CPUUtilization{InstanceId="i-0abc",namespace="AWS/EC2",stat="Average"}'
+    k_p99 = 'CPUUtilization{InstanceId="i-0def",namespace="AWS/EC2",stat="p99"}'
+    t = pd.Timestamp("2026-02-01T00:00Z")
+    assert same(pts_of(p, k_p99), [(t, 80.5), (t + pd.Timedelta("10min"), 79.25)])
+    assert len(pts_of(p, k_avg)) == 3
+    assert p.kinds == {k_p99: "histogram_quantile"}
+
+
+def test_cloudwatch_json_layouts():
+    p = read_metrics(GOOD / "cloudwatch_get_metric_data.json")
+    t = pd.Timestamp("2026-02-01T00:00Z")
+    assert sorted(pts_of(p, "CPUUtilization")) == [(t, 12.1), (t + pd.Timedelta("5min"), 13.4),
+                                                   (t + pd.Timedelta("10min"), 11.9)]
+    q = read_metrics(GOOD / "cloudwatch_get_metric_statistics.json")
+    assert same(pts_of(q, 'Latency{stat="Maximum"}'), [(t, 0.9), (t + pd.Timedelta("1min"), 1.1)])
+    assert q.units == {'Latency{stat="Average"}': "Seconds", 'Latency{stat="Maximum"}': "Seconds"}
+
+
+def test_datadog_csv_and_json():
+    p = read_metrics(GOOD / "datadog_export.csv")
+    assert p.format == "datadog"
+    assert same(pts_of(p, 'system.cpu.user{env="prod",host="web-2"}'), [(T0, 20.0), (T0 + pd.Timedelta("2min"), 22.5)])
+    q = read_metrics(GOOD / "datadog_query.json")
+    key = 'trace.http.request.hits{env="prod",service="web"}'
+    got = pts_of(q, key)
+    assert got[0] == (T0, 5.0) and math.isnan(got[1][1]) and got[2] == (T0 + pd.Timedelta("2min"), 7.0)
+    assert q.units == {key: "hit"}
+
+
+def test_excel_windows_file():
+    p = read_metrics(GOOD / "excel_windows_semicolon.csv")
+    assert p.format == "long" and set(p.points["series"]) == {"NA"}
+    v = p.points["value"].tolist()
+    assert v[0] == 1.5 and math.isnan(v[1]) and v[2] == -2.0
+
+
+def test_format_override_and_mismatch():
+    p = read_metrics(GOOD / "grafana_joined.csv", fmt="cloudwatch")   # same table read as CloudWatch
+    assert p.format == "cloudwatch" and len(p.points) == 6
+    with pytest.raises(IngestError, match="expects JSON"):
+        read_metrics(GOOD / "long_basic.csv", fmt="prometheus")
+    with pytest.raises(IngestError, match="expects CSV"):
+        read_metrics(GOOD / "prometheus_range.json", fmt="long")
+    with pytest.raises(IngestError, match="unknown format"):
+        read_metrics(GOOD / "long_basic.csv", fmt="parquet")
+
+
+# ----------------------------------------------------------------------------- cells
+def test_epoch_units_by_magnitude():
+    for raw, unit in [("1767225600", "s"), ("1767225600000", "ms"), ("1767225600000000", "us"),
+                      ("1767225600000000000", "ns"), ("1767225600.25", "s")]:
+        ns, _ = parse_times([raw])
+        expect = T0.value + (250_000_000 if raw.endswith(".25") else 0)
+        assert ns[0] == expect, (raw, unit)
+
+
+def test_values_tokens():
+    v = parse_values(["1.5", "", "NaN", "null", "None", "+Inf", "-inf", "-2e3", " 7 ", ".5"])
+    assert v[0] == 1.5 and np.isnan(v[1:5]).all()
+    assert v[5] == np.inf and v[6] == -np.inf and v[7] == -2000.0 and v[8] == 7.0 and v[9] == 0.5
+    assert parse_values(["12,5"], decimal_comma=True)[0] == 12.5
+    with pytest.raises(IngestError, match="uses a comma"):
+        parse_values(["12,5"])
+
+
+def test_latin1_file_is_read_with_a_warning():
+    data = "timestamp,series,value\n2026-01-01T00:00:00Z,temp_°C,1.5\n".encode("latin-1")
+    p = read_metrics(data, name="t.csv")
+    assert p.points["series"].iloc[0] == "temp_°C"
+    assert any("not valid UTF-8" in w for w in p.warnings)
+
+
+def test_utf16_with_bom():
+    data = "timestamp,value\n2026-01-01T00:00:00Z,3\n".encode("utf-16")
+    p = read_metrics(data, name="u.csv")
+    assert p.points["value"].tolist() == [3.0]
+
+
+def test_infer_kind():
+    assert infer_kind("http_requests_total") == "counter"
+    assert infer_kind("latency_p95_ms") == "histogram_quantile"
+    assert infer_kind('histogram_quantile(0.99, x){job="a"}') == "histogram_quantile"
+    assert infer_kind('x{quantile="0.5"}') == "histogram_quantile"
+    assert infer_kind("cpu_pct") is None and infer_kind("app95") is None
+
+
+# ----------------------------------------------------------------------------- store
+@pytest.fixture(params=["careful", "bulk"])
+def any_store(request, tmp_path):
+    s = Store(tmp_path / "i.duckdb")
+    if request.param == "bulk":
+        s.bulk_min_bytes = 0
+    yield s
+    s.close()
+
+
+def test_bulk_and_careful_paths_store_the_same(tmp_path):
+    for f in sorted(GOOD.iterdir()):
+        got = []
+        for bulk in (False, True):
+            with Store(tmp_path / f"{f.stem}_{bulk}.duckdb") as s:
+                if bulk:
+                    s.bulk_min_bytes = 0
+                r = s.ingest(f)
+                got.append((r.rows, r.accepted, r.series_count, r.format,
+                            s.get_points().to_dict("list"), s.list_series()[["key", "kind"]].to_dict("list")))
+        assert repr(got[0]) == repr(got[1]), f.name
+
+
+def test_bulk_path_is_really_used(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("careful reader called")
+
+    monkeypatch.setattr(ingest_mod, "read_metrics", refuse)
+    with Store(tmp_path / "b.duckdb") as s:
+        s.bulk_min_bytes = 0
+        r = s.ingest(GOOD / "long_basic.csv")
+        assert (r.accepted, r.inserted, r.series_count) == (5, 5, 2)
+        got = s.get_points('cpu_pct{host="a"}')
+        assert got["value"].iloc[0] == 12.5 and got["value"].iloc[1:].isna().all()
+        r2 = s.ingest(GOOD / "ec2_cpu_utilization_5f5533.csv")
+        assert r2.format == "nab" and any("no time zone" in w for w in r2.warnings)
+        f = tmp_path / "rep.csv"    # repeated (series, ts): last kept, counted, still on the bulk path
+        f.write_text("timestamp,series,value\n2026-01-01T00:00:00Z,m,1\n2026-01-01T00:01:00Z,m,2\n"
+                     "2026-01-01T00:00:00Z,m,9\n2026-01-01T00:00:00Z,n,4\n")
+        r3 = s.ingest(f)
+        assert (r3.rows, r3.accepted, r3.rejected, r3.inserted) == (4, 3, 1, 3)
+        assert s.get_points("m")["value"].tolist() == [9.0, 2.0]
+        crlf = tmp_path / "win.csv"   # CRLF line ends, ';' and an NA value
+        crlf.write_bytes((GOOD / "excel_windows_semicolon.csv").read_bytes().replace(b";NA;", b";web;", 1)
+                         .replace(b";NA;", b";web;"))
+        r4 = s.ingest(crlf)
+        assert (r4.format, r4.accepted) == ("long", 3)
+        v = s.get_points("web")["value"].tolist()
+        assert v[0] == 1.5 and math.isnan(v[1]) and v[2] == -2.0
+
+
+def test_reupload_is_noop(any_store):
+    r1 = any_store.ingest(GOOD / "long_basic.csv")
+    r2 = any_store.ingest(GOOD / "long_basic.csv")
+    assert not r1.is_noop and r2.is_noop and r2.duplicate_of == r1.upload_id
+    assert "already uploaded" in r2.summary()
+    assert len(any_store.list_uploads()) == 1
+    assert any_store.query_one("SELECT count(*) FROM points")[0] == 5
+
+
+def test_overlap_upsert_counts(any_store, tmp_path):
+    a = "timestamp,series,value\n" + "".join(f"2026-01-01T00:0{i}:00Z,m,{i}\n" for i in range(6))
+    # minutes 3..8: 3 unchanged, 4 and 5 changed, 6..8 new
+    b = "timestamp,series,value\n" + "".join(
+        f"2026-01-01T00:0{i}:00Z,m,{i if i == 3 else i + 100}\n" for i in range(3, 9))
+    (tmp_path / "a.csv").write_text(a)
+    (tmp_path / "b.csv").write_text(b)
+    any_store.ingest(tmp_path / "a.csv")
+    r = any_store.ingest(tmp_path / "b.csv")
+    assert (r.inserted, r.updated, r.unchanged, r.rejected, r.accepted) == (3, 2, 1, 0, 6)
+    got = any_store.get_points("m")["value"].tolist()
+    assert got == [0, 1, 2, 3, 104, 105, 106, 107, 108]
+    n, d = any_store.query_one("SELECT count(*), count(DISTINCT (series_id, ts)) FROM points")
+    assert n == d == 9
+
+
+def test_repeated_rows_in_file_last_kept(any_store, tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("timestamp,series,value\n2026-01-01T00:00:00Z,m,1\n2026-01-01T00:01:00Z,m,2\n"
+                 "2026-01-01T00:00:00Z,m,9\n")
+    r = any_store.ingest(f)
+    assert (r.rows, r.accepted, r.rejected) == (3, 2, 1)
+    assert any_store.get_points("m")["value"].tolist() == [9.0, 2.0]
+
+
+def test_label_order_in_keys_is_canonical(any_store, tmp_path):
+    f = tmp_path / "k.csv"
+    f.write_text('timestamp,series,value\n2026-01-01T00:00:00Z,"x{b=""2"",a=""1""}",1\n'
+                 '2026-01-01T00:01:00Z,"x{a=""1"",b=""2""}",2\n')
+    any_store.ingest(f)
+    assert any_store.series_keys() == ['x{a="1",b="2"}']
+    assert len(any_store.get_points('x{a="1",b="2"}')) == 2
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_failure_mid_ingest_leaves_no_partial_rows(store, monkeypatch, bulk):
+    store.ingest(GOOD / "prometheus_range.json")
+    before = store.query_one("SELECT (SELECT count(*) FROM points), (SELECT count(*) FROM series), "
+                             "(SELECT count(*) FROM uploads)")
+    if bulk:
+        store.bulk_min_bytes = 0
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_audit_hook", boom)   # called last, after the points are inserted
+    with pytest.raises(RuntimeError):
+        store.ingest(GOOD / "long_basic.csv")
+    after = store.query_one("SELECT (SELECT count(*) FROM points), (SELECT count(*) FROM series), "
+                            "(SELECT count(*) FROM uploads)")
+    assert after == before
+    monkeypatch.undo()
+    r = store.ingest(GOOD / "long_basic.csv")        # and nothing blocks a clean retry
+    assert r.inserted == 5
+
+
+def test_late_bad_row_in_big_file_falls_back_with_exact_row(store, tmp_path):
+    store.bulk_min_bytes = 0
+    n = 5000
+    ts = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"{t},m,{i}" for i, t in enumerate(ts)]
+    lines[4321] = lines[4321].rsplit(",", 1)[0] + ",12.5.3"
+    f = tmp_path / "late.csv"
+    f.write_text("timestamp,series,value\n" + "\n".join(lines) + "\n")
+    with pytest.raises(IngestError) as ei:
+        store.ingest(f)
+    assert (ei.value.row, ei.value.column) == (4323, "value") and "'12.5.3'" in ei.value.reason
+    assert store.query_one("SELECT count(*) FROM points")[0] == 0
+
+
+@pytest.mark.parametrize("bad_line, column, words", [
+    ("2026-01-04T00:01:00Z,m,12.5.3", "value", "'12.5.3' is not a number"),        # DuckDB cannot convert
+    ("2026-01-04T00:01:00Z,m,1,2", None, "has 4 fields"),                          # DuckDB cannot split
+    ("2150-01-04T00:01:00Z,m,1", "timestamp", "after 2100"),                      # converts, fails a check
+    ("2026-01-04T00:01:00Z, ,1", "series", "series name is empty"),
+])
+def test_big_file_errors_located_without_rereading_everything(store, tmp_path, monkeypatch, bad_line, column,
+                                                               words):
+    sizes = []
+    real = ingest_mod.read_metrics
+
+    def spy(source, *a, **k):
+        sizes.append(len(source) if isinstance(source, bytes) else -1)
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(ingest_mod, "read_metrics", spy)
+    store.bulk_min_bytes = 0
+    ts = pd.date_range("2026-01-01", periods=20000, freq="1min", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"{t},m,{i}" for i, t in enumerate(ts)]
+    lines[14000] = bad_line
+    f = tmp_path / "big.csv"
+    f.write_text("timestamp,series,value\n" + "\n".join(lines) + "\n")
+    with pytest.raises(IngestError) as ei:
+        store.ingest(f)
+    assert (ei.value.row, ei.value.column) == (14002, column) and words in ei.value.reason
+    assert sizes and max(sizes) < 200            # only an excerpt went through the careful reader
+    assert store.query_one("SELECT count(*) FROM points")[0] == 0
+
+
+def test_mixed_units_beyond_sample_caught_by_bulk(store, tmp_path):
+    store.bulk_min_bytes = 0
+    rows = [f"{1767225600 + 60 * i},{i}" for i in range(3000)] + ["1767405600000,1"]
+    f = tmp_path / "mix.csv"
+    f.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    with pytest.raises(IngestError) as ei:
+        store.ingest(f)
+    assert ei.value.row == 3002 and "mixed epoch units" in ei.value.reason
+
+
+def test_bytes_and_file_like_sources(store):
+    data = (GOOD / "long_basic.csv").read_bytes()
+    r = store.ingest(data, name="from_bytes.csv")
+    assert r.name == "from_bytes.csv" and r.inserted == 5
+    import io
+
+    buf = io.BytesIO((GOOD / "prometheus_range.json").read_bytes())
+    buf.name = "prom.json"
+    assert store.ingest(buf).format == "prometheus"
+
+
+# ----------------------------------------------------------------------------- csvsafe
+def test_safe_cell():
+    assert safe_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert safe_cell("+1+2") == "'+1+2" and safe_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert safe_cell("\tx") == "'\tx" and safe_cell("\rx") == "'\rx" and safe_cell("-cmd") == "'-cmd"
+    assert safe_cell("-12.5") == "-12.5" and safe_cell("+3") == "+3" and safe_cell("-1e-5") == "-1e-5"
+    assert safe_cell("cpu") == "cpu" and safe_cell(-3.0) == -3.0 and safe_cell(None) is None
+
+
+def test_to_safe_csv():
+    df = pd.DataFrame({"series": ["=1+1", "ok"], "value": [-1.5, 2.0], "=bad": ["-2", "@x"]})
+    text = to_safe_csv(df)
+    assert text.splitlines() == ["series,value,'=bad", "'=1+1,-1.5,-2", "ok,2.0,'@x"]
+
+
+# ----------------------------------------------------------------------------- writers
+@pytest.mark.parametrize("fmt", ["long", "wide", "prometheus", "cloudwatch", "datadog"])
+def test_writer_reader_round_trip_fixed(fmt):
+    t = pd.date_range("2026-01-01", periods=3, freq="1min", tz="UTC")
+    df = pd.DataFrame({"series": ['a{host="x"}'] * 3 + ["b"] * 2, "ts": list(t) + list(t[:2]),
+                       "value": [1.5, np.nan, -2.0, 1e-9, np.inf]})
+    back = read_metrics(write_metrics(df, fmt).encode(), fmt=fmt, name="rt.csv").points
+    key = ["series", "ts"]
+    a, b = df.sort_values(key).reset_index(drop=True), back.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_ingest_summary_and_failure(tmp_path, capsys):
+    db = str(tmp_path / "cli.duckdb")
+    bad = Path(__file__).parent / "data" / "bad" / "11_bad_number.csv"
+    rc = cli_main(["ingest", "--db", db, str(GOOD / "long_basic.csv"), str(bad), str(GOOD / "long_labels.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert "long_basic.csv (long): 5 rows, 5 points accepted (5 new" in out
+    assert "long_labels.csv (long): 4 rows" in out
+    assert "11_bad_number.csv, row 7, column 'value'" in err and "1 of 3 file(s) not ingested" in err
+    rc = cli_main(["ingest", "--db", db, str(GOOD / "long_basic.csv")])
+    assert rc == 0 and "already uploaded" in capsys.readouterr().out
+    with Store(db) as s:
+        assert len(s.list_uploads()) == 2
+
+
+# ----------------------------------------------------------------------------- benchmark
+@pytest.mark.bench
+def test_bench_ingest_ratio():
+    from bench.ingest import run
+
+    res = run(repeat=3)
+    assert res["ratio"] <= 1.5, res
