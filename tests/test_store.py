@@ -115,3 +115,16 @@ def test_incidents_roundtrip_and_validation(store):
         store.add_incidents(bad, source="bad.csv")
     assert ei.value.row == 2 and ei.value.column == "end"
     assert len(store.list_incidents()) == 2
+
+
+def test_store_writes_are_audited_on_open(store):
+    from core.audit import list_audit, verify_audit
+
+    r = store.write_points(make_points(5), name="a.csv", sha256="aud", fmt="long", actor="alice")
+    store.delete_upload(r.upload_id, actor="bob")
+    log = list_audit(store)
+    actions = sorted(log["action"].tolist())
+    assert len(actions) == 2 and any("upload" in a and "delete" not in a for a in actions)
+    assert set(log["actor"]) == {"alice", "bob"}
+    ok, broken, _ = verify_audit(store)
+    assert ok and broken is None

@@ -183,6 +183,9 @@ class Store:
         self.read_only = read_only
         if not read_only:
             self.migrate()
+            from core import audit  # noqa: PLC0415  (core.audit imports this module)
+
+            audit.install(self)
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
