@@ -1,4 +1,4 @@
-"""Forecasts: interval coverage on held-out data, no peeking, thin history; plus analyse()."""
+"""Forecasts: interval coverage on held-out data, no peeking, thin history."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analysis import analyse
 from core.forecast import FORECASTERS, SeasonalNaiveForecaster, backtest, forecast, seasonal_indices
 
 
@@ -90,42 +89,3 @@ def test_mape_is_nan_when_actuals_touch_zero():
     s.iloc[-5] = 0.0
     b = backtest(hourly_values=s, holdout_days=2)
     assert b.sufficient and np.isnan(b.mape) and np.isfinite(b.mae)
-
-
-# ----------------------------------------------------------------------------- analyse()
-def minute_bench(days: int = 30, seed: int = 42) -> pd.Series:
-    rng = np.random.default_rng(seed)
-    n = days * 1440
-    idx = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
-    t = np.arange(n) / 1440.0
-    y = 200 + 40 * np.sin(2 * np.pi * t) + 15 * np.sin(2 * np.pi * t / 7) + 1.5 * t + rng.normal(0, 8, n)
-    y[idx >= pd.Timestamp("2026-01-21", tz="UTC")] += 25
-    return pd.Series(y, index=idx)
-
-
-def test_analyse_runs_every_stage_and_times_it():
-    calls = []
-    a = analyse(minute_bench(), unit="ms", detector=lambda v: calls.append(len(v)) or "scored")
-    assert a.n_points == 43200 and calls == [43200] and a.detections == "scored"
-    for stage in ("prepare", "baseline", "seasonality", "trend", "change_points", "forecast", "backtest",
-                  "detector", "total"):
-        assert a.timings[stage] >= 0
-    assert a.timings["total"] >= sum(v for k, v in a.timings.items() if k != "total") * 0.99
-    assert a.baseline.sufficient and a.seasonality.sufficient and a.forecast.sufficient
-    assert a.trend.significant and a.trend.direction == "rising"
-    assert [str(p.ts) for p in a.change_points.points] == ["2026-01-21 00:00:00+00:00"]
-    assert a.change_points.points[0].change == pytest.approx(25, abs=2)
-    assert a.change_points.slope_per_day == pytest.approx(1.5, abs=0.2)
-    assert a.forecast.horizon_hours == 168 and a.backtest.sufficient
-    assert set(a.summary()) >= {"baseline", "trend", "seasonality", "forecast", "backtest", "timings_s"}
-
-
-def test_analyse_counter_and_thin_series():
-    idx = pd.date_range("2026-01-05", periods=600, freq="1min", tz="UTC")
-    counter = pd.Series(np.cumsum(np.full(600, 120.0)), index=idx)   # +2 per second
-    counter.iloc[300:] -= counter.iloc[299]                            # a reset
-    a = analyse(counter, kind="counter")
-    assert a.baseline.kind == "counter" and a.baseline.median.value == pytest.approx(2.0)
-    assert not a.seasonality.sufficient and not a.forecast.sufficient and not a.backtest.sufficient
-    assert not a.trend.sufficient and a.trend.reason
-    assert not a.change_points.sufficient or a.change_points.points == []
