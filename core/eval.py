@@ -10,7 +10,9 @@ still open. NAB rewards the earliest detection of a window and charges every ext
 it; an on-call engineer would likewise get one page per episode, not one per row.
 
 The threshold is chosen once on this subset with ``--sweep`` (the table it prints is the evidence)
-and then fixed in :data:`core.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file.
+and then fixed in :data:`core.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file. ``--loco``
+checks that choice out of sample: the threshold is picked on five labelled categories and the sixth
+is scored with it, for each category in turn.
 """
 
 from __future__ import annotations
@@ -117,6 +119,43 @@ def evaluate(run: NabRun, threshold: float = DEFAULT_THRESHOLD,
     return out
 
 
+SWEEP_THRESHOLDS = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995, 0.99999)
+
+
+def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_THRESHOLDS,
+                           refractory_s: float = DEFAULT_REFRACTORY_S,
+                           profile: str = "standard") -> pd.DataFrame:
+    """Held-out check of the threshold choice: for each category, pick the threshold that scores best
+    (``profile``, normalised) on the *other* categories, then score the held-out category with it.
+
+    Returns one row per category with labelled windows: ``category, threshold`` (chosen without
+    it), ``held_out`` (its normalised score at that threshold), ``in_sample`` (its score at the
+    threshold chosen on all categories) and ``raw, null, perfect`` (held-out, profile units). The
+    pooled held-out figure is ``normalised(sum raw, sum null, sum perfect)`` over the rows.
+    """
+    per_thr = {}
+    for thr in thresholds:
+        pf = evaluate(run, thr, refractory_s)["per_category"]
+        per_thr[thr] = pf[pf["profile"] == profile].set_index("category")
+    cats = [c for c in per_thr[thresholds[0]].index if per_thr[thresholds[0]].loc[c, "windows"] > 0]
+
+    def total(thr: float, keep: list[str]) -> float:
+        g = per_thr[thr].loc[keep]
+        return normalised(g["raw"].sum(), g["null"].sum(), g["perfect"].sum())
+
+    all_cats = list(per_thr[thresholds[0]].index)
+    best_all = max(thresholds, key=lambda t: total(t, all_cats))
+    rows = []
+    for c in cats:
+        others = [o for o in all_cats if o != c]
+        thr = max(thresholds, key=lambda t: total(t, others))
+        g = per_thr[thr].loc[c]
+        rows.append({"category": c, "threshold": thr, "held_out": g["score"],
+                     "in_sample": per_thr[best_all].loc[c, "score"],
+                     "raw": g["raw"], "null": g["null"], "perfect": g["perfect"]})
+    return pd.DataFrame(rows)
+
+
 def _fmt(x: float | None) -> str:
     return "   n/a" if x is None or not np.isfinite(x) else f"{x:6.1f}"
 
@@ -133,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", nargs="*", default=None, help="only these files (category/name.csv)")
     p.add_argument("--sweep", action="store_true", help="print scores for a range of thresholds")
     p.add_argument("--per-file", action="store_true", help="print the standard-profile per-file table")
+    p.add_argument("--loco", action="store_true",
+                   help="leave-one-category-out: choose the threshold on the other categories, score each one")
     args = ap.parse_args(argv)
     try:
         run = run_nab(Path(args.dir), args.detector, args.files)
@@ -140,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(detector {args.detector}, refractory {args.refractory_s:g} s)")
         if args.sweep:
             print("threshold  standard  low_FP  low_FN")
-            for thr in (0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999, 0.999995, 0.999999):
+            for thr in SWEEP_THRESHOLDS:
                 r = evaluate(run, thr, args.refractory_s)
                 print(f"{thr:<9g}  {_fmt(r['standard'])}  {_fmt(r['reward_low_FP'])}  {_fmt(r['reward_low_FN'])}")
         r = evaluate(run, args.threshold, args.refractory_s)
@@ -152,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         table = wide.join(counts)
         print("per category (normalised; n/a = no labelled window; fp = detections outside windows):")
         print(table.to_string(float_format=lambda v: f"{v:6.1f}"))
+        if args.loco:
+            lo = leave_one_category_out(run, refractory_s=args.refractory_s)
+            pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
+            print("leave-one-category-out (standard; threshold chosen on the other categories):")
+            print(lo[["category", "threshold", "held_out", "in_sample"]].to_string(
+                index=False, float_format=lambda v: f"{v:8.6g}"))
+            print(f"pooled held-out normalised score: {_fmt(pooled)}")
         if args.per_file:
             print(r["per_file"].to_string(float_format=lambda v: f"{v:7.2f}"))
     except StudioError as exc:

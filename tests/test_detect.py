@@ -169,6 +169,9 @@ EXPECTED = {
     ("shift", "ewma_residual"): (0.99, 0), ("shift", "iforest"): (0.99, 0),
     ("shift", "ensemble"): (DEFAULT_THRESHOLD, 1),
 }
+# drift_z and dist_change are not expected to catch a shift on this strongly daily-seasonal series: a 2-hour
+# window of a sine never looks like the pooled week, and the week's 10-90% range is mostly the daily
+# swing; they are meant for flatter series (see the variance-change and drift tests below).
 
 
 @pytest.mark.parametrize("kind,name", list(EXPECTED))
@@ -217,3 +220,59 @@ def test_ensemble_explain_reports_the_spike():
     assert r["lower"] < clean_val < r["upper"] < r["value"]
     assert abs(r["expected"] - clean_val) < 3.0
     assert len(ex) <= 0.01 * (len(s) - 4 * PER_DAY) + 1     # and not much else
+
+
+# ----------------------------------------------------------------------------- distribution change
+def test_dist_change_g_statistic_by_hand():
+    from core.detect.entropy import DistributionChange
+
+    # 2 bins (edge at the training median 0.5), recent window of 4 points, reference of 16.
+    # Reference: 8 zeros then 8 ones -> shares (8 + 0.5) / (16 + 1) = 0.5 each; recent window 4 ones:
+    # G = 2 * 4 * ln(4 / (4 * 0.5)) = 8 ln 2.
+    det = DistributionChange(window_s=4 * 300, min_points=4, reference_s=16 * 300, bins=2)
+    det.step_s_ = 300.0
+    det.edges_ = np.array([0.5])
+    x = np.r_[np.zeros(8), np.ones(8), np.ones(4)]
+    idx = pd.date_range("2026-01-01", periods=x.size, freq=STEP, tz="UTC")
+    g, _, _ = det._raw(pd.Series(x, index=idx))
+    assert g[-1] == pytest.approx(8 * math.log(2))
+    assert np.isnan(g[:5]).all()              # fewer than w reference points before the window
+
+
+def test_dist_change_catches_a_variance_change_the_mean_does_not_show():
+    rng = np.random.default_rng(3)
+    n = 8 * PER_DAY
+    x = 100 + 2.0 * rng.standard_normal(n)
+    at = 6 * PER_DAY
+    x[at:] = 100 + 0.2 * rng.standard_normal(n - at)      # the noise collapses (a stuck sensor)
+    s = pd.Series(x, index=pd.date_range("2026-03-02", periods=n, freq=STEP, tz="UTC"))
+    det = make_detector("dist_change").fit(s.iloc[: 4 * PER_DAY])
+    sc = det.score(s.iloc[4 * PER_DAY:])
+    rel = at - 4 * PER_DAY
+    assert np.nanmean(sc[:rel] >= DEFAULT_THRESHOLD) <= 0.01
+    hits = np.flatnonzero(sc[rel:] >= DEFAULT_THRESHOLD)
+    assert hits.size and hits[0] <= 24                    # within the 2-hour recent window
+
+
+def test_drift_z_spread_does_not_collapse_on_a_two_level_week():
+    # a week that is 20 three quarters of the time and 80 otherwise: MAD = 0, but the 10-90% range
+    # is 60, so a return to 80 is 60 / (60 / 2.5631) = 2.56 robust sigmas, not a huge z-score
+    n = 7 * PER_DAY
+    x = np.where((np.arange(n) % PER_DAY) < PER_DAY // 4, 80.0, 20.0)
+    x = np.r_[x, 80.0]
+    s = pd.Series(x, index=pd.date_range("2026-03-02", periods=x.size, freq=STEP, tz="UTC"))
+    det = make_detector("drift_z")
+    det.step_s_, det.resolution_ = 300.0, 1.0
+    raw, med, scale = det._raw(s)
+    assert med[-1] == 20.0
+    assert scale[-1] == pytest.approx(60.0 / 2.5631)
+    assert raw[-1] == pytest.approx(2.5631)
+
+
+@pytest.mark.parametrize("name", ["dist_change", "drift_z"])
+def test_new_members_are_causal(name, clean, fitted):
+    s = clean.iloc[4 * PER_DAY: 7 * PER_DAY].copy()
+    for cut in (1, 30, PER_DAY + 7):
+        t = s.copy()
+        t.iloc[cut:] = np.where(np.arange(len(s) - cut) % 2, 1e4, -1e4)   # wild future, new shape
+        np.testing.assert_array_equal(fitted[name].score(s.iloc[:cut]), fitted[name].score(t)[:cut])

@@ -74,3 +74,34 @@ def test_detect_command_errors(tmp_path, capsys):
     pd.DataFrame({"series": ["a", "b"], "timestamp": ["2026-01-01T00:00:00Z"] * 2, "value": [1, 2]}).to_csv(p, index=False)
     assert core_main(["detect", str(p)]) == 2
     assert "choose one with --series" in capsys.readouterr().err
+
+
+def test_leave_one_category_out_picks_threshold_without_the_held_out_category():
+    from core.eval import NabRun, leave_one_category_out
+
+    # three categories, one file each, 1000 rows of 5 min (probation 150 rows); one window per file at
+    # rows 500-509. Category a and b fire in their window at score 0.9 and have a false positive at 0.8
+    # (row 800); category c fires in its window only at 0.85 with no false positive.
+    ts = pd.date_range("2026-01-01", periods=1000, freq="5min", tz="UTC")
+    win = [[str(ts[500]), str(ts[509])]]
+
+    def scores(in_win: float, fp: float) -> np.ndarray:
+        s = np.zeros(1000)
+        s[500], s[800] = in_win, fp
+        return s
+
+    run = NabRun({"a/f.csv": (ts, scores(0.9, 0.8)), "b/f.csv": (ts, scores(0.9, 0.8)),
+                  "c/f.csv": (ts, scores(0.85, 0.0))},
+                 {"a/f.csv": win, "b/f.csv": win, "c/f.csv": win}, 0.0)
+    lo = leave_one_category_out(run, thresholds=(0.8, 0.85, 0.9), refractory_s=0).set_index("category")
+    # without c, 0.85 or 0.9 both catch a and b with no FP; ties go to the first best (0.85), which
+    # also catches c: held-out score 100. Without a, threshold 0.85 (b and c caught, no FP); a scores
+    # 100 too. A threshold of 0.9 would have missed c (held-out 0).
+    assert lo.loc["c", "threshold"] == 0.85 and lo.loc["c", "held_out"] == pytest.approx(100.0)
+    assert lo.loc["a", "threshold"] == 0.85 and lo.loc["a", "held_out"] == pytest.approx(100.0)
+    run.scores["c/f.csv"] = (ts, scores(0.95, 0.0))
+    lo = leave_one_category_out(run, thresholds=(0.9, 0.95), refractory_s=0).set_index("category")
+    # without a: 0.9 catches b and c, 0.95 misses b -> 0.9 is chosen and a is caught
+    assert lo.loc["a", "threshold"] == 0.9 and lo.loc["a", "held_out"] == pytest.approx(100.0)
+    # without c: 0.9 catches a and b -> chosen, and c (0.95 >= 0.9) is caught
+    assert lo.loc["c", "threshold"] == 0.9

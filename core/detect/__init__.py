@@ -19,6 +19,7 @@ from core.detect.base import Detector, TailCalibrator
 from core.detect.cusum import CusumDetector
 from core.detect.drift import DriftZScore
 from core.detect.ensemble import DEFAULT_MEMBERS, DEFAULT_THRESHOLD, EnsembleDetector
+from core.detect.entropy import DistributionChange
 from core.detect.forecast import EwmaResidual
 from core.detect.iforest import IsolationForestDetector
 from core.detect.seasonal import SeasonalZScore
@@ -27,7 +28,7 @@ from core.errors import ValidationError
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (SeasonalZScore, CusumDetector, EwmaResidual, IsolationForestDetector, DriftZScore,
-                EnsembleDetector)
+                DistributionChange, EnsembleDetector)
 }
 DEFAULT_DETECTOR = "ensemble"
 
@@ -64,4 +65,5 @@ def score_online(series: pd.Series, detector: str | Detector = DEFAULT_DETECTOR,
 
 __all__ = ["DETECTORS", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
            "TailCalibrator", "make_detector", "score_online", "SeasonalZScore", "CusumDetector",
-           "EwmaResidual", "IsolationForestDetector", "DriftZScore", "EnsembleDetector"]
+           "EwmaResidual", "IsolationForestDetector", "DriftZScore", "DistributionChange",
+           "EnsembleDetector"]
