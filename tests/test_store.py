@@ -128,3 +128,25 @@ def test_store_writes_are_audited_on_open(store):
     assert set(log["actor"]) == {"alice", "bob"}
     ok, broken, _ = verify_audit(store)
     assert ok and broken is None
+
+
+def test_series_meta_change_is_audited(store):
+    from core.audit import list_audit
+
+    store.write_points(make_points(5), name="a.csv", sha256="meta", fmt="long")
+    store.set_series_meta("m", unit="ms", kind="histogram_quantile", actor="carol")
+    store.set_series_meta("m", unit="ms", actor="carol")  # no change: nothing recorded
+    log = list_audit(store)
+    meta = log[log["action"].str.contains("series_meta")]
+    assert len(meta) == 1 and meta["actor"].iloc[0] == "carol"
+    row = store.list_series().iloc[0]
+    assert (row["unit"], row["kind"]) == ("ms", "histogram_quantile")
+
+
+def test_delete_incidents_counts_only_existing(store):
+    inc = pd.DataFrame({"series": ["m"], "start": ["2026-01-01T00:10Z"], "end": ["2026-01-01T00:20Z"]})
+    store.add_incidents(inc, source="i.csv")
+    iid = int(store.list_incidents()["id"].iloc[0])
+    assert store.delete_incidents([iid, 999]) == 1
+    assert store.delete_incidents([iid]) == 0
+    assert store.list_incidents().empty

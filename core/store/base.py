@@ -289,16 +289,24 @@ class Store:
             raise NotFound(f"no series named {key!r}")
         return int(row[0])
 
-    def set_series_meta(self, key: str, *, unit: str | None = None, kind: str | None = None) -> None:
-        """Set a series' unit and/or kind (gauge, counter, rate, histogram_quantile)."""
+    def set_series_meta(self, key: str, *, unit: str | None = None, kind: str | None = None,
+                        actor: str | None = None) -> None:
+        """Set a series' unit and/or kind (gauge, counter, rate, histogram_quantile). Audited: a unit or
+        kind change alters what a threshold on the series means."""
         if kind is not None and kind not in SERIES_KINDS:
             raise StudioError(f"kind must be one of {SERIES_KINDS}, not {kind!r}")
         sid = self.series_id(key)
         with self.transaction() as con:
+            before = con.execute("SELECT unit, kind FROM series WHERE id = ?", [sid]).fetchone()
             if unit is not None:
                 con.execute("UPDATE series SET unit = ? WHERE id = ?", [unit, sid])
             if kind is not None:
                 con.execute("UPDATE series SET kind = ? WHERE id = ?", [kind, sid])
+            after = con.execute("SELECT unit, kind FROM series WHERE id = ?", [sid]).fetchone()
+            if after != before:
+                self._audit_hook("set_series_meta", actor, {
+                    "series": key, "before": {"unit": before[0], "kind": before[1]},
+                    "after": {"unit": after[0], "kind": after[1]}})
 
     def get_points(self, series: str | Sequence[str] | None = None, start: Any = None,
                    end: Any = None) -> pd.DataFrame:
@@ -768,11 +776,14 @@ class Store:
         )
 
     def delete_incidents(self, ids: Sequence[int], *, actor: str | None = None) -> int:
+        """Delete incident windows by id; returns how many existed and were deleted (unknown ids are ignored)."""
         ids = [int(i) for i in ids]
         with self.transaction() as con:
-            con.execute("DELETE FROM incidents WHERE id IN (SELECT unnest(?::INTEGER[]))", [ids])
-            self._audit_hook("delete_incidents", actor, {"ids": ids})
-        return len(ids)
+            gone = [r[0] for r in con.execute(
+                "DELETE FROM incidents WHERE id IN (SELECT unnest(?::INTEGER[])) RETURNING id", [ids]).fetchall()]
+            if gone:
+                self._audit_hook("delete_incidents", actor, {"ids": sorted(gone)})
+        return len(gone)
 
     # ------------------------------------------------------------------ aggregates
     def quantiles(self, key: str, qs: Sequence[float], start: Any = None, end: Any = None,
