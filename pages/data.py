@@ -6,15 +6,21 @@ from core.ingest import FORMATS
 from ui import dialogs, state
 from ui.charts import series_figure
 from ui.widgets import (
+    DEFAULT_RANGE,
+    TIME_RANGES,
     flush_toast,
     fmt_duration,
+    fmt_ts,
+    gaps_in_window,
     import_files,
     import_incident_file,
+    incident_label,
     preview_file,
     show_import_results,
     show_preview,
     show_quality_table,
     table_height,
+    window_start,
 )
 
 RESULTS, INC_RESULT, GEN = "data.import_results", "data.incident_result", "data.uploader_gen"
@@ -26,7 +32,8 @@ gen = st.session_state.setdefault(GEN, 0)
 NO_DATA = "No data yet: upload metric exports in the Upload tab."
 editable = state.can_edit()
 if not editable:
-    st.caption(f"Read-only: {state.actor()} lacks the 'editor' role needed to import or delete data.")
+    st.caption("Read-only: " + (state.identity_error()
+                                or f"{state.actor()} lacks the 'editor' role needed to import or delete data."))
 
 t_upload, t_quality, t_explore, t_uploads = st.tabs(["Upload", "Quality", "Series explorer", "Uploads"])
 
@@ -70,6 +77,13 @@ with t_upload:
     inc_all = state.incidents()
     if len(inc_all):
         st.dataframe(inc_all, hide_index=True, width="stretch", height=table_height(len(inc_all), 6))
+        labels = {int(r["id"]): incident_label(r) for _, r in inc_all.iterrows()}  # one per window
+        pick = st.multiselect("Incident windows to delete", list(labels), format_func=labels.get,
+                              key="data.inc_pick", disabled=not editable)
+        if st.button(f"Delete {len(pick)} incident window(s)...", icon=":material/delete:", key="data.del_inc",
+                     disabled=not editable or not pick):
+            dialogs.request("delete_incidents", ids=list(pick), labels=[labels[i] for i in pick],
+                            clear_key="data.inc_pick")
 
 with t_quality:
     if series.empty:
@@ -88,19 +102,26 @@ with t_explore:
         st.info(NO_DATA, icon=":material/inbox:")
     else:
         key = st.selectbox("Series", series["key"].tolist(), key="data.series")
+        span = st.segmented_control("Time range", list(TIME_RANGES), default=DEFAULT_RANGE, required=True,
+                                    key="data.range", help="Windows end at the series' last point.")
         meta = series.loc[series["key"] == key].iloc[0]
-        pts = state.points(key)
-        inc = state.incidents(key)
+        start = window_start(meta["last_ts"], span)
+        shown_from = meta["first_ts"] if start is None else max(start, meta["first_ts"])
+        pts = state.points(key, start)
         unit = meta["unit"] if isinstance(meta["unit"], str) else None
-        st.plotly_chart(series_figure(pts, inc, title=key, unit=unit), width="stretch")
-        st.caption(f"{len(pts):,} points ({int(pts['value'].isna().sum()):,} missing). Line breaks mark gaps; "
-                   "red bands are incidents. Long series are drawn with each time bucket's min and max.")
-        gaps = state.gaps(key)
+        st.plotly_chart(series_figure(pts, state.incidents(key, start), title=key, unit=unit,
+                                      x_range=None if start is None else (shown_from, meta["last_ts"])), width="stretch")
+        st.caption(f"{len(pts):,} points ({int(pts['value'].isna().sum()):,} missing), "
+                   f"{fmt_ts(shown_from)} to {fmt_ts(meta['last_ts'])}. "
+                   "Line breaks mark gaps; red bands are incidents. Long series are drawn with each time "
+                   "bucket's min and max.")
+        gaps = gaps_in_window(state.gaps(key), start)
         if gaps is not None:
             st.markdown(f"**Gaps** ({len(gaps)})")
             if len(gaps):
                 show = gaps.assign(duration=gaps["duration_s"].map(fmt_duration))
                 st.dataframe(show, hide_index=True, width="stretch", height=table_height(len(show)))
+        inc = state.incidents(key)
         own = int((inc["series"] == key).sum()) if len(inc) else 0
         if st.button("Delete this series...", icon=":material/delete:", key="data.del_series", disabled=not editable):
             dialogs.request("delete_series", key=key, points=int(meta["points"]), own_incidents=own)

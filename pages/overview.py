@@ -5,6 +5,7 @@ import streamlit as st
 from ui import state
 from ui.charts import grade_figure
 from ui.widgets import (
+    PAGES_DIR,
     fmt_duration,
     fmt_ts,
     grade_counts,
@@ -52,7 +53,7 @@ else:
         worst = worst_series(q, 10)
         show_quality_table(worst, columns=["series", "grade", "score", "issues"], max_rows=6)
         show_issue_list(worst, 5)
-    st.page_link("pages/data.py", label="Full quality table and series explorer", icon=":material/table:")
+    st.page_link(f"{PAGES_DIR}/data.py", label="Full quality table and series explorer", icon=":material/table:")
 
 st.subheader("Next steps")
 next_steps()

@@ -8,6 +8,7 @@ register is run on its own.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +17,16 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
-PAGES = sorted((ROOT / "pages").glob("*.py"))
+
+
+def _pages_dir() -> str:
+    """The folder ``app.py`` registers its pages from (``pages`` unless app.py says otherwise)."""
+    found = re.findall(r'st\.Page\(\s*"([^"/]+)/[^"/]+\.py"', APP.read_text())
+    return found[0] if found else "pages"
+
+
+PAGES_DIR = _pages_dir()
+PAGES = sorted((ROOT / PAGES_DIR).glob("*.py"))
 TIMEOUT = 60  # seconds per script run: generous, the machine is shared
 
 # The small database: 2 services x 2 metrics, 3 days at 5-minute steps.
@@ -64,7 +74,7 @@ def build_small_db(path: Path) -> Path:
 
 def registered(page: Path) -> bool:
     """Whether ``app.py`` registers this page file with ``st.Page``."""
-    return f'"pages/{page.name}"' in APP.read_text()
+    return f'"{PAGES_DIR}/{page.name}"' in APP.read_text()
 
 
 @contextmanager
@@ -85,12 +95,12 @@ def open_page(page: Path | str):
     """An :class:`AppTest` showing ``page`` (already run once). Needs ``STUDIO_DB`` set."""
     from streamlit.testing.v1 import AppTest
 
-    page = ROOT / "pages" / Path(page).name
+    page = ROOT / PAGES_DIR / Path(page).name
     if registered(page):
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
         at.run()
         if page.name != "overview.py":  # the default page
-            at.switch_page(f"pages/{page.name}")
+            at.switch_page(f"{PAGES_DIR}/{page.name}")
             at.run()
     else:
         at = AppTest.from_file(str(page), default_timeout=TIMEOUT)

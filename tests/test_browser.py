@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.apptest_util import ROOT, build_small_db
+from tests.apptest_util import PAGES_DIR, ROOT, build_small_db
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -117,6 +117,7 @@ def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
 
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
     main.get_by_role("heading", name="Data").wait_for()
+    main.get_by_role("button", name="Delete 0 incident window(s)...").wait_for()  # the run has finished
     csv = tmp_path / "web_rate.csv"
     csv.write_text(CSV)
     page.locator("input[type='file']").first.set_input_files(str(csv))
@@ -135,6 +136,22 @@ def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
     main.get_by_text("Gaps (1)").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     page.screenshot(path=str(shots / "data_explorer.png"), full_page=True)
+    main.get_by_role("radio", name="Last 1 day").click()      # the window (2026-01-02 23:55, 01-03 23:55]
+    main.get_by_text("288 points (0 missing)").wait_for()
+    main.get_by_text("Gaps (0)").wait_for()
+
+    # Delete the seeded incident window through its confirm dialog.
+    page.get_by_role("tab", name="Upload", exact=True).click()
+    main.get_by_test_id("stMultiSelect").locator("input").click()
+    page.get_by_role("option", name="#1 latency_ms").click()
+    page.keyboard.press("Escape")
+    main.get_by_role("button", name="Delete 1 incident window(s)...").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Delete 1 incident window(s)").wait_for()
+    page.screenshot(path=str(shots / "delete_incident_dialog.png"))
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text("Deleted 1 incident window(s)").wait_for()
+    dialog.wait_for(state="detached")
 
     # Delete the upload just made, through its confirm dialog (a dialog reruns as a fragment).
     page.get_by_role("tab", name="Uploads").click()
@@ -150,3 +167,29 @@ def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
     page.get_by_role("tab", name="Series explorer").click()
     main.get_by_test_id("stSelectbox").filter(has_text="Series").locator("input").click()
     assert page.get_by_role("option").count() == 4  # back to the four seeded series
+
+
+# Streamlit 1.67 treats a folder named exactly ``pages/`` next to the entry script as a legacy (v1)
+# multipage app until some session has called st.navigation (streamlit/runtime/pages_manager.py:
+# PagesManager.uses_pages_directory; streamlit/runtime/scriptrunner/script_runner.py: _mpa_v1). So the
+# first visit of a freshly started server that goes straight to /data runs pages/data.py without
+# app.py: file-name navigation and the default (centred) layout. Renaming the folder fixes it; this
+# test then runs as a normal test.
+LEGACY_PAGES_SCAN = (ROOT / "pages").is_dir()
+
+
+@pytest.mark.xfail(LEGACY_PAGES_SCAN, strict=True,
+                   reason="pages/ triggers Streamlit's legacy directory scan on a direct first visit")
+def test_a_direct_url_shows_the_app_navigation_and_wide_layout(server, browser_page, tmp_path):
+    page = browser_page
+    page.goto(f"{server}/data")   # the first request this server sees
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("heading", name="Data").wait_for()
+    main.get_by_role("button", name="Delete 0 incident window(s)...").wait_for()  # the page ran to its end
+    page.screenshot(path=str(_shot_dir(tmp_path) / "direct_data.png"), full_page=True)
+    nav = page.get_by_test_id("stSidebarNav")
+    links = [t.split("\n")[-1] for t in nav.get_by_role("link").all_inner_texts()]
+    assert links == ["Overview", "Data", "Trends & anomalies", "Thresholds", "Policies"], (PAGES_DIR, links)
+    width = page.get_by_test_id("stMainBlockContainer").bounding_box()["width"]
+    assert width > 1000, f"main column is {width:.0f} px wide: not the app's wide layout"
+    assert page.get_by_test_id("stException").count() == 0

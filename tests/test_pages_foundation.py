@@ -341,3 +341,116 @@ def test_overview_is_fast_on_a_100_series_db(tmp_path):
     assert metric_values(at)["Series"] == "100"
     print(f"overview on 100 series x {n} points: cold {cold:.2f} s, warm {warm:.2f} s")
     assert warm < 2.0, f"warm overview took {warm:.2f} s"
+
+
+# ---------------------------------------------------------------------------- time windows
+def test_window_start_is_open_and_ends_at_the_last_point():
+    from ui.widgets import TIME_RANGES, window_start
+
+    last = pd.Timestamp("2026-01-03 23:55", tz="UTC")
+    assert window_start(last, "Last 1 day") == pd.Timestamp("2026-01-02 23:55:00.000001", tz="UTC")
+    assert window_start(last, "Last 30 days") == last - pd.Timedelta(days=30) + pd.Timedelta(microseconds=1)
+    assert window_start(last, "All") is None and window_start(None, "Last 1 day") is None
+    assert window_start(pd.NaT, "Last 7 days") is None and window_start(last, None) is None
+    assert list(TIME_RANGES) == ["Last 1 day", "Last 7 days", "Last 30 days", "All"]
+
+
+def test_gaps_in_window_keeps_overlapping_gaps_whole():
+    from ui.widgets import gaps_in_window
+
+    t = pd.to_datetime(["2026-01-01 00:00", "2026-01-01 03:00", "2026-01-02 10:00", "2026-01-02 11:00",
+                        "2026-01-03 05:00", "2026-01-03 05:30"], utc=True)
+    gaps = pd.DataFrame({"start": t[0::2], "end": t[1::2], "duration_s": [10800.0, 3600.0, 1800.0]})
+    got = gaps_in_window(gaps, pd.Timestamp("2026-01-02 10:30", tz="UTC"))
+    assert got["duration_s"].tolist() == [3600.0, 1800.0]   # the 10:00-11:00 gap straddles the start
+    assert gaps_in_window(gaps, pd.Timestamp("2026-01-02 11:00", tz="UTC"))["duration_s"].tolist() == [1800.0]
+    assert gaps_in_window(gaps, None) is gaps
+
+
+def test_incident_label():
+    from ui.widgets import incident_label
+
+    row = {"id": 3, "series": API_LAT, "start": pd.Timestamp("2026-01-02 00:00", tz="UTC"),
+           "end": pd.Timestamp("2026-01-02 02:00", tz="UTC"), "kind": "degradation"}
+    assert incident_label(row) == f"#3 {API_LAT}: 2026-01-02 00:00 to 02:00 UTC (degradation)"
+    row.update(series=None, kind=None, end=pd.Timestamp("2026-01-03 01:00", tz="UTC"))
+    assert incident_label(row) == "#3 all series: 2026-01-02 00:00 to 2026-01-03 01:00 UTC"
+
+
+def _chart_shapes(at) -> int:
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return len(spec["layout"].get("shapes", []))
+
+
+def test_data_page_time_range_picker(small_db):
+    at = open_page("data.py")
+    at.selectbox(key="data.series").set_value(API_LAT).run()
+    # Default "Last 7 days" covers all 3 days: the 36-point gap, the 3 NaNs and the incident are in it.
+    assert at.segmented_control(key="data.range").value == "Last 7 days"
+    shown = texts(at)
+    assert f"{N - 36:,} points (3 missing), 2026-01-01 00:00 UTC to 2026-01-03 23:55 UTC" in shown
+    assert "**Gaps** (1)" in shown and _chart_shapes(at) == 1
+    # Last 1 day = (2026-01-02 23:55, 2026-01-03 23:55]: 288 five-minute points, none missing; the gap
+    # (2026-01-02 01:00-04:00) and the incident (2026-01-02 00:00-02:00) both end before it.
+    at.segmented_control(key="data.range").set_value("Last 1 day").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "288 points (0 missing), 2026-01-02 23:55 UTC to 2026-01-03 23:55 UTC" in shown
+    assert "**Gaps** (0)" in shown and _chart_shapes(at) == 0
+    at.segmented_control(key="data.range").set_value("All").run()
+    assert f"{N - 36:,} points (3 missing)" in texts(at)
+
+
+# ---------------------------------------------------------------------------- deleting incidents
+def test_incidents_removal_text_lists_every_window():
+    from ui.dialogs import incidents_removal_text
+
+    text = incidents_removal_text(["#1 a: x", "#2 b: y"])
+    assert text.startswith("Delete **2 incident window(s)**:")
+    assert "- `#1 a: x`\n- `#2 b: y`" in text and "points, series and uploads stay" in text
+
+
+def test_data_page_deletes_incidents_behind_the_dialog(small_db, monkeypatch):
+    from core.audit import list_audit
+
+    monkeypatch.setenv("STUDIO_USER", "alice")
+    s = app_store(small_db)
+    s.add_incidents(pd.DataFrame({"series": [None], "start": ["2026-01-03T00:00:00Z"],
+                                  "end": ["2026-01-03T00:30:00Z"], "kind": ["outage"]}), source="more.csv")
+    at = open_page("data.py")
+    assert at.button(key="data.del_inc").disabled  # nothing picked yet
+    at.multiselect(key="data.inc_pick").set_value([2]).run()
+    at.button(key="data.del_inc").click().run()
+    shown = texts(at)
+    assert "Delete **1 incident window(s)**:" in shown
+    assert "- `#2 all series: 2026-01-03 00:00 to 00:30 UTC (outage)`" in shown
+    at.button(key="dlg.incidents.yes").click().run()
+    assert not at.exception
+    assert s.list_incidents()["id"].tolist() == [1]  # only the picked window went
+    assert any("Deleted 1 incident window(s)" in t.proto.body for t in at.toast)
+    assert at.multiselect(key="data.inc_pick").value == []
+    trail = list_audit(s, action="delete_incidents")
+    assert len(trail) == 1 and trail["actor"].iloc[0] == "alice" and trail["detail"].iloc[0]["ids"] == [2]
+    assert len(s.series_keys()) == 4  # points and series untouched
+
+
+def test_cancelling_the_incident_dialog_keeps_them(small_db):
+    at = open_page("data.py")
+    at.multiselect(key="data.inc_pick").set_value([1]).run()
+    at.button(key="data.del_inc").click().run()
+    at.button(key="dlg.incidents.no").click().run()
+    assert not at.exception and "incident window(s)**:" not in texts(at)
+    assert len(app_store(small_db).list_incidents()) == 1
+
+
+def test_a_broken_roles_file_makes_the_data_page_read_only(small_db, tmp_path, monkeypatch):
+    roles = tmp_path / "roles.toml"
+    roles.write_text('[roles]\ndefault = ["superuser"]\n')   # not a known role
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+    at = open_page("data.py")
+    assert not at.exception
+    assert "the roles file has a problem, so the app is read-only" in texts(at)
+    assert "superuser" in texts(at)
+    assert at.button(key="data.del_upload").disabled and at.button(key="data.del_series").disabled

@@ -20,8 +20,12 @@ def chart_points(points: pd.DataFrame, buckets: int = MAX_BUCKETS) -> pd.DataFra
 
 
 def series_figure(points: pd.DataFrame, incidents: pd.DataFrame | None = None, *, title: str = "",
-                  unit: str | None = None, height: int = 380) -> go.Figure:
+                  unit: str | None = None, height: int = 380,
+                  x_range: tuple[object, object] | None = None) -> go.Figure:
     """Line chart of one series' ``ts, value`` with gaps broken and incidents shaded.
+
+    ``x_range`` (two timestamps) fixes the time axis, e.g. to a picked window, so an incident that
+    started before the window does not stretch the axis.
 
     SVG (not WebGL) traces: after downsampling there are at most a few thousand points, and SVG
     renders in every browser, headless ones included.
@@ -38,6 +42,8 @@ def series_figure(points: pd.DataFrame, incidents: pd.DataFrame | None = None, *
     fig.update_layout(title=title or None, height=height,
                       margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
                       yaxis_title=unit, hovermode="x unified", showlegend=False)
+    if x_range is not None:
+        fig.update_xaxes(range=[pd.Timestamp(x_range[0]), pd.Timestamp(x_range[1])])
     return fig
 
 

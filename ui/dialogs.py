@@ -18,7 +18,8 @@ PENDING = "ui.pending_dialog"
 
 
 def request(kind: str, **kwargs: object) -> None:
-    """Ask for the ``kind`` dialog (``"delete_upload"`` or ``"delete_series"``) with its arguments."""
+    """Ask for the ``kind`` dialog (``"delete_upload"``, ``"delete_series"`` or ``"delete_incidents"``)
+    with its arguments."""
     st.session_state[PENDING] = (kind, kwargs)
 
 
@@ -31,7 +32,8 @@ def show_pending() -> None:
     item = st.session_state.get(PENDING)
     if item:
         kind, kwargs = item
-        {"delete_upload": confirm_delete_upload, "delete_series": confirm_delete_series}[kind](**kwargs)
+        {"delete_upload": confirm_delete_upload, "delete_series": confirm_delete_series,
+         "delete_incidents": confirm_delete_incidents}[kind](**kwargs)
 
 
 def _buttons(prefix: str) -> tuple[bool, bool]:
@@ -52,6 +54,14 @@ def series_removal_text(key: str, points: int, own_incidents: int) -> str:
     """What deleting a series removes, in words."""
     return (f"Delete series **`{key}`**: all {points:,} of its points and {own_incidents} incident "
             "window(s) attached to it. Global incidents and uploads' records stay.")
+
+
+def incidents_removal_text(labels: list[str]) -> str:
+    """What deleting incident windows removes, in words (one line per window)."""
+    head = f"Delete **{len(labels)} incident window(s)**:"
+    tail = ("Only these windows are removed: points, series and uploads stay. Rule scores and "
+            "replays computed against these windows will change when they are run again.")
+    return "\n".join([head, "", *[f"- `{x}`" for x in labels], "", tail])
 
 
 @st.dialog("Delete upload", icon=":material/delete:", on_dismiss=_clear)
@@ -86,6 +96,29 @@ def confirm_delete_series(key: str, points: int, own_incidents: int) -> None:
             return
         state.after_write()
         toast_later(f"Deleted series {key} ({n:,} points removed)", ":material/delete:")
+        st.rerun()
+    if no:
+        _clear()
+        st.rerun()
+
+
+@st.dialog("Delete incidents", icon=":material/delete:", on_dismiss=_clear)
+def confirm_delete_incidents(ids: list[int], labels: list[str], clear_key: str | None = None) -> None:
+    """Confirm, then delete incident windows ``ids`` (described by ``labels``). ``clear_key`` is the
+    session key of the widget that picked them, emptied after the deletion."""
+    st.markdown(incidents_removal_text(labels))
+    yes, no = _buttons("dlg.incidents")
+    if yes:
+        _clear()
+        try:
+            n = state.store().delete_incidents([int(i) for i in ids], actor=state.actor())
+        except StudioError as exc:
+            st.error(str(exc))
+            return
+        if clear_key:
+            st.session_state.pop(clear_key, None)
+        state.after_write()
+        toast_later(f"Deleted {n} incident window(s)", ":material/delete:")
         st.rerun()
     if no:
         _clear()

@@ -45,24 +45,33 @@ def after_write() -> None:
     st.cache_data.clear()
 
 
-def user() -> Any:
-    """The session's :class:`core.identity.User` (the logged-in user, else the local operator).
-
-    None when the identity module is missing or its roles file is invalid (then writes are
-    attributed to ``"local"`` and not restricted).
-    """
+def _identity() -> tuple[Any, str | None]:
     try:
-        from core.identity import current_user
+        from core.identity import ANONYMOUS, current_user
     except ImportError:
-        return None
+        return None, None
     try:
         info = st.user
     except Exception:  # no auth configured in this Streamlit
         info = None
     try:
-        return current_user(info)
-    except Exception:  # a broken roles file must not take the whole app down; pages still render
-        return None
+        return current_user(info), None
+    except Exception as exc:  # a broken roles file must not take the app down, nor grant write access
+        return ANONYMOUS, f"the roles file has a problem, so the app is read-only: {exc}"
+
+
+def user() -> Any:
+    """The session's :class:`core.identity.User` (the logged-in user, else the local operator).
+
+    When the roles file is invalid: an anonymous viewer (read-only; see :func:`identity_error`).
+    None only when the identity module is missing (then writes are attributed to ``"local"``).
+    """
+    return _identity()[0]
+
+
+def identity_error() -> str | None:
+    """Why the session fell back to a read-only anonymous viewer (a roles-file problem), else None."""
+    return _identity()[1]
 
 
 def actor() -> str:

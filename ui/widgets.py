@@ -274,6 +274,50 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{m}m {s % 60}s" if m else f"{s}s"
 
 
+# ---------------------------------------------------------------------------- time windows
+TIME_RANGES: dict[str, pd.Timedelta | None] = {
+    "Last 1 day": pd.Timedelta(days=1), "Last 7 days": pd.Timedelta(days=7),
+    "Last 30 days": pd.Timedelta(days=30), "All": None,
+}
+DEFAULT_RANGE = "Last 7 days"
+# The store keeps microseconds; the first instant after a window's open start.
+_TICK = pd.Timedelta(microseconds=1)
+
+
+def window_start(last_ts: Any, choice: str | None) -> pd.Timestamp | None:
+    """First timestamp of the window ``(last_ts - span, last_ts]`` named by ``choice``.
+
+    Windows end at the series' own last point (not at the wall clock: an export from last month
+    still shows its last day), and are open at the start, so "Last 1 day" of 5-minute data holds
+    288 points, not 289. None for "All", an unknown choice or a series without points.
+    """
+    span = TIME_RANGES.get(choice or "")
+    if span is None or last_ts is None or pd.isna(last_ts):
+        return None
+    return pd.Timestamp(last_ts).tz_convert("UTC") - span + _TICK
+
+
+def gaps_in_window(gaps: pd.DataFrame | None, start: Any) -> pd.DataFrame | None:
+    """The gaps (``start, end, duration_s``; ``end`` exclusive) that overlap ``[start, ...)``.
+
+    A gap that began before the window and ends inside it is kept whole: its duration is a fact
+    about the series, not about the window.
+    """
+    if gaps is None or start is None or not len(gaps):
+        return gaps
+    return gaps.loc[pd.to_datetime(gaps["end"], utc=True) > pd.Timestamp(start)].reset_index(drop=True)
+
+
+def incident_label(row: Any) -> str:
+    """One incident window in words: ``#3 latency_ms{...}: 2026-01-02 00:00 to 02:00 UTC (outage)``."""
+    start, end = pd.Timestamp(row["start"]), pd.Timestamp(row["end"])
+    same_day = start.tz_convert("UTC").date() == end.tz_convert("UTC").date()
+    until = end.strftime("%H:%M") if same_day else end.strftime("%Y-%m-%d %H:%M")
+    who = row["series"] if isinstance(row["series"], str) and row["series"] else "all series"
+    kind = f" ({row['kind']})" if isinstance(row["kind"], str) and row["kind"] else ""
+    return f"#{int(row['id'])} {who}: {start.strftime('%Y-%m-%d %H:%M')} to {until} UTC{kind}"
+
+
 def toast_later(message: str, icon: str = ":material/check:") -> None:
     """Queue a toast to show after the next rerun (a toast shown right before ``st.rerun`` is lost)."""
     st.session_state[TOAST_KEY] = (message, icon)
@@ -286,11 +330,13 @@ def flush_toast() -> None:
         st.toast(item[0], icon=item[1])
 
 
+# The folder app.py registers the pages from (st.page_link paths are relative to app.py).
+PAGES_DIR = "pages"
 NEXT_STEPS = (
-    ("pages/data.py", "Data", ":material/upload_file:", "Upload exports, check quality, explore and clean up series."),
-    ("pages/trends.py", "Trends & anomalies", ":material/monitoring:", "Seasonality, trends and causal anomaly scores."),
-    ("pages/thresholds.py", "Thresholds", ":material/tune:", "Replay alert rules over history and get recommendations."),
-    ("pages/policies.py", "Policies", ":material/policy:", "Apply, review and roll back versioned threshold policies."),
+    (f"{PAGES_DIR}/data.py", "Data", ":material/upload_file:", "Upload exports, check quality, explore and clean up series."),
+    (f"{PAGES_DIR}/trends.py", "Trends & anomalies", ":material/monitoring:", "Seasonality, trends and causal anomaly scores."),
+    (f"{PAGES_DIR}/thresholds.py", "Thresholds", ":material/tune:", "Replay alert rules over history and get recommendations."),
+    (f"{PAGES_DIR}/policies.py", "Policies", ":material/policy:", "Apply, review and roll back versioned threshold policies."),
 )
 
 
@@ -308,4 +354,4 @@ def no_data(what: str = "No data yet") -> None:
     """The friendly empty-database message with a link to the Data page."""
     st.info(f"{what}. Upload metric exports on the Data page, or build the demo database with "
             "`make demo` (`python -m data.generate --out data/demo --db $STUDIO_DB`).", icon=":material/inbox:")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
+    st.page_link(f"{PAGES_DIR}/data.py", label="Go to Data", icon=":material/upload_file:")
