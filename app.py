@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from ui import warmup
+
 st.set_page_config(page_title="threshold studio", page_icon=":material/tune:", layout="wide")
+warmup.start()
 
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
