@@ -30,17 +30,23 @@ Policy YAML (schema ``threshold-studio/policy/v1``)::
 In memory a rule is the dict of :class:`core.rules.Rule` (durations as ``for_s`` and
 ``keep_firing_for_s`` in seconds); bounds live in the policy meta (``meta["bounds"][rule name]``).
 
-Prometheus export writes one alerting rule per rule and severity (same ``alert`` name, different
-``severity`` label, so Alertmanager can inhibit the warning while the critical fires), plus a
-``<Name>NoData`` rule when ``missing: nodata``. ``keep_firing_for`` needs Prometheus 2.42 or later.
-Prometheus has no hysteresis: ``recovery`` is stated in the description, not enforced.
+Prometheus export (:func:`prometheus_export`) writes one alerting rule per rule and severity (same
+``alert`` name, different ``severity`` label, so Alertmanager can inhibit the warning while the
+critical fires), plus a ``<Name>NoData`` rule when ``missing: nodata``. It reproduces the replay:
+``for`` is ``for + (consecutive - 1) x interval`` and the group's ``interval:`` is that evaluation
+interval. Prometheus has no hysteresis, so a ``recovery`` level is emulated in the expression through
+the alert's own ``ALERTS`` series: for ``>``, ``(V > T) or (V >= R and ignoring(<alert labels>)
+ALERTS{alertname="X", alertstate="firing", <alert labels>})``. Caveats: after a Prometheus restart the
+previous ``ALERTS`` sample is gone, so an alert held only by hysteresis resolves once; and what the
+export cannot reproduce is returned in :attr:`PromExport.warnings`. ``keep_firing_for`` needs
+Prometheus 2.42 or later.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,9 +259,71 @@ def _prom_quote(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+# A plain PromQL vector selector: ``name``, ``name{matchers}`` or ``{matchers}`` (at least one matcher).
+# Only such a selector may take a range (``sel[10m]``); anything else needs a subquery ``(expr)[10m:1m]``.
+_PROM_NAME = r"[A-Za-z_:][A-Za-z0-9_:]*"
+_PROM_STR = r'"(?:[^"\\]|\\.)*"'
+_PROM_MATCHER = rf"\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:=~|!~|!=|=)\s*{_PROM_STR}\s*"
+_PROM_MATCHERS = rf"{_PROM_MATCHER}(?:,{_PROM_MATCHER})*,?\s*"
+VECTOR_SELECTOR = re.compile(rf"\s*(?:{_PROM_NAME}\s*(?:\{{\s*(?:{_PROM_MATCHERS})?\}})?|\{{{_PROM_MATCHERS}\}})\s*")
+_PROM_KEYWORDS = re.compile(r"\b(?:and|or|unless|bool)\b")
+
+
+def is_vector_selector(text: str) -> bool:
+    """Whether ``text`` is a plain PromQL vector selector (``m``, ``m{a="b"}``, ``{__name__=~"m.*"}``).
+
+    A range (``[5m]``) may follow only such a selector; an expression needs a subquery.
+    """
+    return VECTOR_SELECTOR.fullmatch(str(text)) is not None
+
+
+def _top_level(expr: str) -> str:
+    """The characters of ``expr`` outside brackets and string literals (to spot top-level operators)."""
+    out, depth, quote, esc = [], 0, "", False
+    for ch in expr:  # a selector is a short string, not a hot path
+        if quote:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == quote:
+                quote = ""
+            continue
+        if ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _operand(expr: str) -> str:
+    """``expr`` ready to sit left of a comparison: wrapped in parentheses unless it is a selector or a
+    single call (``sum(...)``, ``sum by (le) (...)``) with no top-level operator."""
+    expr = expr.strip()
+    if is_vector_selector(expr):
+        return expr
+    top = _top_level(expr)
+    if any(c in top for c in "+-*/%^<>=!") or _PROM_KEYWORDS.search(top):
+        return f"({expr})"
+    return expr
+
+
+def _range(sel: str, window: str, step: str) -> str:
+    """A range vector over ``window``: ``sel[window]`` for a plain selector, else the subquery
+    ``(expr)[window:step]`` evaluated every ``step``."""
+    sel = sel.strip()
+    if is_vector_selector(sel):
+        return f"{sel}[{window}]"
+    return f"({sel})[{window}:{step}]"
+
+
 @dataclass(frozen=True)
 class PromMapping:
-    """How studio series map to PromQL.
+    """How studio series map to PromQL, and how often Prometheus evaluates the rules.
 
     Parameters
     ----------
@@ -264,14 +332,22 @@ class PromMapping:
         ``{'latency_p95_ms{service="checkout"}': 'histogram_quantile(0.95, sum by (le) (rate(
         http_request_duration_seconds_bucket{service="checkout"}[5m]))) * 1000'}``. Unlisted keys are used
         as selectors as they are (a key is already ``name{label="value"}``); globs in label values become
-        ``=~`` regex matchers and a glob in the name a ``__name__=~`` matcher.
+        ``=~`` regex matchers and a glob in the name a ``__name__=~`` matcher. An expression (anything but
+        a plain vector selector) is wrapped in parentheses where needed and, where a range is needed,
+        turned into a subquery ``(expr)[window:interval]``.
     group : str, optional
-        Rule group name; default ``threshold-studio-<policy>``.
+        Rule group name; default ``threshold-studio-<policy>``. Rules with their own ``interval`` go to
+        a group per interval, named ``<group>-<interval>``.
     scrape_interval_s : float
-        Seconds between samples, to turn ``consecutive: N`` into ``for`` (N-1 intervals) when longer.
+        Seconds between samples (default 60). It is also the evaluation interval unless
+        ``evaluation_interval_s`` is given: the studio replays a rule without ``interval`` at the
+        series' resolution, so evaluating at the scrape interval is what the replay assumed.
+    evaluation_interval_s : float, optional
+        Seconds between rule evaluations for rules without their own ``interval`` (written as the
+        group's ``interval:``); default ``scrape_interval_s``.
     lookback : str
         Window for ``missing: keep_last`` (``last_over_time``) and ``nodata`` (``absent_over_time``)
-        when ``for`` is shorter.
+        when the effective ``for`` is shorter.
     extra_labels : dict
         Labels added to every alert (e.g. ``{"source": "threshold-studio"}``).
     """
@@ -281,6 +357,21 @@ class PromMapping:
     scrape_interval_s: float = 60.0
     lookback: str = "10m"
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    evaluation_interval_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("scrape_interval_s", "evaluation_interval_s"):
+            v = getattr(self, name)
+            if v is None and name == "evaluation_interval_s":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValidationError(f"{v!r} is not an interval; expected seconds > 0", path=name)
+
+    @property
+    def interval_s(self) -> float:
+        """Evaluation interval (seconds) of rules that do not set their own."""
+        return float(self.evaluation_interval_s if self.evaluation_interval_s is not None
+                     else self.scrape_interval_s)
 
     def selector(self, series: str, matchers: Mapping[str, str] | None = None) -> str:
         """PromQL selector for a rule's ``series`` (key or glob) and extra label ``matchers``."""
@@ -308,6 +399,7 @@ class PromMapping:
 
 
 _ALERT_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
+_PROM_LOOKBACK_S = 300.0  # Prometheus' default query lookback (--query.lookback-delta)
 
 
 def _alert_name(name: str) -> str:
@@ -315,58 +407,168 @@ def _alert_name(name: str) -> str:
     return n if re.match(r"[A-Za-z_]", n) else f"_{n}"
 
 
+def _alert_names(rules: Sequence[Any]) -> dict[str, str]:
+    """Rule name -> alert name; raises ValidationError when two rules (or a rule and another rule's
+    ``<Name>NoData`` alert) would share an alert name, naming both rules."""
+    owner: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for r in rules:
+        base = _alert_name(r.name)
+        out[r.name] = base
+        mine = [base] + ([f"{base}NoData"] if r.missing == "nodata" else [])
+        for n in mine:
+            if n in owner:
+                raise ValidationError(
+                    f"rules {owner[n]!r} and {r.name!r} would both export as Prometheus alert {n!r} (alert "
+                    "names keep only letters, digits and _); rename one of them", path=f"rules.{r.name}.name")
+            owner[n] = r.name
+    return out
+
+
 def _num(v: float) -> str:
     return format(float(v), ".15g")
 
 
-def prometheus_rules(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
-                     version: int | None = None) -> dict[str, Any]:
-    """Prometheus alerting rules as a dict (``{"groups": [...]}``); see :func:`to_prometheus_yaml`."""
+def _hysteresis_expr(value: str, r: Any, thr: float, alert: str, labels: Mapping[str, str]) -> str:
+    """Threshold expression that, once the alert fires, keeps holding until the value crosses
+    ``r.recovery``: ``(V > T) or (V >= R and ignoring(...) ALERTS{alertname, alertstate="firing", labels})``.
+
+    ``ALERTS`` at an evaluation holds the alert's state from the previous one (the rule writes its own
+    sample only after it is evaluated), so this is the replay's ``fire or (was firing and hold)``.
+    The alert's series carry the selector's labels (without ``__name__``) overwritten by the rule's
+    labels, so matching ignores exactly the names the alert adds; the ``ALERTS`` matchers pin this
+    rule and level (the severity label differs between levels).
+    """
+    up = r.comparator in (">", ">=")
+    hold = ">=" if up else "<="
+    sel = {"alertname": alert, "alertstate": "firing", **dict(labels)}
+    alerts = "ALERTS{" + ",".join(f"{k}={_prom_quote(str(v))}" for k, v in sel.items()) + "}"
+    ignored = ", ".join(["alertname", "alertstate", *sorted(labels)])
+    return (f"({value} {r.comparator} {_num(thr)}) or "
+            f"({value} {hold} {_num(r.recovery)} and ignoring({ignored}) {alerts})")
+
+
+@dataclass(frozen=True)
+class PromExport:
+    """Prometheus alerting rules plus what the export could not reproduce exactly.
+
+    Attributes
+    ----------
+    doc : dict
+        ``{"groups": [...]}``, ready for ``yaml.safe_dump``.
+    warnings : tuple of str
+        Where Prometheus will behave differently from the studio's replay of the same rule (for the UI
+        to show, and written as comments at the top of the YAML). Empty when the rules match the replay.
+    """
+
+    doc: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+    def to_yaml(self) -> str:
+        head = "".join(f"# WARNING: {w}\n" for w in self.warnings)
+        return head + yaml.safe_dump(self.doc, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
+                      version: int | None = None) -> PromExport:
+    """Prometheus alerting rules for ``rules``, matching the studio's replay (:mod:`core.replay`).
+
+    * Timing: the replay fires after ``for + (consecutive - 1) x interval`` of breaching (pending starts
+      at the N-th breach), so each alert's ``for`` is exactly that, with ``interval`` the rule's own or
+      the mapping's evaluation interval; the group's ``interval:`` is set to it so Prometheus evaluates
+      at the cadence the replay assumed (one group per distinct interval).
+    * Hysteresis (``recovery``) is emulated in the expression through the alert's own ``ALERTS`` series
+      (see :func:`_hysteresis_expr`).
+    * Missing data: ``keep_last`` reads ``last_over_time`` over the lookback; ``nodata`` adds a
+      ``<Name>NoData`` alert on ``absent_over_time``. A mapped expression gets a subquery.
+
+    Raises :class:`ValidationError` when two rules would share an alert name, or when a rule's warning
+    and critical levels carry the same severity label (the two alerts could not be told apart).
+    """
     m = mapping or PromMapping()
     lookback_s = parse_duration(m.lookback, "lookback")
-    out = []
+    objs = sorted((_rule_obj(x) for x in rules), key=lambda x: x.name)
+    names = _alert_names(objs)
     origin = f"threshold studio policy {policy!r}" + (f" v{version}" if version is not None else "")
-    for r in sorted((_rule_obj(x) for x in rules), key=lambda x: x.name):
+    by_interval: dict[float, list[dict[str, Any]]] = {}
+    warnings: list[str] = []
+    for r in objs:
+        trig = r.triggers()
+        if len(trig) == 2 and r.label_for("warning") == r.label_for("critical"):
+            raise ValidationError(f"warning and critical of {r.name!r} both carry severity "
+                                  f"{r.label_for('warning')!r}; the two alerts could not be told apart",
+                                  path=f"rules.{r.name}.severity_labels")
+        iv = float(r.interval_s) if r.interval_s else m.interval_s
+        step = format_duration(iv)
         sel = m.selector(r.series, r.matchers)
-        # N consecutive breaching samples ~ breaching for (N-1) scrape intervals
-        for_s = max(float(r.for_s), (r.consecutive - 1) * m.scrape_interval_s)
+        for_s = float(r.for_s) + (r.consecutive - 1) * iv
         window = m.lookback if for_s <= lookback_s else format_duration(for_s)
-        value_expr = f"last_over_time({sel}[{window}])" if r.missing == "keep_last" else sel
+        value = f"last_over_time({_range(sel, window, step)})" if r.missing == "keep_last" else _operand(sel)
         user_ann = dict(r.annotations)
         rationale = user_ann.pop("rationale", None)
         unit = f" {r.unit}" if r.unit else ""
-        name = _alert_name(r.name)
+        name = names[r.name]
         base_labels = {**dict(m.extra_labels), **dict(r.labels)}
-        for lvl, thr in r.triggers().items():
-            desc = [f"{r.series} {r.comparator} {_num(thr)}{unit} for {format_duration(for_s)} ({lvl})."]
+        timing = f"for {format_duration(for_s)}"
+        if r.consecutive > 1:
+            timing += (f" ({r.consecutive} consecutive evaluations {step} apart, then for "
+                       f"{format_duration(r.for_s)})")
+        if r.recovery is not None and iv > _PROM_LOOKBACK_S:
+            warnings.append(f"{r.name}: hysteresis reads the alert's previous state from ALERTS, which "
+                            f"Prometheus looks back only 5m for; the {step} interval is longer, so the "
+                            "recovery level may not hold the alert")
+        if r.missing == "nodata" and r.keep_firing_for_s:
+            warnings.append(f"{r.name}: the replay ends a firing alert when data goes missing (missing: "
+                            f"nodata); Prometheus keeps it firing for keep_firing_for "
+                            f"({format_duration(r.keep_firing_for_s)})")
+        out = by_interval.setdefault(iv, [])
+        for lvl, thr in trig.items():
+            labels = {**base_labels, "severity": r.label_for(lvl)}
+            desc = [f"{r.series} {r.comparator} {_num(thr)}{unit} {timing} ({lvl})."]
             if rationale:
                 desc.append(f"Rationale: {rationale}")
-            if r.recovery is not None:
-                desc.append(f"Studio recovery level {_num(r.recovery)}{unit} (hysteresis) is not enforced by "
-                            "Prometheus; keep_firing_for holds the alert instead.")
+            if r.recovery is None:
+                expr = f"{value} {r.comparator} {_num(thr)}"
+            else:
+                expr = _hysteresis_expr(value, r, thr, name, labels)
+                side = "below" if r.comparator in (">", ">=") else "above"
+                desc.append(f"Once firing it holds until the value goes {side} the recovery level "
+                            f"{_num(r.recovery)}{unit} (hysteresis, through ALERTS).")
             desc.append(f"Exported from {origin}.")
-            rule: dict[str, Any] = {"alert": name, "expr": f"{value_expr} {r.comparator} {_num(thr)}"}
+            rule: dict[str, Any] = {"alert": name, "expr": expr}
             if for_s > 0:
                 rule["for"] = format_duration(for_s)
             if r.keep_firing_for_s:
                 rule["keep_firing_for"] = format_duration(r.keep_firing_for_s)
-            rule["labels"] = {**base_labels, "severity": r.label_for(lvl)}
+            rule["labels"] = labels
             rule["annotations"] = {"summary": f"{r.name}: {r.series} {r.comparator} {_num(thr)}{unit}",
                                    **user_ann, "description": " ".join(desc)}
             out.append(rule)
         if r.missing == "nodata":
             out.append({
-                "alert": f"{name}NoData", "expr": f"absent_over_time({sel}[{window}])",
+                "alert": f"{name}NoData", "expr": f"absent_over_time({_range(sel, window, step)})",
                 "labels": {**base_labels, "severity": r.label_for("warning")},
                 "annotations": {"summary": f"{r.name}: no data for {r.series}",
                                 "description": f"No samples of {r.series} in the last {window}; the rule "
                                                f"cannot be evaluated. Exported from {origin}."},
             })
-    return {"groups": [{"name": m.group or f"threshold-studio-{policy}", "rules": out}]}
+    if not by_interval:
+        by_interval[m.interval_s] = []
+    base = m.group or f"threshold-studio-{policy}"
+    order = sorted(by_interval, key=lambda iv: (iv != m.interval_s, iv))
+    groups = [{"name": base if iv == m.interval_s else f"{base}-{format_duration(iv)}",
+               "interval": format_duration(iv), "rules": by_interval[iv]} for iv in order]
+    return PromExport({"groups": groups}, tuple(warnings))
+
+
+def prometheus_rules(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
+                     version: int | None = None) -> dict[str, Any]:
+    """Prometheus alerting rules as a dict (``{"groups": [...]}``); see :func:`prometheus_export`."""
+    return prometheus_export(rules, mapping, policy=policy, version=version).doc
 
 
 def to_prometheus_yaml(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
                        version: int | None = None) -> str:
-    """Prometheus alerting rules file (load with ``rule_files:``; check with ``promtool check rules``)."""
-    doc = prometheus_rules(rules, mapping, policy=policy, version=version)
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+    """Prometheus alerting rules file (load with ``rule_files:``; check with ``promtool check rules``).
+    Export warnings (see :class:`PromExport`) are written as ``# WARNING:`` comments at the top."""
+    return prometheus_export(rules, mapping, policy=policy, version=version).to_yaml()

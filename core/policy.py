@@ -14,7 +14,11 @@ Approval: a *significant* change (see :class:`SignificanceConfig`) is stored as
 approves it. The version in force at a time ``now`` is the highest-numbered approved version whose
 ``effective_at`` (or creation, or approval if later) is not after ``now``; it is computed when asked,
 so a scheduled change needs no scheduler. The first change of a policy with no approved version
-(a bootstrap) needs no approval, so a lone operator can start; the audit trail says so.
+(a bootstrap) needs no approval, so a lone operator can start; the audit trail says so. Threshold
+moves are measured against the last *reviewed* version (approved by a second person, or the
+bootstrap), so small steps cannot creep past the limit; changes to how a rule fires or is routed and
+any removal are significant. A rollback that undoes the current version (restores the one in force
+before it) takes effect at once; any other rollback is judged like a change.
 
 Every write records an audit entry (:mod:`core.audit`) in the same transaction.
 """
@@ -289,6 +293,12 @@ def diff(a: Any, b: Any) -> PolicyDiff:
 
 
 # ---------------------------------------------------------------------------------------- significance
+# Fields whose change alters when an alert fires, what it watches or where it is routed. Annotations and
+# the unit are descriptive and never significant on their own.
+BEHAVIOUR_FIELDS = ("series", "matchers", "comparator", "for", "keep_firing_for", "consecutive", "missing",
+                    "recovery", "interval", "labels", "severity_labels")
+
+
 @dataclass(frozen=True)
 class SignificanceConfig:
     """When a change needs a second person's approval.
@@ -296,15 +306,27 @@ class SignificanceConfig:
     Parameters
     ----------
     threshold_change_pct : float
-        A warning or critical threshold moving by more than this percentage of its old value (or being
-        added to / removed from a rule) is significant. Default 20 (percent).
+        A warning or critical threshold more than this percentage away from its *last reviewed* value
+        (or being added to / removed from a rule) is significant. Default 20 (percent). The last
+        reviewed value is the one in the newest version in force that a second person approved (or
+        the bootstrap version), not the one in the immediate base, so creeping up in small steps
+        (+19%, +19%, ...) needs approval once the total passes the limit.
     critical_rules : bool
         Any change to a rule that has a critical threshold (before or after), and adding or removing such
         a rule, is significant. Default True.
+    behaviour_fields : tuple of str
+        Rule fields whose change is significant on any rule (a nested field such as ``labels.team``
+        counts under ``labels``). Default :data:`BEHAVIOUR_FIELDS`: series, matchers, comparator, for,
+        keep_firing_for, consecutive, missing, recovery, interval, labels, severity_labels. Pass ``()``
+        to judge thresholds only.
+    removals : bool
+        Removing any rule (renaming is a removal plus an addition) is significant. Default True.
     """
 
     threshold_change_pct: float = 20.0
     critical_rules: bool = True
+    behaviour_fields: tuple[str, ...] = BEHAVIOUR_FIELDS
+    removals: bool = True
 
 
 def _has_critical(rule: Mapping[str, Any]) -> bool:
@@ -312,33 +334,118 @@ def _has_critical(rule: Mapping[str, Any]) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def significant_changes(old: Any, new: Any, config: SignificanceConfig | None = None) -> list[str]:
-    """Reasons why going from ``old`` to ``new`` needs approval (empty list: it does not)."""
+def _fmt(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:g}"
+    return "(none)" if v is None else v if isinstance(v, str) else repr(v)
+
+
+def significant_changes(old: Any, new: Any, config: SignificanceConfig | None = None, *,
+                        reviewed: Any = None) -> list[str]:
+    """Reasons why going from ``old`` (the rules in force) to ``new`` needs approval (empty: it does not).
+
+    Parameters
+    ----------
+    old, new : PolicyVersion, list of rules, or None
+    config : SignificanceConfig, optional
+    reviewed : PolicyVersion or list of rules, optional
+        The last reviewed rules (see :class:`SignificanceConfig`); a threshold that changes is measured
+        against its value there when the rule has it, else against ``old``. Default: ``old``.
+    """
     cfg = config or SignificanceConfig()
     d = diff(old, new)
     reasons: list[str] = []
     if cfg.critical_rules:
         reasons += [f"adds rule {r['name']!r} with a critical threshold" for r in d.added if _has_critical(r)]
-        reasons += [f"removes rule {r['name']!r} with a critical threshold" for r in d.removed if _has_critical(r)]
+    for r in d.removed:
+        if cfg.removals or (cfg.critical_rules and _has_critical(r)):
+            reasons.append(f"removes rule {r['name']!r}" + (" with a critical threshold" if _has_critical(r)
+                                                              else ""))
     old_by = {r["name"]: r for r in _as_dicts(old)}
     new_by = {r["name"]: r for r in _as_dicts(new)}
+    ref_by = old_by if reviewed is None else {r["name"]: r for r in _as_dicts(reviewed)}
     for c in d.changed:
         o, n = old_by[c.name], new_by[c.name]
         if cfg.critical_rules and (_has_critical(o) or _has_critical(n)):
             reasons.append(f"changes rule {c.name!r}, which has a critical threshold "
                            f"({', '.join(c.fields)})")
             continue
+        behaviour = [f for f in c.fields if f.split(".", 1)[0] in cfg.behaviour_fields]
+        if behaviour:
+            reasons.append(f"changes how rule {c.name!r} fires or is routed ("
+                           + "; ".join(f"{f}: {_fmt(c.fields[f][0])} -> {_fmt(c.fields[f][1])}"
+                                       for f in behaviour) + ")")
         for f in THRESHOLD_FIELDS:
             if f not in c.fields:
                 continue
             before, after = c.fields[f]
             if before is None or after is None:
                 reasons.append(f"{'adds' if before is None else 'removes'} the {f} threshold of {c.name!r}")
-            elif before == 0 or abs(after - before) / abs(before) * 100.0 > cfg.threshold_change_pct:
-                pct = math.inf if before == 0 else abs(after - before) / abs(before) * 100.0
+                continue
+            ref = (ref_by.get(c.name) or {}).get(f)
+            base = before if ref is None else ref
+            pct = (0.0 if after == base else math.inf) if base == 0 else abs(after - base) / abs(base) * 100.0
+            if pct > cfg.threshold_change_pct:
+                why = f"{pct:.0f}%" if base == before else f"{pct:.0f}% away from {base:g}, the value last reviewed,"
                 reasons.append(f"moves the {f} threshold of {c.name!r} from {before:g} to {after:g} "
-                               f"({pct:.0f}% > {cfg.threshold_change_pct:g}%)")
+                               f"({why} > {cfg.threshold_change_pct:g}%)")
     return reasons
+
+
+def _reviewed_row(rows: Sequence[Mapping[str, Any]], active: Mapping[str, Any] | None,
+                  now: datetime) -> Mapping[str, Any] | None:
+    """The newest version in force by ``now`` (at or below the active one) that a person reviewed: one a
+    second person approved, or the bootstrap (the first approved version). None when nothing is in force."""
+    if active is None:
+        return None
+    approved = [r for r in rows if r["status"] == "approved"]
+    if not approved:
+        return None
+    first = approved[0]["number"]
+    cands = [r for r in approved if r["number"] <= active["number"] and r["in_force_from"] is not None
+             and r["in_force_from"] <= now and (r["decided_by"] is not None or r["number"] == first)]
+    return cands[-1] if cands else None
+
+
+def _previous_in_force(rows: Sequence[Mapping[str, Any]], active: Mapping[str, Any] | None
+                       ) -> Mapping[str, Any] | None:
+    """The version that was in force when ``active`` took over (None: none was)."""
+    if active is None:
+        return None
+    cands = [r for r in rows if r["status"] == "approved" and r["number"] < active["number"]
+             and r["in_force_from"] is not None and r["in_force_from"] <= active["in_force_from"]]
+    return cands[-1] if cands else None
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    significance: list[str]
+    before: dict[str, Any] | None          # the version in force at ``now``
+    bootstrap: bool = False
+    undo_of: int | None = None             # a rollback that restores the version in force before this one
+    reviewed: int | None = None            # number of the last reviewed version the thresholds were measured on
+
+
+def _judge(store: Store, policy: str, rule_dicts: list[dict[str, Any]], now: datetime,
+           cfg: SignificanceConfig | None, *, undo_ok: bool = False) -> _Judgement:
+    """Whether writing ``rule_dicts`` at ``now`` needs approval, and why (reads only; call inside the
+    write transaction). ``cfg`` None: no approval needed (the seed)."""
+    before = sql.active(store, policy, now)
+    if cfg is None:
+        return _Judgement([], before)
+    if before is None and not sql.has_approved(store, policy):
+        # Bootstrap: with no approved version at all (none in force, none scheduled) there is nothing a
+        # change could weaken, and a lone local operator must be able to start; it needs no approval.
+        return _Judgement([], None, bootstrap=True)
+    rows = sql.versions(store, policy)
+    if undo_ok:
+        prev = _previous_in_force(rows, before)
+        if prev is not None and prev["content_hash"] == canonical_content(rule_dicts)[1]:
+            return _Judgement([], before, undo_of=int(before["number"]))
+    rev = _reviewed_row(rows, before, now)
+    reasons = significant_changes(json.loads(before["content"]) if before else None, rule_dicts, cfg,
+                                  reviewed=json.loads(rev["content"]) if rev else None)
+    return _Judgement(reasons, before, reviewed=int(rev["number"]) if rev else None)
 
 
 # ---------------------------------------------------------------------------------------- writes
@@ -362,9 +469,12 @@ def _conflict_message(store: Store, policy: str, base_version: int, latest: int)
 def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], *, base_version: int,
                    author: str, reason: str, effective_at: datetime | None, now: datetime,
                    judge: SignificanceConfig | None, source: str, action: str,
-                   meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None) -> PolicyVersion:
+                   meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None,
+                   undo_ok: bool = False) -> PolicyVersion:
     """Check-and-insert one version plus its audit entry in one transaction. ``judge`` None: no approval
-    needed; else significance is judged against the version in force at ``now``, inside the transaction."""
+    needed; else significance is judged (:func:`_judge`) against the version in force at ``now`` and the
+    last reviewed one, inside the transaction. ``undo_ok``: restoring the version in force before the
+    current one needs no approval (a rollback's undo)."""
     content, chash = canonical_content(rule_dicts)
     try:
         with store.transaction():
@@ -377,13 +487,8 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                                       path="rules")
             if meta is None:
                 meta = json.loads(base["meta"]) if base else {}
-            before = sql.active(store, policy, now)
-            # Bootstrap: with no approved version at all (none in force, none scheduled) there is nothing
-            # a change could weaken, and a lone local operator must be able to start; it needs no approval.
-            bootstrap = judge is not None and before is None and not sql.has_approved(store, policy)
-            significance = ([] if judge is None or bootstrap else
-                            significant_changes(json.loads(before["content"]) if before else None, rule_dicts,
-                                                judge))
+            j = _judge(store, policy, rule_dicts, now, judge, undo_ok=undo_ok)
+            before, bootstrap, significance = j.before, j.bootstrap, j.significance
             requires_approval = bool(significance)
             pid = sql.ensure_policy(store, policy)
             number = latest + 1
@@ -401,6 +506,10 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                       **(extra_detail or {})}
             if bootstrap:
                 detail["bootstrap"] = True
+            if j.undo_of is not None:
+                detail["undo_of"] = j.undo_of
+            if j.reviewed is not None:
+                detail["reviewed_version"] = j.reviewed
             audit.record(store, author, action, object=f"policy:{policy}@v{number}",
                          reason=f"{reason} (bootstrap: no policy in force)" if bootstrap else reason,
                          detail=detail, before_hash=before["content_hash"] if before else None,
@@ -465,26 +574,46 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
                           source=source, action=f"policy.{source}", meta=meta)
 
 
-def rollback(store: Store, policy: str, to_version: int, user: User, reason: str, base_version: int, *,
-             now: Any = None) -> PolicyVersion:
-    """Create a new version whose rules equal those of ``to_version`` (history is never rewritten).
-
-    Only a version that was approved (needed no approval, or was approved) can be rolled back to; the
-    rollback itself takes effect at once without a second approval, since that content was accepted
-    before. The version's reason reads ``"rollback to vN: <reason>"``.
-    """
-    require(user, "editor")
-    reason = _check_reason(reason)
+def _rollback_target(store: Store, policy: str, to_version: int) -> PolicyVersion:
     target = get_version(store, policy, to_version)
     if target.status != "approved":
         raise ValidationError(f"cannot roll back to v{to_version} of {policy!r}: it is {target.status}; only a "
                               "version that was approved can be restored", path="to_version")
+    return target
+
+
+def rollback(store: Store, policy: str, to_version: int, user: User, reason: str, base_version: int, *,
+             now: Any = None, significance: SignificanceConfig | None = None) -> PolicyVersion:
+    """Create a new version whose rules equal those of ``to_version`` (history is never rewritten).
+
+    Only a version that was approved (needed no approval, or was approved) can be rolled back to.
+
+    Approval: an *undo* (the rules of the version that was in force just before the current one took
+    over) takes effect at once, so a change that misbehaves can be reverted without waiting for a
+    second person; that content was in force moments ago. Any other rollback is judged like
+    :func:`apply` (against the version in force, thresholds against the last reviewed values): going
+    back to old rules can undo reviewed changes, so a far rollback may wait for approval. The audit
+    detail says ``undo_of`` when the undo rule applied. The version's reason reads
+    ``"rollback to vN: <reason>"``.
+    """
+    require(user, "editor")
+    reason = _check_reason(reason)
+    target = _rollback_target(store, policy, to_version)
     t = _now(now)
     return _write_version(store, policy, target.rule_dicts, base_version=base_version, author=user.id,
                           reason=f"rollback to v{to_version}: {reason}", effective_at=None, now=t,
-                          judge=None, source="rollback",
+                          judge=significance or SignificanceConfig(), source="rollback",
                           action="policy.rollback", meta=dict(target.meta),
-                          extra_detail={"rollback_to": int(to_version)})
+                          extra_detail={"rollback_to": int(to_version)}, undo_ok=True)
+
+
+def rollback_reasons(store: Store, policy: str, to_version: int, now: Any = None,
+                     significance: SignificanceConfig | None = None) -> list[str]:
+    """Why rolling back to ``to_version`` at ``now`` would need approval (empty: it takes effect at once);
+    the same judgement :func:`rollback` makes. Writes nothing."""
+    target = _rollback_target(store, policy, to_version)
+    return _judge(store, policy, target.rule_dicts, _now(now), significance or SignificanceConfig(),
+                  undo_ok=True).significance
 
 
 def _decide(store: Store, version: PolicyVersion | int, user: User, reason: str, decision: str,
@@ -631,14 +760,11 @@ def approval_reasons(store: Store, policy: str, new_rules: Iterable[Any], now: A
                      significance: SignificanceConfig | None = None) -> list[str]:
     """Why applying ``new_rules`` at ``now`` would need approval (empty: it would take effect at once).
 
-    Judged against the version in force, as :func:`apply` does; a bootstrap (no approved version at all)
-    needs none.
+    Judged as :func:`apply` does: against the version in force, thresholds against their last reviewed
+    values; a bootstrap (no approved version at all) needs none.
     """
-    t = _now(now)
-    active = active_version(store, policy, t)
-    if active is None and not sql.has_approved(store, policy):
-        return []
-    return significant_changes(active.rule_dicts if active else [], normalise_rules(new_rules), significance)
+    return _judge(store, policy, normalise_rules(new_rules), _now(now),
+                  significance or SignificanceConfig()).significance
 
 
 def preview(store: Store, policy: str, new_rules: Iterable[Any], now: Any = None,

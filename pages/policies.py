@@ -142,11 +142,15 @@ with t_io:
         st.caption("Prometheus mapping: edit a selector to map a studio series to your PromQL (default: as is).")
         mapping = st.data_editor(pu.mapping_frame(v), hide_index=True, width="stretch", key="pol.mapping",
                                  disabled=["series"])
-        scrape = st.number_input("Scrape interval (seconds)", 1.0, 3600.0, 60.0, key="pol.scrape")
+        scrape = st.number_input("Scrape interval (seconds)", 1.0, 3600.0, 60.0, key="pol.scrape",
+                                 help="Also the rule group's evaluation interval, as the replay assumed.")
         try:
-            st.download_button("Prometheus rules YAML", pu.prometheus_text(v, mapping, scrape),
+            prom = pu.prometheus_export(v, mapping, scrape)
+            st.download_button("Prometheus rules YAML", prom.to_yaml(),
                                file_name=f"{v.policy}-v{v.number}.rules.yml", mime="application/yaml",
                                icon=":material/download:", key="pol.dl_prom")
+            for w in prom.warnings:
+                st.warning(f"Prometheus will differ from the replay: {w}", icon=":material/warning:")
         except StudioError as exc:
             st.error(f"Cannot export Prometheus rules: {exc}")
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -11,12 +14,15 @@ from core.errors import ValidationError
 from core.export import (
     PromMapping,
     format_duration,
+    is_vector_selector,
     parse_duration,
     policy_from_yaml,
     policy_to_yaml,
+    prometheus_export,
     prometheus_rules,
     to_prometheus_yaml,
 )
+from core.replay import replay
 from core.rules import Rule
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo_policy.yaml"
@@ -91,10 +97,64 @@ def test_bad_yaml_names_the_path(doc, path, words):
 
 
 # ---------------------------------------------------------------------------------------- Prometheus
+# promtool is not available here, so the PromQL shape is checked by hand: brackets balance, and every
+# range ``[d]`` follows a plain vector selector while every subquery ``[d:s]`` follows ``)`` or one.
+_NAME = r"[A-Za-z_:][A-Za-z0-9_:]*"
+_BRACED = r'\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\}'
+_SELECTOR_AT_END = re.compile(rf"(?:{_NAME}\s*(?:{_BRACED})?|{_BRACED})\s*$")
+_DUR = r"(?:\d+(?:ms|s|m|h|d|w))+"
+
+
+def promql_shape_errors(expr: str) -> list[str]:
+    errors, depth, i, quote = [], [], 0, False
+    while i < len(expr):
+        ch = expr[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = False
+        elif ch == '"':
+            quote = True
+        elif ch in "([{":
+            depth.append(ch)
+            if ch == "[":
+                close = expr.index("]", i)
+                body, before = expr[i + 1:close], expr[:i]
+                if re.fullmatch(_DUR, body):
+                    if not _SELECTOR_AT_END.search(before) or before.rstrip().endswith(")"):
+                        errors.append(f"range [{body}] after a non-selector: ...{before[-30:]}")
+                elif re.fullmatch(rf"{_DUR}:(?:{_DUR})?", body):
+                    if not (before.endswith(")") or _SELECTOR_AT_END.search(before)):
+                        errors.append(f"subquery [{body}] after ...{before[-30:]}")
+                else:
+                    errors.append(f"bad range body [{body}]")
+        elif ch in ")]}":
+            if not depth or "([{"[")]}".index(ch)] != depth.pop():
+                errors.append(f"unbalanced {ch!r} at {i}")
+        i += 1
+    if depth or quote:
+        errors.append("unclosed bracket or string")
+    return errors
+
+
+def test_promql_shape_checker_can_fail():
+    assert promql_shape_errors('last_over_time(m{a="b"}[10m]) > 1') == []
+    assert promql_shape_errors("absent_over_time((sum(rate(x[5m])) * 1000)[10m:1m])") == []
+    assert promql_shape_errors("last_over_time(sum(rate(x[5m]))[10m])")          # range after a call
+    assert promql_shape_errors("absent_over_time(histogram_quantile(0.95, y) * 1000[10m])")
+    assert promql_shape_errors("sum(rate(x[5m])")                                  # unbalanced
+    assert is_vector_selector('m{a="b",c=~"d.*"}') and is_vector_selector('{__name__=~"m.*"}')
+    assert is_vector_selector("m") and not is_vector_selector("sum(m)") and not is_vector_selector("m * 2")
+    assert not is_vector_selector("{}") and not is_vector_selector("m offset 5m")
+
+
 def _alerts(rules, mapping=None):
     doc = yaml.safe_load(to_prometheus_yaml(rules, mapping, policy="default", version=3))
     (group,) = doc["groups"]
     assert group["name"] == "threshold-studio-default"
+    for a in group["rules"]:
+        assert promql_shape_errors(a["expr"]) == [], a["expr"]
     return group["rules"]
 
 
@@ -106,16 +166,122 @@ def test_prometheus_one_alert_per_severity_reparsed():
     alerts = _alerts([r])
     assert [a["alert"] for a in alerts] == ["CheckoutLatencyHigh"] * 2 + ["CheckoutLatencyHighNoData"]
     w, c, nd = alerts
-    assert w["expr"] == 'latency_p95_ms{service="checkout"} > 450'
-    assert c["expr"] == 'latency_p95_ms{service="checkout"} > 900'
+    v = 'latency_p95_ms{service="checkout"}'
+    # hysteresis: holds at >= 400 while this rule's own alert (this level) was firing
+    assert w["expr"] == (f'({v} > 450) or ({v} >= 400 and ignoring(alertname, alertstate, severity, team) '
+                         'ALERTS{alertname="CheckoutLatencyHigh",alertstate="firing",team="checkout",'
+                         'severity="warning"})')
+    assert c["expr"] == (f'({v} > 900) or ({v} >= 400 and ignoring(alertname, alertstate, severity, team) '
+                         'ALERTS{alertname="CheckoutLatencyHigh",alertstate="firing",team="checkout",'
+                         'severity="page"})')
     assert (w["for"], w["keep_firing_for"], c["for"]) == ("5m", "2m", "5m")
     assert w["labels"] == {"team": "checkout", "severity": "warning"}
     assert c["labels"] == {"team": "checkout", "severity": "page"}
     assert c["annotations"]["summary"] == "Checkout slow"
     assert "Rationale: SLO is 1 s" in c["annotations"]["description"]
-    assert "recovery level 400 ms" in c["annotations"]["description"]
+    assert "goes below the recovery level 400 ms" in c["annotations"]["description"]
     assert "v3" in c["annotations"]["description"]
     assert nd["expr"] == 'absent_over_time(latency_p95_ms{service="checkout"}[10m])' and "for" not in nd
+
+
+def _hysteresis_terms(expr: str):
+    """(op, threshold, hold op, recovery) read back from an exported hysteresis expression."""
+    m = re.fullmatch(r"\((.+) (>=|>|<=|<) (\S+)\) or \((.+) (>=|<=) (\S+) and ignoring\(.+\) ALERTS\{.+\}\)",
+                     expr)
+    assert m and m.group(1) == m.group(4), expr
+    return m.group(2), float(m.group(3)), m.group(5), float(m.group(6))
+
+
+def _prometheus_firing(values, op, thr, hold_op, rec):
+    """What Prometheus does with that expression (for: 0): the alert is firing at an evaluation when the
+    expression returns the series, and ALERTS there reflects the previous evaluation."""
+    ops = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+    out, prev = [], False
+    for x in values:
+        prev = bool(ops[op](x, thr) or (ops[hold_op](x, rec) and prev))
+        out.append(prev)
+    return out
+
+
+@pytest.mark.parametrize("comparator, warning, recovery, values", [
+    (">", 450.0, 400.0, [300, 500, 420, 400, 399, 420, 460, 380]),
+    ("<", 100.0, 120.0, [150, 90, 110, 120, 121, 110, 95, 130]),
+])
+def test_hysteresis_expression_behaves_like_the_replay(comparator, warning, recovery, values):
+    r = Rule(name="H", series="m", comparator=comparator, warning=warning, recovery=recovery,
+             missing="resolve")
+    (a,) = _alerts([r])
+    terms = _hysteresis_terms(a["expr"])
+    assert terms == (comparator, warning, ">=" if comparator == ">" else "<=", recovery)
+    ts = pd.date_range("2026-01-01", periods=len(values), freq="1min", tz="UTC")
+    rep = replay(r, pd.Series(np.asarray(values, dtype=float), index=ts))
+    assert _prometheus_firing(values, *terms) == rep.firing["warning"].tolist()
+    # worked by hand for '>': fires at 500, holds at 420 and 400 (>= 400), ends at 399, 420 does not re-fire
+    if comparator == ">":
+        assert rep.firing["warning"].tolist() == [False, True, True, True, False, False, True, False]
+
+
+def test_hysteresis_ignores_extra_labels_and_pins_them():
+    r = Rule(name="Low", series='rate{svc="a"}', comparator="<", warning=300.0, critical=100.0, recovery=350.0,
+             labels={"team": "t"}, missing="resolve", severity_labels={"warning": "ticket", "critical": "page"})
+    m = PromMapping(extra_labels={"source": "studio"})
+    _, c = _alerts([r], m)
+    assert c["expr"] == ('(rate{svc="a"} < 100) or (rate{svc="a"} <= 350 and ignoring(alertname, alertstate, '
+                         'severity, source, team) ALERTS{alertname="Low",alertstate="firing",source="studio",'
+                         'team="t",severity="page"})')
+
+
+def test_same_severity_label_for_both_levels_is_refused():
+    r = Rule(name="X", series="m", warning=1.0, critical=2.0, severity_labels={"warning": "p", "critical": "p"})
+    with pytest.raises(ValidationError, match="could not be told apart") as ei:
+        prometheus_rules([r])
+    assert ei.value.path == "rules.X.severity_labels"
+
+
+def test_for_adds_consecutive_intervals_and_group_interval_matches_replay():
+    r = Rule(name="Slow", series="m", warning=10.0, for_s=300, consecutive=3, missing="resolve")
+    fast = Rule(name="Fast", series="f", warning=10.0, for_s=300, consecutive=3, interval_s=30,
+                missing="resolve")
+    doc = prometheus_rules([r, fast], PromMapping(scrape_interval_s=60))
+    g1, g2 = doc["groups"]
+    assert (g1["name"], g1["interval"]) == ("threshold-studio-default", "1m")
+    assert (g2["name"], g2["interval"]) == ("threshold-studio-default-30s", "30s")
+    assert [(a["alert"], a["for"]) for a in g1["rules"]] == [("Slow", "7m")]    # 5m + (3-1) x 1m
+    assert [(a["alert"], a["for"]) for a in g2["rules"]] == [("Fast", "6m")]    # 5m + (3-1) x 30s
+    # The replay agrees: breaching from minute 10 on, it first fires at minute 17 (= 10 + 7).
+    ts = pd.date_range("2026-01-01", periods=30, freq="1min", tz="UTC")
+    v = np.where(np.arange(30) >= 10, 20.0, 0.0)
+    fire = replay(r, pd.Series(v, index=ts)).firing["warning"]
+    assert int(np.argmax(fire)) == 17
+    # an evaluation interval set on the mapping overrides the scrape interval
+    doc = prometheus_rules([r], PromMapping(scrape_interval_s=15, evaluation_interval_s=120))
+    assert doc["groups"][0]["interval"] == "2m" and doc["groups"][0]["rules"][0]["for"] == "9m"
+    with pytest.raises(ValidationError):
+        PromMapping(scrape_interval_s=0)
+
+
+HQ = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))*1000"
+
+
+def test_mapped_expression_under_keep_last_and_nodata_uses_subqueries():
+    m = PromMapping(selectors={"lat": HQ, "lat2": HQ})
+    keep = Rule(name="K", series="lat", warning=450.0, missing="keep_last")
+    nod = Rule(name="N", series="lat2", warning=450.0, critical=900.0, for_s=900, recovery=400.0)
+    by = {}
+    for a in _alerts([keep, nod], m):                 # every expr passes the PromQL shape check
+        by.setdefault(a["alert"], []).append(a["expr"])
+    assert by["K"] == [f"last_over_time(({HQ})[10m:1m]) > 450"]
+    # the product is parenthesised before the comparison; for 15m > lookback: window 15m
+    assert by["N"][0].startswith(f"(({HQ}) > 450) or (({HQ}) >= 400 and ignoring(")
+    assert by["NNoData"] == [f"absent_over_time(({HQ})[15m:1m])"]
+    assert not any(f"{HQ}[" in e or "*1000[" in e for es in by.values() for e in es)
+    # a plain selector keeps plain range selectors
+    plain = prometheus_rules([Rule(name="P", series='m{a="b"}', warning=1.0, missing="keep_last")])
+    assert plain["groups"][0]["rules"][0]["expr"] == 'last_over_time(m{a="b"}[10m]) > 1'
+    # a top-level 'or' in a mapped expression is kept together
+    ored = prometheus_rules([Rule(name="O", series="x", warning=1.0, missing="resolve")],
+                            PromMapping(selectors={"x": "a or b"}))
+    assert ored["groups"][0]["rules"][0]["expr"] == "(a or b) > 1"
 
 
 def test_prometheus_selectors_globs_mapping_and_modes():
@@ -147,13 +313,36 @@ def test_prometheus_selectors_globs_mapping_and_modes():
     assert not any(k.endswith("NoData") for k in by)    # no rule here asks for nodata alerts
 
 
+@pytest.mark.parametrize("a, b", [("lat-any", "lat_any"), ("X", "XNoData")])
+def test_alert_name_collisions_name_both_rules(a, b):
+    rules = [Rule(name=a, series="m", warning=1.0), Rule(name=b, series="n", warning=1.0)]
+    with pytest.raises(ValidationError) as ei:
+        prometheus_rules(rules)
+    assert repr(a) in str(ei.value) and repr(b) in str(ei.value) and "rename" in str(ei.value)
+
+
+def test_export_warnings_are_returned_and_written_as_comments():
+    quiet = prometheus_export([Rule(name="Q", series="m", warning=1.0)])
+    assert quiet.warnings == () and not quiet.to_yaml().startswith("#")
+    r = Rule(name="G", series="m", warning=1.0, keep_firing_for_s=120)          # missing: nodata
+    ex = prometheus_export([r])
+    assert len(ex.warnings) == 1 and "keep_firing_for (2m)" in ex.warnings[0]
+    text = to_prometheus_yaml([r])
+    assert text.startswith("# WARNING: G: the replay ends a firing alert") and yaml.safe_load(text) == ex.doc
+    slow = prometheus_export([Rule(name="S", series="m", warning=2.0, recovery=1.0, missing="resolve",
+                                   interval_s=600)])
+    assert len(slow.warnings) == 1 and "5m" in slow.warnings[0]
+
+
 def test_prometheus_export_of_demo_policy_parses():
     rules, _ = policy_from_yaml(DEMO.read_text())
     doc = prometheus_rules(rules)
     alerts = doc["groups"][0]["rules"]
     # 11 rules with both levels + 1 warning-only = 23 threshold alerts; 11 nodata alerts
     assert len(alerts) == 23 + 11
+    assert doc["groups"][0]["interval"] == "1m"
     assert yaml.safe_load(to_prometheus_yaml(rules)) == doc
     for a in alerts:
         assert set(a) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
         assert a["labels"]["severity"] in {"ticket", "page"}
+        assert promql_shape_errors(a["expr"]) == [], a["expr"]

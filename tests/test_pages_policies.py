@@ -86,7 +86,9 @@ def test_page_renders_history_and_integrity(db):
     assert len(frame_with(at, "comparator")) == 12                      # the demo policy's rules
     out = texts(at)
     assert "**ed**" in out and "editor, viewer" in out                  # who, and their roles
-    assert "Audit chain intact, 1 entry." in out                        # the seed's entry
+    n = len(audit.list_audit(app_store(db)))                            # demo build writes + the seed
+    assert audit.list_audit(app_store(db))["action"].iloc[0] == "policy.seed"
+    assert f"Audit chain intact, {n} entr{'y' if n == 1 else 'ies'}." in out
 
 
 def test_apply_then_rollback_through_the_dialog(db):
@@ -117,7 +119,37 @@ def test_apply_then_rollback_through_the_dialog(db):
     assert entries["actor"].tolist()[:2] == ["ed", "ed"]
     assert "Rolled back: v3 has the rules of v1." in texts(at)
     assert frame_with(at, "version")["version"].tolist() == [3, 2, 1]   # the page shows fresh data
-    assert "Audit chain intact, 3 entries." in texts(at)
+    assert f"Audit chain intact, {len(audit.list_audit(s))} entries." in texts(at)
+
+
+def test_far_rollback_says_it_needs_approval_and_waits(db):
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    pol.apply(s, "default", add_rule(v1), base_version=1, user=ED, reason="extra rule")              # v2
+    pol.apply(s, "default", add_rule(v1, warning=96.0), base_version=2, user=ED, reason="nudge")     # v3
+    at = open_page("policies.py")
+    # v2 was in force before v3: restoring it is an undo, v1 would remove ZzExtra (a significant change)
+    assert at.selectbox(key="pol.rollback_to").options[:2] == ["v2: extra rule", "v1: demo policy from "
+                                                                "demo_policy.yaml"]
+    at.selectbox(key="pol.rollback_to").set_value(1).run()
+    at.button(key="pol.rollback").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    out = texts(at)
+    assert "needs a second person's approval" in out and "removes rule 'ZzExtra'" in out
+    at.text_input(key="pdlg.reason").input("back to the demo policy")
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    v4 = pol.get_version(s, "default", 4)
+    assert (v4.status, v4.source, v4.content_hash) == ("pending_approval", "rollback", v1.content_hash)
+    assert "Rolled back: v4 has the rules of v1. It waits for a second person's approval" in texts(at)
+    assert pol.active_version(s).number == 3
+
+
+def test_export_shows_where_prometheus_differs_from_the_replay(db):
+    at = open_page("policies.py")
+    warned = [str(w.value) for w in at.warning if "Prometheus will differ" in str(w.value)]
+    # the demo policy has two nodata rules with keep_firing_for
+    assert len(warned) == 2 and "ApiGatewayLatencyHigh" in warned[0] and "keep_firing_for (2m)" in warned[0]
 
 
 def test_cancel_writes_nothing(db):
@@ -170,7 +202,7 @@ def test_viewer_sees_everything_with_write_controls_disabled(db, monkeypatch):
     assert at.button(key="pol.rollback").disabled
     assert at.button(key="pol.approve.2").disabled and at.button(key="pol.reject.2").disabled
     assert at.text_area(key="pol.import_text").disabled
-    assert "Audit chain intact, 2 entries." in out
+    assert f"Audit chain intact, {len(audit.list_audit(s))} entries." in out
 
 
 def test_import_shows_validation_error_with_path_then_imports(db):

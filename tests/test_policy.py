@@ -181,13 +181,76 @@ def test_significance_rules_by_hand():
     assert len(pol.significant_changes(old, [R("A", 100.0, critical=200.0)])) == 1  # rule gains a critical
     assert len(pol.significant_changes(old, [R("A", 100.0), R("C", 1.0, critical=2.0)])) == 1  # critical added
     assert pol.significant_changes(old, [R("A", 100.0), R("C", 1.0)]) == []   # warning-only rule added
-    assert pol.significant_changes([R("A", 100.0, for_s=60)], [R("A", 100.0, for_s=600)]) == []
+    assert pol.significant_changes([R("A", 100.0, for_s=60)], [R("A", 100.0, for_s=600)]) == \
+        ["changes how rule 'A' fires or is routed (for: 1m -> 10m)"]
+    assert pol.significant_changes([R("A", 100.0, for_s=60)], [R("A", 100.0, for_s=600)],
+                                   pol.SignificanceConfig(behaviour_fields=())) == []
     assert len(pol.significant_changes(old, [R("A", 121.0)], pol.SignificanceConfig(25.0))) == 0
     crit = [R("A", 100.0, critical=200.0)]
     assert len(pol.significant_changes(crit, [R("A", 100.0, critical=200.0, for_s=60)])) == 1
     assert len(pol.significant_changes(crit, [])) == 1                        # critical rule removed
     assert pol.significant_changes(crit, [R("A", 100.0, critical=200.0, for_s=60)],
+                                   pol.SignificanceConfig(critical_rules=False, behaviour_fields=())) == []
+    assert pol.significant_changes(crit, [R("A", 100.0, critical=200.0, annotations={"summary": "s"})],
                                    pol.SignificanceConfig(critical_rules=False)) == []
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"for_s": 600}, "for"), ({"missing": "resolve"}, "missing"), ({"comparator": ">="}, "comparator"),
+    ({"series": 'm{h="z"}'}, "series"), ({"matchers": {"zone": "eu"}}, "matchers.zone"),
+    ({"consecutive": 3}, "consecutive"), ({"keep_firing_for_s": 300}, "keep_firing_for"),
+    ({"recovery": 70.0}, "recovery"), ({"interval_s": 30}, "interval"), ({"labels": {"team": "y"}}, "labels.team"),
+    ({"severity_labels": {"warning": "page"}}, "severity_labels.warning"),
+])
+def test_behaviour_changes_of_any_rule_are_significant(change, field):
+    old = [R("A", 80.0, labels={"team": "x"})]
+    new = [R("A", 80.0, **{"labels": {"team": "x"}, **change})]
+    (why,) = pol.significant_changes(old, new)
+    assert why.startswith("changes how rule 'A' fires or is routed (") and f"{field}:" in why
+    assert pol.significant_changes(old, new, pol.SignificanceConfig(behaviour_fields=())) == []
+
+
+def test_descriptive_changes_and_additions_are_not_significant():
+    old = [R("A", 80.0, unit="ms")]
+    assert pol.significant_changes(old, [R("A", 80.0, unit="s", annotations={"summary": "x"})]) == []
+    assert pol.significant_changes(old, old + [R("B", 1.0, series="n")]) == []     # warning-only rule added
+
+
+def test_removing_or_renaming_any_rule_is_significant():
+    old = [R("A", 80.0), R("B", 50.0, series="n")]
+    assert pol.significant_changes(old, [R("A", 80.0)]) == ["removes rule 'B'"]
+    assert pol.significant_changes(old, [R("A", 80.0), R("B2", 50.0, series="n")]) == ["removes rule 'B'"]
+    assert pol.significant_changes(old, [R("A", 80.0)], pol.SignificanceConfig(removals=False)) == []
+
+
+def test_thresholds_are_measured_against_the_last_reviewed_value():
+    reviewed, active = [R("A", 100.0)], [R("A", 119.0)]
+    assert pol.significant_changes(active, [R("A", 138.0)]) == []              # +16% on the active value
+    (why,) = pol.significant_changes(active, [R("A", 138.0)], reviewed=reviewed)
+    assert why == ("moves the warning threshold of 'A' from 119 to 138 (38% away from 100, the value last "
+                   "reviewed, > 20%)")
+    assert pol.significant_changes(active, [R("A", 90.0)], reviewed=reviewed) == []   # back near 100
+    # a rule added since the review is measured against the version in force
+    assert pol.significant_changes(active + [R("B", 10.0, series="n")],
+                                   active + [R("B", 11.0, series="n")], reviewed=reviewed) == []
+
+
+def test_creeping_small_steps_need_approval_once_the_total_passes_the_limit(s):
+    t = [T0 + pd.Timedelta(hours=h) for h in range(8)]
+    pol.apply(s, "default", [R("A", 100.0)], base_version=0, user=ED, reason="bootstrap", now=t[0])
+    v2 = pol.apply(s, "default", [R("A", 119.0)], base_version=1, user=ED, reason="+19%", now=t[1])
+    assert v2.status == "approved"
+    assert pol.approval_reasons(s, "default", [R("A", 141.0)], now=t[2]) != []   # +18.5% on v2, +41% on v1
+    v3 = pol.apply(s, "default", [R("A", 141.0)], base_version=2, user=ED, reason="+19% again", now=t[2])
+    assert v3.status == "pending_approval" and "41% away from 100" in v3.significance[0]
+    e = audit.list_audit(s, action="policy.apply").iloc[0]
+    assert e["detail"]["reviewed_version"] == 1
+    pol.approve(s, 3, AP, "replayed, fine", now=t[3])
+    # v3 is now the reviewed baseline: +13% is fine, +24% on 141 is not (though only +9% on v4)
+    assert pol.apply(s, "default", [R("A", 160.0)], base_version=3, user=ED, reason="a", now=t[4]).status == \
+        "approved"
+    v5 = pol.apply(s, "default", [R("A", 175.0)], base_version=4, user=ED, reason="b", now=t[5])
+    assert v5.status == "pending_approval" and "away from 141" in v5.significance[0]
 
 
 def test_significant_change_waits_for_a_second_person(s):
@@ -300,6 +363,27 @@ def test_rollback_creates_new_version_equal_in_content(s):
     e = audit.list_audit(s, action="policy.rollback").iloc[0]
     assert e["before_hash"] == v3.content_hash and e["after_hash"] == v1.content_hash
     assert e["detail"]["rollback_to"] == 1
+
+
+def test_rollback_undo_is_immediate_a_far_rollback_is_judged(s):
+    t = [T0 + pd.Timedelta(hours=h) for h in range(8)]
+    pol.apply(s, "default", [R("A", 100.0)], base_version=0, user=ED, reason="v1", now=t[0])
+    pol.apply(s, "default", [R("A", 200.0)], base_version=1, user=ED, reason="v2", now=t[1])   # pending
+    pol.approve(s, 2, AP, "reviewed", now=t[2])
+    pol.apply(s, "default", [R("A", 210.0)], base_version=2, user=ED, reason="v3", now=t[3])   # +5%
+    assert pol.active_version(s, now=t[3]).number == 3
+    # v1 is far from the rules in force: back from 210 to 100 is 50% from the reviewed 200
+    assert "50% away from 200" in pol.rollback_reasons(s, "default", 1, now=t[4])[0]
+    # undo: v2 was in force when v3 took over, so restoring it is immediate
+    assert pol.rollback_reasons(s, "default", 2, now=t[4]) == []
+    v4 = pol.rollback(s, "default", 2, ED, "v3 misbehaves", base_version=3, now=t[4])
+    assert (v4.status, v4.content_hash) == ("approved", pol.get_version(s, "default", 2).content_hash)
+    assert audit.list_audit(s, action="policy.rollback").iloc[0]["detail"]["undo_of"] == 3
+    v5 = pol.rollback(s, "default", 1, ED, "start over", base_version=4, now=t[5])
+    assert v5.status == "pending_approval" and pol.active_version(s, now=t[5]).number == 4
+    assert "undo_of" not in audit.list_audit(s, action="policy.rollback").iloc[0]["detail"]
+    pol.approve(s, 5, AP, "ok", now=t[6])
+    assert pol.active_version(s, now=t[6]).content_hash == pol.get_version(s, "default", 1).content_hash
 
 
 def test_rollback_only_to_an_approved_version(s):

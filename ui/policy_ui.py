@@ -228,11 +228,24 @@ def rollback_dialog(to: int, base: int) -> None:
     store = state.store()
     target = pol.get_version(store, POLICY, to)
     active = pol.active_version(store, POLICY)
-    st.markdown(f"Creates **v{base + 1}** with the rules of **v{to}** ({target.reason}). History is kept; "
-                f"it takes effect at once (v{to} was approved before).")
+    reasons = pol.rollback_reasons(store, POLICY, to)
+    if reasons:
+        st.markdown(f"Creates **v{base + 1}** with the rules of **v{to}** ({target.reason}). History is kept. "
+                    "It goes back past the version in force before the current one and changes rules in a "
+                    "significant way, so it **needs a second person's approval** before it takes effect:")
+        for why in reasons:
+            st.markdown(f"- {why}")
+    else:
+        st.markdown(f"Creates **v{base + 1}** with the rules of **v{to}** ({target.reason}). History is kept; "
+                    "it takes effect at once (it restores the rules in force before the current version, or "
+                    "changes nothing significant).")
     show_diff(pol.diff(active, target), f"Against the version in force (v{active.number if active else '-'}): ")
-    _confirm("Roll back", lambda u, r: pol.rollback(store, POLICY, to, u, r, base),
-             lambda v: f"Rolled back: v{v.number} has the rules of v{to}.")
+
+    def done(v: pol.PolicyVersion) -> str:
+        tail = "" if v.status == "approved" else f" It {_status_msg(v)}."
+        return f"Rolled back: v{v.number} has the rules of v{to}.{tail}"
+
+    _confirm("Roll back", lambda u, r: pol.rollback(store, POLICY, to, u, r, base), done)
 
 
 def _decision_body(number: int) -> pol.PolicyVersion:
@@ -304,14 +317,20 @@ def mapping_frame(version: pol.PolicyVersion) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series", "selector"]).drop_duplicates("series", ignore_index=True)
 
 
-def prometheus_text(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> str:
-    """Prometheus rules YAML of ``version`` with the edited ``series -> selector`` table."""
-    from core.export import PromMapping, to_prometheus_yaml
+def prometheus_export(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> Any:
+    """:class:`core.export.PromExport` of ``version`` with the edited ``series -> selector`` table
+    (``.to_yaml()`` is the file; ``.warnings`` what Prometheus will do differently from the replay)."""
+    from core.export import PromMapping, prometheus_export
 
     sel = {str(s): str(q).strip() for s, q in zip(mapping["series"], mapping["selector"], strict=True)
            if isinstance(s, str) and s and isinstance(q, str) and q.strip()}
     m = PromMapping(selectors=sel, scrape_interval_s=float(scrape_interval_s))
-    return to_prometheus_yaml(version.rules(), m, policy=version.policy, version=version.number)
+    return prometheus_export(version.rules(), m, policy=version.policy, version=version.number)
+
+
+def prometheus_text(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> str:
+    """Prometheus rules YAML of ``version`` with the edited ``series -> selector`` table."""
+    return prometheus_export(version, mapping, scrape_interval_s).to_yaml()
 
 
 def policy_text(version: pol.PolicyVersion) -> str:
