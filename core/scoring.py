@@ -25,34 +25,51 @@ import pandas as pd
 from core.errors import ValidationError
 
 __all__ = [
-    "EventScore", "score_events",
+    "EventScore", "event_rates", "score_events", "WEEK_S",
     "NAB_PROFILES", "NabFileScore", "NabScore", "nab_file_score", "nab_score", "nab_probation",
     "nab_sigmoid",
 ]
 
 
 # ---------------------------------------------------------------------------- event-level scoring
+WEEK_S = 7 * 86400.0
+
+
 @dataclass
 class EventScore:
     """Event-level score of alert episodes against incident windows.
 
+    How alerting practice judges a rule: an incident is either caught or missed, and a page either
+    told someone about an incident or woke them for nothing. Repeats about an incident that was
+    already announced (a flapping alert) are noise, not extra true positives, so they do not raise
+    precision (they are counted in ``duplicates``).
+
     Attributes
     ----------
     precision : float or None
-        Share of alert episodes that overlap at least one incident (``tp / (tp + fp)``); None when
-        there is nothing to judge (no alerts, or no incidents labelled).
+        ``tp / (tp + fp)``: caught incidents over caught incidents plus false alarms. Adding a
+        duplicate episode inside an already caught incident leaves it unchanged; adding a false
+        alarm lowers it. None when there is nothing to judge (no alerts, or no incidents labelled).
     recall : float or None
         Share of incidents overlapped by at least one alert episode; None when no incident is labelled.
     f1 : float or None
         Harmonic mean of precision and recall; None when either is None.
     tp : int
-        Alert episodes that overlap an incident (counted once even if they span several incidents).
+        Caught incidents, one per incident however many episodes overlap it (equals ``caught``).
     fp : int
-        Alert episodes that overlap no incident.
+        False alarms: alert episodes that overlap no incident. With no incident labelled every episode
+        is counted here, but precision is None (nothing to judge against).
     fn : int
         Incidents no alert episode overlaps.
     caught : int
         Incidents overlapped by at least one alert episode (``n_incidents - fn``).
+    duplicates : int
+        Alert episodes that overlap an incident but are not the first alert of any incident they
+        overlap (repeat pages about something already announced). ``n_alerts = fp + duplicates +``
+        the number of distinct first alerts.
+    false_alarms_per_week : float or None
+        ``fp`` per 7 days of history when ``span_s`` is given; None without a span, with an empty
+        span, or when no incident is labelled (false alarms cannot be told apart then).
     detection_delay_s : float or None
         Median, over caught incidents, of seconds from the incident start to the start of the first
         matching alert episode. Negative when the alert began before the incident (early warning, or
@@ -62,7 +79,8 @@ class EventScore:
         matching alert episode (negative: the alert cleared before the incident ended). Episodes
         still firing (no end) are left out. None when no value is available.
     per_incident : DataFrame
-        One row per incident: ``start, end, caught, first_alert, delay_s, reset_s``.
+        One row per incident: ``start, end, caught, first_alert, delay_s, reset_s, episodes``
+        (``episodes``: alert episodes overlapping that incident; more than one means it flapped).
     insufficient : bool
         True when precision or recall cannot be given honestly (see ``note``).
     note : str
@@ -83,12 +101,47 @@ class EventScore:
     caught: int = 0
     n_alerts: int = 0
     n_incidents: int = 0
+    duplicates: int = 0
+    false_alarms_per_week: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Scalar fields as a dict (``per_incident`` left out)."""
         return {k: getattr(self, k) for k in (
-            "precision", "recall", "f1", "tp", "fp", "fn", "caught", "n_alerts", "n_incidents",
-            "detection_delay_s", "reset_time_s", "insufficient", "note")}
+            "precision", "recall", "f1", "tp", "fp", "fn", "caught", "duplicates", "n_alerts", "n_incidents",
+            "false_alarms_per_week", "detection_delay_s", "reset_time_s", "insufficient", "note")}
+
+
+def event_rates(caught: Any, fp: Any, n_incidents: Any) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 from event counts (vectorised; NaN where undefined).
+
+    The one definition :func:`score_events` uses, for callers that count episodes their own way (e.g.
+    a sweep over many thresholds at once) and must give the same numbers.
+
+    Parameters
+    ----------
+    caught : array of int
+        Incidents caught (overlapped by at least one alert episode).
+    fp : array of int
+        Alert episodes overlapping no incident.
+    n_incidents : array of int
+        Incidents labelled.
+
+    Returns
+    -------
+    dict of arrays
+        ``precision = caught / (caught + fp)`` (NaN with no incident labelled or no alert at all),
+        ``recall = caught / n_incidents`` (NaN with no incident), ``f1`` their harmonic mean (0 when
+        both are 0; NaN when either is NaN).
+    """
+    c = np.asarray(caught, dtype=np.float64)
+    f = np.asarray(fp, dtype=np.float64)
+    n = np.asarray(n_incidents, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(n > 0, c / n, np.nan)
+        precision = np.where((n > 0) & (c + f > 0), c / (c + f), np.nan)
+        f1 = np.where(precision + recall == 0, 0.0, 2 * precision * recall / (precision + recall))
+    f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
+    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 def _to_seconds(values: Any, what: str) -> np.ndarray:
@@ -129,13 +182,26 @@ def _median_or_none(x: np.ndarray) -> float | None:
     return float(np.median(x)) if x.size else None
 
 
-def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: float = 0.0) -> EventScore:
+def _none_if_nan(x: np.ndarray) -> float | None:
+    v = float(x)
+    return None if np.isnan(v) else v
+
+
+def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: float = 0.0,
+                 span_s: float | None = None) -> EventScore:
     """Score alert episodes against incident windows (event level, not per point).
 
     An alert episode ``[a_start, a_end]`` matches an incident ``[i_start, i_end]`` when the two
     intervals overlap after the incident's start is moved ``early_s`` seconds earlier, i.e.
     ``a_start <= i_end and a_end >= i_start - early_s`` (bounds inclusive). A missing ``a_end``
     means the alert is still firing and is treated as open-ended.
+
+    Counting follows alerting practice (see :class:`EventScore`): ``tp`` = caught incidents, one per
+    incident; ``fp`` = episodes matching no incident (false alarms); episodes that only repeat an
+    already announced incident are ``duplicates`` and count neither way. So precision is
+    ``caught / (caught + fp)``: ten flapping episodes inside one incident plus one false alarm score
+    1 / 2, the same as one clean alert plus one false alarm, and a flappier threshold never looks
+    better for its flapping.
 
     Parameters
     ----------
@@ -146,16 +212,22 @@ def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: floa
     early_s : float, default 0
         Grace period in seconds: an alert that starts up to this long before an incident still
         counts as catching it.
+    span_s : float, optional
+        Length in seconds of the history the alerts were drawn from; gives
+        ``false_alarms_per_week`` (extrapolated when shorter than a week: say so to the user).
 
     Returns
     -------
     EventScore
-        Precision is per alert episode, recall per incident. With no incidents labelled, precision
-        and recall are None (there is no ground truth to judge alerts against); with incidents but
-        no alerts, precision is None and recall is 0. Both cases set ``insufficient=True`` and a note.
+        Precision is per page that mattered (see above), recall per incident. With no incidents
+        labelled, precision and recall are None (there is no ground truth to judge alerts against);
+        with incidents but no alerts, precision is None and recall is 0. Both cases set
+        ``insufficient=True`` and a note.
     """
     if early_s < 0 or not np.isfinite(early_s):
         raise ValidationError(f"early_s must be a finite number of seconds >= 0, got {early_s}", path="early_s")
+    if span_s is not None and not (np.isfinite(span_s) and span_s >= 0):
+        raise ValidationError(f"span_s must be a finite number of seconds >= 0, got {span_s}", path="span_s")
     a_s, a_e = _episodes(alerts, "alerts")
     i_s, i_e = _episodes(incidents, "incidents")
     a_e_open = np.where(np.isnan(a_e), np.inf, a_e)
@@ -165,7 +237,7 @@ def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: floa
     # match matrix: incidents x alerts (both are small: episodes, not points)
     match = (a_s[None, :] <= i_e_open[:, None]) & (a_e_open[None, :] >= (i_s - early_s)[:, None])
     caught_mask = match.any(axis=1) if n_a else np.zeros(n_i, dtype=bool)
-    alert_tp = match.any(axis=0) if n_i else np.zeros(n_a, dtype=bool)
+    alert_hit = match.any(axis=0) if n_i else np.zeros(n_a, dtype=bool)
 
     first_alert = np.full(n_i, np.nan)
     first_idx = np.full(n_i, -1, dtype=np.int64)
@@ -180,9 +252,11 @@ def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: floa
     delay = first_alert - i_s
     reset = last_end - i_e
 
-    tp, fp = int(alert_tp.sum()), int((~alert_tp).sum())
     caught = int(caught_mask.sum())
     fn = n_i - caught
+    fp = int((~alert_hit).sum())
+    n_first = int(np.unique(first_idx[caught_mask]).size)       # distinct episodes that announced something
+    duplicates = int(alert_hit.sum()) - n_first
 
     if n_i:
         per = incidents[["start", "end"]].reset_index(drop=True).copy()
@@ -197,28 +271,27 @@ def score_events(alerts: pd.DataFrame, incidents: pd.DataFrame, *, early_s: floa
     per["caught"] = caught_mask
     per["delay_s"] = delay
     per["reset_s"] = reset
-    per = per[["start", "end", "caught", "first_alert", "delay_s", "reset_s"]]
+    per["episodes"] = match.sum(axis=1).astype(np.int64) if n_a else np.zeros(n_i, dtype=np.int64)
+    per = per[["start", "end", "caught", "first_alert", "delay_s", "reset_s", "episodes"]]
 
+    rates = event_rates(caught, fp, n_i)
     insufficient, notes = False, []
-    precision = recall = f1 = None
     if n_i == 0:
         insufficient = True
         notes.append(f"no incidents labelled, so the {n_a} alert episode(s) cannot be judged; "
                      "precision and recall need at least one incident")
-    else:
-        recall = caught / n_i
-        if n_a == 0:
-            insufficient = True
-            notes.append(f"no alert fired: precision is undefined; 0 of {n_i} incident(s) caught")
-        else:
-            precision = tp / n_a
-            f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    elif n_a == 0:
+        insufficient = True
+        notes.append(f"no alert fired: precision is undefined; 0 of {n_i} incident(s) caught")
+    fa_week = fp / (span_s / WEEK_S) if span_s and n_i else None
     return EventScore(
-        precision=precision, recall=recall, f1=f1, tp=tp, fp=fp, fn=fn,
+        precision=_none_if_nan(rates["precision"]), recall=_none_if_nan(rates["recall"]),
+        f1=_none_if_nan(rates["f1"]), tp=caught, fp=fp, fn=fn,
         detection_delay_s=_median_or_none(delay[caught_mask]) if caught else None,
         reset_time_s=_median_or_none(reset[caught_mask]) if caught else None,
         per_incident=per, insufficient=insufficient, note="; ".join(notes),
-        caught=caught, n_alerts=n_a, n_incidents=n_i,
+        caught=caught, n_alerts=n_a, n_incidents=n_i, duplicates=duplicates,
+        false_alarms_per_week=fa_week,
     )
 
 

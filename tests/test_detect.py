@@ -222,6 +222,37 @@ def test_ensemble_explain_reports_the_spike():
     assert len(ex) <= 0.01 * (len(s) - 4 * PER_DAY) + 1     # and not much else
 
 
+def test_ensemble_explain_computes_each_member_once_and_matches_the_members(monkeypatch):
+    """explain() reuses the members' raw statistics for the bands: one ``_raw`` pass per member, and
+    the same tail probabilities and bands each member gives on its own."""
+    s, at = _inject("spike")
+    det = make_detector("ensemble").fit(s.iloc[: 4 * PER_DAY])
+    test = s.iloc[4 * PER_DAY:]
+    own_p = {d.name: d.pvalue(test) for d in det.fitted_}
+    own_band = {n: det_.band(test, DEFAULT_THRESHOLD) for n, det_ in
+                ((d.name, d) for d in det.fitted_ if d.name in ("seasonal_z", "ewma_residual"))}
+    calls: dict[str, int] = {}
+    for d in det.fitted_:
+        orig = d._raw
+
+        def counted(series, start=0, _orig=orig, _name=d.name):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _orig(series, start)
+
+        monkeypatch.setattr(d, "_raw", counted)
+    pv = det.member_pvalues(test)
+    for name, p in own_p.items():
+        np.testing.assert_array_equal(pv[name].to_numpy(), p)
+    calls.clear()
+    ex = det.explain(test)
+    assert calls == {d.name: 1 for d in det.fitted_}
+    # the spike row's band is the seasonal member's own band at that point
+    i = at - 4 * PER_DAY
+    row = ex[ex["ts"] == s.index[at]].iloc[0]
+    e, lo, hi = own_band["seasonal_z"]
+    assert (row["expected"], row["lower"], row["upper"]) == (e[i], lo[i], hi[i])
+
+
 # ----------------------------------------------------------------------------- distribution change
 def test_dist_change_g_statistic_by_hand():
     from core.detect.entropy import DistributionChange

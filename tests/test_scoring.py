@@ -28,25 +28,84 @@ INCIDENTS = _ep((100, 200), (400, 500), (800, 900))
 
 
 def test_score_events_hand_case():
-    # alerts: [110,120] and [150,160] overlap incident 1; [430,520] overlaps incident 2;
-    # [300,350] and [1000,1100] overlap nothing; [370,380] is 20 s before incident 2 (FP at early_s=0).
+    # alerts: [110,120] and [150,160] overlap incident 1 (the second is a duplicate); [430,520] overlaps
+    # incident 2; [300,350] and [1000,1100] overlap nothing; [370,380] is 20 s before incident 2 (FP at
+    # early_s=0). Incident 3 [800,900] is missed.
     alerts = _ep((110, 120), (150, 160), (300, 350), (370, 380), (430, 520), (1000, 1100))
     r = score_events(alerts, INCIDENTS)
-    assert (r.tp, r.fp, r.fn, r.caught) == (3, 3, 1, 2)
-    assert r.precision == pytest.approx(3 / 6)
+    # tp = caught incidents = 2; fp = 3 episodes overlapping nothing; 1 duplicate; 2 + 3 + 1 = 6 episodes
+    assert (r.tp, r.fp, r.fn, r.caught, r.duplicates, r.n_alerts) == (2, 3, 1, 2, 1, 6)
+    assert r.precision == pytest.approx(2 / 5)
     assert r.recall == pytest.approx(2 / 3)
-    # F1 = 2 * 0.5 * 0.6667 / (0.5 + 0.6667) = 0.571428...
-    assert r.f1 == pytest.approx(4 / 7)
+    # F1 = 2 * (2/5) * (2/3) / (2/5 + 2/3) = (8/15) / (16/15) = 1/2
+    assert r.f1 == pytest.approx(1 / 2)
     # delays: incident 1 first alert 110 -> +10 s; incident 2 first alert 430 -> +30 s; median 20
     assert r.detection_delay_s == pytest.approx(20.0)
     # resets: incident 1 last matching end 160 - 200 = -40; incident 2: 520 - 500 = +20; median -10
     assert r.reset_time_s == pytest.approx(-10.0)
     assert not r.insufficient
+    assert r.false_alarms_per_week is None                   # no span given
     per = r.per_incident
-    assert list(per.columns) == ["start", "end", "caught", "first_alert", "delay_s", "reset_s"]
+    assert list(per.columns) == ["start", "end", "caught", "first_alert", "delay_s", "reset_s", "episodes"]
     assert per["caught"].tolist() == [True, True, False]
     assert per["first_alert"].iloc[:2].tolist() == [110, 430]
+    assert per["episodes"].tolist() == [2, 1, 0]
     assert np.isnan(per["delay_s"].iloc[2])
+
+
+def test_score_events_flapping_does_not_buy_precision():
+    # one incident [0, 1000] and one false alarm at [5000, 5010]
+    inc = _ep((0, 1000))
+    false_alarm = [(5000, 5010)]
+    clean = score_events(_ep((10, 900), *false_alarm), inc)
+    # ten 10 s flaps inside the incident: [10,20], [110,120], ..., [910,920]
+    flappy = score_events(_ep(*[(10 + 100 * k, 20 + 100 * k) for k in range(10)], *false_alarm), inc)
+    # both: 1 caught incident, 1 false alarm -> precision 1 / (1 + 1) = 0.5 (the old per-episode rule
+    # gave the flappy one 10 / 11 = 0.91); recall 1, F1 = 2 * 0.5 / 1.5 = 2/3
+    for r in (clean, flappy):
+        assert (r.tp, r.fp, r.caught) == (1, 1, 1)
+        assert r.precision == 0.5 and r.recall == 1.0 and r.f1 == pytest.approx(2 / 3)
+    assert (clean.duplicates, flappy.duplicates) == (0, 9)
+    assert flappy.per_incident["episodes"].tolist() == [10]
+    # delay is still from the first flap (+10 s); reset from the last one's end: 920 - 1000 = -80 s
+    assert flappy.detection_delay_s == 10.0 and flappy.reset_time_s == -80.0
+    # a second false alarm lowers precision to 1/3 however much the rule flaps
+    worse = score_events(_ep(*[(10 + 100 * k, 20 + 100 * k) for k in range(10)], *false_alarm, (6000, 6001)), inc)
+    assert worse.precision == pytest.approx(1 / 3) and worse.fp == 2
+
+
+def test_score_events_one_episode_spanning_incidents_catches_each():
+    # [50, 450] overlaps incidents 1 and 2: both caught (tp 2), it is the first alert of both (no
+    # duplicate); [820, 830] catches incident 3; [860, 870] repeats it (duplicate); no false alarm
+    r = score_events(_ep((50, 450), (820, 830), (860, 870)), INCIDENTS)
+    assert (r.tp, r.fp, r.fn, r.duplicates) == (3, 0, 0, 1)
+    assert r.precision == 1.0 and r.recall == 1.0
+
+
+def test_score_events_false_alarms_per_week():
+    # 3 false alarms (as in the hand case) over 14 days -> 1.5 per week
+    alerts = _ep((110, 120), (150, 160), (300, 350), (370, 380), (430, 520), (1000, 1100))
+    assert score_events(alerts, INCIDENTS, span_s=14 * 86400).false_alarms_per_week == pytest.approx(1.5)
+    # over 1 day the rate extrapolates to 21 per week
+    assert score_events(alerts, INCIDENTS, span_s=86400).false_alarms_per_week == pytest.approx(21.0)
+    assert score_events(alerts, INCIDENTS, span_s=0).false_alarms_per_week is None
+    assert score_events(_ep(), INCIDENTS, span_s=86400).false_alarms_per_week == 0.0
+    # no incident labelled: false alarms cannot be told apart, so no rate
+    assert score_events(alerts, _ep(), span_s=86400).false_alarms_per_week is None
+    with pytest.raises(ValidationError, match="span_s"):
+        score_events(alerts, INCIDENTS, span_s=-1)
+    d = score_events(alerts, INCIDENTS, span_s=14 * 86400).to_dict()
+    assert (d["duplicates"], d["false_alarms_per_week"], d["tp"]) == (1, pytest.approx(1.5), 2)
+
+
+def test_event_rates_vectorised_matches_definition():
+    from core.scoring import event_rates
+
+    # columns: (caught, fp, incidents) -> precision, recall
+    r = event_rates([2, 0, 0, 1, 0], [3, 0, 4, 0, 2], [3, 3, 3, 1, 0])
+    np.testing.assert_allclose(r["precision"], [2 / 5, np.nan, 0.0, 1.0, np.nan])
+    np.testing.assert_allclose(r["recall"], [2 / 3, 0.0, 0.0, 1.0, np.nan])
+    np.testing.assert_allclose(r["f1"], [1 / 2, np.nan, 0.0, 1.0, np.nan])
 
 
 def test_score_events_early_grace_turns_fp_into_tp():
@@ -54,7 +113,7 @@ def test_score_events_early_grace_turns_fp_into_tp():
     assert score_events(alerts, INCIDENTS).tp == 0
     # with 60 s grace incident 2 effectively starts at 340, so [370,380] overlaps it: delay 370-400 = -30
     r = score_events(alerts, INCIDENTS, early_s=60)
-    assert (r.tp, r.fp, r.caught) == (1, 0, 1)
+    assert (r.tp, r.fp, r.caught, r.duplicates) == (1, 0, 1, 0)
     assert r.detection_delay_s == pytest.approx(-30.0)
     assert r.precision == 1.0 and r.recall == pytest.approx(1 / 3)
 

@@ -291,6 +291,11 @@ class Detector:
         before it as context."""
         self._check_fitted()
         full, k = self._with_context(series)
+        return self._raw_after(full, k)
+
+    def _raw_after(self, full: pd.Series, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(raw, expected, scale)`` of the points of ``full`` from position ``k`` on, the first ``k``
+        serving as context (raw NaN where the value is missing)."""
         raw, exp, scale = self._raw(full, start=k)
         vals = full.to_numpy()[k:]
         raw = raw[k:].copy()
@@ -311,8 +316,13 @@ class Detector:
         """``(expected, lower, upper)``: the range of values this detector would not flag at
         ``threshold`` (NaN where the detector has no notion of an expected value)."""
         _, exp, scale = self.raw(series)
+        return self.band_from(exp, scale, threshold)
+
+    def band_from(self, expected: np.ndarray, scale: np.ndarray,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`band` from an ``expected, scale`` pair :meth:`raw` already gave (no recomputation)."""
         r = self.calibrator_.raw_at(max(1.0 - threshold, 1e-300))
-        return exp, exp - r * scale, exp + r * scale
+        return expected, expected - r * scale, expected + r * scale
 
     def explain(self, series: pd.Series, threshold: float | None = None) -> pd.DataFrame:
         """One row per flagged point (``score >= threshold``; default the package default):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from core.detect.base import Detector, as_series, infer_step_s
+from core.detect.base import Detector, TailCalibrator, as_series, infer_step_s
 from core.errors import InsufficientDataError, ValidationError
 
 #: Default members. ``iforest`` is registered but not a default member: calibrated on the few hundred
@@ -58,9 +58,12 @@ class EnsembleDetector(Detector):
         for m in self.members:
             det = make_detector(m) if isinstance(m, str) else m
             try:
-                fitted.append(det.fit(h))
+                det.fit(h)
             except InsufficientDataError as exc:
                 skipped[det.name] = str(exc)
+                continue
+            det.history_ = h            # one shared history: members score with one joined context
+            fitted.append(det)
         if not fitted:
             raise InsufficientDataError("no detector could be fitted: " + "; ".join(
                 f"{k}: {v}" for k, v in skipped.items()))
@@ -71,9 +74,28 @@ class EnsembleDetector(Detector):
 
     def member_pvalues(self, series: pd.Series) -> pd.DataFrame:
         """Each fitted member's tail probability per point (columns named after the members)."""
+        return self._member_outputs(as_series(series))[0]
+
+    def _member_outputs(self, s: pd.Series) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Members' tail probabilities and their ``(expected, scale)`` per point, each member's raw
+        statistic computed once, on one history-plus-series context shared by all members."""
         self._check_fitted()
-        s = as_series(series)
-        return pd.DataFrame({d.name: d.pvalue(s) for d in self.fitted_}, index=s.index)
+        full = k = None
+        pv: dict[str, np.ndarray] = {}
+        bands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for d in self.fitted_:
+            if not isinstance(d.calibrator_, TailCalibrator):      # e.g. a nested ensemble
+                pv[d.name] = d.pvalue(s)
+                continue
+            if d.history_ is self.history_:
+                if full is None:
+                    full, k = self._with_context(s)
+                raw, exp, scale = d._raw_after(full, k)
+            else:                                                  # a member fitted elsewhere
+                raw, exp, scale = d.raw(s)
+            pv[d.name] = d.calibrator_.pvalue(raw)
+            bands[d.name] = (exp, scale)
+        return pd.DataFrame(pv, index=s.index), bands
 
     @staticmethod
     def combine(p: np.ndarray) -> np.ndarray:
@@ -100,32 +122,35 @@ class EnsembleDetector(Detector):
         ``detectors`` lists the members whose own tail probability is at most ``1 - threshold`` (with
         Simes' rule at least one member does, for every flagged point); ``expected``/``lower``/
         ``upper`` is the band of values the seasonal member would not flag at that level (the
-        forecast member's band where it agrees and the seasonal member does not); ``confidence`` is ``1 - p`` for the combined tail probability ``p``.
+        forecast member's band where it agrees and the seasonal member does not); ``confidence`` is
+        ``1 - p`` for the combined tail probability ``p``. Each member's raw statistic is computed
+        once and serves both its tail probability and its band.
         """
         if not 0.0 < threshold < 1.0:
             raise ValidationError(f"threshold must be in (0, 1), got {threshold}", path="threshold")
         s = as_series(series)
-        pv = self.member_pvalues(s)
+        pv, bands = self._member_outputs(s)
         p = self.combine(pv.to_numpy())
         score = 1.0 - p
         hit = np.flatnonzero(score >= threshold)
         agree = pv.to_numpy() <= (1.0 - threshold)          # NaN compares False
         names = np.array(pv.columns)
-        exp = lo = hi = np.full(len(s), np.nan)
+        cols = list(pv.columns)
         by_name = {d.name: d for d in self.fitted_}
-        # band: from the seasonal member, or from the forecast member where only it (of the two) agrees
-        for pick in ("ewma_residual", "seasonal_z"):
-            if pick in by_name:
-                e, lo_, hi_ = by_name[pick].band(s, threshold)
-                use = np.ones(len(s), dtype=bool) if pick == "seasonal_z" else np.zeros(len(s), dtype=bool)
-                if pick == "ewma_residual":
-                    cols = list(pv.columns)
-                    own = agree[:, cols.index(pick)]
-                    other = agree[:, cols.index("seasonal_z")] if "seasonal_z" in cols else np.zeros_like(own)
-                    use = own & ~other
-                elif "ewma_residual" in by_name:
-                    use = ~np.isfinite(exp)
-                exp, lo, hi = (np.where(use, e, exp), np.where(use, lo_, lo), np.where(use, hi_, hi))
+        # band: from the seasonal member, or from the forecast member where it agrees and the
+        # seasonal member does not (and where the seasonal member has no band)
+        nan = np.full(len(s), np.nan)
+        exp, lo, hi = nan, nan, nan
+        if "ewma_residual" in bands:
+            own = agree[:, cols.index("ewma_residual")]
+            other = agree[:, cols.index("seasonal_z")] if "seasonal_z" in cols else np.zeros_like(own)
+            use = own & ~other
+            e, lo_, hi_ = by_name["ewma_residual"].band_from(*bands["ewma_residual"], threshold)
+            exp, lo, hi = np.where(use, e, nan), np.where(use, lo_, nan), np.where(use, hi_, nan)
+        if "seasonal_z" in bands:
+            use = ~np.isfinite(exp)
+            e, lo_, hi_ = by_name["seasonal_z"].band_from(*bands["seasonal_z"], threshold)
+            exp, lo, hi = np.where(use, e, exp), np.where(use, lo_, lo), np.where(use, hi_, hi)
         return pd.DataFrame({
             "ts": s.index[hit],
             "value": s.to_numpy()[hit],
