@@ -438,7 +438,10 @@ class Replay:
             ``evaluations, interval_s, span_s, episodes, open_episodes, episodes_per_week,
             time_in_alert_s, time_in_alert_pct, duration_median_s, duration_p95_s,
             missing_evaluations, nodata_episodes, nodata_s, notes`` and, with incidents,
-            ``precision, recall, f1, tp, fp, fn, detection_delay_s, reset_time_s, insufficient``.
+            ``incidents, precision, recall, f1, tp, fp, fn, duplicates, false_alarms_per_week,
+            detection_delay_s, reset_time_s, insufficient`` (see :class:`core.scoring.EventScore`:
+            ``tp`` counts caught incidents, ``fp`` false-alarm episodes, ``duplicates`` repeat episodes
+            about an incident already announced).
             Rates are None where the span is empty; the 95th percentile duration is None below
             20 closed episodes (a p95 of a handful of values is not a number to tune on).
         """
@@ -491,11 +494,13 @@ class Replay:
             inc = inc[inc["series"].isna() | (inc["series"] == self.series)]
         alerts = eps[["start", "end"]].copy()
         alerts.loc[eps["open"].to_numpy(), "end"] = pd.NaT       # still firing: open-ended
-        sc = score_events(alerts, inc[["start", "end"]].reset_index(drop=True), early_s=early_s)
+        sc = score_events(alerts, inc[["start", "end"]].reset_index(drop=True), early_s=early_s,
+                          span_s=self.span_s if self.span_s > 0 else None)
         if sc.note:
             notes.append(sc.note)
         return {"incidents": int(len(inc)), "precision": sc.precision, "recall": sc.recall, "f1": sc.f1,
-                "tp": sc.tp, "fp": sc.fp, "fn": sc.fn, "detection_delay_s": sc.detection_delay_s,
+                "tp": sc.tp, "fp": sc.fp, "fn": sc.fn, "duplicates": sc.duplicates,
+                "false_alarms_per_week": sc.false_alarms_per_week, "detection_delay_s": sc.detection_delay_s,
                 "reset_time_s": sc.reset_time_s, "insufficient": sc.insufficient}
 
 
@@ -674,6 +679,75 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
     return _episode_frame(parts)
 
 
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN where a row has none), as ``np.median`` gives it."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    a = np.sort(np.where(np.isfinite(a), a, np.nan), axis=1)        # NaN sorts last
+    k = np.isfinite(a).sum(axis=1)
+    r = np.arange(a.shape[0])
+    lo, hi = a[r, np.maximum(k - 1, 0) // 2], a[r, k // 2]    # the middle one, or the middle two
+    return np.where(k > 0, (lo + hi) / 2, np.nan)
+
+
+def _score_sweep(row: np.ndarray, ls: np.ndarray, le: np.ndarray, m: int, tg: np.ndarray,
+                 inc_s: np.ndarray, inc_e: np.ndarray, early_s: float) -> dict[str, np.ndarray]:
+    """Event scores of every candidate threshold's episodes at once.
+
+    ``row, ls, le``: the firing runs of all candidates (candidate index, start and exclusive end as
+    evaluation indices, ``le == n``: still firing at the end), sorted by ``(row, ls)``. ``inc_s,
+    inc_e``: incident windows in epoch seconds (NaN end: open incident). Gives, per candidate, the
+    numbers :func:`core.scoring.score_events` gives for that candidate's episodes (the tests check
+    they are identical), without a loop over candidates:
+
+    * times are compared as the same float seconds, turned into evaluation indices with
+      ``searchsorted``: an episode matches an incident iff ``ls < ke`` (starts no later than the
+      incident end) and ``le >= ks`` (ends, or is still firing, no earlier than the incident start
+      minus ``early_s``);
+    * a candidate's episodes are disjoint and sorted, so the ones matching an incident are one
+      contiguous block ``[j0, j1]``: first start = start of ``j0``, last end = end of ``j1``;
+    * an episode is a false alarm when no block covers it (a cumulative sum of block edges);
+      precision, recall and F1 then come from :func:`core.scoring.event_rates` (caught incidents
+      and false alarms), the definition ``score_events`` uses.
+
+    Cost O(candidates x incidents x log episodes).
+    """
+    from core.scoring import event_rates
+
+    n = tg.size
+    sec = tg.astype(np.float64) / 1e9                  # the seconds score_events reads timestamps as
+    n_a = np.bincount(row, minlength=m)
+    n_i = inc_s.size
+    nan = np.full(m, np.nan)
+    if n_i == 0:                                        # nothing to judge against
+        return {"precision": nan, "recall": nan.copy(), "f1": nan.copy(), "false_alarms": nan.copy(),
+                "detection_delay_s": nan.copy(), "reset_time_s": nan.copy()}
+    ke = np.searchsorted(sec, np.where(np.isnan(inc_e), np.inf, inc_e), side="right")
+    ks = np.searchsorted(sec, inc_s - early_s, side="left")
+    w = np.int64(n + 2)
+    base = np.arange(m, dtype=np.int64)[:, None] * w    # (m, 1): candidate r's keys live in [r w, (r+1) w)
+    j0 = np.searchsorted(row * w + le, base + ks[None, :], side="left")       # first episode ending late enough
+    j1 = np.searchsorted(row * w + ls, base + ke[None, :], side="left") - 1   # last episode starting early enough
+    caught = j0 <= j1                                   # (m, incidents)
+    n_eps = row.size
+    c0, c1 = np.minimum(j0, max(n_eps - 1, 0)), np.maximum(j1, 0)
+    if n_eps:
+        a_end = np.where(le < n, sec[np.minimum(le, n - 1)], np.nan)      # NaN: still firing
+        delay = np.where(caught, sec[ls[c0]] - inc_s[None, :], np.nan)
+        reset = np.where(caught, a_end[c1] - inc_e[None, :], np.nan)
+        edges = np.bincount(j0[caught], minlength=n_eps + 1) - np.bincount(j1[caught] + 1, minlength=n_eps + 1)
+        hit = np.bincount(row, weights=np.cumsum(edges)[:n_eps] > 0, minlength=m)
+    else:
+        delay = reset = np.full(caught.shape, np.nan)
+        hit = np.zeros(m)
+    n_caught = caught.sum(axis=1)
+    fp = n_a - hit                                      # episodes that overlap no incident: false alarms
+    rates = event_rates(n_caught, fp, np.full(m, n_i))
+    return {**rates, "false_alarms": fp.astype(np.int64),
+            "detection_delay_s": np.where(n_caught > 0, _row_median(delay), np.nan),
+            "reset_time_s": np.where(n_caught > 0, _row_median(reset), np.nan)}
+
+
 def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequence[float] | np.ndarray, *,
           for_s: float | str = 0.0, keep_firing_for_s: float | str = 0.0, recovery_offset: float | None = None,
           consecutive: int = 1, missing: str = "nodata", interval_s: float | str | None = None,
@@ -692,8 +766,13 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
         Hysteresis as a distance from each threshold (> 0): recovery = threshold - offset for
         ``>``/``>=``, threshold + offset for ``<``/``<=``.
     incidents : DataFrame, optional
-        Incident windows ``start, end``; adds precision, recall, f1, detection_delay_s and
-        reset_time_s per threshold (scored per threshold, so slower).
+        Incident windows ``start, end`` (a ``series`` column keeps this series' rows and global
+        ones); adds precision, recall, f1, false_alarms (episodes overlapping no incident),
+        detection_delay_s and reset_time_s per threshold: the numbers
+        :func:`core.scoring.score_events` gives for that threshold's episodes (its ``fp`` for
+        false_alarms; NaN where it gives None), computed for all thresholds at once.
+    early_s : float
+        Seconds before an incident an alert may start and still count as catching it.
     block : int
         Work in blocks of about this many (threshold x evaluation) cells to bound memory.
 
@@ -718,6 +797,8 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
                               path="recovery_offset")
     if isinstance(consecutive, bool) or int(consecutive) != consecutive or consecutive < 1:
         raise ValidationError(f"consecutive must be a whole number >= 1, got {consecutive!r}", path="consecutive")
+    if not (math.isfinite(early_s) and early_s >= 0):
+        raise ValidationError(f"early_s must be a finite number of seconds >= 0, got {early_s!r}", path="early_s")
     f_s = parse_duration(for_s, path="for")
     k_s = parse_duration(keep_firing_for_s, path="keep_firing_for")
     i_s = parse_duration(interval_s, path="interval") if interval_s is not None else None
@@ -736,7 +817,7 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
     episodes = np.zeros(thr.size, dtype=np.int64)
     alert_evals = np.zeros(thr.size, dtype=np.float64)
     per_block = max(1, block // width)
-    ep_runs: list[tuple[np.ndarray, np.ndarray]] = []
+    ep_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for a in range(0, thr.size, per_block):
         tb = thr[a:a + per_block, None]
         k = tb.shape[0]
@@ -756,8 +837,7 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
         episodes[a:a + k] = np.bincount(row, minlength=k)
         alert_evals[a:a + k] = np.bincount(row, weights=np.minimum(le, n - 1) - ls, minlength=k)
         if incidents is not None:
-            cut = np.searchsorted(row, np.arange(k + 1))
-            ep_runs += [(ls[cut[r]:cut[r + 1]], le[cut[r]:cut[r + 1]]) for r in range(k)]
+            ep_parts.append((row + a, ls, le))
     t_alert = alert_evals * (interval / _NS)
     out = pd.DataFrame({
         "threshold": thr, "episodes": episodes,
@@ -766,22 +846,16 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
         "time_in_alert_pct": 100.0 * t_alert / span if span > 0 else np.nan,
     })
     if incidents is not None:
-        from core.scoring import score_events
+        from core.scoring import _episodes as _window_seconds
 
         inc = incidents
         if "series" in inc.columns and key is not None:
             inc = inc[inc["series"].isna() | (inc["series"] == key)]
-        inc = inc[["start", "end"]].reset_index(drop=True)
-        cols: dict[str, list[Any]] = {c: [] for c in ("precision", "recall", "f1", "detection_delay_s",
-                                                      "reset_time_s")}
-        for rs, re_ in ep_runs:
-            alerts = pd.DataFrame({"start": pd.to_datetime(tg[rs], utc=True),
-                                   "end": pd.to_datetime(np.where(re_ == n, 0, tg[np.minimum(re_, n - 1)]),
-                                                         utc=True)})
-            alerts.loc[re_ == n, "end"] = pd.NaT          # still firing at the end: open-ended
-            sc = score_events(alerts, inc, early_s=early_s)
-            for c in cols:
-                cols[c].append(getattr(sc, c))
-        for c, vals in cols.items():
-            out[c] = pd.Series(vals, dtype="float64")
+        inc_s, inc_e = _window_seconds(inc, "incidents")
+        if ep_parts:
+            row, ls, le = (np.concatenate(c) for c in zip(*ep_parts, strict=True))
+        else:
+            row = ls = le = np.empty(0, np.int64)
+        for c, vals in _score_sweep(row, ls, le, thr.size, tg, inc_s, inc_e, early_s).items():
+            out[c] = vals
     return out

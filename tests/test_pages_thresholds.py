@@ -254,10 +254,15 @@ def test_summary_cards_say_insufficient():
     assert cards["Incidents caught"] == ("1/2", "only 2 incident(s): too few for a recall rate (needs 5)")
     assert cards["Median detection delay"][0] == "5m 30s"
     assert cards["Precision"] == ("insufficient", "3 episode(s): precision needs at least 5")
-    rich = dict(thin, episodes=8, incidents=6, fn=0, precision=0.75, tp=6, span_s=30 * 86400)
+    # precision = caught incidents / (caught + false alarms) = 6 / (6 + 2); a repeat episode inside an
+    # incident already alerted on counts neither way (core.scoring.score_events)
+    rich = dict(thin, episodes=9, incidents=6, fn=0, precision=0.75, tp=6, fp=2, duplicates=1, span_s=30 * 86400)
     cards = {label: (value, why) for label, value, why in summary_cards(rich)}
     assert cards["Incidents caught"] == ("6/6", "recall 100%")
-    assert cards["Precision"] == ("75%", "6 of 8 episodes overlap an incident")
+    assert cards["Precision"] == ("75%", "6 caught incident(s) vs 2 false alarm(s); 1 repeat episode(s) inside "
+                                         "incidents already alerted on are not counted")
+    cards = {label: (value, why) for label, value, why in summary_cards(dict(rich, duplicates=0))}
+    assert cards["Precision"] == ("75%", "6 caught incident(s) vs 2 false alarm(s)")
     none = {"episodes_per_week": 0.0, "time_in_alert_pct": 0.0, "episodes": 0, "span_s": 86400}
     cards = {label: value for label, value, _ in summary_cards(none)}
     assert cards["Incidents caught"] == "no incidents" and cards["Precision"] == "insufficient"

@@ -271,6 +271,8 @@ def test_summary_against_incidents():
     assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
     assert s["precision"] == 0.5 and s["recall"] == 0.5
     assert s["detection_delay_s"] == 3600.0 and s["reset_time_s"] == 7200.0
+    # one false alarm over exactly one week of history; no repeat episodes
+    assert s["false_alarms_per_week"] == pytest.approx(1.0) and s["duplicates"] == 0
     # incidents of another series are ignored; global ones (series None) kept
     tagged = incidents.assign(series=["m", "other"])
     assert replay(rule(), mk(v, freq="1h")).summary(incidents=tagged)["fn"] == 0
@@ -435,6 +437,116 @@ def test_sweep_hand_values_and_incidents():
     assert out["recall"].tolist() == [1.0, 1.0, 1.0, 0.0]
     # delay: first alert at 1, 2, 3 minutes vs incident start at 2
     assert out["detection_delay_s"].tolist()[:3] == [-60.0, 0.0, 60.0]
+
+
+SCORE_COLUMNS = ["precision", "recall", "f1", "false_alarms", "detection_delay_s", "reset_time_s"]
+
+
+def _summary_scores(sm: dict) -> np.ndarray:
+    """Replay.summary's scores in sweep's columns (None -> NaN; false alarms = score_events' fp, which
+    the sweep leaves NaN when no incident is labelled: nothing is judged then)."""
+    vals = {**sm, "false_alarms": sm["fp"] if sm["incidents"] else None}
+    return np.array([np.nan if vals[c] is None else vals[c] for c in SCORE_COLUMNS], dtype=float)
+
+
+@st.composite
+def incident_windows(draw, n_minutes: int):
+    """0-4 incident windows (minute offsets, possibly outside the data, overlapping, or open-ended)."""
+    rows = []
+    for _ in range(draw(st.integers(0, 4))):
+        a = draw(st.integers(-3, n_minutes + 2))
+        length = draw(st.integers(0, 15))
+        start = T0 + pd.Timedelta(minutes=a) + pd.Timedelta(seconds=draw(st.sampled_from([0, 30])))
+        end = pd.NaT if draw(st.integers(0, 7)) == 0 else start + pd.Timedelta(minutes=length)
+        rows.append((start, end))
+    return pd.DataFrame({"start": pd.to_datetime([r[0] for r in rows], utc=True),
+                         "end": pd.to_datetime([r[1] for r in rows], utc=True)})
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_and_series(), st.sampled_from([None, 0.5, 1.0]), st.data())
+def test_sweep_incident_scores_equal_the_per_threshold_path(case, offset, data):
+    """The all-thresholds-at-once scoring gives exactly what replaying each threshold on its own and
+    scoring its episodes with score_events gives (Replay.summary), None there being NaN here."""
+    pytest.importorskip("core.scoring")
+    r, s = case
+    up = r.comparator in (">", ">=")
+    inc = data.draw(incident_windows(len(s) + 3))
+    early = data.draw(st.sampled_from([0.0, 30.0, 120.0]))
+    thresholds = np.array([0.5, 1.0, 2.0, 3.0, 4.5, 9.0])
+    out = sweep(s, r.comparator, thresholds, for_s=r.for_s, keep_firing_for_s=r.keep_firing_for_s,
+                recovery_offset=offset, consecutive=r.consecutive, missing=r.missing, interval_s=r.interval_s,
+                incidents=inc, early_s=early, block=2 * len(s) + 5)
+    for i, t in enumerate(thresholds):
+        rec = None if offset is None else (t - offset if up else t + offset)
+        one = replay(Rule("x", "m", r.comparator, critical=t, for_s=r.for_s, keep_firing_for_s=r.keep_firing_for_s,
+                          recovery=rec, consecutive=r.consecutive, missing=r.missing, interval_s=r.interval_s), s)
+        sm = one.summary(incidents=inc, early_s=early)
+        got = out[SCORE_COLUMNS].iloc[i].to_numpy(dtype=float)
+        np.testing.assert_array_equal(got, _summary_scores(sm), err_msg=f"threshold {t}")
+
+
+def test_sweep_scores_match_on_a_long_bursty_series():
+    """Same check at scale: 3 days of minutes, 60 thresholds, 12 incidents (several per episode and
+    several episodes per incident), with for / keep_firing_for / recovery and missing data."""
+    pytest.importorskip("core.scoring")
+    rng = np.random.default_rng(7)
+    n = 3 * 1440
+    v = 100 + rng.gamma(2.0, 5.0, n) + np.convolve((rng.random(n) < 0.01) * 1.0, np.ones(20), "same") * 30
+    v[rng.random(n) < 0.003] = np.nan
+    s = mk(v)
+    starts = np.sort(rng.choice(n, 12, replace=False))
+    inc = pd.DataFrame({"start": s.index[starts], "end": s.index[starts] + pd.Timedelta("25min")})
+    thresholds = np.linspace(105, 190, 60)
+    kw = dict(for_s="3m", keep_firing_for_s="5m", consecutive=2, missing="nodata")
+    out = sweep(s, ">", thresholds, recovery_offset=8.0, incidents=inc, early_s=300, **kw)
+    assert out["recall"].max() > 0.5 and (out["episodes"] > 0).sum() > 20      # the case is not vacuous
+    for i in range(0, 60, 7):
+        t = thresholds[i]
+        sm = replay(Rule("x", "m", ">", critical=t, recovery=t - 8.0, **kw), s).summary(incidents=inc, early_s=300)
+        np.testing.assert_array_equal(out[SCORE_COLUMNS].iloc[i].to_numpy(dtype=float), _summary_scores(sm))
+
+
+def test_sweep_scores_hand_case_with_overlaps_and_open_episode():
+    pytest.importorskip("core.scoring")
+    # at 1.5: episodes [1, 4) and [6, 9) (still firing); at 2.5: [2, 3) and [7, 9) (still firing)
+    s = mk([0, 2, 3, 2, 0, 0, 2, 3, 3])
+    m = pd.Timedelta("1min")
+    inc = pd.DataFrame({"start": [T0 + 2 * m, T0 + 3 * m, T0 + 5 * m],
+                        "end": [T0 + 2 * m, T0 + 5 * m, T0 + 6 * m]})
+    out = sweep(s, ">", [1.5, 2.5, 5.0], incidents=inc)
+    # 1.5: episode 1 catches incidents 1 and 2 (ends at 4 >= 2 and 3); episode 2 (6..open) catches
+    # incident 3 (starts 6 <= 6). tp 2 of 2, all 3 caught. delays 1-2, 1-3, 6-5 min -> median -1 min;
+    # resets 4-2, 4-5 min; incident 3's last alert is still firing -> left out -> median of 2, -1 = 0.5 min
+    assert out["precision"].iloc[0] == 1.0 and out["recall"].iloc[0] == 1.0 and out["f1"].iloc[0] == 1.0
+    assert out["detection_delay_s"].iloc[0] == -60.0 and out["reset_time_s"].iloc[0] == 30.0
+    # 2.5: [2, 3) catches incident 1 (2 <= 2, end 2 <= 3) and, bounds inclusive, incident 2 (ends at 3,
+    # which is where incident 2 starts); [7, open) starts after incident 3 ends (6): a false alarm.
+    # 2 of 3 caught; precision = caught / (caught + false alarms) = 2 / 3.
+    # delays 2-2, 2-3 min -> median -30 s; resets 3-2, 3-5 min -> median -30 s
+    assert out["precision"].iloc[1] == pytest.approx(2 / 3) and out["recall"].iloc[1] == pytest.approx(2 / 3)
+    assert out["false_alarms"].tolist() == [0, 1, 0]
+    assert out["detection_delay_s"].iloc[1] == -30.0 and out["reset_time_s"].iloc[1] == -30.0
+    assert out["f1"].iloc[1] == pytest.approx(2 / 3)
+    # 5.0: no alert -> precision and f1 undefined, recall 0
+    assert np.isnan(out["precision"].iloc[2]) and np.isnan(out["f1"].iloc[2]) and out["recall"].iloc[2] == 0.0
+    # no incidents: nothing to judge against
+    none = sweep(s, ">", [1.5], incidents=inc.iloc[:0])
+    assert none[SCORE_COLUMNS].isna().all(axis=None)
+    with pytest.raises(ValidationError, match="early_s"):
+        sweep(s, ">", [1.5], incidents=inc, early_s=-1)
+
+
+def test_sweep_scores_incident_spanning_several_episodes():
+    pytest.importorskip("core.scoring")
+    s = mk([0, 5, 0, 5, 0, 5, 0])                     # episodes [1, 2), [3, 4), [5, 6)
+    inc = pd.DataFrame({"start": [T0 + pd.Timedelta("90s")], "end": [T0 + pd.Timedelta("270s")]})
+    out = sweep(s, ">", [4.0], incidents=inc).iloc[0]
+    # the incident (1.5 to 4.5 min) overlaps the first two episodes: first start 1 min, last end 4 min.
+    # The second one only repeats it (a duplicate, neither tp nor fp); the third is a false alarm:
+    # precision = 1 caught / (1 caught + 1 false alarm)
+    assert out["precision"] == 0.5 and out["recall"] == 1.0 and out["false_alarms"] == 1
+    assert out["detection_delay_s"] == -30.0 and out["reset_time_s"] == -30.0
 
 
 def test_sweep_rejects_bad_input():

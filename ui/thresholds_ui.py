@@ -412,7 +412,11 @@ def summary_cards(s: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                f"{n_ep} episode(s): precision needs at least {MIN_EPISODES_PRECISION}")
         cards.append(("Precision", "insufficient", why))
     else:
-        cards.append(("Precision", f"{prec:.0%}", f"{s.get('tp')} of {n_ep} episodes overlap an incident"))
+        dup = int(s.get("duplicates") or 0)
+        cards.append(("Precision", f"{prec:.0%}",
+                      f"{s.get('tp')} caught incident(s) vs {s.get('fp')} false alarm(s)"
+                      + (f"; {dup} repeat episode(s) inside incidents already alerted on are not counted"
+                         if dup else "")))
     return cards
 
 
