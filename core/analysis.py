@@ -1,7 +1,9 @@
 """One call that runs every analysis stage for one series and times each stage (wall and CPU).
 
-:func:`analyse` aggregates once to hourly medians of the raw points (shared by seasonality, trend,
-change points, forecast and backtest) and runs, in order:
+:func:`analyse_range` reports on a range ``[start, end]`` of a series and uses the points before
+``start`` as causal context; :func:`analyse` is the same pipeline over the whole series. Values are
+aggregated once to hourly medians of the raw points (shared by seasonality, trend, change points,
+forecast and backtest). The stages, in order:
 
 ``prepare``
     counters become per-second rates (:func:`core.baseline.counter_to_rate`); hourly medians.
@@ -9,17 +11,32 @@ change points, forecast and backtest) and runs, in order:
     :func:`core.quality.assess_series` on the raw points.
 ``detect``
     the default detector ensemble (:mod:`core.detect`), **causal** and validated out of sample: it is
-    fitted on the first ``min(train_days, span / 4)`` of the series (incident and ``mask`` points left
-    out as missing) and every later point is scored using only itself and earlier points. Points in
-    the training part are never scored (a model is not judged on the data it was fitted on).
+    fitted on the ``train_days`` (7) just before the range when they hold at least
+    ``MIN_TRAIN_POINTS`` (200) points, and every point of the range is scored; otherwise on the first
+    ``min(train_days, span / 4)`` of the range, which is then never scored (a model is not judged on
+    the data it was fitted on). Incident, ``mask`` and stuck-value points are left out of training
+    as missing. Every scored point uses only itself and earlier points.
     ``anomalies`` are the detector's ``explain()`` rows at or above the threshold
     (:data:`core.detect.DEFAULT_THRESHOLD` unless given).
 ``outages``
     detected outages (definition below), left out of the baseline when ``exclude_outages``.
 ``baseline``
-    :func:`core.baseline.compute_baseline` without incident windows, ``mask`` points and outages.
-``seasonality``, ``trend``, ``change_points``, ``forecast``, ``backtest``
-    MSTL seasonality; trend on the deseasonalised hourly medians; change points; ETS forecast and its
+    :func:`core.baseline.compute_baseline` of the range without incident windows, ``mask`` points and
+    outages.
+``band``
+    the causal seasonal band at hourly steps (:func:`core.seasonality.hourly_band`): pools of the
+    same hour in earlier weeks (or days), reaching back before ``start``, without incident and
+    outage points. Causal in the values (an hour's pool holds only points of cycles that ended
+    before it); the exclusion mask is a description of history (an outage's extent is known from
+    flags up to ``OUTAGE_MERGE_STEPS`` points after a pooled point, and a stuck run from its end).
+``change_points``, ``seasonality``, ``trend``
+    of the range: level shifts (:func:`core.trend.change_points`); MSTL seasonality of the hourly
+    medians with those shifts undone (a step left in would be smeared by MSTL's trend into ramps
+    that hide a weekly pattern: on the benchmark's svc-099, weekly strength 0.00 with its two
+    shifts left in, 0.76 with them undone); trend of the deseasonalised hourly medians (shifts
+    included: a shift is a change; the summary gives the slope between shifts).
+``forecast``, ``backtest``
+    ETS forecast from ``end`` of the hourly medians of every point up to ``end``, and its
     time-ordered hold-out backtest (``run_backtest=False`` skips the second fit).
 
 Detected outages
@@ -42,8 +59,9 @@ looking at the baseline it is removed from (so the exclusion cannot chase its ow
 Both rules may describe the same stretch (a dead exporter reporting 0 is flat *and* flagged); the
 outage table then has a row per cause and the mask is their union. Gaps hold no points, so they
 cannot bias a baseline; they are reported by the quality stage and never
-filled. Incident windows and ``mask`` exclude points from the baseline and the detector training only;
-trend, seasonality and forecast describe the series as recorded (an incident is part of its history).
+filled. Incident windows, ``mask`` and outages exclude points from the baseline, the band's pools and
+the detector training only; trend, seasonality and forecast describe the series as recorded (an
+incident is part of its history).
 
 Thin data never yields a confident number: each stage returns its own result with
 ``sufficient=False`` and a reason, and the other stages still run.
@@ -63,12 +81,13 @@ import pandas as pd
 from core.baseline import Baseline, _as_series, _check_kind, compute_baseline, counter_to_rate, exclusion_mask
 from core.errors import InsufficientDataError
 from core.forecast import Backtest, Forecast, backtest, forecast, single_thread_blas
-from core.seasonality import Seasonality, analyse_seasonality, hourly
+from core.seasonality import BAND_COLUMNS, Seasonality, analyse_seasonality, hourly, hourly_band
 from core.trend import ChangePoints, Trend, change_points, trend_test
 
-STAGES = ("prepare", "quality", "detect", "outages", "baseline", "seasonality", "trend", "change_points",
-          "forecast", "backtest")
-TRAIN_DAYS = 7.0            # detector training window (at most a quarter of the series), days
+STAGES = ("prepare", "quality", "detect", "outages", "baseline", "band", "change_points", "seasonality",
+          "trend", "forecast", "backtest")
+TRAIN_DAYS = 7.0            # detector training window, days (within the data: at most a quarter of it)
+MIN_TRAIN_POINTS = 200      # finite points the training window before a range needs (else: train within)
 OUTAGE_MIN_FLAGS = 3        # flagged points that make an anomaly episode an outage
 OUTAGE_MERGE_STEPS = 5      # flagged points at most this many sampling steps apart share an episode
 FLAT_MIN_POINTS = 30        # identical consecutive values that make a flat run (as core.quality)
@@ -83,6 +102,8 @@ class Detections:
     ``anomalies`` holds one row per flagged point (``ts, value, score, detectors, expected, lower,
     upper, confidence``, see :meth:`core.detect.Detector.explain`); ``train_start``/``train_end``
     bound the training window (never scored); ``n_scored`` counts the finite points scored after it.
+    ``scope`` is "before" when the window lies before the reported range (every point of the range
+    is scored) and "within" when it is the start of the data (not scored); ``note`` says so in words.
     """
 
     sufficient: bool
@@ -95,6 +116,8 @@ class Detections:
     n_scored: int = 0
     anomalies: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     skipped: dict[str, str] = field(default_factory=dict)
+    scope: str = "within"
+    note: str = ""
 
     def summary(self) -> str:
         if not self.sufficient:
@@ -109,8 +132,12 @@ class Analysis:
 
     ``timings`` holds wall-clock seconds per stage and ``total``; ``cpu_timings`` the process CPU
     seconds (``time.process_time``, all threads) of the same stages. ``values`` is the analysed
-    series (per-second rate for counters); ``outages`` lists detected outages and ``outage_mask``
-    marks their points (aligned with ``values``).
+    series over the range (per-second rate for counters); ``outages`` lists detected outages that
+    overlap the range and ``outage_mask`` marks their points (aligned with ``values``). ``band`` is the
+    causal seasonal band at hourly steps (:func:`core.seasonality.hourly_band`) over the range and
+    ``incidents`` the incident windows overlapping it. ``excluded`` counts the finite points of the
+    range left out of the baseline: ``incidents`` (incident windows and ``mask``) and ``outages``
+    (detected outages not already inside an incident); they add up to ``baseline.n_excluded``.
     """
 
     kind: str
@@ -130,6 +157,16 @@ class Analysis:
     outage_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    band: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BAND_COLUMNS), repr=False)
+    incidents: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["start", "end"]), repr=False)
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def anomaly_note(self) -> str:
+        """How the detectors were trained (before the range, or on its start), in words."""
+        return "" if self.detections is None else self.detections.note
 
     @property
     def anomalies(self) -> pd.DataFrame:
@@ -193,9 +230,18 @@ def _quality(values: pd.Series, kind: str) -> Any | None:
 
 
 # ---------------------------------------------------------------------------- detection and outages
+def _span_text(index: pd.DatetimeIndex) -> str:
+    """Length of a span of timestamps in words ("6.0 days", "18.0 hours")."""
+    if len(index) < 2:
+        return f"{len(index)} point(s)"
+    d = (index[-1] - index[0]).total_seconds()
+    return f"{d / 86400:.1f} days" if d >= 86400 else f"{d / 3600:.1f} hours"
+
+
 def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | None = None,
-           train_days: float = TRAIN_DAYS, exclude: np.ndarray | None = None) -> Detections:
-    """Causal anomaly detection on one series, fitted on its first part and scored on the rest.
+           train_days: float = TRAIN_DAYS, exclude: np.ndarray | None = None,
+           score_from: pd.Timestamp | None = None, min_train_points: int = MIN_TRAIN_POINTS) -> Detections:
+    """Causal anomaly detection on one series: fitted on earlier points, scored on later ones.
 
     Parameters
     ----------
@@ -206,9 +252,17 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
     threshold : float, optional
         Score at or above which a point is flagged; default :data:`core.detect.DEFAULT_THRESHOLD`.
     train_days : float
-        Training window in days, at most a quarter of the series' span; it is never scored.
+        Training window, days.
     exclude : array of bool, optional
-        Points (aligned with ``values``) left out of the training history as missing (incidents).
+        Points (aligned with ``values``) left out of the training history as missing (incidents,
+        outages).
+    score_from : Timestamp, optional
+        Score every point at or after it, training on the ``train_days`` just before it (scope
+        ``"before"``), provided that window holds at least ``min_train_points`` finite points.
+        Otherwise (and without ``score_from``) the first ``min(train_days, span / 4)`` of the points
+        from ``score_from`` (or of the series) trains and is never scored (scope ``"within"``).
+    min_train_points : int
+        Finite points a training window before ``score_from`` needs.
 
     Returns
     -------
@@ -220,18 +274,41 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
     thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     det = make_detector(detector) if isinstance(detector, str) else detector
     name = getattr(det, "name", type(det).__name__)
-    s = values
-    if len(s) < 2:
-        return Detections(False, f"only {len(s)} point(s); nothing to train on and score", name, thr)
-    t0 = s.index[0]
-    cut = t0 + min(pd.Timedelta(days=float(train_days)), (s.index[-1] - t0) / 4)
-    is_train = np.asarray(s.index < cut)
-    train, scored = s[is_train], s[~is_train]
-    if exclude is not None and exclude.any():
-        train = train.where(~exclude[is_train])
+    s = values.where(~exclude) if exclude is not None and exclude.any() else values
+    idx = s.index
+    scope, n_before = "within", 0
+    if score_from is not None:
+        t1 = pd.Timestamp(score_from)
+        before = np.asarray((idx < t1) & (idx >= t1 - pd.Timedelta(days=float(train_days))))
+        n_before = int(np.isfinite(s.to_numpy()[before]).sum())
+        if n_before >= min_train_points:
+            scope = "before"
+            train, scored = s[before], values[np.asarray(idx >= t1)]
+            t0, cut = train.index[0], t1
+        else:
+            s, values = s[np.asarray(idx >= t1)], values[np.asarray(idx >= t1)]
+    if scope == "within":
+        if len(s) < 2:
+            return Detections(False, f"only {len(s)} point(s); nothing to train on and score", name, thr)
+        t0 = s.index[0]
+        cut = t0 + min(pd.Timedelta(days=float(train_days)), (s.index[-1] - t0) / 4)
+        is_train = np.asarray(s.index < cut)
+        train, scored = s[is_train], values[~is_train]
     n_train = int(np.isfinite(train.to_numpy()).sum())
     n_scored = int(np.isfinite(scored.to_numpy()).sum())
-    base = Detections(False, "", name, thr, t0, cut, n_train, n_scored)
+    base = Detections(False, "", name, thr, t0, cut, n_train, n_scored, scope=scope)
+    if score_from is not None and scope == "within":
+        why = ("no history before the range" if n_before == 0 else
+               f"too little history before the range ({n_before} points; {min_train_points} needed)")
+        base.note = f"{why}: the first {_span_text(train.index)} of it trained the detectors and is not scored"
+    elif scope == "before":
+        base.note = (f"detectors trained on the {_span_text(train.index)} before the range ({n_train:,} "
+                     "points); every point in the range is scored")
+    else:
+        base.note = f"the first {_span_text(train.index)} trained the detectors and is not scored"
+    if not len(scored):
+        base.reason = "nothing left to score after the training window"
+        return base
     try:
         det.fit(train)
         base.anomalies = det.explain(scored, thr).reset_index(drop=True)
@@ -248,6 +325,65 @@ def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = np.diff(np.r_[0, flags.astype(np.int8), 0])
     starts = np.flatnonzero(d == 1)
     return starts, np.flatnonzero(d == -1) - starts
+
+
+def _episodes(values: pd.Series, anomalies: pd.DataFrame | None, min_flags: int, merge_steps: int
+              ) -> tuple[list[tuple[pd.Timestamp, pd.Timestamp, int, str]], np.ndarray]:
+    """Anomaly episodes (rule in the module notes): outage rows and their point mask."""
+    n = len(values)
+    mask = np.zeros(n, dtype=bool)
+    rows: list[tuple[pd.Timestamp, pd.Timestamp, int, str]] = []
+    idx = values.index
+    if anomalies is None or len(anomalies) < min_flags:
+        return rows, mask
+    pos = np.unique(idx.get_indexer(pd.DatetimeIndex(anomalies["ts"])))
+    pos = pos[pos >= 0]
+    if pos.size < min_flags:
+        return rows, mask
+    brk = np.r_[True, np.diff(pos) > merge_steps]
+    count = np.bincount(np.cumsum(brk) - 1)
+    first = pos[brk]
+    last = np.r_[pos[np.flatnonzero(brk)[1:] - 1], pos[-1]]
+    for a, b, c in zip(first, last, count, strict=True):
+        if c >= min_flags:
+            mask[a:b + 1] = True
+            rows.append((idx[a], idx[b], int(b - a + 1), "detector"))
+    return rows, mask
+
+
+def _flat_runs(values: pd.Series, flat_min_points: int, stuck_max_repeat: float
+               ) -> tuple[list[tuple[pd.Timestamp, pd.Timestamp, int, str]], np.ndarray]:
+    """Stuck values (rule in the module notes): outage rows and their point mask."""
+    n = len(values)
+    mask = np.zeros(n, dtype=bool)
+    rows: list[tuple[pd.Timestamp, pd.Timestamp, int, str]] = []
+    if n <= flat_min_points:
+        return rows, mask
+    idx = values.index
+    v = values.to_numpy(dtype=np.float64)
+    dt = np.diff(idx.as_unit("ns").asi8)
+    step = np.median(dt) if dt.size else 0
+    fin = np.isfinite(v)
+    same = (v[1:] == v[:-1]) & fin[1:] & fin[:-1] & (dt <= 1.5 * step)
+    starts, lengths = _runs(same)                       # runs of equal *pairs*: points = pairs + 1
+    flat = lengths + 1 >= flat_min_points
+    if not flat.any():
+        return rows, mask
+    in_flat = np.zeros(n - 1, dtype=bool)
+    for a, m in zip(starts[flat], lengths[flat], strict=True):
+        in_flat[a:a + m] = True
+    pairs = fin[1:] & fin[:-1] & ~in_flat
+    repeat = float(same[pairs].mean()) if pairs.any() else 1.0
+    if repeat <= stuck_max_repeat:
+        for a, m in zip(starts[flat], lengths[flat], strict=True):
+            mask[a:a + m + 1] = True
+            rows.append((idx[a], idx[a + m], int(m + 1), "flat"))
+    return rows, mask
+
+
+def _outage_frame(rows: list[tuple[pd.Timestamp, pd.Timestamp, int, str]]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=OUTAGE_COLUMNS).sort_values("start", kind="stable")
+    return out.reset_index(drop=True)
 
 
 def detected_outages(values: pd.Series, anomalies: pd.DataFrame | None = None, *,
@@ -276,43 +412,9 @@ def detected_outages(values: pd.Series, anomalies: pd.DataFrame | None = None, *
         and a boolean mask of their points aligned with ``values``. Not causal (a description of the
         history); the flags it uses are.
     """
-    n = len(values)
-    mask = np.zeros(n, dtype=bool)
-    rows: list[tuple[pd.Timestamp, pd.Timestamp, int, str]] = []
-    idx = values.index
-    if anomalies is not None and len(anomalies) >= min_flags:
-        pos = np.unique(idx.get_indexer(pd.DatetimeIndex(anomalies["ts"])))
-        pos = pos[pos >= 0]
-        if pos.size >= min_flags:
-            brk = np.r_[True, np.diff(pos) > merge_steps]
-            gid = np.cumsum(brk) - 1
-            count = np.bincount(gid)
-            first = pos[brk]
-            last = np.r_[pos[np.flatnonzero(brk)[1:] - 1], pos[-1]]
-            for a, b, c in zip(first, last, count, strict=True):
-                if c >= min_flags:
-                    mask[a:b + 1] = True
-                    rows.append((idx[a], idx[b], int(b - a + 1), "detector"))
-    v = values.to_numpy(dtype=np.float64)
-    if n > flat_min_points:
-        t = idx.as_unit("ns").asi8
-        dt = np.diff(t)
-        step = np.median(dt) if dt.size else 0
-        fin = np.isfinite(v)
-        same = (v[1:] == v[:-1]) & fin[1:] & fin[:-1] & (dt <= 1.5 * step)
-        starts, lengths = _runs(same)                       # runs of equal *pairs*: points = pairs + 1
-        flat = lengths + 1 >= flat_min_points
-        in_flat = np.zeros(n - 1, dtype=bool)
-        for a, m in zip(starts[flat], lengths[flat], strict=True):
-            in_flat[a:a + m] = True
-        pairs = fin[1:] & fin[:-1] & ~in_flat
-        repeat = float(same[pairs].mean()) if pairs.any() else 1.0
-        if flat.any() and repeat <= stuck_max_repeat:
-            for a, m in zip(starts[flat], lengths[flat], strict=True):
-                mask[a:a + m + 1] = True
-                rows.append((idx[a], idx[a + m], int(m + 1), "flat"))
-    out = pd.DataFrame(rows, columns=OUTAGE_COLUMNS).sort_values("start", kind="stable")
-    return out.reset_index(drop=True), mask
+    r1, m1 = _episodes(values, anomalies, min_flags, merge_steps)
+    r2, m2 = _flat_runs(values, flat_min_points, stuck_max_repeat)
+    return _outage_frame(r1 + r2), m1 | m2
 
 
 # ---------------------------------------------------------------------------- the pipeline
@@ -321,7 +423,7 @@ def analyse(values: pd.Series, kind: str = "gauge", incidents: pd.DataFrame | No
             horizon_days: float = 7, holdout_days: float = 3, run_backtest: bool = True,
             detector: Any = "ensemble", threshold: float | None = None, train_days: float = TRAIN_DAYS,
             exclude_incidents: bool = True, exclude_outages: bool = True) -> Analysis:
-    """Run every analysis stage on one series and time them (see the module notes).
+    """Run every analysis stage on one whole series and time them (see the module notes).
 
     Parameters
     ----------
@@ -331,8 +433,8 @@ def analyse(values: pd.Series, kind: str = "gauge", incidents: pd.DataFrame | No
         ``gauge``, ``counter`` (analysed as a per-second rate), ``rate`` or ``histogram_quantile``
         (never averaged: medians and percentiles of raw points only).
     incidents : pandas.DataFrame, optional
-        ``start``/``end`` (and optionally ``series``) windows left out of the baseline and of the
-        detector training when ``exclude_incidents``.
+        ``start``/``end`` (and optionally ``series``) windows left out of the baseline, the band's
+        pools and the detector training when ``exclude_incidents``.
     mask : array of bool, optional
         Further points to leave out of the baseline and the detector training, aligned with ``values``.
     series : str, optional
@@ -358,44 +460,183 @@ def analyse(values: pd.Series, kind: str = "gauge", incidents: pd.DataFrame | No
     -------
     Analysis
     """
+    return analyse_range(values, kind=kind, incidents=incidents, mask=mask, series=series, unit=unit,
+                         horizon_days=horizon_days, holdout_days=holdout_days, run_backtest=run_backtest,
+                         detector=detector, threshold=threshold, train_days=train_days,
+                         exclude_incidents=exclude_incidents, exclude_outages=exclude_outages)
+
+
+def analyse_range(values: pd.Series, *, start: Any = None, end: Any = None, kind: str = "gauge",
+                  unit: str = "", incidents: pd.DataFrame | None = None, series: str | None = None,
+                  exclude_incidents: bool = True, exclude_outages: bool = True,
+                  horizon_days: float | None = 2.0, holdout_days: float | None = None,
+                  run_backtest: bool = True, mask: np.ndarray | pd.Series | None = None,
+                  detector: Any = "ensemble", threshold: float | None = None,
+                  train_days: float = TRAIN_DAYS) -> Analysis:
+    """Every analysis stage of one series over the range ``[start, end]`` (UTC, inclusive).
+
+    Points before ``start`` are causal context only: the detectors train on the ``train_days``
+    before it (scope "before"; with under :data:`MIN_TRAIN_POINTS` there, the first part of the range
+    trains and is not scored), stuck values there are found, and the band's pools reach back into
+    them. Quality, baseline, trend, change points and seasonality describe the range alone (not
+    causal). The forecast and its backtest use every point up to ``end`` and start at ``end``.
+    Points after ``end`` are never used. :func:`analyse` is this function over the whole series.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Raw values of one series on UTC timestamps (all of its history, or at least the context).
+    start, end : timestamp-like, optional
+        The reported range; default the first / last point.
+    kind, unit, incidents, series, mask, detector, threshold, train_days
+        As in :func:`analyse`.
+    exclude_incidents, exclude_outages : bool
+        Leave incident points / detected outages out of the baseline, the band's pools and the
+        detector training (both on by default).
+    horizon_days : float or None
+        Forecast horizon in days (at most 7, at most half the history); None skips the forecast
+        and the backtest (see :func:`forecast_from` to compute them apart).
+    holdout_days : float, optional
+        Backtest hold-out; default ``min(3, 1.5 x horizon_days)``.
+
+    Returns
+    -------
+    Analysis
+        With ``start``, ``end``, the hourly ``band`` of the range and the ``incidents`` overlapping it.
+
+    Raises
+    ------
+    InsufficientDataError
+        When the series has no point in the range.
+    """
     _check_kind(kind)
     with single_thread_blas():      # tiny BLAS calls only: threads would spin, not help (see there)
         return _analyse(values, kind, incidents, mask, series, unit, horizon_days, holdout_days, run_backtest,
-                        detector, threshold, train_days, exclude_incidents, exclude_outages)
+                        detector, threshold, train_days, exclude_incidents, exclude_outages, start, end)
+
+
+def _utc(x: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(x)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def _horizon(n_hours: int, horizon_days: float) -> float:
+    """The forecast horizon: as asked, at most half the history (at least 1 day)."""
+    return min(float(horizon_days), max(1.0, float(n_hours // 48)))
+
+
+def _forecast_stage(hv: pd.Series, horizon_days: float | None) -> Forecast:
+    if horizon_days is None:
+        return Forecast(False, "not computed")
+    n_hours = int(np.isfinite(hv.to_numpy()).sum())
+    return forecast(hourly_values=hv, horizon_days=_horizon(n_hours, horizon_days))
+
+
+def _backtest_stage(hv: pd.Series, horizon_days: float | None, holdout_days: float | None) -> Backtest:
+    if holdout_days is None:
+        holdout_days = min(3.0, 1.5 * float(horizon_days or 2.0))
+    return backtest(hourly_values=hv, holdout_days=holdout_days)
+
+
+def forecast_from(values: pd.Series, *, end: Any = None, kind: str = "gauge", horizon_days: float = 2.0,
+                  holdout_days: float | None = None, run_backtest: bool = True
+                  ) -> tuple[Forecast, Backtest | None]:
+    """The ``forecast`` and ``backtest`` stages alone: hourly medians of every point up to ``end``,
+    forecast ``horizon_days`` from ``end`` (as :func:`analyse_range`, which runs the same code) and
+    the time-ordered hold-out of the last ``holdout_days`` (default ``min(3, 1.5 x horizon)``)."""
+    _check_kind(kind)
+    s = _as_series(values)
+    if end is not None:
+        s = s[s.index <= _utc(end)]
+    if kind == "counter":
+        s = counter_to_rate(s)
+    hv = hourly(s.where(np.isfinite(s.to_numpy())), "gauge" if kind == "counter" else kind)
+    with single_thread_blas():
+        fc = _forecast_stage(hv, horizon_days)
+        bt = _backtest_stage(hv, horizon_days, holdout_days) if run_backtest else None
+    return fc, bt
+
+
+def _overlapping(frame: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp,
+                 series: str | None = None) -> pd.DataFrame:
+    """Rows of a ``start, end`` frame (incidents, outages) that overlap ``[start, end]``."""
+    if frame is None or not len(frame):
+        return pd.DataFrame(columns=["start", "end"]) if frame is None else frame.reset_index(drop=True)
+    f = frame
+    if series is not None and "series" in f.columns:
+        f = f[f["series"].isna() | (f["series"] == series)]
+    a, b = pd.to_datetime(f["start"], utc=True), pd.to_datetime(f["end"], utc=True)
+    return f[(b >= start) & (a <= end)].reset_index(drop=True)
 
 
 def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask: Any, series: str | None,
-             unit: str, horizon_days: float, holdout_days: float, run_backtest: bool, detector: Any,
-             threshold: float | None, train_days: float, exclude_incidents: bool,
-             exclude_outages: bool) -> Analysis:
+             unit: str, horizon_days: float | None, holdout_days: float | None, run_backtest: bool,
+             detector: Any, threshold: float | None, train_days: float, exclude_incidents: bool,
+             exclude_outages: bool, start: Any, end: Any) -> Analysis:
     clock = _Clock()
     w_all, c_all = time.perf_counter(), time.process_time()
 
     with clock.stage("prepare"):
-        raw = _as_series(values)
-        s = counter_to_rate(raw) if kind == "counter" else raw
-        hv = hourly(s, "gauge" if kind == "counter" else kind)
-        excl = exclusion_mask(s.index, incidents if exclude_incidents else None, mask, series)
+        raw_all = _as_series(values)
+        name = series if series is not None else raw_all.name
+        if not len(raw_all):
+            raise InsufficientDataError(f"series {name!r} has no points" if name else "the series has no points")
+        mk = None if mask is None else np.asarray(mask, dtype=bool)
+        if end is not None:
+            keep = np.asarray(raw_all.index <= _utc(end))
+            raw_all = raw_all[keep]
+            mk = None if mk is None or mk.shape != keep.shape else mk[keep]
+        t_start = raw_all.index[0] if start is None or not len(raw_all) else _utc(start)
+        t_end = raw_all.index[-1] if end is None or not len(raw_all) else _utc(end)
+        in_rng = np.asarray(raw_all.index >= t_start)
+        if not in_rng.any():
+            raise InsufficientDataError(f"series {name!r} has no points between {t_start} and {t_end}")
+        s_all = counter_to_rate(raw_all) if kind == "counter" else raw_all
+        s_all = s_all.where(np.isfinite(s_all.to_numpy()))   # +/-inf is a broken value: missing here
+        raw, s = raw_all[in_rng], s_all[in_rng]
+        hkind = "gauge" if kind == "counter" else kind
+        hv = hourly(s, hkind)
+        hv_all = hourly(s_all, hkind) if not in_rng.all() else hv
+        excl_all = exclusion_mask(s_all.index, incidents if exclude_incidents else None, mk, series)
 
     with clock.stage("quality"):
         quality = _quality(raw, kind)
 
-    detections = None
+    detections = flat = None
     if detector is not None:
         with clock.stage("detect"):
-            detections = detect(s, detector=detector, threshold=threshold, train_days=train_days, exclude=excl)
+            flat = _flat_runs(s_all, FLAT_MIN_POINTS, STUCK_MAX_REPEAT)   # stuck values stay out of training
+            train_excl = excl_all | flat[1] if exclude_outages else excl_all
+            detections = detect(s_all, detector=detector, threshold=threshold, train_days=train_days,
+                                exclude=train_excl, score_from=None if start is None else t_start)
 
     with clock.stage("outages"):
+        flat_rows, flat_mask = flat if flat is not None else _flat_runs(s_all, FLAT_MIN_POINTS, STUCK_MAX_REPEAT)
         flagged = detections.anomalies if detections is not None and detections.sufficient else None
-        outages, out_mask = detected_outages(s, flagged)
+        ep_rows, ep_mask = _episodes(s_all, flagged, OUTAGE_MIN_FLAGS, OUTAGE_MERGE_STEPS)
+        out_all = ep_mask | flat_mask
+        outages = _overlapping(_outage_frame(ep_rows + flat_rows), t_start, t_end)
+        drop_all = excl_all | out_all if exclude_outages else excl_all
 
     with clock.stage("baseline"):
-        base_mask = excl | out_mask if exclude_outages else excl
-        base = compute_baseline(s, "rate" if kind == "counter" else kind, mask=base_mask)
+        base = compute_baseline(s, "rate" if kind == "counter" else kind, mask=drop_all[in_rng])
         base.kind = kind
+        fin = np.isfinite(s.to_numpy())
+        excluded = {"incidents": int((excl_all[in_rng] & fin).sum()),
+                    "outages": int((drop_all[in_rng] & ~excl_all[in_rng] & fin).sum())}
+
+    with clock.stage("band"):
+        band = hourly_band(s_all.where(~drop_all))
+        band = band[(band["ts"] >= t_start.floor("h")) & (band["ts"] <= t_end)].reset_index(drop=True)
+
+    with clock.stage("change_points"):
+        cps = change_points(hourly_values=hv)
 
     with clock.stage("seasonality"):
-        seas = analyse_seasonality(s, hourly_values=hv)
+        seas = analyse_seasonality(s, hourly_values=cps.remove_shifts(hv))
+        if seas.sufficient and cps.sufficient and cps.points:
+            seas.reason = "; ".join(filter(None, [seas.reason, f"measured with the {len(cps.points)} level "
+                                                  "shift(s) undone"]))
         seasonal = None
         if seas.sufficient and seas.decomposition is not None:
             seasonal = seas.decomposition.seasonal_total()
@@ -403,21 +644,17 @@ def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask:
     with clock.stage("trend"):
         tr = trend_test(hourly_values=hv, seasonal=seasonal, unit=unit)
 
-    with clock.stage("change_points"):
-        cps = change_points(hourly_values=hv)
-
     with clock.stage("forecast"):
-        n_hours = int(np.isfinite(hv.to_numpy()).sum())
-        horizon = min(float(horizon_days), max(1.0, float(n_hours // 48)))
-        fc = forecast(hourly_values=hv, horizon_days=horizon)
+        fc = _forecast_stage(hv_all, horizon_days)
 
     bt = None
-    if run_backtest:
+    if run_backtest and horizon_days is not None:
         with clock.stage("backtest"):
-            bt = backtest(hourly_values=hv, holdout_days=holdout_days)
+            bt = _backtest_stage(hv_all, horizon_days, holdout_days)
 
     timings, cpu = clock.wall, clock.cpu
     timings["total"] = time.perf_counter() - w_all
     cpu["total"] = time.process_time() - c_all
     return Analysis(kind, unit, int(len(raw)), s, hv, quality, base, seas, tr, cps, fc, bt, detections,
-                    outages, out_mask, timings, cpu)
+                    outages, out_all[in_rng], timings, cpu, start=t_start, end=t_end, band=band,
+                    incidents=_overlapping(incidents, t_start, t_end, series), excluded=excluded)

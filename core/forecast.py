@@ -41,6 +41,8 @@ from core.seasonality import MIN_CYCLES_FOR_PERIOD, hourly, slot_means, slot_of
 HOUR = pd.Timedelta("1h")
 MIN_HISTORY_HOURS = 72
 ETS_WINDOW_HOURS = 336   # the ETS part is fitted on the last two weeks (seasonal indices use all data)
+WINSOR_K = 3.0           # one-step residuals beyond this many robust sd are clipped for the interval sd
+CALIBRATION_HOURS = 72   # inner time-ordered hold-out that may widen the intervals (never narrows them)
 PI_LEVELS = (0.80, 0.95)
 FRAME_COLUMNS = ["ts", "mean", "lo80", "hi80", "lo95", "hi95"]
 
@@ -106,11 +108,36 @@ class SeasonalETSForecaster:
     forecast, which the ETS interval omits. Measured (20 seeds, hourly sine + weekly sine + trend +
     N(0, 1), 30 days): 76-80% of hold-out hours inside the 80% band, 93-94% inside the 95% band;
     without widening 66-72% / 86-89%; with the fuller ``sqrt((1 + a) / (1 - a))`` (also undoing the
-    in-sample shrinkage) 90-92% / 99%. ``fit`` raises :class:`InsufficientDataError` on thin or
-    gappy history.
+    in-sample shrinkage) 90-92% / 99%.
+
+    The interval sd is also made robust to incident hours: statsmodels' sigma is the RMS of the
+    one-step residuals, and one 2-hour incident in the two-week window (hourly medians at 2x the
+    level) made it 4x the typical residual, so 99% of held-out hours fell inside the nominal 80%
+    band (benchmark ``analytics``). The sd is therefore scaled by ``RMS(winsorised e) / RMS(e)``,
+    residuals clipped at ``WINSOR_K`` (3) robust sd (1.4826 MAD). Gaussian residuals are hardly
+    touched (synthetic coverage unchanged, above).
+
+    Finally the intervals are checked on an inner time-ordered hold-out: the model is refitted
+    without the last ``CALIBRATION_HOURS`` (72) of its history (when 144 h remain) and its
+    standardised errors there, ``|actual - mean| / sd_h``, give per level the factor
+    ``max(1, quantile_L(|u|) / z_L)``. The intervals are only ever *widened* by it: with 72
+    autocorrelated errors a factor below 1 is too noisy to trust (it reached 0.1 on one benchmark
+    seed). It catches what the one-step residuals cannot: a model whose multi-step errors exceed
+    them (e.g. a fitted level that does not follow a small step, alpha ~ 0).
+
+    Measured, share of the last 3 days (held out, never seen) inside the 80% / 95% bands, before ->
+    after these two steps: synthetic 20 seeds mean 79% / 94% -> 82% / 95% (lowest seed 61% / 88%
+    either way); benchmark database ``analytics`` 99% / 99% -> 83% / 93% (a 2-hour incident in the
+    window had made the RMS sigma 4x the typical residual); ``svc-099`` 96% / 100% -> 83% / 99%;
+    ``bench/analysis.py`` series (5 seeds) 62-75% / 72-88% with or without them (its hold-out errors
+    are larger than the calibration window's: the shift at day 20 still biases the weekly indices).
+    ``fit`` raises :class:`InsufficientDataError` on thin or gappy history.
     """
 
     name = "seasonal_ets"
+
+    def __init__(self, calibration_hours: int = CALIBRATION_HOURS) -> None:
+        self.calibration_hours = int(calibration_hours)
 
     def fit(self, hourly_values: pd.Series, max_missing: float = 0.10) -> SeasonalETSForecaster:
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
@@ -145,7 +172,30 @@ class SeasonalETSForecaster:
         self.index_ = h.index
         self.n_ets_ = len(endog)
         self.n_train_ = int((~miss).sum())
+        e = np.asarray(self.result_.resid, dtype=np.float64)[~miss[-len(endog):]]   # observed hours only
+        e = e[np.isfinite(e)]
+        self.sigma_ratio_ = robust_sigma_ratio(e)
+        self.calibration_ = self._calibrate(h, max_missing)
         return self
+
+    def _calibrate(self, h: pd.Series, max_missing: float) -> dict[float, float]:
+        """Widening factor per interval level from the inner hold-out (see the class notes)."""
+        H = self.calibration_hours
+        out = dict.fromkeys(PI_LEVELS, 1.0)
+        if H < 1 or len(h) - H < 2 * MIN_HISTORY_HOURS:
+            return out
+        try:
+            inner = SeasonalETSForecaster(calibration_hours=0).fit(h.iloc[:-H], max_missing)
+        except InsufficientDataError:
+            return out
+        fc = inner.predict(H)
+        actual = h.iloc[-H:].to_numpy()
+        sd = (fc["hi80"] - fc["mean"]).to_numpy() / interval_z(0.80)
+        ok = np.isfinite(actual) & (sd > 0)
+        if ok.sum() < H // 2:
+            return out
+        u = np.abs(actual[ok] - fc["mean"].to_numpy()[ok]) / sd[ok]
+        return {lv: max(1.0, float(np.quantile(u, lv)) / interval_z(lv)) for lv in PI_LEVELS}
 
     def predict(self, horizon: int) -> pd.DataFrame:
         n = self.n_ets_
@@ -153,16 +203,17 @@ class SeasonalETSForecaster:
             warnings.simplefilter("ignore")
             pred = self.result_.get_prediction(start=n, end=n + horizon - 1)
         mean = np.asarray(pred.predicted_mean, dtype=np.float64)
-        sd = np.sqrt(np.asarray(pred.var_pred_mean, dtype=np.float64)) * self.widen_
+        sd = np.sqrt(np.asarray(pred.var_pred_mean, dtype=np.float64)) * self.widen_ * self.sigma_ratio_
+        cal = getattr(self, "calibration_", {})
         ts = pd.date_range(self.index_[-1] + HOUR, periods=horizon, freq="h")
         seas = np.zeros(horizon)
         for p, idx in self.indices_.items():
             seas += idx[slot_of(ts, p)]
         out = pd.DataFrame({"ts": ts, "mean": mean + seas})
         for lv, tag in ((0.80, "80"), (0.95, "95")):
-            z = interval_z(lv)
-            out["lo" + tag] = mean + seas - z * sd
-            out["hi" + tag] = mean + seas + z * sd
+            half = interval_z(lv) * sd * cal.get(lv, 1.0)
+            out["lo" + tag] = mean + seas - half
+            out["hi" + tag] = mean + seas + half
         return out
 
 
@@ -324,6 +375,19 @@ def backtest(values: pd.Series | None = None, *, holdout_days: float = 3, method
                     float(err.mean()),
                     float(np.mean(err[nz] / np.abs(a[nz])) * 100) if nz.all() else float("nan"),
                     float(np.mean(np.abs(a - nv["mean"].to_numpy()[ok]))), fc)
+
+
+def robust_sigma_ratio(e: np.ndarray, k: float = WINSOR_K) -> float:
+    """``RMS(e clipped at +/- k robust sd) / RMS(e)`` (1.0 when undefined): the factor that turns an
+    RMS-based residual sd into one that a few extreme residuals (incident hours) cannot inflate."""
+    e = np.asarray(e, dtype=np.float64)
+    if e.size < 10:
+        return 1.0
+    rms = float(np.sqrt(np.mean(e * e)))
+    rs = 1.4826 * float(np.median(np.abs(e - np.median(e))))
+    if rms <= 0 or rs <= 0:
+        return 1.0
+    return float(np.sqrt(np.mean(np.clip(e, -k * rs, k * rs) ** 2))) / rms
 
 
 def interval_z(level: float) -> float:

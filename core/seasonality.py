@@ -340,3 +340,53 @@ def seasonal_band(values: pd.Series, *, period: str = "week", lookback: int = 4,
     out["n"] = n[si, ci]
     out["cycles"] = cycles[si, ci]
     return out
+
+
+BAND_COLUMNS = ["ts", "expected", "lower", "upper", "period"]
+
+
+def hourly_band(values: pd.Series, *, lookback: int = 4, coverage: float = 0.95) -> pd.DataFrame:
+    """Causal seasonal band at hourly steps (the band of :func:`seasonal_band` only changes on the hour).
+
+    For each hour: the same hour of the week in the ``lookback`` previous weeks; where fewer than two
+    earlier weeks hold that hour, the same hour of the day in the ``lookback`` previous days; where
+    neither has two earlier cycles, NaN (never a guess). Causal: an hour's band uses only points of
+    cycles that ended before it began. Hours inside the span without points get a NaN row so a chart
+    breaks at a gap instead of bridging it.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        Raw values on a UTC DatetimeIndex (NaN = missing; points to keep out of the pools, e.g.
+        incidents, should be NaN).
+    lookback : int
+        Earlier cycles (weeks, or days for the fallback) in a pool.
+    coverage : float
+        Central share of the pool between ``lower`` and ``upper`` (0.95).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ts`` (hour start, UTC), ``expected`` (pool median), ``lower``, ``upper`` (value units) and
+        ``period`` ("week", "day", or "" where the band is NaN), one row per hour of the span.
+    """
+    s = _as_series(values)
+    if not len(s):
+        return pd.DataFrame({c: pd.Series([], dtype=object if c == "period" else float) for c in BAND_COLUMNS})
+    # one representative point per hour: the band of every point of an hour is the same, since the
+    # pools are whole earlier cycles of that hour slot
+    hours = s.index.floor("h")
+    first = ~hours.duplicated(keep="first")
+    wk = seasonal_band(s, period="week", lookback=lookback, coverage=coverage)[first]
+    dy = seasonal_band(s, period="day", lookback=lookback, coverage=coverage)[first]
+    use_wk = np.isfinite(wk["expected"].to_numpy())
+    has_dy = np.isfinite(dy["expected"].to_numpy())
+    out = pd.DataFrame({"ts": hours[first]})
+    for c in ("expected", "lower", "upper"):
+        out[c] = np.where(use_wk, wk[c].to_numpy(), dy[c].to_numpy())
+    out["period"] = np.where(use_wk, "week", np.where(has_dy, "day", ""))
+    out = out.set_index("ts")
+    grid = pd.date_range(out.index[0], out.index[-1], freq="h", name="ts")
+    out = out.reindex(grid)
+    out["period"] = out["period"].fillna("")
+    return out.reset_index()

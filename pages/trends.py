@@ -1,9 +1,12 @@
-"""Trends & anomalies: one series with its causal seasonal band, anomalies, incidents, change points
-and forecast, and a side panel of trend, seasonality, baseline and quality. Analysis in ui/trends.py."""
+"""Trends & anomalies: one series with its causal seasonal band, anomalies, incidents, detected
+outages, change points and forecast, and a side panel of trend, seasonality, baseline and quality.
+Every number comes from core (core.analysis.analyse_range); ui/trends.py caches it and draws it."""
 
 import pandas as pd
 import streamlit as st
 
+from core import explore as ex
+from core import wording as wd
 from core.errors import StudioError
 from ui import state
 from ui import trends as tr
@@ -21,7 +24,7 @@ if not len(table):
 # ---------------------------------------------------------------------------- controls
 pick, flt = st.columns([3, 2])
 text = flt.text_input("Filter by label text", key="trends.filter", placeholder='e.g. service="checkout"')
-keys = tr.filter_keys(list(table["key"]), text)
+keys = ex.filter_keys(list(table["key"]), text)
 if not keys:
     st.warning(f"No series matches {text!r}; clear the filter to see all {len(table)} series.")
     st.stop()
@@ -30,16 +33,16 @@ row = table[table["key"] == key].iloc[0]
 kind = str(row["kind"] or "gauge")
 
 c = st.columns([2, 1, 1, 1, 2])
-choice = c[0].radio("Time range", list(tr.RANGES), index=list(tr.RANGES).index(tr.DEFAULT_RANGE),
+choice = c[0].radio("Time range", list(ex.RANGES), index=list(ex.RANGES).index(ex.DEFAULT_RANGE),
                     horizontal=True, key="trends.range")
 dates = None
 if choice == "date range":
     first_d, last_d = pd.Timestamp(row["first_ts"]).date(), pd.Timestamp(row["last_ts"]).date()
     dates = c[0].date_input("Dates (UTC)", (first_d, last_d), min_value=first_d, max_value=last_d,
                             key="trends.dates")
-resolution = c[1].selectbox("Resolution", list(tr.RESOLUTIONS), key="trends.resolution",
+resolution = c[1].selectbox("Resolution", list(ex.RESOLUTIONS), key="trends.resolution",
                             help="Raw points, or one value per bucket computed from the raw points in it.")
-hows = tr.aggregations(kind)
+hows = ex.aggregations(kind)
 how = c[2].selectbox("Aggregate", hows, key=f"trends.how.{kind}", disabled=resolution == "raw",
                      help="A histogram-quantile series (e.g. a p95) is never averaged: median or max only.")
 horizon = c[3].selectbox("Forecast", [1, 2, 3, 7], index=1, key="trends.horizon",
@@ -47,10 +50,13 @@ horizon = c[3].selectbox("Forecast", [1, 2, 3, 7], index=1, key="trends.horizon"
 exclude = c[4].toggle("Exclude incidents from baseline", value=True, key="trends.exclude",
                       help="Leave points inside labelled incident windows out of the baseline, the band's "
                            "history and the detectors' training data.")
+outages = c[4].toggle("Exclude detected outages", value=True, key="trends.outages",
+                      help="Leave detected outages (runs of 3+ anomalies a few points apart, and stuck "
+                           "values of a continuous metric) out of the baseline and the band's history.")
 
-start, end = tr.resolve_range(choice, row["first_ts"], row["last_ts"], dates)
+start, end = ex.resolve_range(choice, row["first_ts"], row["last_ts"], dates)
 try:
-    res = tr.cached_analysis(key, start, end, exclude, horizon)
+    res = tr.cached_analysis(key, start, end, exclude, outages, horizon)
 except StudioError as exc:
     st.warning(f"Insufficient data: {exc}")
     st.stop()
@@ -66,32 +72,37 @@ with left:
     st.caption("Band: median and 95% range of the same hour in the 4 previous weeks (the 4 previous days "
                "where fewer than 2 earlier weeks exist); causal, each hour uses only earlier data. "
                "Red circles: anomalies (hover for score, detectors, expected range and confidence). "
-               "Shaded: incidents. Purple dashed lines and diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
-    st.markdown(f"**Anomalies.** {tr.anomaly_text(res)}")
-    st.markdown(f"**Forecast.** {tr.forecast_text(res.forecast, res.backtest)}")
+               "Red shading: incidents; amber: detected outages. Purple dashed lines and diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
+    st.markdown(f"**Anomalies.** {wd.anomaly_text(res)}")
+    st.markdown(f"**Outages.** {wd.outage_text(res, outages)}")
+    if len(res.outages):
+        st.dataframe(tr.outage_table(res), hide_index=True, key="trends.outage_table",
+                     column_config={"start": st.column_config.DatetimeColumn("start (UTC)"),
+                                    "end": st.column_config.DatetimeColumn("end (UTC)")})
+    st.markdown(f"**Forecast.** {wd.forecast_text(res.forecast, res.backtest)}")
 with right:
-    t = res.trend.value
+    t = res.trend
     st.markdown("**Trend**")
-    if t is not None and t.sufficient:
+    if t.sufficient:
         st.metric(f"Slope per day (p={t.p_value:.2g})", f"{t.slope_per_day:+.3g} {res.unit}".strip(),
                   help="Theil-Sen slope of hourly medians; p-value of the Mann-Kendall test corrected for "
                        "autocorrelation. Not significant at p >= 0.05: read the sentence below.")
-    st.markdown(tr.trend_text(res.trend))
-    st.caption(tr.shifts_text(res))
+    st.markdown(wd.trend_text(t))
+    st.caption(wd.shifts_text(res.change_points, res.unit))
     st.markdown("**Seasonality**")
-    s = res.seasonality.value
-    if s is not None and s.sufficient:
+    s = res.seasonality
+    if s.sufficient:
         a, b = st.columns(2)
         a.metric("Daily", "-" if pd.isna(s.daily_strength) else f"{s.daily_strength:.2f}")
         b.metric("Weekly", "-" if pd.isna(s.weekly_strength) else f"{s.weekly_strength:.2f}")
-    st.markdown(tr.seasonality_text(res.seasonality))
+    st.markdown(wd.seasonality_text(s))
     st.markdown("**Baseline**")
-    st.markdown(tr.baseline_text(res.baseline, res.unit))
+    st.markdown(wd.baseline_text(res))
     st.markdown("**Quality**")
-    st.markdown(tr.quality_text(res.quality))
+    st.markdown(wd.quality_text(res.quality))
 
 st.subheader("Median by weekday and hour (UTC)")
-prof = getattr(res.seasonality.value, "profile", None)
+prof = res.seasonality.profile
 if prof is None or not prof.notna().to_numpy().any():
     st.info("Insufficient data for the weekday x hour profile: each cell needs at least 3 points.")
 else:

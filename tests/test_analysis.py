@@ -193,3 +193,104 @@ def test_full_analysis_of_30_days_at_one_minute_within_one_cpu_second():
     wall, cpu = m["stages"]["total"]
     assert cpu <= 1.0, f"median CPU {cpu:.3f} s per analysis (wall {wall:.3f} s); budget 1 s"
     assert statistics.median(len(a.values) for a in m["analyses"]) == 43200
+
+
+# ----------------------------------------------------------------------------- ranges with context
+def test_analyse_range_trains_before_the_range_and_scores_all_of_it():
+    from core.analysis import analyse_range
+
+    s = daily_noise(14, seed=11)
+    s[at(12.5)] += 30
+    a = analyse_range(s, start=at(10), end=at(14) - pd.Timedelta("1min"), horizon_days=1, run_backtest=False)
+    d = a.detections
+    assert d.scope == "before" and d.train_start == at(3) and d.train_end == at(10)
+    assert d.n_train == 7 * 1440 and d.n_scored == 4 * 1440 == a.n_points
+    assert "before the range" in a.anomaly_note and at(12.5) in set(a.anomalies["ts"])
+    assert a.values.index[0] == at(10) and len(a.hourly) == 4 * 24
+    assert a.band["ts"].iloc[0] == at(10) and len(a.band) == 4 * 24
+    # too little history before the range: the range's first quarter trains and is not scored
+    b = analyse_range(s, start=at(0) + pd.Timedelta("60min"), horizon_days=None)
+    assert b.detections.scope == "within" and "not scored" in b.anomaly_note
+    assert "too little history before the range (60 points; 200 needed)" in b.anomaly_note
+
+
+def test_analyse_range_never_uses_points_after_end():
+    from core.analysis import analyse_range, forecast_from
+
+    s = daily_noise(12, seed=12)
+    end = at(9) - pd.Timedelta("1min")
+    later = s.copy()
+    later[later.index > end] = 1e6                           # wild values after the range: ignored
+    a = analyse_range(s, start=at(6), end=end, horizon_days=1)
+    b = analyse_range(later, start=at(6), end=end, horizon_days=1)
+    pd.testing.assert_frame_equal(a.anomalies, b.anomalies)
+    pd.testing.assert_frame_equal(a.band, b.band)
+    pd.testing.assert_frame_equal(a.forecast.frame, b.forecast.frame)
+    assert a.baseline.median.value == b.baseline.median.value and a.n_points == 3 * 1440
+    assert a.forecast.frame["ts"].iloc[0] == at(9)           # the forecast starts at the end of the range
+    # the forecast stage alone is the same code: same numbers
+    fc, bt = forecast_from(later, end=end, horizon_days=1)
+    pd.testing.assert_frame_equal(fc.frame, a.forecast.frame)
+    assert bt.coverage80 == a.backtest.coverage80 and bt.holdout_hours == 36     # min(3, 1.5 x 1) days
+
+
+def _stairs(days: int) -> pd.Series:
+    """One-minute values 10 * day + hour + minute / 100: every value differs from its neighbour."""
+    idx = pd.date_range(T0, periods=days * 1440, freq="1min")
+    i = np.arange(idx.size)
+    return pd.Series(10.0 * (i // 1440) + (i // 60) % 24 + (i % 60) / 100, index=idx)
+
+
+def test_stuck_values_before_and_in_the_range_are_kept_out_of_band_and_baseline():
+    from core.analysis import analyse_range
+
+    s = _stairs(12)
+    s[(s.index >= at(8) + pd.Timedelta("10h")) & (s.index < at(8) + pd.Timedelta("11h"))] = 0.0   # context
+    s[(s.index >= at(10) + pd.Timedelta("3h")) & (s.index < at(10) + pd.Timedelta("4h"))] = 7.0   # in range
+    on = analyse_range(s, start=at(9), detector=None, horizon_days=None)
+    off = analyse_range(s, start=at(9), detector=None, horizon_days=None, exclude_outages=False)
+    assert on.outages.to_dict("records") == [{"start": at(10) + pd.Timedelta("3h"),
+                                              "end": at(10) + pd.Timedelta("3h59min"), "points": 60,
+                                              "cause": "flat"}]            # only the one in the range listed
+    assert on.excluded == {"incidents": 0, "outages": 60} and on.baseline.n_excluded == 60
+    assert off.excluded == {"incidents": 0, "outages": 0} and off.baseline.n_excluded == 0
+    assert on.outage_mask.sum() == off.outage_mask.sum() == 60
+    # band at day 9, 10:00 (under 2 earlier weeks: same hour of days 5..8). Days 5, 6, 7 hold
+    # 60.00..60.59, 70.00..70.59, 80.00..80.59; day 8 was stuck at 0 from 10:00 to 10:59.
+    # Without it: median of 180 values = (70.29 + 70.30) / 2. With it: 60 zeros join, and the
+    # median of 240 values = (60.59 + 70.00) / 2.
+    t = at(9) + pd.Timedelta("10h")
+    assert on.band.set_index("ts").loc[t, "expected"] == pytest.approx(70.295)
+    assert off.band.set_index("ts").loc[t, "expected"] == pytest.approx(65.295)
+    assert on.band.set_index("ts").loc[t, "period"] == "day"
+
+
+@pytest.mark.xfail(strict=True, reason="the ewma_residual member updates its level with the spike, so the "
+                   "next 2 normal points look anomalous (an echo) and a lone spike becomes a 3-flag episode; "
+                   "fix belongs in core/detect/forecast.py (see the h3c report)")
+def test_a_lone_spike_is_not_an_outage():
+    s = daily_noise(14, seed=3, sd=1.0)
+    s[at(12) + pd.Timedelta("10h")] += 60
+    a = analyse(s, horizon_days=1, run_backtest=False)
+    assert at(12) + pd.Timedelta("10h") in set(a.anomalies["ts"])
+    assert a.outages.empty
+
+
+def test_seasonality_is_measured_with_level_shifts_undone():
+    """Quieter weekends (-8) and two level shifts (+30 on day 10.5, -20 on day 19.25): left in, the
+    MSTL trend smears the steps into ramps and the cross-fitted weekly strength reads 0.00 (what
+    was seen on svc-099); with the shifts found and undone first, the weekly pattern is measured."""
+    from core.analysis import analyse_range
+    from core.seasonality import analyse_seasonality, hourly
+
+    rng = np.random.default_rng(0)
+    idx = pd.date_range(T0, periods=28 * 288, freq="5min")
+    t = np.arange(idx.size) / 288
+    y = 100 + 10 * np.sin(2 * np.pi * t) - 8 * (idx.day_of_week >= 5) + rng.normal(0, 1, idx.size)
+    y[t >= 10.5] += 30
+    y[t >= 19.25] -= 20
+    s = pd.Series(y, index=idx)
+    a = analyse_range(s, detector=None, horizon_days=None)
+    assert [(p.ts, round(p.change)) for p in a.change_points.points] == [(at(10.5), 30), (at(19.25), -20)]
+    assert a.seasonality.weekly_strength >= 0.9 and "2 level shift(s) undone" in a.seasonality.reason
+    assert analyse_seasonality(s, hourly_values=hourly(s)).weekly_strength < 0.1      # shifts left in

@@ -89,3 +89,40 @@ def test_mape_is_nan_when_actuals_touch_zero():
     s.iloc[-5] = 0.0
     b = backtest(hourly_values=s, holdout_days=2)
     assert b.sufficient and np.isnan(b.mape) and np.isfinite(b.mae)
+
+
+def test_an_incident_in_the_history_does_not_blow_up_the_intervals():
+    """Two incident hours at +40 (40 noise sd) in the fitted window: the RMS sigma would be ~2.6x the
+    noise and nearly every held-out hour would fall inside the 80% band; the winsorised sd keeps the
+    band near its nominal coverage."""
+    from core.forecast import robust_sigma_ratio
+
+    h = hourly_series(30, seed=4, slope=0.1)
+    h.iloc[500:502] += 40.0                          # day 20, inside the last two weeks before the hold-out
+    b = backtest(hourly_values=h, holdout_days=3)
+    assert 0.6 <= b.coverage80 <= 0.92, b.summary()
+    # the factor itself, worked by hand: 98 residuals of +-1 and two of +-40; MAD sd = 1.4826, so the
+    # two are clipped at 4.4478: sqrt((98 + 2 * 4.4478^2) / 100) / sqrt((98 + 2 * 1600) / 100)
+    e = np.r_[np.tile([1.0, -1.0], 49), 40.0, -40.0]
+    want = np.sqrt((98 + 2 * (3 * 1.4826) ** 2) / 100) / np.sqrt((98 + 2 * 1600) / 100)
+    assert robust_sigma_ratio(e) == pytest.approx(want)
+    assert robust_sigma_ratio(np.tile([1.0, -1.0], 50)) == 1.0      # nothing to clip
+
+
+def test_inner_hold_out_only_ever_widens_the_intervals():
+    from core.forecast import SeasonalETSForecaster
+
+    clean = hourly_series(21, seed=7)
+    m = SeasonalETSForecaster().fit(clean)
+    assert set(m.calibration_) == {0.8, 0.95} and min(m.calibration_.values()) >= 1.0
+    # the last 3 days step up by 6 noise sd: the inner model (fitted without them) misses the step,
+    # so its standardised errors there are large and the final intervals get wider than uncalibrated
+    stepped = clean.copy()
+    stepped.iloc[-72:] += 6.0
+    wide = SeasonalETSForecaster().fit(stepped)
+    plain = SeasonalETSForecaster(calibration_hours=0).fit(stepped)
+    assert plain.calibration_ == {0.8: 1.0, 0.95: 1.0}
+    assert wide.calibration_[0.8] > 1.5
+    w, p = wide.predict(24), plain.predict(24)
+    np.testing.assert_allclose(w["mean"], p["mean"])                 # the point forecast is untouched
+    np.testing.assert_allclose((w["hi80"] - w["mean"]) / (p["hi80"] - p["mean"]), wide.calibration_[0.8])

@@ -1,4 +1,5 @@
-"""Trends & anomalies page: figure builders, cached analysis, AppTest render and the 2 s benchmark."""
+"""Trends & anomalies page: the core calls behind it (range choices, display values, the range
+analysis with earlier context), figure builders, cached analysis, AppTest render and the 2 s benchmark."""
 
 from __future__ import annotations
 
@@ -38,20 +39,27 @@ def build_bench_db(path: Path = BENCH_DB) -> Path:
 
 # ---------------------------------------------------------------------------- small database
 TINY = "tiny_metric"
+STUCK = "stuck_metric"
 SMALL_KEYS = ('latency_p95_ms{service="api-gateway"}', 'latency_p95_ms{service="checkout"}')
 
 
 def build_trends_small_db(path: Path) -> Path:
-    """2 services x 7 days of latency_p95_ms at 5 minutes (with the generator's incidents) plus a
-    5-point series ``tiny_metric`` that is too short for any analysis."""
+    """2 services x 7 days of latency_p95_ms at 5 minutes (with the generator's incidents), a 5-point
+    series ``tiny_metric`` that is too short for any analysis, and ``stuck_metric``: 3 days of noise
+    at 5 minutes whose exporter froze for 3 hours (36 identical values) on the last day."""
     from core.store import Store
     from data.generate import generate_fleet
 
     points, inc = generate_fleet(services=2, days=7, freq="5min", metrics=["latency_p95_ms"])
     tiny = pd.DataFrame({"series": TINY, "ts": pd.date_range("2026-10-07", periods=5, freq="1min", tz="UTC"),
                          "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    rng = np.random.default_rng(5)
+    v = 50 + rng.normal(0, 2, 3 * 288)
+    v[700:736] = v[700]
+    stuck = pd.DataFrame({"series": STUCK, "ts": pd.date_range("2026-10-05", periods=3 * 288, freq="5min",
+                                                                tz="UTC"), "value": v})
     with Store(path) as s:
-        s.write_points(pd.concat([points, tiny], ignore_index=True), name="small", sha256="trends-small",
+        s.write_points(pd.concat([points, tiny, stuck], ignore_index=True), name="small", sha256="trends-small",
                        fmt="long", actor="test")
         for key in SMALL_KEYS:
             s.set_series_meta(key, unit="ms", kind="histogram_quantile")
@@ -86,9 +94,17 @@ def page_text(at) -> str:
     return texts(at)
 
 
+def run_range(pts: pd.DataFrame, key: str, kind: str = "gauge", unit: str = "", **kw):
+    """core.analysis.analyse_range of one series of a points frame."""
+    from core.analysis import analyse_range
+    from core.frame import series_values
+
+    return analyse_range(series_values(pts, key), kind=kind, unit=unit, series=key, **kw)
+
+
 # ---------------------------------------------------------------------------- choices
 def test_filter_keys_matches_every_word_case_insensitively():
-    from ui.trends import filter_keys
+    from core.explore import filter_keys
 
     keys = ['cpu{host="a",zone="eu"}', 'cpu{host="b",zone="us"}', 'mem{host="a",zone="us"}']
     assert filter_keys(keys, "") == keys
@@ -98,7 +114,7 @@ def test_filter_keys_matches_every_word_case_insensitively():
 
 
 def test_resolve_range_counts_back_from_the_last_point():
-    from ui.trends import resolve_range
+    from core.explore import resolve_range
 
     first, last = pd.Timestamp("2026-10-01", tz="UTC"), pd.Timestamp("2026-10-30 23:59", tz="UTC")
     assert resolve_range("last 1 day", first, last) == (pd.Timestamp("2026-10-29 23:59", tz="UTC"), last)
@@ -112,7 +128,11 @@ def test_resolve_range_counts_back_from_the_last_point():
 
 
 def test_histogram_quantile_is_never_averaged():
-    from ui.trends import aggregations, display_points
+    from core.explore import aggregations, display_values
+    from core.frame import series_values
+
+    def display_points(pts, key, kind, start, end, resolution="raw", how="median"):
+        return display_values(series_values(pts, key), kind, start, end, resolution, how)
 
     assert "mean" not in aggregations("histogram_quantile")
     assert "mean" in aggregations("gauge")
@@ -134,18 +154,22 @@ def test_histogram_quantile_is_never_averaged():
 
 
 def test_counters_are_shown_and_analysed_as_per_second_rates():
-    from ui.trends import analyse, display_points
+    from core.explore import display_values
+    from core.frame import series_values
 
     ts = pd.date_range("2026-01-01", periods=400, freq="1min", tz="UTC")
     total = np.cumsum(np.full(400, 60.0))              # +60 per minute = 1 per second
     total[200:] -= total[199]                          # a counter reset: restarts from 0 after point 199
     pts = pd.DataFrame({"series": "req_total", "ts": ts, "value": total})
-    d = display_points(pts, "req_total", "counter", ts[0], ts[-1])
+    d = display_values(series_values(pts, "req_total"), "counter", ts[0], ts[-1])
     assert np.isnan(d["value"].iloc[0])                # no rate before the second sample
     assert np.allclose(d["value"].iloc[1:], 1.0)       # the reset is handled, not a negative spike
-    res = analyse(pts, "req_total", "counter", horizon_days=None)
-    assert res.baseline.value.median.value == pytest.approx(1.0)
-    assert res.quality.value.counter_resets == 1       # quality is judged on the stored counter
+    res = run_range(pts, "req_total", "counter", horizon_days=None)
+    assert res.baseline.median.value == pytest.approx(1.0)
+    assert res.quality.counter_resets == 1             # quality is judged on the stored counter
+    # a range starting mid-series: its first rate uses the point before it (context), not NaN
+    part = display_values(series_values(pts, "req_total"), "counter", ts[100], ts[-1])
+    assert part["value"].iloc[0] == 1.0 and len(part) == 300
 
 
 # ---------------------------------------------------------------------------- causal band
@@ -156,7 +180,7 @@ def _hourly_days(days: int) -> pd.Series:
 
 
 def test_band_steps_is_causal_and_falls_back_to_the_day_worked_by_hand():
-    from ui.trends import band_steps
+    from core.seasonality import hourly_band as band_steps
 
     s = _hourly_days(5)                                # value = 10 * day + hour
     b = band_steps(s).set_index("ts")
@@ -191,7 +215,7 @@ def _synthetic(days: int = 14, *, slope_per_day: float = 0.0, seed: int = 3) -> 
 
 
 def test_analyse_flags_a_planted_spike_and_excludes_incident_points():
-    from ui.trends import analyse, resolve_range
+    from core.explore import resolve_range
 
     pts = _synthetic(14)
     spike_at = pd.Timestamp("2026-01-17 10:00", tz="UTC")   # day 12, inside the last 7 days
@@ -199,52 +223,69 @@ def test_analyse_flags_a_planted_spike_and_excludes_incident_points():
     inc = pd.DataFrame({"series": ["lat"], "start": [pd.Timestamp("2026-01-15 08:00", tz="UTC")],
                         "end": [pd.Timestamp("2026-01-15 10:00", tz="UTC")]})
     start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
-    res = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
-    # 08:00 to 10:00 inclusive at 5 minutes = 25 points left out of the baseline
-    assert res.baseline.value.n_excluded == 25
-    a = res.anomalies.value
+    res = run_range(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
+    # 08:00 to 10:00 inclusive at 5 minutes = 25 points left out of the baseline (plus any detected
+    # outage: the EWMA member's echo of the spike currently makes it a 3-point episode, see
+    # tests/test_analysis.py::test_a_lone_spike_is_not_an_outage)
+    assert res.excluded["incidents"] == 25
+    assert res.baseline.n_excluded == 25 + res.excluded["outages"]
+    assert res.outages.empty or list(res.outages["start"]) == [spike_at]
+    a = res.anomalies
     assert spike_at in set(a["ts"]), a
     hit = a.set_index("ts").loc[spike_at]
     assert hit["score"] >= 0.9999 and hit["detectors"]
-    assert "before the range" in res.anomaly_note
-    kept = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, exclude_incidents=False,
-                   horizon_days=1)
-    assert kept.baseline.value.n_excluded == 0
-    assert kept.baseline.value.n == res.baseline.value.n + 25
+    assert "before the range" in res.anomaly_note and res.detections.scope == "before"
+    assert res.detections.train_end == start and a["ts"].min() >= start      # every point of the range scored
+    kept = run_range(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, exclude_incidents=False,
+                     horizon_days=1)
+    assert kept.baseline.n_excluded == kept.excluded["outages"] == res.excluded["outages"]
+    assert kept.baseline.n == res.baseline.n + 25
     # no trend was planted: the verdict must not claim one
-    assert res.trend.value.verdict.startswith("no significant trend"), res.trend.value.verdict
-    fc = res.forecast.value
+    assert res.trend.verdict.startswith("no significant trend"), res.trend.verdict
+    fc = res.forecast
     assert fc.sufficient and len(fc.frame) == 24 and fc.frame["ts"].iloc[0] > end
 
 
 def test_analyse_measures_a_planted_trend():
-    from ui.trends import analyse, trend_text
+    from core.wording import trend_text
 
     pts = _synthetic(10, slope_per_day=2.0)
-    res = analyse(pts, "lat", "gauge", "ms")
-    t = res.trend.value
+    res = run_range(pts, "lat", "gauge", "ms")
+    t = res.trend
     assert t.slope_per_day == pytest.approx(2.0, abs=0.05)
-    assert trend_text(res.trend).startswith("rising")
+    assert trend_text(t).startswith("rising")
     # no history before the range: the start of it trains the detectors and is said to
     assert "not scored" in res.anomaly_note
 
 
 def test_thin_series_say_insufficient_instead_of_a_number():
-    from ui.trends import analyse, anomaly_text, baseline_text, forecast_text, seasonality_text, trend_text
+    from core.errors import InsufficientDataError
+    from core.wording import (
+        anomaly_text,
+        baseline_text,
+        forecast_text,
+        seasonality_text,
+        shifts_text,
+        trend_text,
+    )
 
     ts = pd.date_range("2026-01-01", periods=5, freq="1min", tz="UTC")
     pts = pd.DataFrame({"series": "t", "ts": ts, "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
-    res = analyse(pts, "t")
-    for text in (trend_text(res.trend), seasonality_text(res.seasonality), baseline_text(res.baseline),
-                 forecast_text(res.forecast, res.backtest), anomaly_text(res)):
+    res = run_range(pts, "t")
+    for text in (trend_text(res.trend), seasonality_text(res.seasonality), baseline_text(res),
+                 forecast_text(res.forecast, res.backtest), anomaly_text(res), shifts_text(res.change_points)):
         assert text.startswith("Insufficient data"), text
-    assert "at least 30" in baseline_text(res.baseline)           # the reason, not a median
-    assert res.quality.value.grade == "insufficient"
+    assert "at least 30" in baseline_text(res)                    # the reason, not a median
+    assert res.quality.grade == "insufficient"
+    with pytest.raises(InsufficientDataError, match="no points between"):
+        run_range(pts, "t", start=ts[-1] + pd.Timedelta("1min"))
 
 
 # ---------------------------------------------------------------------------- figures
 def test_trends_figure_draws_every_layer():
-    from ui.trends import analyse, heatmap_figure, resolve_range, shifts_text, trends_figure
+    from core.explore import resolve_range
+    from core.wording import shifts_text
+    from ui.trends import heatmap_figure, trends_figure
 
     pts = _synthetic(14)
     pts.loc[pts["ts"] >= pd.Timestamp("2026-01-15", tz="UTC"), "value"] += 30   # a level shift
@@ -252,7 +293,7 @@ def test_trends_figure_draws_every_layer():
                         "start": pd.to_datetime(["2026-01-14", "2026-01-16", "2026-01-06"], utc=True),
                         "end": pd.to_datetime(["2026-01-14 01:00", "2026-01-16 02:00", "2026-01-06 01:00"], utc=True)})
     start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
-    res = analyse(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
+    res = run_range(pts, "lat", "gauge", "ms", start=start, end=end, incidents=inc, horizon_days=1)
     disp = pts[pts["ts"] >= start][["ts", "value"]]
     fig = trends_figure(disp, res)
     names = [t.name for t in fig.data]
@@ -260,15 +301,16 @@ def test_trends_figure_draws_every_layer():
                  "anomaly"):
         assert name in names, names
     shapes = fig.layout.shapes
-    assert sum(s.type == "rect" for s in shapes) == 2             # the two incidents inside the range
-    assert list(fig.layout.xaxis.range) == [start, res.forecast.value.frame["ts"].iloc[-1]]
-    cps = res.changes.value.points
+    # the two incidents inside the range, plus one amber rectangle per detected outage
+    assert sum(s.type == "rect" for s in shapes) == 2 + len(res.outages)
+    assert list(fig.layout.xaxis.range) == [start, res.forecast.frame["ts"].iloc[-1]]
+    cps = res.change_points.points
     assert len(cps) >= 1
     assert any(abs((p.ts - pd.Timestamp("2026-01-15", tz="UTC")).total_seconds()) <= 3 * 3600 for p in cps)
     assert sum(s.type == "line" for s in shapes) == len(cps)
     diamonds = next(t for t in fig.data if t.name == "level shift")
     assert len(diamonds.x) == len(cps)
-    assert shifts_text(res).startswith("Level shifts") and "+" in shifts_text(res)
+    assert shifts_text(res.change_points).startswith("Level shifts") and "+" in shifts_text(res.change_points)
     marker = next(t for t in fig.data if t.name == "anomaly")
     assert "detectors" in marker.hovertemplate and "confidence" in marker.hovertemplate
     prof = pd.DataFrame(np.tile(np.arange(24.0), (7, 1)))
@@ -278,8 +320,8 @@ def test_trends_figure_draws_every_layer():
 
 # ---------------------------------------------------------------------------- the page
 def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_db):
+    from core.explore import resolve_range
     from ui import state
-    from ui.trends import analyse, resolve_range
 
     at = run_page(small_trends_db)
     assert not at.exception, [e.value for e in at.exception]
@@ -291,9 +333,11 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     s = state._store(str(small_trends_db))          # the app's own connection (one per file)
     pts, inc = s.get_points(key), s.list_incidents(key)
     start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
-    expected = analyse(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc)
-    assert expected.trend.value.sufficient
-    assert expected.trend.value.verdict in page_text(at)
+    expected = run_range(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc)
+    assert expected.trend.sufficient
+    assert expected.trend.verdict in page_text(at)
+    assert at.toggle(key="trends.outages").value is True          # outages excluded by default, and said so
+    assert "Outages." in page_text(at)
     # a tiny series: every stage says it is insufficient, no exception
     at.selectbox(key="trends.series").set_value(TINY).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -400,3 +444,21 @@ def test_page_renders_within_2s_on_the_100_service_benchmark(small_trends_db):
         assert statistics.median(cold) <= 2.0
     else:
         warnings.warn(f"load average {load:.1f} >= {os.cpu_count()} cores: wall-clock time not judged", stacklevel=1)
+
+
+def test_page_shows_detected_outages_and_the_exclusion_toggle(small_trends_db):
+    at = run_page(small_trends_db)
+    at.selectbox(key="trends.series").set_value(STUCK).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = page_text(at)
+    # the frozen stretch 10:20-13:15 (36 points) is a stuck value; the detectors flag it too, as an
+    # episode 11:25-13:20 (the jump back at 13:20 included): 37 points in all, one row per cause
+    assert "2 detected outage(s) covering 37 points of the range, left out of the baseline" in text
+    assert "37 detected-outage points excluded" in text
+    table = next(d.value for d in at.dataframe if "cause" in d.value.columns)
+    assert list(table["cause"]) == ["stuck value", "anomaly episode"] and list(table["points"]) == [36, 24]
+    assert list(table["minutes"]) == [175.0, 115.0]                   # 36 and 24 points 5 minutes apart
+    at.toggle(key="trends.outages").set_value(False).run()
+    assert not at.exception
+    text = page_text(at)
+    assert "kept in the baseline and the band" in text and "detected-outage points excluded" not in text

@@ -1,0 +1,123 @@
+"""Sentences that report analysis results: a verdict with its evidence, or why there is none.
+
+Every function takes core result objects (:mod:`core.analysis`, :mod:`core.trend`, ...) and returns
+plain text (Markdown-safe, no HTML). A stage without enough data always reads
+"Insufficient data for ...: <reason>", never a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.analysis import Analysis
+from core.forecast import Backtest, Forecast
+from core.trend import ChangePoints, Trend
+
+
+def _num(x: float, unit: str = "") -> str:
+    return f"{x:.4g}{' ' + unit if unit else ''}"
+
+
+def _insufficient(what: str, reason: str) -> str:
+    return f"Insufficient data for {what}: {reason or 'no reason given'}"
+
+
+def trend_text(trend: Trend) -> str:
+    """The trend verdict (direction, slope per day, p-value) or why none could be tested."""
+    return trend.verdict if trend.sufficient else _insufficient("a trend", trend.reason)
+
+
+def seasonality_text(seas: Any) -> str:
+    """Daily/weekly seasonality verdict (:class:`core.seasonality.Seasonality`)."""
+    if not seas.sufficient:
+        return _insufficient("seasonality", seas.reason)
+    return seas.verdict + (f" ({seas.reason})" if seas.reason else "")
+
+
+def baseline_text(a: Analysis) -> str:
+    """Median with its 95% CI, the p95 and how many raw points it comes from, and what was left out."""
+    b, unit = a.baseline, a.unit
+    if not b.sufficient:
+        return _insufficient("a baseline", b.reason)
+    m = b.median
+    head = f"median {_num(m.value, unit)}"
+    head += f" (95% CI {m.lower:.4g} to {m.upper:.4g})" if m.sufficient else f" (no honest CI: {m.reason})"
+    parts = [head]
+    p95 = b.percentiles.get(0.95)
+    if p95 is not None:
+        parts.append(f"p95 {_num(p95.value, unit)} from {b.n:,} raw points")
+    n_inc, n_out = a.excluded.get("incidents", 0), a.excluded.get("outages", 0)
+    if n_inc:
+        parts.append(f"{n_inc:,} incident points excluded")
+    if n_out:
+        parts.append(f"{n_out:,} detected-outage points excluded")
+    return "; ".join(parts)
+
+
+def quality_text(q: Any) -> str:
+    """Quality grade and score with the first issues (:class:`core.quality.SeriesQuality`)."""
+    if q is None:
+        return "Quality not assessed."
+    if q.score is None:
+        return f"grade insufficient: only {q.points} points" + (f" ({'; '.join(q.issues)})" if q.issues else "")
+    return f"grade {q.grade} (score {q.score:.0f}/100)" + (f": {'; '.join(q.issues[:3])}" if q.issues else "")
+
+
+def forecast_text(fc: Forecast, bt: Backtest | None) -> str:
+    """Forecast horizon and method, with the measured hold-out coverage of its intervals."""
+    if not fc.sufficient:
+        return _insufficient("a forecast", fc.reason)
+    out = f"{fc.horizon_hours / 24:g}-day forecast of hourly medians ({fc.method}) with 80%/95% intervals"
+    if bt is None:
+        return out + "; no backtest run"
+    return out + "; " + bt.summary()
+
+
+def anomaly_text(a: Analysis) -> str:
+    """How many points of the range were flagged, and how the detectors were trained."""
+    d = a.detections
+    if d is None:
+        return "Anomaly detection not run."
+    if not d.sufficient:
+        return _insufficient("anomaly detection", d.reason) + (f" ({d.note})" if d.note else "")
+    return f"{len(d.anomalies)} anomalies in the range ({d.note})"
+
+
+def outage_text(a: Analysis, excluded: bool = True) -> str:
+    """Detected outages in the range and whether they were left out of the baseline and band."""
+    n = len(a.outages)
+    if not n:
+        return "No outage detected in the range."
+    pts = int(np.sum(a.outage_mask))
+    use = ("left out of the baseline, the band's history and the detectors' training" if excluded
+           else "kept in the baseline and the band")
+    return f"{n} detected outage(s) covering {pts:,} points of the range, {use}."
+
+
+def shifts_frame(cp: ChangePoints) -> pd.DataFrame:
+    """Level shifts as rows ``ts, level_before, level_after, change`` (empty when none or insufficient)."""
+    if not cp.sufficient:
+        return ChangePoints(False).to_frame()
+    return cp.to_frame()
+
+
+def shifts_text(cp: ChangePoints, unit: str = "", top: int = 3) -> str:
+    """The largest level shifts as a sentence, or why none could be looked for."""
+    if not cp.sufficient:
+        return _insufficient("change points", cp.reason)
+    caveat = ""
+    if 168 not in cp.periods:
+        caveat = (" With under 4 weeks of data the weekly pattern is not modelled: a weekend can look "
+                  "like a shift.")
+    df = cp.to_frame()
+    if not len(df):
+        return "No level shift found." + caveat
+    big = df.reindex(df["change"].abs().sort_values(ascending=False).index).head(top)
+    u = f" {unit}" if unit else ""
+    items = "; ".join(f"{ts:%Y-%m-%d %H:%M} {c:+.3g}{u}" for ts, c in zip(big["ts"], big["change"], strict=True))
+    more = f" (largest {top} of {len(df)})" if len(df) > top else ""
+    how = " (multiplicative: fitted on the log scale)" if cp.scale == "log" else ""
+    return f"Level shifts{more}{how}: {items}.{caveat}"
