@@ -4,6 +4,7 @@ re-upload, overlap counting, atomicity, csvsafe, the CLI and the benchmark."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -406,8 +407,16 @@ def test_cli_ingest_summary_and_failure(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- benchmark
 @pytest.mark.bench
-def test_bench_ingest_ratio():
-    from bench.ingest import run
+def test_bench_ingest_ratio(tmp_path_factory):
+    """Store.ingest of 4.32M rows costs at most 1.5 x DuckDB's bare read_csv in CPU time (robust to a
+    busy machine); the wall-clock ratio is printed, not judged. Everything is built in a tmp dir."""
+    from bench.ingest import GOAL, run
 
-    res = run(repeat=3)
-    assert res["ratio"] <= 1.5, res
+    work = tmp_path_factory.mktemp("bench_ingest")
+    try:
+        res = run(repeat=3, bench_dir=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)   # the 267 MB CSV
+    print(f"\nwall ratio {res['wall_ratio']:.2f}, CPU ratio {res['cpu_ratio']:.2f} (load average "
+          f"{res['load_before']:.1f} -> {res['load_after']:.1f} on {res['cores']:.0f} cores)")
+    assert res["cpu_ratio"] <= GOAL, res
