@@ -470,11 +470,12 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                    author: str, reason: str, effective_at: datetime | None, now: datetime,
                    judge: SignificanceConfig | None, source: str, action: str,
                    meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None,
-                   undo_ok: bool = False) -> PolicyVersion:
+                   undo_ok: bool = False, actor: str | None = None) -> PolicyVersion:
     """Check-and-insert one version plus its audit entry in one transaction. ``judge`` None: no approval
     needed; else significance is judged (:func:`_judge`) against the version in force at ``now`` and the
     last reviewed one, inside the transaction. ``undo_ok``: restoring the version in force before the
-    current one needs no approval (a rollback's undo)."""
+    current one needs no approval (a rollback's undo). ``actor``: who the audit entry names (default the
+    author)."""
     content, chash = canonical_content(rule_dicts)
     try:
         with store.transaction():
@@ -510,7 +511,7 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                 detail["undo_of"] = j.undo_of
             if j.reviewed is not None:
                 detail["reviewed_version"] = j.reviewed
-            audit.record(store, author, action, object=f"policy:{policy}@v{number}",
+            audit.record(store, actor or author, action, object=f"policy:{policy}@v{number}",
                          reason=f"{reason} (bootstrap: no policy in force)" if bootstrap else reason,
                          detail=detail, before_hash=before["content_hash"] if before else None,
                          after_hash=chash, now=now)
@@ -841,10 +842,13 @@ def import_yaml(store: Store, text: str, *, user: User, reason: str, base_versio
                  source=source)
 
 
-def seed_demo_policy(store: Store, path: str | Path | None = None, now: Any = None) -> PolicyVersion | None:
+def seed_demo_policy(store: Store, path: str | Path | None = None, now: Any = None, *,
+                     actor: str = "seed") -> PolicyVersion | None:
     """Import ``data/demo_policy.yaml`` as version 1 of ``default`` if the store has no policy yet.
 
-    The seed is a bootstrap, not a change to rules in force, so it needs no approval. Returns the new
+    The seed is a bootstrap, not a change to rules in force, so it needs no approval. The version's
+    author is always ``"seed"`` (it marks the bootstrap content); ``actor`` is who the audit entry names
+    as having performed it (``data.generate.write_demo`` passes ``"demo-generator"``). Returns the new
     version, or None when a policy already existed.
     """
     from core.export import policy_from_yaml
@@ -858,6 +862,6 @@ def seed_demo_policy(store: Store, path: str | Path | None = None, now: Any = No
         return _write_version(store, DEFAULT_POLICY, dicts, base_version=0, author="seed",
                               reason=f"demo policy from {p.name}", effective_at=None, now=_now(now),
                               judge=None, source="seed", action="policy.seed",
-                              meta=meta)
+                              meta=meta, actor=actor)
     except ConflictError:  # another session seeded it first
         return None

@@ -80,6 +80,7 @@ AFFECTED = {
 }
 DECIMALS = {"latency_p95_ms": 1, "error_rate_pct": 3, "cpu_pct": 2, "memory_pct": 2, "request_rate": 2}
 INCIDENTS_FILE = "incidents.csv"
+DEMO_ACTOR = "demo-generator"   # who the audit trail names for every write of write_demo
 
 
 def service_names(n: int) -> list[str]:
@@ -330,12 +331,13 @@ class _CsvWriter:
 
 def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, *, services: int = 12,
                days: float = 30, seed: int = 7, freq: str = "1min", metrics: Sequence[str] | None = None,
-               start: Any = DEFAULT_START, verbose: bool = False) -> dict[str, Any]:
+               start: Any = DEFAULT_START, verbose: bool = False, actor: str = DEMO_ACTOR) -> dict[str, Any]:
     """Write the demo CSVs (one per service + ``incidents.csv``) and, with ``db``, load them.
 
     Loading goes through ``Store.ingest`` on each CSV (the real upload path), then sets each
     series' kind and unit, imports the incidents (replacing an earlier demo import) and calls
-    ``core.policy.seed_demo_policy(store)`` when that exists. Returns a summary dict.
+    ``core.policy.seed_demo_policy(store)`` when that exists. Every write is audited as ``actor``
+    (default ``"demo-generator"``). Returns a summary dict.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -373,16 +375,16 @@ def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, 
         t1 = time.perf_counter()
         store = Store(db)
         try:
-            reports = [store.ingest(f) for f in files]
+            reports = [store.ingest(f, actor=actor) for f in files]
             for key in pd.unique(points["series"]):
                 kind, unit = METRICS[key.split("{", 1)[0]]
-                store.set_series_meta(key, unit=unit, kind=kind)
-            import_incidents(store, inc_path, name=f"demo/{INCIDENTS_FILE}", replace=True)
+                store.set_series_meta(key, unit=unit, kind=kind, actor=actor)
+            import_incidents(store, inc_path, name=f"demo/{INCIDENTS_FILE}", replace=True, actor=actor)
             policy = None
             try:
                 from core.policy import seed_demo_policy
 
-                policy = seed_demo_policy(store)
+                policy = seed_demo_policy(store, actor=actor)
             except (ImportError, AttributeError):
                 pass
         finally:

@@ -24,8 +24,9 @@ active = pol.active_version(store, pu.POLICY)
 latest = versions[-1].number if versions else 0
 now = pd.Timestamp.now(tz="UTC")
 
+# keyed: the browser remembers the open tab by this key, so a rerun (e.g. after a write) keeps it open
 t_active, t_hist, t_appr, t_audit, t_io = st.tabs(
-    ["Active policy", "History & diff", "Approvals & schedule", "Audit log", "Import / export"])
+    ["Active policy", "History & diff", "Approvals & schedule", "Audit log", "Import / export"], key="pol.tabs")
 
 with t_active:
     if active is None:
@@ -133,9 +134,15 @@ with t_io:
                 pu.request("import", text=text, name=name, base=latest)
     st.subheader("Export")
     if versions:
-        default = (active or versions[-1]).number
-        n = st.selectbox("Version", [v.number for v in reversed(versions)], format_func=lambda x: f"v{x}",
-                         index=[v.number for v in reversed(versions)].index(default), key="pol.export_v")
+        numbers = [v.number for v in reversed(versions)]
+        in_force = (active or versions[-1]).number
+        # Follow the version in force: whenever it changes (a write here or on another page), select it
+        # again; in between, the user's choice stands. Set through session state so the browser's copy of
+        # the widget is replaced too.
+        if st.session_state.get(pu.EXPORT_FOR) != in_force or st.session_state.get("pol.export_v") not in numbers:
+            st.session_state["pol.export_v"] = in_force
+            st.session_state[pu.EXPORT_FOR] = in_force
+        n = st.selectbox("Version", numbers, format_func=lambda x: f"v{x}", key="pol.export_v")
         v = by_number[n]
         st.download_button("Policy YAML", pu.policy_text(v), file_name=f"{v.policy}-v{v.number}.yaml",
                            mime="application/yaml", icon=":material/download:", key="pol.dl_yaml")

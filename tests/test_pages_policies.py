@@ -231,6 +231,73 @@ def test_broken_audit_chain_is_shown_red(db):
     assert [e.value for e in at.error][0].startswith("Audit chain broken at entry #1:")
 
 
+
+def tab_containers(at) -> list[tuple[int, str]]:
+    """``(position in the main area, block id)`` of each tab container on the page."""
+    from streamlit.testing.v1.element_tree import Block
+
+    main = at._tree.children[0]
+    return [(i, c.proto.id) for i, c in main.children.items()
+            if isinstance(c, Block) and c.proto.WhichOneof("type") == "tab_container"]
+
+
+def test_tabs_keep_their_place_and_key_across_the_flash_after_a_write(db):
+    """The browser remembers the open tab by the container's key, and only while the container stays
+    where it was: the success line after a write must not shift it (the next run drops that line)."""
+    at = open_page("policies.py")
+    before = tab_containers(at)
+    assert len(before) == 1 and before[0][1].endswith("pol.tabs")
+    s = app_store(db)
+    pol.apply(s, "default", add_rule(pol.get_version(s, "default", 1)), base_version=1, user=ED, reason="x")
+    refresh()
+    at.run()
+    at.button(key="pol.rollback").click().run()
+    at.text_input(key="pdlg.reason").input("undo")
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [str(m.value) for m in at.success if "Rolled back" in str(m.value)] == [
+        "Rolled back: v3 has the rules of v1."]                          # the flash is on screen ...
+    assert tab_containers(at) == before
+    at.run()
+    assert not [m for m in at.success if "Rolled back" in str(m.value)]  # ... and gone on the next run
+    assert tab_containers(at) == before
+
+
+def test_export_version_follows_the_version_in_force(db):
+    at = open_page("policies.py")
+    box = lambda: at.selectbox(key="pol.export_v")                       # noqa: E731
+    assert (box().options, box().value) == (["v1"], 1)
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    pol.apply(s, "default", add_rule(v1), base_version=1, user=ED, reason="x")         # a write elsewhere
+    refresh()
+    at.run()
+    assert (box().options, box().value) == (["v2", "v1"], 2)
+    box().set_value(1).run()
+    at.run()
+    assert box().value == 1                                              # the user's choice stands ...
+    at.button(key="pol.rollback").click().run()                          # ... until a write here: v3 = v1
+    at.text_input(key="pdlg.reason").input("back")
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert pol.active_version(s).number == 3
+    assert (box().options, box().value) == (["v3", "v2", "v1"], 3)
+    at.run()
+    assert box().value == 3
+    box().set_value(2).run()                                             # choosing an older one still works
+    assert box().value == 2
+
+
+def test_demo_generator_writes_are_audited_as_demo_generator(db):
+    """Every write ``data.generate.write_demo`` made to the fixture database names its actor."""
+    e = audit.list_audit(app_store(db))
+    assert "unknown" not in set(e["actor"])
+    by_action = e.groupby("action")["actor"].agg(lambda a: sorted(set(a))).to_dict()
+    assert by_action == {"upload": ["demo-generator"], "set_series_meta": ["demo-generator"],
+                         "import_incidents": ["demo-generator"], "policy.seed": ["demo-generator"]}
+    assert len(e[e["action"] == "set_series_meta"]) == 2 * 5                # 2 services x 5 metrics
+
+
 # ---------------------------------------------------------------------------- pure helpers
 def test_diff_frame_and_versions_frame_by_hand():
     from ui import policy_ui as pu

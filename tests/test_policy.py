@@ -498,3 +498,37 @@ def test_cli_import_history_export_rollback(tmp_path, monkeypatch, capsys):
     assert main(["policy", "--db", db, "export", "--format", "yaml"]) == 0
     assert "warning: 80" in capsys.readouterr().out
     assert main(["policy", "--db", db, "verify-audit"]) == 0
+
+
+def test_seed_demo_policy_audits_the_given_actor_keeps_author_seed(s):
+    v = pol.seed_demo_policy(s, now=T0, actor="demo-generator")
+    assert (v.author, v.source) == ("seed", "seed")
+    e = audit.list_audit(s, action="policy.seed")
+    assert e["actor"].tolist() == ["demo-generator"] and e["object"].tolist() == ["policy:default@v1"]
+
+
+def test_cli_prometheus_export_prints_its_warnings_to_stderr(tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+
+    db = str(tmp_path / "cli.duckdb")
+    monkeypatch.setenv("STUDIO_USER", "ed@example.com")
+    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "none.toml"))         # default roles: editor
+    f = tmp_path / "p.yaml"
+    f.write_text("rules:\n  - {name: Quiet, series: 'm{h=\"a\"}', warning: 80}\n")
+    assert main(["policy", "--db", db, "import", str(f)]) == 0
+    capsys.readouterr()
+    assert main(["policy", "--db", db, "export", "--format", "prometheus"]) == 0
+    out, err = capsys.readouterr()
+    assert "WARNING" not in out and "warning" not in err                     # matches the replay: silent
+    # nodata + keep_firing_for: Prometheus keeps firing for 2m where the replay ends the alert
+    f.write_text("rules:\n  - {name: Quiet, series: 'm{h=\"a\"}', warning: 80}\n"
+                 "  - {name: Gap, series: 'm{h=\"b\"}', warning: 5, missing: nodata, keep_firing_for: 2m}\n")
+    assert main(["policy", "--db", db, "import", str(f)]) == 0
+    capsys.readouterr()
+    out_file = tmp_path / "rules.yml"
+    assert main(["policy", "--db", db, "export", "--format", "prometheus", "--out", str(out_file)]) == 0
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(err_lines) == 1
+    assert err_lines[0].startswith("warning: Prometheus will differ from the replay: Gap: ")
+    assert "keep_firing_for (2m)" in err_lines[0]
+    assert out_file.read_text().startswith("# WARNING: Gap: ")                 # and still in the file

@@ -28,6 +28,7 @@ from ui import state
 POLICY = pol.DEFAULT_POLICY
 PENDING = "policy_ui.pending"
 FLASH = "policy_ui.flash"
+EXPORT_FOR = "policy_ui.export_for"   # the version in force when the export selectbox was last reset
 RULE_COLUMNS = ["name", "series", "comparator", "warning", "critical", "for", "keep_firing_for", "recovery",
                 "consecutive", "missing", "unit", "labels"]
 
@@ -189,11 +190,17 @@ def show_pending() -> None:
 
 
 def show_flash() -> None:
-    """Toast and success line for the write made in the previous run, if any. Call near the top."""
+    """Toast and success line for the write made in the previous run, if any. Call near the top.
+
+    Both go into one container that is created on every run, flash or not, so the elements after it
+    keep their place in the page (a success line that comes and goes would shift them, and the
+    browser would remount what follows: unkeyed tabs reopen on their first tab, tables lose their
+    scroll and sort)."""
+    box = st.container()
     msg = st.session_state.pop(FLASH, None)
     if msg:
-        st.toast(msg, icon=":material/check_circle:")
-        st.success(msg, icon=":material/check_circle:")
+        box.toast(msg, icon=":material/check_circle:")
+        box.success(msg, icon=":material/check_circle:")
 
 
 def _confirm(label: str, write: Any, message: Any, default_reason: str = "") -> None:

@@ -24,7 +24,9 @@ from core.errors import StudioError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="default", help="policy name (default: default)")
     sub = parser.add_subparsers(dest="action", required=True)
-    ex = sub.add_parser("export", help="write the active (or a given) version as YAML or Prometheus rules")
+    ex = sub.add_parser("export", help="write the active (or a given) version as YAML or Prometheus rules",
+                        epilog="The Prometheus export prints to stderr each way Prometheus will behave "
+                               "differently from the studio's replay (also '# WARNING:' comments in the file).")
     ex.add_argument("--format", choices=("yaml", "prometheus"), default="yaml")
     ex.add_argument("--out", default=None, help="output file (default: stdout)")
     ex.add_argument("--version", type=int, default=None, help="version number (default: the active one)")
@@ -88,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
                     if not isinstance(sel, dict):
                         raise StudioError(f"{args.mapping}: expected a mapping of series key -> PromQL selector")
                     mapping = export.PromMapping(selectors={str(k): str(s) for k, s in sel.items()})
-                text = export.to_prometheus_yaml(v.rules(), mapping, policy=name, version=v.number)
+                prom = export.prometheus_export(v.rules(), mapping, policy=name, version=v.number)
+                text = prom.to_yaml()
+                # also in the file as comments; on stderr so a reader of the terminal cannot miss them
+                for w in prom.warnings:
+                    print(f"warning: Prometheus will differ from the replay: {w}", file=sys.stderr)
             if args.out:
                 Path(args.out).write_text(text, encoding="utf-8")
                 print(f"wrote {args.format} of {name} v{v.number} to {args.out}", file=sys.stderr)
