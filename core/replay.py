@@ -7,10 +7,22 @@ Evaluation model (the way Prometheus and Grafana evaluate alerting rules)
   evaluation sees the newest sample in ``(t - lookback, t]`` with ``lookback = max(interval, step)``;
   no sample there (a gap in the rows) or a NaN sample means the evaluation has *missing* data. When
   the samples already sit on that grid (the usual export) the evaluations are the samples.
-* Missing data follows ``rule.missing``: ``"nodata"`` (firing and pending stop; each run of missing
-  evaluations is reported as a ``nodata`` episode), ``"keep_last"`` (the last value is carried
-  forward for evaluation only; the gap is still counted as missing) or ``"resolve"`` (a missing value
-  is simply not breaching).
+* Missing data follows ``rule.missing``. In every mode a missing evaluation is, for the alert,
+  "condition false", as in Prometheus, where a series without a sample makes the expression return
+  nothing for it: pending stops, and a firing alert resolves unless ``keep_firing_for`` holds it
+  across the gap (a gap shorter than ``keep_firing_for`` does not split an alert in two). The modes
+  differ in what else happens:
+
+  - ``"nodata"``: each run of missing evaluations is also reported as a ``nodata`` episode (the
+    export's ``<Name>NoData`` alert);
+  - ``"keep_last"``: the last value is carried forward for evaluation (the gap is still counted as
+    missing), but only while it is younger than the window the Prometheus export reads it with,
+    ``last_over_time(x[w])``: ``w = max(lookback, for + (consecutive - 1) x interval)`` where
+    ``lookback`` is :attr:`core.export.PromMapping.lookback` (10 minutes unless ``lookback_s`` says
+    otherwise). A value is carried at evaluation ``t`` while ``t - t_sample < w`` (Prometheus 3's
+    left-open range); after that the evaluation is missing and not breaching. So one breach before a
+    10-hour gap is a 10-minute episode, not a 10-hour one;
+  - ``"resolve"``: nothing else (a missing value is simply not breaching).
 * Per evaluation: *breach* = ``value <comparator> threshold``. The condition becomes *pending* at
   the ``consecutive``-th consecutive breach; it *fires* once it has been pending for ``for_s`` seconds
   (so with ``for_s = 0`` and ``consecutive = 1`` it fires at the first breach). A breach-free
@@ -21,6 +33,10 @@ Evaluation model (the way Prometheus and Grafana evaluate alerting rules)
 * Warning and critical are replayed **separately**, each with its own threshold (and the shared
   recovery threshold): a critical episode is reported as its own row and normally lies inside a
   warning episode. ``Replay.summary(severity=None)`` judges the union ("any level firing").
+
+In-sample: a replay over the stored history says what the rule *would have done* on that history.
+When the thresholds were chosen from the same history, its numbers are in-sample, not a prediction;
+:mod:`core.recommend` checks a suggested rule on a held-out later period.
 
 Episodes
 --------
@@ -54,14 +70,18 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InsufficientDataError, ValidationError
+from core.export import PromMapping
 from core.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
 
-__all__ = ["Replay", "replay", "replay_all", "replay_reference", "sweep", "evaluation_grid", "EPISODE_COLUMNS"]
+__all__ = ["Replay", "replay", "replay_all", "replay_reference", "sweep", "evaluation_grid", "keep_last_window_s",
+           "EPISODE_COLUMNS", "DEFAULT_LOOKBACK_S"]
 
 EPISODE_COLUMNS = ["start", "end", "severity", "peak", "duration_s", "state", "open"]
 WEEK_S = 7 * 86400.0
 MAX_EVALUATIONS = 50_000_000
 MIN_EPISODES_P95 = 20
+#: seconds a ``keep_last`` value is carried at most (with a short ``for``): the export's default lookback
+DEFAULT_LOOKBACK_S = parse_duration(PromMapping.lookback, path="lookback")
 _NS = 1_000_000_000
 
 
@@ -138,6 +158,13 @@ def evaluation_grid(t: np.ndarray, v: np.ndarray, interval_s: float | None = Non
     ``resolution_s`` is the series' sampling step; by default the median step of ``t`` (like a
     scrape interval, it is a property of the whole series, not of any one point).
     """
+    tg, x, interval, _ = _grid(t, v, interval_s, resolution_s)
+    return tg, x, interval
+
+
+def _grid(t: np.ndarray, v: np.ndarray, interval_s: float | None,
+          resolution_s: float | None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """:func:`evaluation_grid` plus the timestamp (ns) of the sample each evaluation sees."""
     n = t.size
     if n < 2 and interval_s is None and resolution_s is None:
         raise InsufficientDataError("need at least 2 points to infer the evaluation interval "
@@ -151,7 +178,7 @@ def evaluation_grid(t: np.ndarray, v: np.ndarray, interval_s: float | None = Non
     if interval <= 0 or step < 0:
         raise ValidationError("evaluation interval must be > 0", path="interval")
     if regular and (n < 2 or interval == step):
-        return t, v, interval
+        return t, v, interval, t
     count = (int(t[-1]) - int(t[0])) // interval + 1
     if count > MAX_EVALUATIONS:
         raise ValidationError(f"{count:,} evaluations at a {interval / _NS:g}s interval; at most "
@@ -159,17 +186,31 @@ def evaluation_grid(t: np.ndarray, v: np.ndarray, interval_s: float | None = Non
     tg = t[0] + np.arange(count, dtype=np.int64) * interval
     j = np.searchsorted(t, tg, side="right") - 1
     ok = t[j] > tg - max(interval, step)
-    return tg, np.where(ok, v[j], np.nan), interval
+    return tg, np.where(ok, v[j], np.nan), interval, t[j]
 
 
-def _ffill(x: np.ndarray) -> np.ndarray:
+def keep_last_window_s(for_s: float, consecutive: int, interval_s: float,
+                       lookback_s: float | str | None = None) -> float:
+    """Seconds a ``keep_last`` value is carried forward: the window the Prometheus export reads it over.
+
+    ``max(lookback, for + (consecutive - 1) x interval)``, the ``last_over_time`` window of
+    :func:`core.export.prometheus_export`; ``lookback_s`` defaults to :data:`DEFAULT_LOOKBACK_S`
+    (:attr:`core.export.PromMapping.lookback`). Durations in seconds (or ``"10m"`` strings).
+    """
+    lb = DEFAULT_LOOKBACK_S if lookback_s is None else parse_duration(lookback_s, path="lookback")
+    return max(lb, float(for_s) + (int(consecutive) - 1) * float(interval_s))
+
+
+def _carry(x: np.ndarray, tg: np.ndarray, src: np.ndarray, window_ns: int) -> np.ndarray:
+    """``keep_last``: each missing evaluation takes the last seen value while that value's sample is
+    younger than ``window_ns`` at the evaluation (``t - t_sample < window``), NaN after that. Causal."""
     ok = ~np.isnan(x)
     if ok.all():
         return x
     idx = np.maximum.accumulate(np.where(ok, np.arange(x.size), -1))
-    out = x[np.maximum(idx, 0)]
-    out[idx < 0] = np.nan
-    return out
+    k = np.maximum(idx, 0)
+    young = (idx >= 0) & (tg - src[k] < window_ns)
+    return np.where(ok, x, np.where(young, x[k], np.nan))
 
 
 def _counts(rule_for_s: float, keep_s: float, consecutive: int, interval_ns: int) -> tuple[int, int]:
@@ -206,7 +247,8 @@ def _firing(x: np.ndarray, thr: Any, comparator: str, recovery: Any, run_need: i
 
     The dense statement of the semantics (kept to cross-check :func:`_fire_runs`, which is faster):
     ``fire_i`` = the breach run ending at i is ``run_need`` long; ``extended_hold_i`` = hold at i, or
-    within ``keep_evals`` evaluations after the last hold (and, under ``nodata``, not missing);
+    within ``keep_evals`` evaluations after the last hold (and not a ``reset``: the sweep's row
+    separators);
     ``S_i = fire_i or (S_{i-1} and extended_hold_i)``. Since ``fire`` implies the extended hold, S is
     true exactly where the current extended-hold run contains a fire at or before i.
     """
@@ -254,7 +296,7 @@ def _fire_runs(b: np.ndarray, h: np.ndarray | None, reset_idx: np.ndarray, run_n
 
     * fire: the part of each breach run from its ``run_need``-th evaluation on;
     * extended hold: each hold run ``[hs, he)`` lengthened to ``he + keep_evals``, cut at the first
-      reset (missing data under ``nodata``) at or after ``he``, and merged with the next hold run
+      reset (the row separators of :func:`sweep`) at or after ``he``, and merged with the next hold run
       when they touch;
     * firing: from the first fire inside an extended-hold run to the end of that run.
 
@@ -339,6 +381,18 @@ def _episodes_of(s: np.ndarray, e: np.ndarray, tg: np.ndarray, x: np.ndarray, se
 
 
 # ----------------------------------------------------------------------------------- result
+def _to_ns(when: Any, path: str) -> int:
+    """A timestamp (str, datetime, Timestamp; naive = UTC) as int64 nanoseconds since the epoch."""
+    try:
+        ts = pd.Timestamp(when)
+    except (TypeError, ValueError):
+        raise ValidationError(f"cannot read {when!r} as a timestamp", path=path) from None
+    if ts is pd.NaT:
+        raise ValidationError("a timestamp is required, got NaT", path=path)
+    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    return int(ts.as_unit("ns").value)
+
+
 @dataclass
 class Replay:
     """Result of :func:`replay`.
@@ -482,6 +536,45 @@ class Replay:
         out["notes"] = notes
         return out
 
+    def period(self, start: Any = None, end: Any = None, severity: str | None = None) -> dict[str, Any]:
+        """Alert load inside one time window of the replay (e.g. a fit period and a held-out one).
+
+        Parameters
+        ----------
+        start, end : timestamp-like, optional
+            The window ``[start, end)`` (UTC); None = from the first / through the last evaluation.
+        severity : str, optional
+            As in :meth:`summary` (None = any level firing).
+
+        Returns
+        -------
+        dict
+            ``span_s`` (seconds, ``end - start``), ``evaluations``, ``missing_evaluations``,
+            ``episodes`` (episodes that *start* in the window), ``episodes_per_week``,
+            ``time_in_alert_s`` (firing evaluations in the window x interval; the last evaluation of
+            the replay has no duration, as in :meth:`summary`) and ``time_in_alert_pct``. Rates are
+            None for an empty window. Consecutive windows add up to :meth:`summary`'s totals.
+        """
+        tg = self.ts_ns
+        mask = self._mask(severity)
+        if tg.size == 0:
+            raise InsufficientDataError("the replay has no evaluations")
+        a = int(tg[0]) if start is None else _to_ns(start, "start")
+        b = int(tg[-1]) if end is None else _to_ns(end, "end")
+        if b < a:
+            raise ValidationError(f"period end {pd.Timestamp(b, tz='UTC')} is before its start "
+                                  f"{pd.Timestamp(a, tz='UTC')}", path="end")
+        inside = (tg >= a) & (tg < b)
+        t_alert = float((mask[:-1] & inside[:-1]).sum()) * self.interval_s
+        eps = self.alert_episodes(severity)
+        st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        n_eps = int(((st >= a) & ((st < b) | ((end is None) & (st <= b)))).sum())
+        span = (b - a) / _NS
+        return {"start": pd.Timestamp(a, tz="UTC"), "end": pd.Timestamp(b, tz="UTC"), "span_s": span,
+                "evaluations": int(inside.sum()), "missing_evaluations": int((self.missing & inside).sum()),
+                "episodes": n_eps, "episodes_per_week": n_eps / (span / WEEK_S) if span > 0 else None,
+                "time_in_alert_s": t_alert, "time_in_alert_pct": 100.0 * t_alert / span if span > 0 else None}
+
     def _score(self, eps: pd.DataFrame, incidents: pd.DataFrame, early_s: float,
                notes: list[str]) -> dict[str, Any]:
         try:
@@ -518,7 +611,8 @@ def _levels(rule: Rule, severity: str | None) -> dict[str, float]:
 
 
 def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = None, *,
-           series: str | None = None, resolution_s: float | None = None) -> Replay:
+           series: str | None = None, resolution_s: float | None = None,
+           lookback_s: float | str | None = None) -> Replay:
     """Replay a rule over one series' history (vectorised; causal).
 
     Parameters
@@ -531,6 +625,10 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
         Replay only this level; default every configured level (each reported separately).
     resolution_s : float, optional
         Sampling step of the series in seconds; default its median step.
+    lookback_s : float or str, optional
+        ``missing: keep_last`` carries a value for at most :func:`keep_last_window_s` seconds
+        (``max(lookback, for + (consecutive - 1) x interval)``); default the export's lookback
+        (:data:`DEFAULT_LOOKBACK_S`). Pass the ``PromMapping.lookback`` you export with.
 
     Returns
     -------
@@ -540,13 +638,14 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
     """
     levels = _levels(rule, severity)
     key, t, v = _one_series(points, rule, series)
-    tg, x, interval = evaluation_grid(t, v, rule.interval_s, resolution_s)
+    tg, x, interval, src = _grid(t, v, rule.interval_s, resolution_s)
     missing = np.isnan(x)
     has_missing = bool(missing.any())
     if rule.missing == "keep_last" and has_missing:
-        x = _ffill(x)
+        window = keep_last_window_s(rule.for_s, rule.consecutive, interval / _NS, lookback_s)
+        x = _carry(x, tg, src, int(round(window * _NS)))
     run_need, keep_evals = _counts(rule.for_s, rule.keep_firing_for_s, rule.consecutive, interval)
-    reset_idx = np.flatnonzero(missing) if rule.missing == "nodata" else np.empty(0, np.int64)
+    reset_idx = np.empty(0, np.int64)          # a missing evaluation is "condition false", never a reset
     hold = None
     if rule.recovery is not None:
         hold = (x >= rule.recovery) if rule.comparator in (">", ">=") else (x <= rule.recovery)
@@ -562,7 +661,8 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
                   missing=missing, runs=runs, interval_s=interval / _NS)
 
 
-def replay_all(rule: Rule, points: pd.DataFrame, severity: str | None = None) -> dict[str, Replay]:
+def replay_all(rule: Rule, points: pd.DataFrame, severity: str | None = None, *,
+               lookback_s: float | str | None = None) -> dict[str, Replay]:
     """Replay a rule over every series of a points frame that it selects (glob rules), by key.
 
     Raises :class:`ValidationError` when the rule selects none of the frame's series.
@@ -576,11 +676,12 @@ def replay_all(rule: Rule, points: pd.DataFrame, severity: str | None = None) ->
         raise ValidationError(f"rule {rule.name!r} selects none of the {len(keys)} series "
                               f"(pattern {rule.series!r})", path="series")
     groups = dict(tuple(points.groupby("series", sort=False)))
-    return {k: replay(rule, groups[k], severity, series=k) for k in chosen}
+    return {k: replay(rule, groups[k], severity, series=k, lookback_s=lookback_s) for k in chosen}
 
 
 def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = None, *,
-                     series: str | None = None, resolution_s: float | None = None) -> pd.DataFrame:
+                     series: str | None = None, resolution_s: float | None = None,
+                     lookback_s: float | str | None = None) -> pd.DataFrame:
     """Plain-loop replay (one state machine step per evaluation); the specification :func:`replay` is tested
     against. Slow: use it on small inputs only. Returns the episodes frame only."""
     levels = _levels(rule, severity)
@@ -595,16 +696,18 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
     lookback = max(interval, step)
     for_ns = round(rule.for_s * _NS)
     keep_ns = round(rule.keep_firing_for_s * _NS)
+    carry_ns = round(keep_last_window_s(rule.for_s, rule.consecutive, interval / _NS, lookback_s) * _NS)
     up = rule.comparator in (">", ">=")
 
     # evaluation grid, walking a pointer over the samples
-    times, seen, p = [], [], 0
+    times, seen, sample_ts, p = [], [], [], 0
     g = int(t[0])
     while g <= int(t[-1]):
         while p + 1 < n and int(t[p + 1]) <= g:
             p += 1
         times.append(g)
         seen.append(float(v[p]) if int(t[p]) > g - lookback else math.nan)
+        sample_ts.append(int(t[p]))
         g += interval
 
     def breach(x: float, thr: float) -> bool:
@@ -619,37 +722,35 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
 
     rows = []
     for order, (sev, thr) in enumerate(levels.items()):
-        firing, count, active_at, keep_since, last = False, 0, None, None, math.nan
+        firing, count, active_at, keep_since, last, last_ts = False, 0, None, None, math.nan, None
         ep_start, peak = None, math.nan
-        for i, (tt, raw) in enumerate(zip(times, seen, strict=True)):
+        for i, (tt, raw, src) in enumerate(zip(times, seen, sample_ts, strict=True)):
             x = raw
             if not math.isnan(raw):
-                last = raw
-            elif rule.missing == "keep_last":
-                x = last
+                last, last_ts = raw, src
+            elif rule.missing == "keep_last" and last_ts is not None and tt - last_ts < carry_ns:
+                x = last        # carried while younger than the export's last_over_time window
             was = firing
-            if math.isnan(raw) and rule.missing == "nodata":
-                firing, count, active_at, keep_since = False, 0, None, None
-            else:
-                br = breach(x, thr)
-                count = count + 1 if br else 0
-                if firing:
-                    hold = br if rule.recovery is None else not_recovered(x)
-                    if hold:
-                        keep_since = None
-                    else:
-                        if keep_since is None:
-                            keep_since = tt
-                        if not tt - keep_since < keep_ns:
-                            firing, keep_since, active_at = False, None, None
-                if not firing:
-                    if count >= rule.consecutive:
-                        if active_at is None:
-                            active_at = tt
-                        if tt - active_at >= for_ns:
-                            firing, keep_since = True, None
-                    else:
-                        active_at = None
+            # every mode: a missing value that is not carried is simply "condition false"
+            br = breach(x, thr)
+            count = count + 1 if br else 0
+            if firing:
+                hold = br if rule.recovery is None else not_recovered(x)
+                if hold:
+                    keep_since = None
+                else:
+                    if keep_since is None:
+                        keep_since = tt
+                    if not tt - keep_since < keep_ns:
+                        firing, keep_since, active_at = False, None, None
+            if not firing:
+                if count >= rule.consecutive:
+                    if active_at is None:
+                        active_at = tt
+                    if tt - active_at >= for_ns:
+                        firing, keep_since = True, None
+                else:
+                    active_at = None
             if firing and not was:
                 ep_start, peak = tt, x
             elif firing:
@@ -752,7 +853,7 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
           for_s: float | str = 0.0, keep_firing_for_s: float | str = 0.0, recovery_offset: float | None = None,
           consecutive: int = 1, missing: str = "nodata", interval_s: float | str | None = None,
           series: str | None = None, resolution_s: float | None = None, incidents: pd.DataFrame | None = None,
-          early_s: float = 0.0, block: int = 2_000_000) -> pd.DataFrame:
+          early_s: float = 0.0, block: int = 2_000_000, lookback_s: float | str | None = None) -> pd.DataFrame:
     """Replay one rule shape at many candidate thresholds at once (vectorised across thresholds).
 
     Parameters
@@ -775,6 +876,8 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
         Seconds before an incident an alert may start and still count as catching it.
     block : int
         Work in blocks of about this many (threshold x evaluation) cells to bound memory.
+    lookback_s : float or str, optional
+        How long ``missing="keep_last"`` carries a value, as in :func:`replay`.
 
     Returns
     -------
@@ -803,12 +906,12 @@ def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequenc
     k_s = parse_duration(keep_firing_for_s, path="keep_firing_for")
     i_s = parse_duration(interval_s, path="interval") if interval_s is not None else None
     key, t, v = _one_series(points, None, series)
-    tg, x, interval = evaluation_grid(t, v, i_s, resolution_s)
+    tg, x, interval, src = _grid(t, v, i_s, resolution_s)
     miss = np.isnan(x)
     if missing == "keep_last" and miss.any():
-        x = _ffill(x)
-    base = np.flatnonzero(miss) if missing == "nodata" else np.empty(0, np.int64)
-    base = np.append(base, x.size)              # each row ends in a separator that stops everything
+        window = keep_last_window_s(f_s, int(consecutive), interval / _NS, lookback_s)
+        x = _carry(x, tg, src, int(round(window * _NS)))
+    base = np.array([x.size], dtype=np.int64)   # each row ends in a separator that stops everything
     run_need, keep_evals = _counts(f_s, k_s, int(consecutive), interval)
     n = x.size
     width = n + 1

@@ -208,9 +208,11 @@ class Rule:
         Fire only after this many consecutive breaching evaluations (>= 1); combined with
         ``for_s``, pending starts at the N-th consecutive breach.
     missing : {"nodata", "keep_last", "resolve"}
-        Missing data: ``"nodata"`` stops firing (and pending) and reports a separate no-data
-        episode; ``"keep_last"`` carries the last value forward during gaps, for evaluation only;
-        ``"resolve"`` treats a missing value as not breaching.
+        Missing data. In every mode a missing evaluation counts as "condition false" (as in
+        Prometheus: pending stops, a firing alert resolves unless ``keep_firing_for`` holds it).
+        ``"nodata"`` also reports each gap as a separate no-data episode; ``"keep_last"`` carries
+        the last value forward for evaluation, for at most the export's lookback (see
+        :mod:`core.replay`); ``"resolve"`` does nothing more.
     matchers : dict, optional
         Extra label matchers (label -> exact value or glob); all must match.
     labels : dict, optional

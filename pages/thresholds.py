@@ -58,11 +58,29 @@ if matches:
                + (": a change applies to all of them." if len(selected) > 1 else "."))
 elif draft is not None and draft["series"] == key:
     base_rule, is_new = draft, True
-    st.caption(f"New rule **{draft['name']}**, defaults from this series' 99th and 99.9th percentiles.")
+    st.caption(f"New rule **{draft['name']}**: warning and critical at the 99th and 99.9th percentiles of the "
+               f"first {1 - tui.HOLDOUT:.0%} of this series' history (labelled incidents left out).")
+    sug = ss.get(tui.SUGGESTION)
+    if sug is not None:
+        with st.expander("Held-out check of the suggested levels"
+                         + ("" if sug.sufficient else " (insufficient)"), expanded=True):
+            st.caption(f"Predicted from the fit period, measured on the last {tui.HOLDOUT:.0%} of the history "
+                       f"(from {sug.split:%Y-%m-%d %H:%M} UTC), for warning {sug.warning:g}"
+                       + (f" / critical {sug.critical:g}" if sug.critical is not None else "")
+                       + ", any level firing. Moving the sliders does not update this table.")
+            st.dataframe(sug.rows(), hide_index=True, width="stretch")
+            for line in sug.notes:
+                st.caption(line)
 else:
     st.info("No rule in force matches this series.", icon=":material/rule:")
     if st.button("New rule for this series", icon=":material/add:", key="thr.new"):
-        ss[tui.DRAFT] = tui.suggest_rule(data, [r["name"] for r in snap["rules"]])
+        try:
+            sug = tui.draft_suggestion(data)
+        except StudioError as exc:
+            st.warning(f"Cannot suggest levels: {exc}")
+            st.stop()
+        ss[tui.DRAFT] = tui.suggest_rule(data, [r["name"] for r in snap["rules"]], sug)
+        ss[tui.SUGGESTION] = sug
         st.rerun()
     st.stop()
 
@@ -78,7 +96,9 @@ c[3].number_input("Consecutive", min_value=1, step=1, key=K["consecutive"],
 c[4].number_input("Recovery", value=None, key=K["recovery"], placeholder="none",
                   help="Hysteresis: a firing alert resolves only past this value")
 c[5].selectbox("Missing data", MISSING_MODES, key=K["missing"],
-               help="nodata: stop and report; keep_last: carry the last value; resolve: not breaching")
+               help="A missing value never breaches (keep firing for can bridge a gap). nodata: also report "
+                    "the gap; keep_last: carry the last value, for at most the export's lookback (10m, or the "
+                    "for period if longer); resolve: nothing more")
 values = tui.editor_state()
 lo, hi, step = tui.slider_spec(data.q, values["comparator"], [values["warning"], values["critical"]], data.unit)
 fmt = f"%.{tui._decimals(step)}f"
@@ -108,6 +128,7 @@ except StudioError as exc:
     st.warning(f"Cannot replay: {exc}")
     st.stop()
 st.plotly_chart(view.figure, key="thr.chart")
+st.caption(tui.IN_SAMPLE)
 for col, (label, value, help_) in zip(st.columns(5), tui.summary_cards(view.summary), strict=True):
     col.metric(label, value, help=help_)
 for note in view.summary.get("notes", []):
@@ -127,9 +148,10 @@ with right:
     current = rule.triggers()[level]
     try:
         sw = tui.sweep_for(data, rule, level, lo, hi)
-        st.plotly_chart(tui.sweep_figure(sw, current, data.unit), key="thr.sweep")
-        if "recall" not in sw.columns:
-            st.caption("No incidents labelled for this series: recall cannot be shown.")
+        n_inc = len(data.incidents)
+        st.plotly_chart(tui.sweep_figure(sw, current, data.unit, n_incidents=n_inc), key="thr.sweep")
+        gate = tui.recall_gate(n_inc)
+        st.caption("In-sample, over the stored history." + (f" {gate[0].upper()}{gate[1:]}." if gate else ""))
     except StudioError as exc:
         st.caption(f"Sweep unavailable: {exc}")
 

@@ -6,7 +6,8 @@ folder and served by ``streamlit run app.py`` on a free localhost port. Then, as
 
 1. Thresholds: pick ``error_rate_pct{service="api-gateway"}`` (no rule covers it), start a new rule, drop
    its critical level (a warning-only rule is not a significant change, so it needs no second person),
-   lower the warning slider from the 99th percentile to 0.5 % and see the summary cards move to the
+   lower the warning slider from the suggested level (the 99th percentile of the first 70 % of the
+   history, incidents left out: ``core.recommend``) to 0.5 % and see the summary cards move to the
    numbers ``core.replay`` gives for that rule, worked out before the server started;
 2. Apply: the dialog says it takes effect at once; give a reason, confirm: v2 is in force;
 3. Policies: v2 in the history and its ``policy.apply`` entry in the audit log (chain intact);
@@ -205,7 +206,10 @@ def _journey(journey: Journey, page, shots: Path) -> None:
     expect(main.get_by_role("radio", name="critical")).to_have_count(0, timeout=WAIT_MS)
     slider = main.get_by_role("slider", name=re.compile(r"^warning threshold"))
     start = float(slider.get_attribute("aria-valuetext"))
-    assert start == pytest.approx(journey.series.q["p99"], abs=0.01)         # p99, snapped to the step
+    from ui.thresholds_ui import suggest_rule
+    suggested = suggest_rule(journey.series)["warning"]                 # fit-period p99, on the slider grid
+    assert start == pytest.approx(suggested, abs=1e-9)
+    main.get_by_text("Held-out check of the suggested levels").first.wait_for()
     before = _expected_cards(journey.series, start)
     _wait_cards(main, before, f"warning at {start}")
     page.screenshot(path=str(shots / "1_thresholds_p99.png"), full_page=True)

@@ -125,7 +125,12 @@ def test_apply_dialog_confirm_creates_version_2_and_audit_entry(db):
         ["CheckoutLatencyHigh", "warning", "450.0", "350.0"]]
     impact = next(df.value for df in at.dataframe if "metric" in df.value.columns)
     caught = impact[impact["metric"] == "incidents caught"]
-    assert caught[["old", "new"]].values.tolist() == [[0.0, 1.0]]      # old misses it, new catches it
+    assert caught[["old", "new"]].values.tolist() == [["0", "1"]]      # old misses it, new catches it
+    # one labelled incident: no recall rate, and no precision (gated as on the summary cards)
+    recall = impact[impact["metric"] == "recall"]
+    assert recall[["old", "new"]].values.tolist() == [["insufficient (n=1)", "insufficient (n=1)"]]
+    assert impact.loc[impact["metric"] == "precision", "new"].str.startswith("insufficient").all()
+    assert "(in-sample, not a prediction)" in texts(at)
     assert "Needs approval by a second person" in texts(at)           # the rule has a critical level
     at.text_input(key="thr.reason").input("catch the slow degradation")
     at.button(key="thr.confirm").click().run()
@@ -184,11 +189,23 @@ def test_series_without_rule_offers_a_percentile_draft(db):
     assert "No rule in force matches this series." in texts(ok(at))
     at.button(key="thr.new").click().run()
     ok(at)
-    v = app_store(db).get_points(NO_RULE)["value"].dropna().to_numpy()
+    # levels from the first 70 % of the time span only, points inside labelled incidents left out
+    store = app_store(db)
+    pts = store.get_points(NO_RULE).sort_values("ts")
+    ts = pts["ts"]
+    split = ts.iloc[0] + (ts.iloc[-1] - ts.iloc[0]) * 0.7
+    keep = (ts < split) & pts["value"].notna()
+    for a, b in zip(store.list_incidents(NO_RULE)["start"], store.list_incidents(NO_RULE)["end"], strict=True):
+        keep &= ~((ts >= a) & (ts <= (b if pd.notna(b) else ts.iloc[-1])))
+    v = pts.loc[keep, "value"].to_numpy()
+    assert 0 < len(v) < 0.75 * pts["value"].notna().sum()
     step = at.slider(key="thr.w").step
     assert at.slider(key="thr.w").value == pytest.approx(round(np.quantile(v, 0.99) / step) * step)
     assert at.slider(key="thr.c").value == pytest.approx(round(np.quantile(v, 0.999) / step) * step)
     assert "New rule **ApiGatewayErrorRatePctHigh**" in texts(at)
+    # 3 days of data: the last 30 % is 0.9 days, too short to check the predicted rate; said, not scored
+    assert "Held-out check insufficient: the held-out period covers only " in texts(at)
+    assert "In-sample: what this rule would have done over the stored history" in texts(at)
     assert not at.button(key="thr.apply").disabled
 
 
@@ -258,7 +275,7 @@ def test_summary_cards_say_insufficient():
     # incident already alerted on counts neither way (core.scoring.score_events)
     rich = dict(thin, episodes=9, incidents=6, fn=0, precision=0.75, tp=6, fp=2, duplicates=1, span_s=30 * 86400)
     cards = {label: (value, why) for label, value, why in summary_cards(rich)}
-    assert cards["Incidents caught"] == ("6/6", "recall 100%")
+    assert cards["Incidents caught"] == ("6/6", "recall 100% (n=6)")
     assert cards["Precision"] == ("75%", "6 caught incident(s) vs 2 false alarm(s); 1 repeat episode(s) inside "
                                          "incidents already alerted on are not counted")
     cards = {label: (value, why) for label, value, why in summary_cards(dict(rich, duplicates=0))}
@@ -266,6 +283,44 @@ def test_summary_cards_say_insufficient():
     none = {"episodes_per_week": 0.0, "time_in_alert_pct": 0.0, "episodes": 0, "span_s": 86400}
     cards = {label: value for label, value, _ in summary_cards(none)}
     assert cards["Incidents caught"] == "no incidents" and cards["Precision"] == "insufficient"
+
+
+def test_impact_frame_applies_the_card_gates():
+    from ui.thresholds_ui import impact_frame
+
+    row = {"series": "s", "old_episodes_per_week": 3.14159, "old_time_in_alert_pct": 0.12345, "old_incidents": 1,
+           "old_incidents_caught": 1, "old_recall": 1.0, "old_precision": 1.0, "old_episodes": 2,
+           "new_episodes_per_week": 7.0, "new_time_in_alert_pct": 1.0, "new_incidents": 6, "new_incidents_caught": 5,
+           "new_recall": 5 / 6, "new_precision": 0.625, "new_episodes": 8}
+    out = impact_frame(pd.DataFrame([row])).set_index("metric")
+    assert out.loc["episodes / week"].tolist() == ["s", "3.14", "7.00"]
+    assert out.loc["time in alert (%)", "old"] == "0.123"
+    assert out.loc["incidents caught"].tolist() == ["s", "1", "5"]
+    # 1 incident: no recall rate; 2 episodes: no precision. 6 incidents / 8 episodes: both, with n
+    assert out.loc["recall", "old"] == "insufficient (n=1)" and out.loc["recall", "new"] == "83% (n=6)"
+    assert out.loc["precision", "old"] == "insufficient (n=2 episodes)"
+    assert out.loc["precision", "new"] == "62% (n=8 episodes)"
+    # no episode count in the preview: precision cannot be gated, so it is not shown
+    no_eps = {k: v for k, v in row.items() if not k.endswith("_episodes")}
+    assert impact_frame(pd.DataFrame([no_eps])).set_index("metric").loc["precision", "new"] == \
+        "insufficient (episode count unknown)"
+    # a rule added by the change: the old side has nothing
+    added = {**row, **{k: None for k in row if k.startswith("old_")}}
+    assert set(impact_frame(pd.DataFrame([added]))["old"]) == {"-"}
+    zero = {**row, "new_incidents": 0, "new_recall": None, "new_precision": None}
+    assert impact_frame(pd.DataFrame([zero])).set_index("metric").loc["recall", "new"] == "no incidents"
+
+
+def test_sweep_figure_plots_recall_only_with_enough_incidents():
+    from ui.thresholds_ui import MIN_INCIDENTS_RATE, recall_gate, sweep_figure
+
+    sw = pd.DataFrame({"threshold": [1.0, 2.0], "episodes_per_week": [3.0, 1.0], "time_in_alert_pct": [2.0, 1.0],
+                       "recall": [1.0, 0.0]})
+    assert [t.name for t in sweep_figure(sw, 1.5, n_incidents=1).data] == ["episodes / week"]
+    assert recall_gate(1) == "recall insufficient (n=1): a recall rate needs at least 5 labelled incidents"
+    assert recall_gate(0).startswith("no incidents")
+    fig = sweep_figure(sw, 1.5, n_incidents=MIN_INCIDENTS_RATE)
+    assert [t.name for t in fig.data] == ["episodes / week", "recall (%, n=5)"] and recall_gate(5) is None
 
 
 # ---------------------------------------------------------------------------- slider-to-chart time

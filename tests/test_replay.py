@@ -131,17 +131,36 @@ def test_consecutive_breaches():
     assert spans(check(rule(consecutive=2, for_s="1m"), s2)) == [(6, 8)]
 
 
-def test_missing_nodata_stops_firing_and_reports_gap():
+def test_missing_nodata_is_condition_false_and_reports_gap():
     s = mk([0, 5, 5, NAN, 5, 5, 0])
     res = check(rule(missing="nodata"), s)
     assert spans(res) == [(1, 3), (4, 6)]
     assert spans(res, "nodata") == [(3, 4)]
     nod = res.episodes[res.episodes["severity"] == "nodata"].iloc[0]
     assert nod["state"] == "nodata" and np.isnan(nod["peak"])
-    # keep_firing_for does not carry an alert across missing data in nodata mode
-    assert spans(check(rule(missing="nodata", keep_firing_for_s="5m"), s)) == [(1, 3), (4, 7 - 1)]
-    # pending is reset by the gap too
+    # as in Prometheus (no sample: the expression returns nothing = condition false), keep_firing_for
+    # holds the alert across the gap: fires at 1, false at 3 (kept: 3 - 3 < 5m), holds 4-5, false
+    # from 6 on (kept) and the data ends at 6 -> one open episode; the gap is still its own row
+    res = check(rule(missing="nodata", keep_firing_for_s="5m"), s)
+    assert spans(res) == [(1, 6)] and bool(res.episodes["open"].iloc[0])
+    assert spans(res, "nodata") == [(3, 4)]
+    # pending is reset by the gap (condition false), as by any non-breaching evaluation
     assert spans(check(rule(missing="nodata", for_s="2m"), mk([0, 5, 5, NAN, 5, 5, 5, 0]))) == [(6, 7)]
+
+
+def test_reviewer_case_one_missing_evaluation_does_not_split_an_alert():
+    # [10, 10, NaN, 10, 10, 0 ...] with keep_firing_for 10m: one warning episode plus one no-data row
+    s = mk([10, 10, NAN, 10, 10] + [0] * 14)
+    res = check(Rule("r", "m", ">", warning=5, keep_firing_for_s="10m", missing="nodata"), s)
+    # fires at 0; false at 2 (gap, kept), holds 3-4; false from 5: kept while t - 5 min < 10 min,
+    # so through 14; resolved at 15
+    assert spans(res, "warning") == [(0, 15)]
+    assert spans(res, "nodata") == [(2, 3)]
+    sm = res.summary()
+    assert sm["episodes"] == 1 and sm["nodata_episodes"] == 1 and sm["time_in_alert_s"] == 15 * 60.0
+    # without keep_firing_for the gap does resolve it: two episodes (what the expression does too)
+    two = check(Rule("r", "m", ">", warning=5, missing="nodata"), s)
+    assert spans(two, "warning") == [(0, 2), (3, 5)]
 
 
 def test_missing_rows_are_gaps_like_nan():
@@ -161,12 +180,55 @@ def test_missing_keep_last_carries_value_for_evaluation():
     assert spans(check(rule(missing="keep_last"), mk([NAN, NAN, 5, 0]))) == [(2, 3)]
 
 
+def test_keep_last_carries_only_as_long_as_the_export_looks_back():
+    # one breach, then 10 hours without data: the export's last_over_time(x[10m]) sees the 5 for
+    # evaluations 1..10 (age 0..9 min < 10 min); at 11 the sample is 10 min old and drops out
+    s = mk([0, 5] + [NAN] * 600 + [0])
+    res = check(rule(missing="keep_last"), s)
+    assert spans(res) == [(1, 11)] and res.episodes["duration_s"].tolist() == [600.0]
+    assert res.summary()["missing_evaluations"] == 600
+    # the same gap as absent rows (not NaN rows): the grid sees the same thing
+    rows = mk([0, 5] + [0] * 600 + [0] * 3, drop=tuple(range(2, 602)))        # median step still 1 min
+    assert spans(check(rule(missing="keep_last"), rows)) == [(1, 11)]
+    # a shorter mapping lookback, and strictly younger: at 2 min the value is gone
+    assert spans(check(rule(missing="keep_last"), mk([0, 5, NAN, NAN, NAN, 0]))) == [(1, 5)]
+    short = replay(rule(missing="keep_last"), mk([0, 5, NAN, NAN, NAN, 0]), lookback_s="2m")
+    assert spans(short) == [(1, 3)]
+    pd.testing.assert_frame_equal(short.episodes, replay_reference(rule(missing="keep_last"),
+                                                                   mk([0, 5, NAN, NAN, NAN, 0]), lookback_s=120))
+    # a for longer than the lookback widens the window to it (the export reads last_over_time(x[for])):
+    # breaches 1..20, fires at 16 (pending from 1, 15 min); last sample at 20 is carried while younger
+    # than 15 min (evaluations 21..34), so the alert resolves at 35
+    long_for = mk([0] + [5] * 20 + [NAN] * 40 + [0])
+    assert spans(check(rule(missing="keep_last", for_s="15m"), long_for)) == [(16, 35)]
+    # consecutive counts in the window too: for 10m + 3 more evaluations = 13 min
+    assert spans(check(rule(missing="keep_last", for_s="10m", consecutive=4), long_for)) == [(14, 33)]
+
+
 def test_missing_resolve_is_not_breaching():
     s = mk([0, 5, 5, NAN, 5, 5, 0])
     res = check(rule(missing="resolve"), s)
     assert spans(res) == [(1, 3), (4, 6)] and spans(res, "nodata") == []
-    # unlike nodata, keep_firing_for bridges a missing evaluation
+    # keep_firing_for bridges a missing evaluation (as under nodata); no no-data rows here
     assert spans(check(rule(missing="resolve", keep_firing_for_s="1m"), s)) == [(1, 7 - 1)]
+
+
+def test_period_splits_the_summary():
+    # episodes [1, 3), [4, 6), [8, 9); interval 1 min, span 9 min
+    res = check(rule(), mk([0, 5, 5, 0, 5, 5, 0, 0, 5, 0]))
+    a = res.period(None, T0 + pd.Timedelta("4min"))
+    b = res.period(T0 + pd.Timedelta("4min"), None)
+    assert (a["episodes"], a["time_in_alert_s"], a["span_s"]) == (1, 120.0, 240.0)
+    assert (b["episodes"], b["time_in_alert_s"], b["span_s"]) == (2, 180.0, 300.0)
+    assert a["episodes_per_week"] == pytest.approx(1 / (240 / (7 * 86400)))
+    whole = res.summary()
+    assert a["episodes"] + b["episodes"] == whole["episodes"]
+    assert a["time_in_alert_s"] + b["time_in_alert_s"] == whole["time_in_alert_s"]
+    # an episode belongs to the window it starts in; the last evaluation counts for episodes only
+    assert res.period("2026-01-01 00:02", "2026-01-01 00:05")["episodes"] == 1
+    assert res.period(T0 + pd.Timedelta("8min"))["episodes"] == 1
+    with pytest.raises(ValidationError, match="before its start"):
+        res.period(T0 + pd.Timedelta("5min"), T0)
 
 
 def test_warning_and_critical_replayed_separately():
@@ -324,11 +386,29 @@ def test_vectorised_replay_equals_reference_loop(case):
     n = x.size
     from core.replay import _counts
     run_need, keep = _counts(r.for_s, r.keep_firing_for_s, r.consecutive, int(res.interval_s * 1e9))
-    reset = res.missing if r.missing == "nodata" else None
     for sev, thr in r.triggers().items():
-        dense = _firing(x, thr, r.comparator, r.recovery, run_need, keep, reset)
+        dense = _firing(x, thr, r.comparator, r.recovery, run_need, keep, None)
         assert np.array_equal(dense, res.firing[sev])
         assert np.array_equal(_mask_of(*res.runs[sev], n), res.firing[sev])
+
+
+@settings(max_examples=100, deadline=None)
+@given(rule_and_series())
+def test_nodata_fires_exactly_like_resolve(case):
+    """A missing evaluation is "condition false" in every mode: nodata and resolve fire identically
+    (nodata only adds its no-data rows), and keep_last never fires less than resolve."""
+    r, s = case
+    modes = {m: replay(Rule.from_dict({**r.to_dict(), "missing": m}), s) for m in ("nodata", "resolve", "keep_last")}
+    for sev in r.triggers():
+        assert np.array_equal(modes["nodata"].firing[sev], modes["resolve"].firing[sev])
+        assert not (modes["resolve"].firing[sev] & ~modes["keep_last"].firing[sev]).any()
+    nod = modes["nodata"].episodes
+    assert len(nod[nod["severity"] == "nodata"]) == len(_runs_of(modes["nodata"].missing))
+
+
+def _runs_of(mask: np.ndarray) -> list[int]:
+    d = np.diff(np.concatenate(([0], mask.astype(int), [0])))
+    return list(np.flatnonzero(d == 1))
 
 
 @settings(max_examples=200, deadline=None)
@@ -367,12 +447,18 @@ def test_option_monotonicity(case):
     """Longer ``for`` or more consecutive breaches: firing set shrinks (fewer fire points, same hold).
     Longer keep_firing_for: grows (hold runs only get longer). Every episode needs its own breach run of
     at least consecutive + ceil(for / interval) evaluations (a run cannot start two episodes: it lies
-    inside one hold run), so episodes <= qualifying breach runs."""
+    inside one hold run), so episodes <= qualifying breach runs.
+
+    The keep_last carry window is held fixed here (lookback 1 h, longer than any for in these cases):
+    by default it is max(lookback, for + ...) like the export's, so a longer ``for`` also carries a
+    value longer and can add firing evaluations at the end of a gap."""
     r, s = case
-    base = replay(r, s)
-    longer_for = replay(Rule.from_dict({**r.to_dict(), "for": r.for_s + 60}), s)
-    more_cons = replay(Rule.from_dict({**r.to_dict(), "consecutive": r.consecutive + 1}), s)
-    more_keep = replay(Rule.from_dict({**r.to_dict(), "keep_firing_for": r.keep_firing_for_s + 60}), s)
+    lb = 3600
+    base = replay(r, s, lookback_s=lb)
+    longer_for = replay(Rule.from_dict({**r.to_dict(), "for": r.for_s + 60}), s, lookback_s=lb)
+    more_cons = replay(Rule.from_dict({**r.to_dict(), "consecutive": r.consecutive + 1}), s, lookback_s=lb)
+    more_keep = replay(Rule.from_dict({**r.to_dict(), "keep_firing_for": r.keep_firing_for_s + 60}), s,
+                       lookback_s=lb)
     for sev, thr in r.triggers().items():
         f = base.firing[sev]
         assert not (longer_for.firing[sev] & ~f).any()

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import policy as pol
+from core import recommend
 from core.errors import ConflictError, InsufficientDataError, StudioError
 from core.frame import parse_key, series_values
 from core.replay import Replay, replay, sweep
@@ -42,8 +43,15 @@ SWEEP_POINTS = 41
 QUANTILES = {"min": 0.0, "p0.1": 0.001, "p1": 0.01, "p50": 0.5, "p99": 0.99, "p99.9": 0.999, "max": 1.0}
 COLORS = {"warning": "#f59e0b", "critical": "#dc2626", "nodata": "#9ca3af", "incident": "#7c3aed"}
 
+#: share of the history held out (at the end) to check a suggested rule's predicted alert rate
+HOLDOUT = 0.3
+#: what the replay numbers are: a replay over the history the user is tuning on, not a prediction
+IN_SAMPLE = ("In-sample: what this rule would have done over the stored history (these thresholds may "
+             "have been chosen on that same history, so this is not a prediction).")
+
 # session-state keys
 LOADED, CTX, DRAFT, DIALOG, FLASH = "thr.loaded", "thr.ctx", "thr.draft", "thr.dialog", "thr.flash"
+SUGGESTION = "thr.suggestion"
 #: editor field -> widget key
 KEYS = {"comparator": "thr.cmp", "has_warning": "thr.has_w", "warning": "thr.w", "has_critical": "thr.has_c",
         "critical": "thr.c", "for": "thr.for", "keep_firing_for": "thr.keep", "recovery": "thr.rec",
@@ -202,18 +210,26 @@ def rule_name(key: str, taken: Iterable[str] = ()) -> str:
     return out
 
 
-def suggest_rule(data: SeriesData, taken: Iterable[str] = ()) -> dict[str, Any]:
-    """A new ``>`` rule for a series with warning at its p99 and critical at its p99.9."""
-    w, c = direction_defaults(data.q, ">", data.unit)
-    d: dict[str, Any] = {"name": rule_name(data.key, taken), "series": data.key, "comparator": ">",
-                         "warning": w, "critical": c, "for": "5m", "missing": "nodata",
-                         "annotations": {"rationale": f"Suggested from {data.n} raw points: warning at the "
-                                                      "99th percentile, critical at the 99.9th."}}
+def draft_suggestion(data: SeriesData, for_s: str = "5m", missing: str = "nodata") -> recommend.Suggestion:
+    """Levels for a new ``>`` rule fit on the first 70 % of the series' history (labelled incidents left
+    out, on the slider grid) and their predicted alert rate checked on the last 30 %
+    (:func:`core.recommend.suggest_rule`). Raises :class:`InsufficientDataError` on too little data."""
+    step = slider_spec(data.q, ">", (), data.unit)[2]
+    return recommend.suggest_rule(data.values, ">", data.incidents, HOLDOUT, step=step, for_s=for_s,
+                                  missing=missing)
+
+
+def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
+                 suggestion: recommend.Suggestion | None = None) -> dict[str, Any]:
+    """A new ``>`` rule dict for a series from :func:`draft_suggestion` (computed when not given):
+    warning at the fit period's p99, critical at its p99.9, ``for: 5m``, ``missing: nodata``."""
+    sug = suggestion if suggestion is not None else draft_suggestion(data)
+    d = recommend.as_rule_dict(sug, rule_name(data.key, taken), data.key)
     if data.unit:
         try:
             Rule.from_dict({**d, "unit": data.unit})
             d["unit"] = data.unit
-        except StudioError:  # a unit name the rule schema does not accept: leave it out
+        except StudioError:  # a unit name (or bound) the rule schema does not accept: leave it out
             pass
     return d
 
@@ -392,15 +408,16 @@ def summary_cards(s: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     epw, pct = s.get("episodes_per_week"), s.get("time_in_alert_pct")
     n_ep, n_inc = int(s.get("episodes") or 0), int(s.get("incidents") or 0)
     caught = n_inc - int(s.get("fn") or 0) if n_inc else 0
-    span_note = ("extrapolated: the history covers less than a week" if (s.get("span_s") or 0) < 7 * 86400
-                 else f"{n_ep} episodes over the stored history")
+    span_note = ("in-sample, extrapolated: the history covers less than a week"
+                 if (s.get("span_s") or 0) < 7 * 86400 else f"in-sample: {n_ep} episodes over the stored history")
     cards = [("Episodes / week", "-" if epw is None else f"{epw:.1f}", span_note),
-             ("Time in alert", "-" if pct is None else f"{pct:.2f} %", "share of the history spent firing")]
+             ("Time in alert", "-" if pct is None else f"{pct:.2f} %",
+              "in-sample: share of the stored history spent firing")]
     if n_inc == 0:
         cards.append(("Incidents caught", "no incidents", "no incident is labelled for this series"))
     else:
         why = (f"only {n_inc} incident(s): too few for a recall rate (needs {MIN_INCIDENTS_RATE})"
-               if n_inc < MIN_INCIDENTS_RATE else f"recall {caught / n_inc:.0%}")
+               if n_inc < MIN_INCIDENTS_RATE else f"recall {caught / n_inc:.0%} (n={n_inc})")
         cards.append(("Incidents caught", f"{caught}/{n_inc}", why))
     delay = s.get("detection_delay_s")
     cards.append(("Median detection delay", "-" if not caught else fmt_dur(delay),
@@ -453,23 +470,37 @@ def sweep_for(data: SeriesData, rule: Rule, level: str, lo: float, hi: float) ->
                   rule.interval_s)
 
 
-def sweep_figure(sw: pd.DataFrame, current: float, unit: str | None = None, *, height: int = 300) -> go.Figure:
-    """Episodes per week (left axis) and recall (right axis, when incidents exist) against the
-    threshold, with the current value marked."""
+def recall_gate(n_incidents: int) -> str | None:
+    """Why a recall rate must not be shown for ``n_incidents`` labelled incidents (None: it may be)."""
+    if n_incidents <= 0:
+        return "no incidents labelled for this series: recall cannot be shown"
+    if n_incidents < MIN_INCIDENTS_RATE:
+        return (f"recall insufficient (n={n_incidents}): a recall rate needs at least {MIN_INCIDENTS_RATE} "
+                "labelled incidents")
+    return None
+
+
+def sweep_figure(sw: pd.DataFrame, current: float, unit: str | None = None, *, n_incidents: int = 0,
+                 height: int = 300) -> go.Figure:
+    """Episodes per week (left axis) against the threshold, with the current value marked; recall
+    (right axis) only with at least :data:`MIN_INCIDENTS_RATE` labelled incidents (see
+    :func:`recall_gate`). All in-sample: replayed over the stored history."""
     fig = go.Figure(go.Scatter(x=sw["threshold"], y=sw["episodes_per_week"], name="episodes / week",
                                mode="lines+markers", marker={"size": 4}, line={"color": "#1f4e79"},
                                customdata=sw["time_in_alert_pct"],
                                hovertemplate="%{x:g}: %{y:.1f} episodes/week, %{customdata:.2f}% in alert"
                                              "<extra></extra>"))
-    if "recall" in sw.columns and sw["recall"].notna().any():
-        fig.add_trace(go.Scatter(x=sw["threshold"], y=100 * sw["recall"], name="recall (%)", yaxis="y2",
-                                 mode="lines", line={"color": COLORS["incident"], "shape": "hv"}))
+    show_recall = "recall" in sw.columns and sw["recall"].notna().any() and recall_gate(n_incidents) is None
+    if show_recall:
+        fig.add_trace(go.Scatter(x=sw["threshold"], y=100 * sw["recall"], name=f"recall (%, n={n_incidents})",
+                                 yaxis="y2", mode="lines", line={"color": COLORS["incident"], "shape": "hv"}))
     fig.add_vline(x=current, line_dash="dash", line_color="#dc2626",
                   annotation_text=f"current {current:g}", annotation_position="top")
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 24, "b": 10}, hovermode="x unified",
                       xaxis_title=f"threshold ({unit})" if unit else "threshold", yaxis_title="episodes / week",
                       yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "recall (%)",
-                              "tickmode": "array", "tickvals": [0, 25, 50, 75, 100], "showgrid": False},
+                              "tickmode": "array", "tickvals": [0, 25, 50, 75, 100], "showgrid": False,
+                              "visible": bool(show_recall)},
                       legend={"orientation": "h", "y": -0.25})
     return fig
 
@@ -494,17 +525,51 @@ def _preview(path: str, rules_json: str) -> pol.Preview:
     return pol.preview(state.store(), POLICY, json.loads(rules_json))
 
 
+def _gated(r: Mapping[str, Any], side: str, metric: str) -> str:
+    """One impact cell as text, with the same evidence gates as :func:`summary_cards`."""
+    def val(m: str) -> Any:
+        x = r.get(f"{side}_{m}")
+        return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+    x = val(metric)
+    if val("incidents") is None and val("episodes_per_week") is None:
+        return "-"                                   # no such rule on this side, or no replay
+    n_inc = int(val("incidents") or 0)
+    if metric == "recall":
+        if n_inc == 0:
+            return "no incidents"
+        if n_inc < MIN_INCIDENTS_RATE:
+            return f"insufficient (n={n_inc})"
+        return "-" if x is None else f"{x:.0%} (n={n_inc})"
+    if metric == "precision":
+        n_ep = val("episodes")
+        if n_inc == 0:
+            return "no incidents"
+        if n_ep is None:
+            return "insufficient (episode count unknown)"
+        if int(n_ep) < MIN_EPISODES_PRECISION:
+            return f"insufficient (n={int(n_ep)} episodes)"
+        return "-" if x is None else f"{x:.0%} (n={int(n_ep)} episodes)"
+    if x is None:
+        return "-"
+    if metric in ("incidents", "incidents_caught", "episodes"):
+        return str(int(x))
+    return f"{x:.3f}" if metric == "time_in_alert_pct" else f"{x:.2f}"
+
+
 def impact_frame(impact: pd.DataFrame) -> pd.DataFrame:
-    """The preview's impact as rows ``series, metric, old, new`` (numbers rounded for reading)."""
+    """The preview's impact as rows ``series, metric, old, new`` (text, numbers rounded for reading).
+
+    Recall reads "insufficient (n=...)" below :data:`MIN_INCIDENTS_RATE` incidents and precision below
+    :data:`MIN_EPISODES_PRECISION` episodes (or when the preview does not give the episode count), as
+    on the summary cards. In-sample: each rule replayed over the stored history.
+    """
     names = {"episodes_per_week": "episodes / week", "time_in_alert_pct": "time in alert (%)",
              "incidents_caught": "incidents caught", "incidents": "incidents", "recall": "recall",
              "precision": "precision"}
-    rows = [{"series": r["series"], "metric": label, "old": r[f"old_{m}"], "new": r[f"new_{m}"]}
+    rows = [{"series": r["series"], "metric": label, "old": _gated(r, "old", m), "new": _gated(r, "new", m)}
             for r in impact.to_dict("records") for m, label in names.items()]
-    out = pd.DataFrame(rows, columns=["series", "metric", "old", "new"])
-    for c in ("old", "new"):
-        out[c] = pd.to_numeric(out[c], errors="coerce").round(3)
-    return out
+    return pd.DataFrame(rows, columns=["series", "metric", "old", "new"])
 
 
 @st.dialog("Apply threshold change", icon=":material/tune:", width="large", on_dismiss=_close)
@@ -521,7 +586,8 @@ def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
                 f"({'v' + str(pv.active_number) if pv.active_number else 'none'}); based on **v{base}**.")
     st.dataframe(diff_frame(pv.diff), hide_index=True, width="stretch")
     if len(pv.impact):
-        st.markdown("Replayed over the stored history, old vs new:")
+        st.markdown("What the old and the new rules would have done over the stored history "
+                    "(in-sample, not a prediction):")
         st.dataframe(impact_frame(pv.impact), hide_index=True, width="stretch")
     if pv.notes:
         with st.expander(f"Notes on the replay ({len(pv.notes)})"):
@@ -547,7 +613,7 @@ def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
             return
         state.after_write()
         _close()
-        for k in (LOADED, CTX, DRAFT, "thr.reason"):   # reload the policy and the editor from it
+        for k in (LOADED, CTX, DRAFT, SUGGESTION, "thr.reason"):   # reload the policy and the editor from it
             st.session_state.pop(k, None)
         st.session_state[FLASH] = (f"Created v{v.number}: " + (
             "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
