@@ -26,7 +26,8 @@ forecast and backtest). The stages, in order:
 ``band``
     the causal seasonal band at hourly steps (:func:`core.seasonality.hourly_band`): pools of the
     same hour in earlier weeks (or days), reaching back before ``start``, without incident and
-    outage points. Causal in the values (an hour's pool holds only points of cycles that ended
+    outage points; its 95% range is withheld where a pool holds fewer than 39 points (hourly data).
+    Causal in the values (an hour's pool holds only points of cycles that ended
     before it); the exclusion mask is a description of history (an outage's extent is known from
     flags up to ``OUTAGE_MERGE_STEPS`` points after a pooled point, and a stuck run from its end).
 ``change_points``, ``seasonality``, ``trend``
@@ -37,7 +38,9 @@ forecast and backtest). The stages, in order:
     included: a shift is a change; the summary gives the slope between shifts).
 ``forecast``, ``backtest``
     ETS forecast from ``end`` of the hourly medians of every point up to ``end``, and its
-    time-ordered hold-out backtest (``run_backtest=False`` skips the second fit).
+    time-ordered hold-out backtest (``run_backtest=False`` skips the second fit). The forecaster's
+    seasonal indices are estimated with detected level shifts undone (see
+    :class:`core.forecast.SeasonalETSForecaster`); the backtest finds them on its training part only.
 
 Detected outages
 ----------------
@@ -525,11 +528,11 @@ def _horizon(n_hours: int, horizon_days: float) -> float:
     return min(float(horizon_days), max(1.0, float(n_hours // 48)))
 
 
-def _forecast_stage(hv: pd.Series, horizon_days: float | None) -> Forecast:
+def _forecast_stage(hv: pd.Series, horizon_days: float | None, shifts: ChangePoints | None = None) -> Forecast:
     if horizon_days is None:
         return Forecast(False, "not computed")
     n_hours = int(np.isfinite(hv.to_numpy()).sum())
-    return forecast(hourly_values=hv, horizon_days=_horizon(n_hours, horizon_days))
+    return forecast(hourly_values=hv, horizon_days=_horizon(n_hours, horizon_days), shifts=shifts)
 
 
 def _backtest_stage(hv: pd.Series, horizon_days: float | None, holdout_days: float | None) -> Backtest:
@@ -645,7 +648,8 @@ def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask:
         tr = trend_test(hourly_values=hv, seasonal=seasonal, unit=unit)
 
     with clock.stage("forecast"):
-        fc = _forecast_stage(hv_all, horizon_days)
+        # the range is the whole history: its level shifts are the forecaster's (saves a detection)
+        fc = _forecast_stage(hv_all, horizon_days, cps if hv_all is hv else None)
 
     bt = None
     if run_backtest and horizon_days is not None:

@@ -512,8 +512,8 @@ def window_stats(values: pd.Series, window: str = "5m", kind: str = "gauge", *,
     # lag-1 autocorrelation pooled within windows (time order)
     ub, first, cnt = np.unique(b, return_index=True, return_counts=True)
     gid = np.repeat(np.arange(ub.size), cnt)  # b is time-sorted, so windows are contiguous
-    sums = np.add.reduceat(v, first)
-    means = sums / cnt
+    ref = v[first]                      # shift by each window's first value: sums stay small
+    means = ref + np.add.reduceat(v - ref[gid], first) / cnt
     dev = v - means[gid]
     same = gid[1:] == gid[:-1]
     den = float(np.sum(dev ** 2))
@@ -545,21 +545,19 @@ def window_stats(values: pd.Series, window: str = "5m", kind: str = "gauge", *,
         hi_v = _grouped_quantile(vs, start, cnt, np.clip(k / (ne + 1), 0, 1))
     out["median_lo"] = np.where(attainable, lo_v, np.nan)
     out["median_hi"] = np.where(attainable, hi_v, np.nan)
+    # variance from deviations (corrected two-pass): sum(x^2) - n*mean^2 cancels catastrophically
+    # for large values (3e9 + N(0, 1): hourly std 47 or 0 instead of 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ss = np.add.reduceat(dev * dev, first) - np.add.reduceat(dev, first) ** 2 / cnt
+        sd = np.sqrt(np.maximum(ss, 0.0) / (cnt - 1))
     if kind not in _NO_MEAN_KINDS:
-        sq = np.add.reduceat(v * v, first)
         with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.maximum(sq - cnt * means ** 2, 0) / (cnt - 1)
-            sd = np.sqrt(var)
             ne_m = cnt * factor
             half = stats.t.ppf(0.5 + confidence / 2, np.maximum(ne_m - 1, 1)) * sd / np.sqrt(ne_m)
         out["mean"] = means
         out["mean_lo"] = np.where(ne_m >= 2, means - half, np.nan)
         out["mean_hi"] = np.where(ne_m >= 2, means + half, np.nan)
-        out["std"] = sd
-    else:
-        sq = np.add.reduceat(v * v, first)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["std"] = np.sqrt(np.maximum(sq - cnt * means ** 2, 0) / (cnt - 1))
+    out["std"] = sd
     adev = np.abs(v - med[gid])
     adev_s = adev[np.lexsort((adev, gid))]
     out["mad"] = _grouped_quantile(adev_s, start, cnt, 0.5)

@@ -37,6 +37,7 @@ from scipy import stats
 from core.baseline import _as_series
 from core.errors import InsufficientDataError, ValidationError
 from core.seasonality import MIN_CYCLES_FOR_PERIOD, hourly, slot_means, slot_of
+from core.trend import CP_MIN_CYCLES, ChangePoints, change_points
 
 HOUR = pd.Timedelta("1h")
 MIN_HISTORY_HOURS = 72
@@ -44,6 +45,7 @@ ETS_WINDOW_HOURS = 336   # the ETS part is fitted on the last two weeks (seasona
 WINSOR_K = 3.0           # one-step residuals beyond this many robust sd are clipped for the interval sd
 CALIBRATION_HOURS = 72   # inner time-ordered hold-out that may widen the intervals (never narrows them)
 PI_LEVELS = (0.80, 0.95)
+SOLID_BACKTEST_HOURS = 168   # scored hold-out hours below which the backtest summary says "rough check"
 FRAME_COLUMNS = ["ts", "mean", "lo80", "hi80", "lo95", "hi95"]
 
 
@@ -131,15 +133,47 @@ class SeasonalETSForecaster:
     window had made the RMS sigma 4x the typical residual); ``svc-099`` 96% / 100% -> 83% / 99%;
     ``bench/analysis.py`` series (5 seeds) 62-75% / 72-88% with or without them (its hold-out errors
     are larger than the calibration window's: the shift at day 20 still biases the weekly indices).
+
+    Level shifts: a step in the history (a deploy: +25 ms at day 20) is smeared by the centred moving
+    average of :func:`seasonal_indices` over half a cycle on each side, and that ramp leaks into the
+    weekly indices. So the indices are estimated on the hourly medians with the level shifts undone
+    (:meth:`core.trend.ChangePoints.remove_shifts`; found on the training hours only, or passed in by
+    the analysis that found them on the same hours); the ETS part still sees the shifts and follows
+    the new level. Only when the change-point model included every period the indices use (4 weeks
+    of data for the weekly one); with fewer cycles no shift is undone. Measured (benchmark series,
+    10 seeds, backtest of the last 3 days): 38 days (shift 15 days before the hold-out) MAE 4.27 ->
+    1.93, 80% coverage 59% -> 72%, 95% coverage 97% -> 91% (lowest seed 74%); 33 days MAE 2.63 ->
+    2.17 (coverage ~100% either way: the ETS interval widens like a random walk over 72 h); without
+    a shift, identical results (no shift found). Cost: one change-point fit, ~0.06 s CPU.
     ``fit`` raises :class:`InsufficientDataError` on thin or gappy history.
     """
 
     name = "seasonal_ets"
 
-    def __init__(self, calibration_hours: int = CALIBRATION_HOURS) -> None:
+    def __init__(self, calibration_hours: int = CALIBRATION_HOURS, undo_shifts: bool = True) -> None:
         self.calibration_hours = int(calibration_hours)
+        self.undo_shifts = bool(undo_shifts)
 
-    def fit(self, hourly_values: pd.Series, max_missing: float = 0.10) -> SeasonalETSForecaster:
+    def _shifts(self, h: pd.Series, shifts: ChangePoints | None) -> ChangePoints | None:
+        """Level shifts to undo before the seasonal indices: ``shifts`` as given, else found by
+        :func:`core.trend.change_points` on ``h`` (the training hours only); either way only when
+        the change-point model included every period the indices use; else None (with fewer cycles
+        a weekly pattern is cut into a staircase of false shifts: 23 on 27 days of the benchmark
+        series, daily pattern only)."""
+        if not self.undo_shifts:
+            return None
+        if shifts is not None:
+            ok = not shifts.points or set(self.periods_) <= set(shifts.periods)
+            return shifts if ok else None
+        span = len(h)
+        if not self.periods_ or any(span < CP_MIN_CYCLES[p] * p for p in self.periods_):
+            return None
+        return change_points(hourly_values=h, periods=self.periods_)
+
+    def fit(self, hourly_values: pd.Series, max_missing: float = 0.10,
+            shifts: ChangePoints | None = None) -> SeasonalETSForecaster:
+        """Fit on hourly medians (see the class notes); ``shifts`` (level shifts found on these same
+        hours, e.g. by the analysis) saves detecting them again."""
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
         h = _grid(hourly_values)
@@ -153,12 +187,16 @@ class SeasonalETSForecaster:
                                         f"({miss.mean():.0%}); at most {max_missing:.0%} may be missing")
         self.periods_ = tuple(p for p in (24, 168) if n >= MIN_CYCLES_FOR_PERIOD[p] * p)
         self.indices_: dict[int, np.ndarray] = {}
+        cps = self._shifts(h, shifts)
+        self.shifts_ = cps if cps is not None and cps.sufficient else ChangePoints(True)
         absorbed = 0.0
         adj = h.copy()
+        base = self.shifts_.remove_shifts(h)      # the indices see the series with its shifts undone
         for p in self.periods_:
-            idx, k = seasonal_indices(adj, p)
+            idx, k = seasonal_indices(base, p)
             self.indices_[p] = idx
             adj = adj - idx[slot_of(h.index, p)]
+            base = base - idx[slot_of(h.index, p)]
             absorbed += 1.0 / k
         absorbed = min(absorbed, 0.5)
         self.widen_ = float(np.sqrt(1 + absorbed))
@@ -184,8 +222,11 @@ class SeasonalETSForecaster:
         out = dict.fromkeys(PI_LEVELS, 1.0)
         if H < 1 or len(h) - H < 2 * MIN_HISTORY_HOURS:
             return out
+        cut = h.index[-H]
+        sh = self.shifts_
+        before = ChangePoints(True, points=[p for p in sh.points if p.ts < cut], periods=sh.periods, scale=sh.scale)
         try:
-            inner = SeasonalETSForecaster(calibration_hours=0).fit(h.iloc[:-H], max_missing)
+            inner = SeasonalETSForecaster(0, self.undo_shifts).fit(h.iloc[:-H], max_missing, shifts=before)
         except InsufficientDataError:
             return out
         fc = inner.predict(H)
@@ -285,10 +326,13 @@ def _hourly_input(values: pd.Series | None, hourly_values: pd.Series | None, kin
 
 
 def forecast(values: pd.Series | None = None, *, horizon_days: float = 7, method: str = "seasonal_ets",
-             hourly_values: pd.Series | None = None, kind: str = "gauge") -> Forecast:
+             hourly_values: pd.Series | None = None, kind: str = "gauge",
+             shifts: ChangePoints | None = None) -> Forecast:
     """Forecast hourly medians ``horizon_days`` (1-7) ahead with 80% and 95% prediction intervals.
 
     Needs at least ``max(72 h, 2 x horizon)`` of history; otherwise ``sufficient=False``.
+    ``shifts``: level shifts already found on the same hourly medians (``seasonal_ets`` only; found
+    again when not given).
     """
     if not 0 < horizon_days <= 7:
         raise ValidationError("horizon_days must be in (0, 7]", path="horizon_days")
@@ -300,7 +344,7 @@ def forecast(values: pd.Series | None = None, *, horizon_days: float = 7, method
                                f"least {need} hours", method, H)
     model = _make(method)
     try:
-        model.fit(h)
+        model.fit(h, shifts=shifts) if shifts is not None and method == "seasonal_ets" else model.fit(h)
     except InsufficientDataError as exc:
         return Forecast(False, str(exc), method, H)
     return Forecast(True, "", method, H, int(np.isfinite(h.to_numpy()).sum()),
@@ -328,11 +372,17 @@ class Backtest:
                                                "coverage80", "coverage95", "mae", "mape", "naive_mae")}
 
     def summary(self) -> str:
+        """Coverage with the count of hours behind it (always: 72 autocorrelated hours are a rough
+        check, not a calibration), MAE and the seasonal-naive MAE."""
         if not self.sufficient:
             return f"backtest not possible: {self.reason}"
-        return (f"last {self.holdout_hours / 24:g} days held out: {self.coverage80:.0%} inside the 80% band, "
-                f"{self.coverage95:.0%} inside the 95% band; MAE {self.mae:.3g} (seasonal naive "
-                f"{self.naive_mae:.3g})")
+        n = self.n_scored
+        k80, k95 = int(round(self.coverage80 * n)), int(round(self.coverage95 * n))
+        note = "" if n >= SOLID_BACKTEST_HOURS else (f" (only {n} hours: a rough check; errors of "
+                                                     "neighbouring hours are correlated)")
+        return (f"last {self.holdout_hours / 24:g} days held out, {n} hours scored: {k80} of {n} "
+                f"({self.coverage80:.0%}) inside the 80% band, {k95} of {n} ({self.coverage95:.0%}) inside "
+                f"the 95% band{note}; MAE {self.mae:.3g} (seasonal naive {self.naive_mae:.3g})")
 
 
 def backtest(values: pd.Series | None = None, *, holdout_days: float = 3, method: str = "seasonal_ets",

@@ -38,7 +38,9 @@ def seasonality_text(seas: Any) -> str:
 
 
 def baseline_text(a: Analysis) -> str:
-    """Median with its 95% CI, the p95 and how many raw points it comes from, and what was left out."""
+    """Median and p95 with their 95% CIs, how many raw points (and effectively independent ones) they
+    come from, and what was left out. A number whose interval is insufficient is not stated (the p95
+    of 40 strongly autocorrelated points is a guess); the median keeps its value with the reason."""
     b, unit = a.baseline, a.unit
     if not b.sufficient:
         return _insufficient("a baseline", b.reason)
@@ -47,8 +49,12 @@ def baseline_text(a: Analysis) -> str:
     head += f" (95% CI {m.lower:.4g} to {m.upper:.4g})" if m.sufficient else f" (no honest CI: {m.reason})"
     parts = [head]
     p95 = b.percentiles.get(0.95)
-    if p95 is not None:
-        parts.append(f"p95 {_num(p95.value, unit)} from {b.n:,} raw points")
+    if p95 is not None and p95.sufficient and np.isfinite(p95.lower):
+        parts.append(f"p95 {_num(p95.value, unit)} (95% CI {p95.lower:.4g} to {p95.upper:.4g})")
+    elif p95 is not None:
+        parts.append(f"p95 not stated: {p95.reason or 'no honest interval'}")
+    parts.append(f"from {b.n:,} raw points (worth about {b.n_eff:,.0f} independent ones)"
+                 if np.isfinite(b.n_eff) else f"from {b.n:,} raw points")
     n_inc, n_out = a.excluded.get("incidents", 0), a.excluded.get("outages", 0)
     if n_inc:
         parts.append(f"{n_inc:,} incident points excluded")
@@ -66,8 +72,29 @@ def quality_text(q: Any) -> str:
     return f"grade {q.grade} (score {q.score:.0f}/100)" + (f": {'; '.join(q.issues[:3])}" if q.issues else "")
 
 
+def band_text(a: Analysis, coverage: float = 0.95) -> str:
+    """How the seasonal band was built, and for how many hours its range is withheld (pool too small
+    for a distribution-free ``coverage`` range, e.g. hourly data)."""
+    from core.seasonality import min_band_points
+
+    b = a.band
+    out = ("Band: median and 95% range of the same hour in the 4 previous weeks (the 4 previous days "
+           "where that pool is too small); causal, each hour uses only earlier data.")
+    if not len(b):
+        return out
+    has_exp = np.isfinite(b["expected"].to_numpy(dtype=float))
+    no_range = has_exp & ~np.isfinite(b["lower"].to_numpy(dtype=float))
+    if no_range.any():
+        n = b["n"].to_numpy()[no_range] if "n" in b.columns else np.zeros(1)
+        out += (f" The 95% range is withheld for {int(no_range.sum()):,} of {len(b):,} hours: their pools "
+                f"hold at most {int(n.max())} points and a 95% range needs {min_band_points(coverage)} "
+                "(sample more often than every 5 minutes, or read the expected line alone).")
+    return out
+
+
 def forecast_text(fc: Forecast, bt: Backtest | None) -> str:
-    """Forecast horizon and method, with the measured hold-out coverage of its intervals."""
+    """Forecast horizon and method, with the measured hold-out coverage of its intervals and the
+    number of hours behind it."""
     if not fc.sufficient:
         return _insufficient("a forecast", fc.reason)
     out = f"{fc.horizon_hours / 24:g}-day forecast of hourly medians ({fc.method}) with 80%/95% intervals"

@@ -69,10 +69,9 @@ st.caption(f"{key} ({kind}{', ' + res.unit if res.unit else ''}): {res.n_points:
 left, right = st.columns([3, 1])
 with left:
     st.plotly_chart(tr.trends_figure(disp, res), width="stretch", key="trends.chart")
-    st.caption("Band: median and 95% range of the same hour in the 4 previous weeks (the 4 previous days "
-               "where fewer than 2 earlier weeks exist); causal, each hour uses only earlier data. "
-               "Red circles: anomalies (hover for score, detectors, expected range and confidence). "
-               "Red shading: incidents; amber: detected outages. Purple dashed lines and diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
+    st.caption(wd.band_text(res) + " Red circles: anomalies (hover for score, detectors, expected range "
+               "and confidence). Red shading: incidents; amber: detected outages. Purple dashed lines and "
+               "diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
     st.markdown(f"**Anomalies.** {wd.anomaly_text(res)}")
     st.markdown(f"**Outages.** {wd.outage_text(res, outages)}")
     if len(res.outages):

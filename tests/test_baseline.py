@@ -228,3 +228,16 @@ def test_bad_input_is_rejected_with_a_message():
         compute_baseline(pd.Series([1.0, 2.0]))
     with pytest.raises(ValidationError):
         compute_baseline(series(np.ones(50)), kind="histogram")
+
+
+def test_window_std_keeps_its_precision_on_large_values():
+    # 3e9 + N(0, 1) per minute: sum(x^2) - n mean^2 gave hourly std 47.1, 0.0, 33.3, 0.0
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, 4 * 60)
+    base = window_stats(series(x), "1h")
+    big = window_stats(series(3e9 + x), "1h")
+    want = [np.std(x[i * 60:(i + 1) * 60], ddof=1) for i in range(4)]
+    np.testing.assert_allclose(big["std"], want, rtol=1e-6)
+    np.testing.assert_allclose(big["std"], base["std"], rtol=1e-6)
+    np.testing.assert_allclose(big["mean"] - 3e9, base["mean"], atol=1e-5)
+    np.testing.assert_allclose(big["mean_hi"] - big["mean_lo"], base["mean_hi"] - base["mean_lo"], rtol=1e-5)

@@ -194,10 +194,11 @@ def test_band_steps_is_causal_and_falls_back_to_the_day_worked_by_hand():
     assert b.loc[day + pd.Timedelta("1D3h"), "period"] == ""
     # day 2, hour 3: pool {3, 13} -> median 8
     assert b.loc[day + pd.Timedelta("2D3h"), "expected"] == pytest.approx(8.0)
-    # day 4, hour 3: pool {3, 13, 23, 33}; median 18; 2.5% / 97.5% quantiles 3.75 / 32.25 (linear)
+    # day 4, hour 3: pool {3, 13, 23, 33}; median 18; 4 points cannot hold a 95% range (39 needed):
+    # withheld, where interpolated quantiles (3.75 / 32.25) would have missed half of iid points
     row = b.loc[day + pd.Timedelta("4D3h")]
-    assert (row["expected"], row["lower"], row["upper"]) == pytest.approx((18.0, 3.75, 32.25))
-    assert row["period"] == "day"                      # under 2 earlier weeks: same hour of day
+    assert row["expected"] == 18.0 and np.isnan(row["lower"]) and np.isnan(row["upper"])
+    assert row["period"] == "day" and row["n"] == 4    # under 2 earlier weeks: same hour of day
     # causal: a huge later value changes nothing before it
     s2 = s.copy()
     s2.iloc[-1] = 1e6
@@ -462,3 +463,30 @@ def test_page_shows_detected_outages_and_the_exclusion_toggle(small_trends_db):
     assert not at.exception
     text = page_text(at)
     assert "kept in the baseline and the band" in text and "detected-outage points excluded" not in text
+
+
+def test_wording_gates_the_p95_and_says_when_the_band_range_is_withheld():
+    from types import SimpleNamespace
+
+    from core.baseline import compute_baseline
+    from core.seasonality import hourly_band
+    from core.wording import band_text, baseline_text
+
+    ts = pd.date_range("2026-01-05", periods=40, freq="1min", tz="UTC")
+    x = np.random.default_rng(2).normal(100, 5, 40)
+    b = compute_baseline(pd.Series(x, index=ts))
+    # 40 iid points: the median has an exact 95% interval, the p95 none (its upper rank would be 41)
+    assert b.median.sufficient and not b.percentiles[0.95].sufficient
+    text = baseline_text(SimpleNamespace(baseline=b, unit="ms", excluded={}))
+    assert text.startswith(f"median {b.median.value:.4g} ms (95% CI ")
+    assert "p95 not stated: 40 points are too few" in text and f"{b.percentiles[0.95].value:.4g}" not in text
+    assert "from 40 raw points" in text
+    big = compute_baseline(pd.Series(np.random.default_rng(3).normal(100, 5, 2000),
+                                     index=pd.date_range("2026-01-05", periods=2000, freq="1min", tz="UTC")))
+    p95 = big.percentiles[0.95]
+    assert f"p95 {p95.value:.4g} ms (95% CI {p95.lower:.4g} to {p95.upper:.4g})" in baseline_text(
+        SimpleNamespace(baseline=big, unit="ms", excluded={}))
+    # hourly data: pools of 4 points never hold a 95% range; the caption says so and how many hours
+    band = hourly_band(_hourly_days(5))
+    cap = band_text(SimpleNamespace(band=band))
+    assert "withheld for 72 of 120 hours" in cap and "at most 4 points" in cap and "needs 39" in cap

@@ -9,7 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import ValidationError
-from core.seasonality import analyse_seasonality, decompose, hourly, profile, seasonal_band, slot_of
+from core.seasonality import (
+    analyse_seasonality,
+    decompose,
+    hourly,
+    hourly_band,
+    min_band_points,
+    profile,
+    seasonal_band,
+    slot_of,
+)
 
 MONDAY = "2026-01-05"   # a Monday: weeks of the band start on Mondays 00:00 UTC
 
@@ -82,21 +91,75 @@ def hourly_weeks(values_per_week: list[float], start: str = MONDAY) -> pd.Series
 
 
 def test_band_values_hand_checked():
-    s = hourly_weeks([0.0, 1.0, 2.0, 3.0])
+    # every 6 minutes, week w holds 10w + 0..9 in each hour: pools of slot 0 are 0..10w-1, all distinct
+    idx = pd.date_range(MONDAY, periods=5 * 1680, freq="6min", tz="UTC")
+    i = np.arange(idx.size)
+    s = pd.Series(10.0 * (i // 1680) + i % 10, index=idx)
     b = seasonal_band(s, lookback=4, min_cycles=2, coverage=0.9)
     assert list(b.columns) == ["ts", "expected", "lower", "upper", "n", "cycles"]
-    assert b["expected"].iloc[:336].isna().all()            # fewer than 2 earlier weeks: no band
+    assert b["expected"].iloc[:2 * 1680].isna().all()        # fewer than 2 earlier weeks: no band
+    row = {w: b.iloc[w * 1680] for w in (2, 3, 4)}
+    # 90%: j = floor(0.05 (n + 1)); n=20 -> j=1: x_(1)=0, x_(20)=19; n=30 -> j=1; n=40 -> j=2: 1 and 38
+    assert (row[2]["expected"], row[2]["lower"], row[2]["upper"], row[2]["n"]) == (9.5, 0.0, 19.0, 20)
+    assert (row[3]["expected"], row[3]["lower"], row[3]["upper"], row[3]["n"]) == (14.5, 0.0, 29.0, 30)
+    assert (row[4]["expected"], row[4]["lower"], row[4]["upper"], row[4]["cycles"]) == (19.5, 1.0, 38.0, 4)
+    # 95%: j = floor(0.025 (n + 1)) is 0 for n=30 (no band, the median still given), 1 for n=40
+    b95 = seasonal_band(s, lookback=4, min_cycles=2)
+    assert b95["expected"].iloc[3 * 1680] == 14.5 and np.isnan(b95["lower"].iloc[3 * 1680])
+    assert np.isnan(b95["upper"].iloc[3 * 1680])
+    assert (b95["lower"].iloc[4 * 1680], b95["upper"].iloc[4 * 1680]) == (0.0, 39.0)
+    assert (min_band_points(0.95), min_band_points(0.9), min_band_points(0.8)) == (39, 19, 9)
+
+
+def test_band_on_hourly_data_gives_the_median_but_withholds_the_range():
+    s = hourly_weeks([0.0, 1.0, 2.0, 3.0])
+    b = seasonal_band(s, lookback=4, min_cycles=2, coverage=0.9)
     wk2, wk3 = b.iloc[336], b.iloc[504]
-    assert (wk2["expected"], wk2["lower"], wk2["upper"]) == pytest.approx((0.5, 0.05, 0.95))
-    assert (wk3["expected"], wk3["lower"], wk3["upper"]) == pytest.approx((1.0, 0.1, 1.9))
-    assert (wk3["n"], wk3["cycles"]) == (3, 3)
+    assert (wk2["expected"], wk2["n"], wk3["expected"], wk3["n"]) == (0.5, 2, 1.0, 3)
+    assert b[["lower", "upper"]].isna().all().all()          # 2 or 3 points cannot hold a 90% range
+
+
+@pytest.mark.parametrize(("freq", "per_hour"), [("1h", 1), ("5min", 12)])
+def test_band_coverage_on_iid_noise_is_at_least_nominal_or_withheld(freq, per_hour):
+    # the reviewer's case: iid N(0, 1), 10 weeks, lookback 4. Interpolated quantiles of the pool put
+    # 49% (hourly, pool of 4) and 9.2% (5-minute, pool of 48) outside the "95%" band.
+    idx = pd.date_range(MONDAY, periods=10 * 168 * per_hour, freq=freq, tz="UTC")
+    outside, banded = [], []
+    for seed in range(3):
+        x = np.random.default_rng(seed).normal(size=idx.size)
+        b = seasonal_band(pd.Series(x, index=idx), lookback=4)
+        ok = np.isfinite(b["lower"].to_numpy())
+        banded.append(ok.mean())
+        if ok.any():
+            outside.append(np.mean((x[ok] < b["lower"].to_numpy()[ok]) | (x[ok] > b["upper"].to_numpy()[ok])))
+    if per_hour == 1:
+        assert max(banded) == 0.0                          # pools of at most 4 points: insufficient
+        hb = hourly_band(pd.Series(np.random.default_rng(0).normal(size=idx.size), index=idx))
+        assert hb["lower"].isna().all() and hb["expected"].notna().mean() > 0.9
+    else:
+        # weeks 4..9 have pools of 48 points: j = 1, nominal 1 - 2/49 = 95.9%
+        assert min(banded) == pytest.approx(0.6)
+        assert max(outside) <= 0.06 and min(outside) >= 0.02   # measured 3.8-4.0%
+
+
+def test_hourly_band_falls_back_to_the_day_pool_when_the_week_pool_is_too_small():
+    # 5-minute data, 3 weeks: in week 2 the week pool has 24 points (no 95% range) and the day pool
+    # of the 4 previous days 48 (a range): the day pool is used, with its n
+    idx = pd.date_range(MONDAY, periods=21 * 288, freq="5min", tz="UTC")
+    x = np.random.default_rng(4).normal(size=idx.size)
+    hb = hourly_band(pd.Series(x, index=idx)).set_index("ts")
+    row = hb.loc[pd.Timestamp(MONDAY, tz="UTC") + pd.Timedelta("15D")]
+    assert row["period"] == "day" and row["n"] == 48 and np.isfinite(row["lower"])
+    assert list(hb.columns) == ["expected", "lower", "upper", "period", "n"]
 
 
 def test_band_never_uses_the_point_itself_or_later_data():
-    s = hourly_weeks([0.0, 0.0, 0.0])
-    s.iloc[400] = 1000.0                                     # a spike in week 3
-    b = seasonal_band(s, min_cycles=2)
-    assert b["upper"].iloc[400] == 0.0 and b["expected"].iloc[400] == 0.0
+    idx = pd.date_range(MONDAY, periods=3 * 1680, freq="6min", tz="UTC")
+    s = pd.Series(0.0, index=idx)
+    s.iloc[2 * 1680 + 5] = 1000.0                            # a spike in week 3
+    b = seasonal_band(s, min_cycles=2, coverage=0.9)         # pools of 20 points: a 90% range
+    for k in (5, 6):                                         # the spike and the next point of its hour
+        assert b["upper"].iloc[2 * 1680 + k] == 0.0 and b["expected"].iloc[2 * 1680 + k] == 0.0
 
 
 def test_band_skips_missing_points():

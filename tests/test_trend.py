@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import signal, stats
 
-from core.trend import binary_segmentation, change_points, trend_test
+from core.trend import (
+    MAX_SLOPE_PAIRS,
+    binary_segmentation,
+    change_points,
+    mann_kendall_s,
+    pairwise_slopes,
+    trend_test,
+)
 
 
 def minute_series(days: float, *, seed: int = 0, slope: float = 0.0, noise: float = 3.0, ar: float = 0.0,
@@ -71,6 +81,45 @@ def test_trend_on_thin_data_says_so():
     r = trend_test(minute_series(0.3))    # 7 hourly points
     assert not r.sufficient and np.isnan(r.slope_per_day)
     assert "at least 12" in r.reason
+
+
+def test_mann_kendall_s_matches_the_pairwise_sum_with_ties():
+    rng = np.random.default_rng(8)
+    for n in (2, 5, 60, 400):
+        x = np.arange(n, dtype=float)
+        y = rng.integers(0, 4, n).astype(float)              # many ties in y
+        iu, ju = np.triu_indices(n, 1)
+        assert mann_kendall_s(x, y) == np.sum(np.sign(y[ju] - y[iu]) * np.sign(x[ju] - x[iu]))
+    assert mann_kendall_s(np.arange(4.0), np.array([1.0, 3.0, 2.0, 4.0])) == 4.0   # 5 concordant - 1
+
+
+def test_sampled_theil_sen_is_close_to_the_exact_one():
+    rng = np.random.default_rng(9)
+    x = np.arange(1600) / 24.0                               # 1,279,200 pairs > MAX_SLOPE_PAIRS
+    y = 0.05 * x + rng.normal(0, 3, x.size)
+    sampled, total = pairwise_slopes(x, y)
+    exact, total_exact = pairwise_slopes(x, y, max_pairs=10 ** 7)
+    assert total == total_exact == 1600 * 1599 // 2 and sampled.size == 1_000_000 == MAX_SLOPE_PAIRS
+    for q in (0.025, 0.5, 0.975):                            # a few 1e-4 in rank fraction
+        lo, hi = np.quantile(exact, [q - 0.002, q + 0.002])
+        assert lo <= np.quantile(sampled, q) <= hi
+    assert np.array_equal(sampled, pairwise_slopes(x, y)[0])  # fixed seed: reproducible
+
+
+def test_a_year_of_hourly_points_stays_fast_and_small():
+    # every pair of 8760 points was built before: 38 million pairs, ~2 GB
+    rng = np.random.default_rng(10)
+    idx = pd.date_range("2025-01-01", periods=365 * 24, freq="1h", tz="UTC")
+    t = np.arange(idx.size) / 24.0
+    h = pd.Series(100 + 0.01 * t + 5 * np.sin(2 * np.pi * t) + rng.normal(0, 3, idx.size), index=idx)
+    tracemalloc.start()
+    c = time.process_time()
+    r = trend_test(hourly_values=h)
+    cpu = time.process_time() - c
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert cpu < 1.0 and peak < 200e6, (cpu, peak)           # measured 0.17 s, 68 MB
+    assert r.significant and r.slope_lower <= 0.01 <= r.slope_upper
 
 
 def test_constant_series_has_no_trend():
