@@ -27,7 +27,7 @@ demo: $(VENV)/.runtime   ## rebuild the demo CSVs and database from the seeded g
 	$(PY) -m data.generate --out data/demo --db $(STUDIO_DB)
 
 run: $(VENV)/.runtime $(STUDIO_DB)
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m ui.serve run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -37,8 +37,13 @@ critical fires), plus a ``<Name>NoData`` rule when ``missing: nodata``. It repro
 interval. Prometheus has no hysteresis, so a ``recovery`` level is emulated in the expression through
 the alert's own ``ALERTS`` series: for ``>``, ``(V > T) or (V >= R and ignoring(<alert labels>)
 ALERTS{alertname="X", alertstate="firing", <alert labels>})``. Caveats: after a Prometheus restart the
-previous ``ALERTS`` sample is gone, so an alert held only by hysteresis resolves once; and what the
-export cannot reproduce is returned in :attr:`PromExport.warnings`. ``keep_firing_for`` needs
+previous ``ALERTS`` sample is gone, so an alert held only by hysteresis resolves once; the
+``<Name>NoData`` alert fires once the series has had no sample for the whole window (the lookback, or
+the effective ``for`` if longer), so a shorter gap, which the replay reports as a ``nodata`` episode,
+raises no NoData alert; and what else the export cannot reproduce for a given rule and mapping is
+returned in :attr:`PromExport.warnings`. Missing data is "condition false" in both (``keep_firing_for``
+holds a firing alert across a gap), and ``keep_last`` carries a value for the same window
+(:attr:`PromMapping.lookback`; replay it with ``lookback_s=``). ``keep_firing_for`` needs
 Prometheus 2.42 or later.
 """
 
@@ -347,7 +352,11 @@ class PromMapping:
         group's ``interval:``); default ``scrape_interval_s``.
     lookback : str
         Window for ``missing: keep_last`` (``last_over_time``) and ``nodata`` (``absent_over_time``)
-        when the effective ``for`` is shorter.
+        when the effective ``for`` is shorter (a duration > 0 such as ``10m``, or seconds; default
+        ``10m``). The replay carries a
+        ``keep_last`` value for as long, given the same lookback: pass :attr:`lookback_s` as
+        ``core.replay.replay(..., lookback_s=)`` / ``sweep`` and this mapping to
+        ``core.policy.preview(..., mapping=)``.
     extra_labels : dict
         Labels added to every alert (e.g. ``{"source": "threshold-studio"}``).
     """
@@ -366,6 +375,14 @@ class PromMapping:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValidationError(f"{v!r} is not an interval; expected seconds > 0", path=name)
+        if parse_duration(self.lookback, "lookback") <= 0:
+            raise ValidationError(f"{self.lookback!r} is not a lookback window; expected a duration > 0 "
+                                  "like 10m", path="lookback")
+
+    @property
+    def lookback_s(self) -> float:
+        """:attr:`lookback` in seconds (what ``core.replay.replay(..., lookback_s=)`` takes)."""
+        return parse_duration(self.lookback, "lookback")
 
     @property
     def interval_s(self) -> float:
@@ -448,6 +465,29 @@ def _hysteresis_expr(value: str, r: Any, thr: float, alert: str, labels: Mapping
             f"({value} {hold} {_num(r.recovery)} and ignoring({ignored}) {alerts})")
 
 
+def _staleness_warning(r: Any, alert: str, scrape_s: float, window_s: float) -> str | None:
+    """Why samples ``scrape_s`` apart are too sparse for how the export reads them (None: they are not).
+
+    The replay judges a sample until the next one arrives (each evaluation sees the newest sample
+    within ``max(interval, step)``). Prometheus sees a plain selector's newest sample only within its
+    query lookback (5m), and ``last_over_time`` / ``absent_over_time`` only within their ``window_s``;
+    with samples further apart, the expression returns nothing between them, so the condition is
+    false there (pending restarts, ``for`` may never be reached) and the ``NoData`` alert fires.
+    """
+    if r.missing == "keep_last":
+        reach, how = window_s, f"last_over_time window ({format_duration(window_s)})"
+    else:
+        reach, how = _PROM_LOOKBACK_S, f"query lookback ({format_duration(_PROM_LOOKBACK_S)})"
+    if scrape_s <= reach:
+        return None
+    msg = (f"{r.name}: samples arrive every {format_duration(scrape_s)} (the mapping's scrape interval), "
+           f"longer than Prometheus' {how}, so between samples the rule sees no data and its condition is "
+           "false")
+    if r.missing == "nodata" and scrape_s > window_s:
+        msg += f", and {alert}NoData fires (no sample in {format_duration(window_s)})"
+    return msg + "; the replay judges each sample until the next one arrives"
+
+
 @dataclass(frozen=True)
 class PromExport:
     """Prometheus alerting rules plus what the export could not reproduce exactly.
@@ -479,14 +519,20 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
       at the cadence the replay assumed (one group per distinct interval).
     * Hysteresis (``recovery``) is emulated in the expression through the alert's own ``ALERTS`` series
       (see :func:`_hysteresis_expr`).
-    * Missing data: ``keep_last`` reads ``last_over_time`` over the lookback; ``nodata`` adds a
-      ``<Name>NoData`` alert on ``absent_over_time``. A mapped expression gets a subquery.
+    * Missing data: an evaluation without a sample is "condition false", as in the replay
+      (``keep_firing_for`` holds a firing alert across the gap). ``keep_last`` reads
+      ``last_over_time`` over ``max(lookback, for)``, the window the replay carries a value for;
+      ``nodata`` adds a ``<Name>NoData`` alert on ``absent_over_time`` over that window. A mapped
+      expression gets a subquery.
+    * Warnings (:attr:`PromExport.warnings`): hysteresis on an interval longer than Prometheus' 5m
+      query lookback (``ALERTS`` is not seen), and samples (the mapping's scrape interval) further
+      apart than the lookback or window the expression reads them with.
 
     Raises :class:`ValidationError` when two rules would share an alert name, or when a rule's warning
     and critical levels carry the same severity label (the two alerts could not be told apart).
     """
     m = mapping or PromMapping()
-    lookback_s = parse_duration(m.lookback, "lookback")
+    lookback_s = m.lookback_s
     objs = sorted((_rule_obj(x) for x in rules), key=lambda x: x.name)
     names = _alert_names(objs)
     origin = f"threshold studio policy {policy!r}" + (f" v{version}" if version is not None else "")
@@ -502,7 +548,7 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
         step = format_duration(iv)
         sel = m.selector(r.series, r.matchers)
         for_s = float(r.for_s) + (r.consecutive - 1) * iv
-        window = m.lookback if for_s <= lookback_s else format_duration(for_s)
+        window = format_duration(max(lookback_s, for_s))
         value = f"last_over_time({_range(sel, window, step)})" if r.missing == "keep_last" else _operand(sel)
         user_ann = dict(r.annotations)
         rationale = user_ann.pop("rationale", None)
@@ -517,10 +563,9 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
             warnings.append(f"{r.name}: hysteresis reads the alert's previous state from ALERTS, which "
                             f"Prometheus looks back only 5m for; the {step} interval is longer, so the "
                             "recovery level may not hold the alert")
-        if r.missing == "nodata" and r.keep_firing_for_s:
-            warnings.append(f"{r.name}: the replay ends a firing alert when data goes missing (missing: "
-                            f"nodata); Prometheus keeps it firing for keep_firing_for "
-                            f"({format_duration(r.keep_firing_for_s)})")
+        stale = _staleness_warning(r, names[r.name], m.scrape_interval_s, max(lookback_s, for_s))
+        if stale:
+            warnings.append(stale)
         out = by_interval.setdefault(iv, [])
         for lvl, thr in trig.items():
             labels = {**base_labels, "severity": r.label_for(lvl)}

@@ -21,10 +21,20 @@ Layouts (``FORMATS``), detected from the content unless ``fmt`` overrides it:
     Datadog CSV (a time column, often epoch milliseconds, and one column per query such as
     ``avg:system.cpu.user{host:web-1}``) or the v1 query API JSON (``series[].pointlist``).
 
-Timestamps may be ISO 8601 (no zone = UTC, reported in ``warnings``) or epoch seconds, milliseconds,
-microseconds or nanoseconds (unit from the magnitude; one unit per file), between 1970 and 2100.
+Timestamps may be ISO 8601 between 1970 and 2100 (no zone = UTC, reported in ``warnings``), or
+epoch seconds, milliseconds, microseconds or nanoseconds (unit from the magnitude; one unit per file)
+between 2000 and 2100. The unit of an epoch number is a guess from its size, so an epoch time before
+2000 is refused rather than read: it is nearly always something else, such as a compact date
+``20260101`` that would otherwise land in 1970. A column whose every cell is a compact date of one
+shape, ``YYYYMMDD``, ``YYYYMMDDHHMM`` or ``YYYYMMDDHHMMSS`` (UTC), is read as such (no epoch reading of
+those numbers falls between 2000 and 2100, so this is never ambiguous) and ``warnings`` says so.
+(Prometheus and Datadog JSON state their unit, so they keep the 1970 lower bound.)
+
 A value that is empty, ``NaN``, ``null``, ``None`` or ``NA`` is a missing value and stays NaN.
-``;`` and tab delimiters are handled; a decimal comma is read only when the delimiter is not a comma.
+``;`` and tab delimiters are handled. A decimal comma is read only when the delimiter is not a comma,
+and then each value column keeps one convention: its first value with a ``,`` or ``.`` decides, and
+a later value in the other convention is refused (``1.234`` next to ``12,5`` may be a thousands
+separator; the reader does not guess). Thousands separators are never read.
 
 Every failure is a :class:`core.errors.IngestError` naming the file, the 1-based line (the header is
 line 1), the column and what was expected. Nothing here writes anywhere: see ``Store.ingest``.
@@ -64,6 +74,14 @@ _TS_MAX_NS = TS_MAX.value
 _EPOCH_UNITS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
 _EPOCH_NS_PER_UNIT = (1_000_000_000, 1_000_000, 1_000, 1)
 _EPOCH_BANDS = (1e11, 1e14, 1e17)
+EPOCH_MIN = pd.Timestamp("2000-01-01", tz="UTC")   # earliest time an epoch number may denote
+_EPOCH_MIN_NS = EPOCH_MIN.value
+# Compact dates (digits only): length -> strptime format.
+_COMPACT_FORMATS = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+_COMPACT_SHAPES = {8: "YYYYMMDD", 12: "YYYYMMDDHHMM", 14: "YYYYMMDDHHMMSS"}
+# Decimal conventions of one value (files separated by ';' or tab).
+_COMMA_NUM = r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?"
+_POINT_NUM = r"[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 EXPECT_TS = ("expected an ISO 8601 time such as 2026-01-01T00:00:00Z or an epoch number "
              "(seconds, milliseconds or nanoseconds)")
@@ -377,8 +395,11 @@ def parse_times(raw: Any, lines: np.ndarray | None = None, *, file: str | None =
                 column: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Timestamps (strings or numbers) to int64 nanoseconds since the epoch (UTC), and warnings.
 
-    ISO 8601 without a zone is read as UTC (a warning says how many). Epoch numbers take their unit
-    from the magnitude (< 1e11 seconds, < 1e14 ms, < 1e17 us, else ns); one unit per column. Raises
+    ISO 8601 without a zone is read as UTC (a warning says how many); ISO times lie in 1970-2100.
+    Epoch numbers take their unit from the magnitude (< 1e11 seconds, < 1e14 ms, < 1e17 us, else ns),
+    one unit per column, and must land in 2000-2100: an earlier epoch time is refused, naming a
+    compact date when it looks like one. A column of compact dates only (``YYYYMMDD``,
+    ``YYYYMMDDHHMM`` or ``YYYYMMDDHHMMSS``, one shape) is read as UTC dates with a warning. Raises
     :class:`IngestError` naming the first bad row. Vectorised; not causal-relevant (pure parsing).
     """
     s = pd.Series(np.asarray(raw, dtype=object)).astype(str).str.strip()
@@ -399,25 +420,43 @@ def parse_times(raw: Any, lines: np.ndarray | None = None, *, file: str | None =
             i = int(np.argmax(~is_num))
             raise fail(i, f"{s.iloc[i][:40]!r} is not an epoch number like the rows above it; {EXPECT_TS} "
                           "(one format per file)")
+        compact = _compact_dates(s)
+        if compact is not None:
+            shape = _COMPACT_SHAPES[len(s.iloc[0])]
+            warnings.append(f"timestamps read as compact dates {shape} (e.g. {s.iloc[0]!r}) with no time zone; "
+                            "read as UTC")
+            return compact, warnings
         vals = num.to_numpy(dtype=np.float64)
         neg = vals < 0
         if neg.any():
             i = int(np.argmax(neg))
             raise fail(i, f"timestamp {s.iloc[i]} is before 1970; expected a time between 1970 and 2100")
         unit = np.searchsorted(np.asarray(_EPOCH_BANDS), vals, side="right")
-        if (unit != unit[0]).any():
-            i = int(np.argmax(unit != unit[0]))
-            raise fail(i, f"mixed epoch units: {s.iloc[i]} looks like {_EPOCH_UNITS[unit[i]]} but row "
-                          f"{int(rows[0])} ({s.iloc[0]}) looks like {_EPOCH_UNITS[unit[0]]}; expected one unit "
-                          "for the whole column")
+        approx = vals * np.asarray(_EPOCH_NS_PER_UNIT, dtype=np.float64)[unit]
+        mixed = unit != unit[0]
+        early = approx < _EPOCH_MIN_NS
+        late = approx >= _TS_MAX_NS
+        off = mixed | early | late
+        if off.any():   # the first offending row, whatever is wrong with it
+            i = int(np.argmax(off))
+            cell, ui = s.iloc[i], int(unit[i])
+            hint = _compact_hint(cell)
+            if hint:
+                raise fail(i, hint)
+            if mixed[i]:
+                raise fail(i, f"mixed epoch units: {cell} looks like {_EPOCH_UNITS[ui]} but row "
+                              f"{int(rows[0])} ({s.iloc[0]}) looks like {_EPOCH_UNITS[unit[0]]}; expected one unit "
+                              "for the whole column")
+            if late[i]:
+                raise fail(i, f"timestamp {cell} (epoch {_EPOCH_UNITS[ui]}) is after 2100; expected an epoch "
+                              "time between 2000 and 2100")
+            when = pd.Timestamp(int(approx[i]), tz="UTC").strftime("%Y-%m-%d")
+            raise fail(i, f"timestamp {cell} read as epoch {_EPOCH_UNITS[ui]} is {when}, before 2000: the unit "
+                          "of an epoch number is guessed from its size, so times before 2000 are refused; "
+                          "expected an epoch time between 2000 and 2100 such as 1767225600 (write earlier "
+                          "times as ISO 8601, e.g. 1999-12-31T23:59:00Z)")
         u = int(unit[0])
         scale = _EPOCH_NS_PER_UNIT[u]
-        approx = vals * scale
-        out = approx >= _TS_MAX_NS
-        if out.any():
-            i = int(np.argmax(out))
-            raise fail(i, f"timestamp {s.iloc[i]} (epoch {_EPOCH_UNITS[u]}) is after 2100; expected a time "
-                          "between 1970 and 2100")
         if num.dtype.kind in "iu":
             ns = num.to_numpy(dtype=np.int64) * np.int64(scale)
         elif u < 3:  # fractional epoch: round to the microsecond (what the store keeps), exact for floats
@@ -453,11 +492,42 @@ def parse_times(raw: Any, lines: np.ndarray | None = None, *, file: str | None =
     return pd.DatetimeIndex(dt).as_unit("ns").asi8, warnings
 
 
+def _compact_dates(s: pd.Series) -> np.ndarray | None:
+    """Int64 ns (UTC) when every cell of ``s`` (stripped strings) is a compact date of one shape
+    (``YYYYMMDD``, ``YYYYMMDDHHMM`` or ``YYYYMMDDHHMMSS``) between 1970 and 2100; else None."""
+    n0 = len(s.iloc[0])
+    fmt = _COMPACT_FORMATS.get(n0)
+    if fmt is None or not ((s.str.len() == n0) & s.str.fullmatch(r"[0-9]+")).all():
+        return None
+    dt = pd.to_datetime(s, format=fmt, errors="coerce", utc=True)
+    if dt.isna().any() or (dt < TS_MIN).any() or (dt >= TS_MAX).any():
+        return None
+    return pd.DatetimeIndex(dt).as_unit("ns").asi8
+
+
+def _compact_hint(cell: str) -> str | None:
+    """The error for an epoch-looking number that is really a compact date, or None if it is not one."""
+    fmt = _COMPACT_FORMATS.get(len(cell))
+    if fmt is None or not re.fullmatch(r"[0-9]+", cell):
+        return None
+    t = pd.to_datetime(cell, format=fmt, errors="coerce", utc=True)
+    if pd.isna(t) or not TS_MIN <= t < TS_MAX:
+        return None
+    iso = t.strftime("%Y-%m-%d") if len(cell) == 8 else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"{cell} looks like a compact date {_COMPACT_SHAPES[len(cell)]}, not an epoch; write it as {iso} or "
+            "as epoch seconds (expected one time format per column: a column holding only compact dates of "
+            "one shape is read as dates)")
+
+
 def parse_values(raw: Any, lines: np.ndarray | None = None, *, file: str | None = None,
                  column: str | None = None, decimal_comma: bool = False) -> np.ndarray:
     """Cell strings to float64: missing tokens (empty, NaN, null, None, NA) -> NaN, ``+Inf``/``-Inf`` ->
     +-inf, numbers as written. Overflow, units and text raise :class:`IngestError` at the first bad row.
-    ``decimal_comma`` accepts ``12,5`` (only for files not separated by commas). Vectorised."""
+
+    ``decimal_comma`` (only for files not separated by commas) accepts ``12,5``; the cells are then
+    one column, which keeps one decimal convention: the first cell with a ``,`` or ``.`` decides, and
+    the first cell in the other convention raises ("mixes decimal comma and decimal point"), since
+    ``1.234`` there may be a thousands separator. Integers fit either convention. Vectorised."""
     s = pd.Series(np.asarray(raw, dtype=object)).astype(str).str.strip()
     rows = np.arange(1, len(s) + 1) if lines is None else np.asarray(lines)
     low = s.str.lower()
@@ -470,15 +540,31 @@ def parse_values(raw: Any, lines: np.ndarray | None = None, *, file: str | None 
     out[ninf] = -np.inf
     if rest.any():
         t = s[rest]
+        mixed = np.zeros(len(t), dtype=bool)
         if decimal_comma:
-            t = t.where(~t.str.fullmatch(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?"), t.str.replace(",", ".", regex=False))
+            comma = t.str.fullmatch(_COMMA_NUM).to_numpy(dtype=bool)
+            point = t.str.fullmatch(_POINT_NUM).to_numpy(dtype=bool)
+            first = int(np.argmax(comma | point))
+            if comma.any() and point.any():
+                mixed = point if comma[first] else comma
+            t = t.where(~comma, t.str.replace(",", ".", regex=False))
         num = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.isnan(num) | ~t.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").to_numpy()
+        bad = np.isnan(num) | ~t.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").to_numpy() | mixed
         if bad.any():
             k = int(np.argmax(bad))
             i = int(np.flatnonzero(rest)[k])
             cell = s.iloc[i]
-            if re.fullmatch(r"[+-]?[\d.,]+\s*[A-Za-z%µ/]+[\w/%]*", cell):
+            if mixed[k]:
+                j = int(np.flatnonzero(rest)[first])
+                this, that = ("point", "comma") if point[k] else ("comma", "point")
+                why = (f"{cell[:40]!r} has a decimal {this} but row {int(rows[j])} ({s.iloc[j][:40]!r}) has a "
+                       f"decimal {that}: the column mixes decimal comma and decimal point ('1.234' may be a "
+                       f"thousands separator); expected one convention per column, e.g. 12,5 and 1234,0 or "
+                       "12.5 and 1234.0")
+            elif decimal_comma and "," in cell and "." in cell and re.fullmatch(r"[+-]?[\d.,]+", cell):
+                why = (f"{cell[:40]!r} has both '.' and ',': thousands separators are not read; expected a "
+                       "number such as 1234,5 or 1234.5")
+            elif re.fullmatch(r"[+-]?[\d.,]+\s*[A-Za-z%µ/]+[\w/%]*", cell):
                 why = (f"{cell[:40]!r} carries a unit; expected a plain number (in Grafana, download with "
                        "'Formatted data' off)")
             elif "," in cell and re.fullmatch(r"[+-]?[\d.,]+", cell):
@@ -958,6 +1044,8 @@ def plan_bulk_csv(head: bytes, fmt: str = "auto", name: str | None = None, *, co
     if re.fullmatch(r"\d+(\.\d*)?([eE][+-]?\d+)?", first):
         epoch_unit = int(np.searchsorted(np.asarray(_EPOCH_BANDS), float(first), side="right"))
         integer = bool(pd.Series(table.cells[:, t]).str.strip().str.fullmatch(r"\d+").all())
+        if f"timestamps read as epoch {_EPOCH_UNITS[epoch_unit]}" not in parsed.warnings:
+            return None   # e.g. compact dates YYYYMMDD: only the careful reader reads those
     col_t = pd.Series(table.cells[:, t]).str.strip()
     no_zone = col_t[~col_t.str.contains(_ZONE_RE, regex=True)]
     example = None if epoch_unit is not None or no_zone.empty else str(no_zone.iloc[0])

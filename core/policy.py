@@ -39,6 +39,7 @@ import pandas as pd
 
 from core import audit
 from core.errors import ConflictError, NotFound, PermissionDenied, StudioError, ValidationError
+from core.export import PromMapping
 from core.frame import series_values
 from core.identity import User, require
 from core.store import policies as sql
@@ -695,15 +696,19 @@ def reject(store: Store, version: PolicyVersion | int, user: User, reason: str, 
 
 
 # ---------------------------------------------------------------------------------------- preview
-IMPACT_METRICS = ("episodes_per_week", "time_in_alert_pct", "incidents", "incidents_caught", "recall",
-                  "precision")
+#: Replayed numbers per side of a preview row. ``episodes`` (alert episodes, any level) is the count the
+#: UI needs to gate precision (a precision over a handful of episodes is not a number to act on).
+IMPACT_METRICS = ("episodes", "episodes_per_week", "time_in_alert_pct", "incidents", "incidents_caught",
+                  "recall", "precision")
 
 
-def _replay_metrics(rule: Any, values: pd.Series, incidents: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
-    """Replay one rule on one series; the impact metrics (None where the replay cannot say) and notes."""
+def _replay_metrics(rule: Any, values: pd.Series, incidents: pd.DataFrame,
+                    lookback_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Replay one rule on one series; the impact metrics (None where the replay cannot say) and notes.
+    ``lookback_s``: the export's lookback (how long ``missing: keep_last`` carries a value)."""
     from core.replay import replay
 
-    rep = replay(rule, values)
+    rep = replay(rule, values, lookback_s=lookback_s)
     s = rep.summary(incidents=incidents if len(incidents) else None)
     out = {k: s.get(k) for k in IMPACT_METRICS}
     if len(incidents) and s.get("fn") is not None:
@@ -722,15 +727,19 @@ class Preview:
     diff : PolicyDiff
         Active version -> new rules.
     impact : pandas.DataFrame
-        One row per (rule, series) of an affected rule with ``old_*`` and ``new_*`` replay metrics:
-        episodes per week, time in alert (percent), incidents caught / total, recall, precision. None
-        where a side has no such rule or the replay could not say (``notes`` says why).
+        One row per (rule, series) of an affected rule with ``old_*`` and ``new_*`` replay metrics
+        (:data:`IMPACT_METRICS`): alert episodes (count, any level), episodes per week, time in alert
+        (percent), incidents caught / total, recall, precision. None where a side has no such rule or
+        the replay could not say (``notes`` says why).
     significance : list of str
         Why the change would need approval (empty: it takes effect at once).
     base_version : int
         Pass this to :func:`apply` as ``base_version``.
     notes : list of str
         Series matched by nothing, replays that failed for thin data, and the like.
+    lookback_s : float
+        The export lookback (seconds) the replays used: ``missing: keep_last`` carries a value for
+        ``max(lookback, for + (consecutive - 1) x interval)``, as the Prometheus export does.
     """
 
     policy: str
@@ -740,6 +749,7 @@ class Preview:
     impact: pd.DataFrame
     significance: list[str]
     notes: list[str]
+    lookback_s: float = PromMapping().lookback_s
 
     @property
     def requires_approval(self) -> bool:
@@ -769,12 +779,16 @@ def approval_reasons(store: Store, policy: str, new_rules: Iterable[Any], now: A
 
 
 def preview(store: Store, policy: str, new_rules: Iterable[Any], now: Any = None,
-            significance: SignificanceConfig | None = None) -> Preview:
+            significance: SignificanceConfig | None = None, *, mapping: PromMapping | None = None) -> Preview:
     """Diff of the active version against ``new_rules`` and the replayed impact of both over the stored
     history (all of it, with the stored incidents), for the series of affected rules only. Writes nothing.
 
-    A replay that cannot give an honest number (e.g. too little data) leaves NaN and adds a note.
+    ``mapping`` is the :class:`core.export.PromMapping` the rules are exported with (default
+    ``PromMapping()``); its lookback bounds how long ``missing: keep_last`` carries a value, so the
+    preview replays what the export will do. A replay that cannot give an honest number (e.g. too
+    little data) leaves NaN and adds a note.
     """
+    lookback_s = (mapping if mapping is not None else PromMapping()).lookback_s
     t = _now(now)
     dicts = normalise_rules(new_rules)
     active = active_version(store, policy, t)
@@ -812,7 +826,7 @@ def preview(store: Store, policy: str, new_rules: Iterable[Any], now: Any = None
                     rule = objs.get(name)
                     if rule is not None and rule.matches(key):
                         try:
-                            metrics, more = _replay_metrics(rule, values, incidents)
+                            metrics, more = _replay_metrics(rule, values, incidents, lookback_s)
                             notes += [f"{name} on {key} ({side}): {m}" for m in more]
                         except StudioError as exc:  # e.g. InsufficientDataError: say so, show no number
                             notes.append(f"{name} on {key} ({side}): {exc}")
@@ -822,7 +836,7 @@ def preview(store: Store, policy: str, new_rules: Iterable[Any], now: Any = None
     cols = ["rule", "series", "change", "points"] + [f"{s}_{k}" for s in ("old", "new") for k in IMPACT_METRICS]
     impact = pd.DataFrame(rows, columns=cols)
     return Preview(policy, active.number if active else None, latest_number(store, policy), d, impact,
-                   reasons, notes)
+                   reasons, notes, lookback_s)
 
 
 # ---------------------------------------------------------------------------------------- import / seed

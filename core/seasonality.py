@@ -140,10 +140,10 @@ def decompose(values: pd.Series | None = None, *, hourly_values: pd.Series | Non
     h = h.iloc[int(np.argmax(ok)): len(ok) - int(np.argmax(ok[::-1]))]
     n = len(h)
     if periods is None:
-        periods = tuple(p for p in (24, 168) if n >= MIN_CYCLES_FOR_PERIOD[p] * p)
+        periods = tuple(p for p in (24, 168) if n > MIN_CYCLES_FOR_PERIOD[p] * p)
     else:
         periods = tuple(int(p) for p in periods)
-        short = [p for p in periods if n < 2 * p]
+        short = [p for p in periods if n <= 2 * p]
         if short:
             return Decomposition(False, f"{n} hours of data; period(s) {short} h need at least two full cycles")
     if not periods:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,45 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NAB_DIR = Path(os.environ.get("STUDIO_NAB", ROOT.parent / "shared" / "nab"))
+
+
+_HYPOTHESIS_TMP: str | None = None
+
+
+def pytest_configure(config):
+    """Keep Hypothesis' storage (example database, constants and unicode caches) out of the tree.
+
+    The installed hypothesis reads ``HYPOTHESIS_STORAGE_DIRECTORY`` the first time it touches storage,
+    which its pytest plugin does while collecting (``pytest_collection_modifyitems``), before any
+    fixture runs; so it is set here. A value the caller set is kept."""
+    global _HYPOTHESIS_TMP
+    if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+        _HYPOTHESIS_TMP = tempfile.mkdtemp(prefix="studio-hypothesis-")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _HYPOTHESIS_TMP
+
+
+def pytest_unconfigure(config):
+    global _HYPOTHESIS_TMP
+    if _HYPOTHESIS_TMP is not None:
+        if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") == _HYPOTHESIS_TMP:
+            del os.environ["HYPOTHESIS_STORAGE_DIRECTORY"]
+        shutil.rmtree(_HYPOTHESIS_TMP, ignore_errors=True)
+        _HYPOTHESIS_TMP = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_db(tmp_path_factory):
+    """Point ``STUDIO_DB`` at a session tmp file so no test can create or change ``data/studio.duckdb``
+    (even when the caller's shell has ``STUDIO_DB`` set). A test that sets ``STUDIO_DB`` itself
+    (``monkeypatch.setenv``) still wins for its own duration."""
+    path = tmp_path_factory.mktemp("session_db") / "studio.duckdb"
+    old = os.environ.get("STUDIO_DB")
+    os.environ["STUDIO_DB"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("STUDIO_DB", None)
+    else:
+        os.environ["STUDIO_DB"] = old
 
 
 @pytest.fixture

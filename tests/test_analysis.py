@@ -265,9 +265,6 @@ def test_stuck_values_before_and_in_the_range_are_kept_out_of_band_and_baseline(
     assert on.band.set_index("ts").loc[t, "period"] == "day"
 
 
-@pytest.mark.xfail(strict=True, reason="the ewma_residual member updates its level with the spike, so the "
-                   "next 2 normal points look anomalous (an echo) and a lone spike becomes a 3-flag episode; "
-                   "fix belongs in core/detect/forecast.py (see the h3c report)")
 def test_a_lone_spike_is_not_an_outage():
     s = daily_noise(14, seed=3, sd=1.0)
     s[at(12) + pd.Timedelta("10h")] += 60

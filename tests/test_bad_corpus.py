@@ -54,6 +54,14 @@ EXPECTED = {
     "38_unknown_json.json": (None, None, "unknown JSON layout"),
     "39_two_series_columns_same_key.csv": (1, 'cpu{host="a"}', "appears twice"),
     "40_us_date_format.csv": (2, "timestamp", "is not a timestamp"),
+    "41_compact_date_among_epochs.csv": (3, "timestamp", "20260101 looks like a compact date YYYYMMDD, not an "
+                                                         "epoch; write it as 2026-01-01 or as epoch seconds"),
+    "42_epoch_before_2000.csv": (4, "timestamp", "read as epoch seconds is 1970-01-02, before 2000"),
+    "43_semicolon_mixed_decimal.csv": (4, "value", "'12,5' has a decimal comma but row 2 ('1.234') has a "
+                                                   "decimal point: the column mixes decimal comma and decimal point"),
+    "44_tab_wide_mixed_decimal.csv": (4, "b", "'1.234' has a decimal point but row 3 ('12,5') has a decimal "
+                                              "comma: the column mixes decimal comma and decimal point"),
+    "45_compact_datetime_then_epoch.csv": (2, "timestamp", "write it as 2026-01-01T12:00:00Z or as epoch seconds"),
 }
 
 

@@ -58,7 +58,7 @@ def server(tmp_path):
     port = _free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    cmd = [sys.executable, "-m", "ui.serve", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
     with log.open("w") as out:
@@ -175,11 +175,6 @@ def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
 # first visit of a freshly started server that goes straight to /data runs pages/data.py without
 # app.py: file-name navigation and the default (centred) layout. Renaming the folder fixes it; this
 # test then runs as a normal test.
-LEGACY_PAGES_SCAN = (ROOT / "pages").is_dir()
-
-
-@pytest.mark.xfail(LEGACY_PAGES_SCAN, strict=True,
-                   reason="pages/ triggers Streamlit's legacy directory scan on a direct first visit")
 def test_a_direct_url_shows_the_app_navigation_and_wide_layout(server, browser_page, tmp_path):
     page = browser_page
     page.goto(f"{server}/data")   # the first request this server sees

@@ -101,7 +101,7 @@ def journey(tmp_path) -> Iterator[Journey]:
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "STUDIO_DB": str(db), "STUDIO_ROLES": str(roles), "STUDIO_USER": USER,
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    cmd = [sys.executable, "-m", "ui.serve", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
     with log.open("w") as out:

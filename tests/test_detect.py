@@ -307,3 +307,127 @@ def test_new_members_are_causal(name, clean, fitted):
         t = s.copy()
         t.iloc[cut:] = np.where(np.arange(len(s) - cut) % 2, 1e4, -1e4)   # wild future, new shape
         np.testing.assert_array_equal(fitted[name].score(s.iloc[:cut]), fitted[name].score(t)[:cut])
+
+
+# ----------------------------------------------------------------------------- robust EWMA level (capped)
+def _capped_by_loop(x, alpha, cap, persist):
+    """Reference: the capped smoothing recursion written out one point at a time."""
+    out, level, run = np.full(x.size, np.nan), np.nan, 0
+    for i, xi in enumerate(x):
+        out[i] = level
+        if not np.isfinite(xi):
+            continue
+        if np.isnan(level):
+            level = xi
+            continue
+        d = xi - level
+        w = np.inf if np.isnan(cap[i]) else cap[i]
+        s = int(np.sign(d)) if abs(d) > w else 0
+        run = run + s if (s != 0 and np.sign(run) == s) else s
+        level += alpha * (s * w if (s != 0 and abs(run) < persist) else d)
+    return out
+
+
+def test_capped_ewma_caps_a_lone_spike_by_hand():
+    from core.detect.forecast import capped_ewma_forecast, ewma_forecast
+
+    x = np.array([10.0, 10.0, 10.0, 40.0, 10.0, 10.0])
+    cap = np.full(6, 2.0)
+    # the spike 40 is fed as 10 + 2 = 12: level 10 + 0.5 * 2 = 11; then 10 gives 10.5
+    np.testing.assert_allclose(capped_ewma_forecast(x, 0.5, cap), [np.nan, 10, 10, 10, 11, 10.5])
+    # the plain EWMA is dragged to 25 by the spike and is still 17.5 two points later (the echo)
+    np.testing.assert_allclose(ewma_forecast(x, 0.5), [np.nan, 10, 10, 10, 25, 17.5])
+
+
+def test_capped_ewma_follows_a_lasting_change_from_its_third_point():
+    from core.detect.forecast import capped_ewma_forecast
+
+    x = np.array([10.0, 10.0, 40.0, 40.0, 40.0, 40.0])
+    # 40 capped twice (levels 11, 12); the third value in a row beyond the cap is a lasting change
+    # and is fed as it is: 12 + 0.5 * 28 = 26, then 26 + 0.5 * 14 = 33
+    np.testing.assert_allclose(capped_ewma_forecast(x, 0.5, np.full(6, 2.0), persist=3),
+                               [np.nan, 10, 10, 11, 12, 26])
+    # persist=2: capped once (11), then fed as is: 11 + 0.5 * 29 = 25.5, 25.5 + 0.5 * 14.5 = 32.75
+    np.testing.assert_allclose(capped_ewma_forecast(x, 0.5, np.full(6, 2.0), persist=2),
+                               [np.nan, 10, 10, 11, 25.5, 32.75])
+
+
+def test_capped_ewma_skips_missing_values_without_filling():
+    from core.detect.forecast import capped_ewma_forecast
+
+    x = np.array([np.nan, 10.0, np.nan, 40.0, 10.0])
+    cap = np.array([np.nan, np.nan, 2.0, 2.0, np.nan])        # NaN cap = no cap at that point
+    # the missing point's forecast is the level so far; it neither updates nor resets the level
+    np.testing.assert_allclose(capped_ewma_forecast(x, 0.5, cap), [np.nan, np.nan, 10, 10, 11])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 400), alpha=st.sampled_from([0.05, 0.2, 0.7, 1.0]),
+       persist=st.integers(1, 4))
+def test_capped_ewma_matches_the_recursion_and_is_causal(seed, n, alpha, persist):
+    from core.detect.forecast import capped_ewma_forecast, ewma_forecast
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(2, n) + np.cumsum(rng.normal(0, 0.2, n))      # heavy tails, wandering level
+    x[rng.random(n) < 0.1] = np.nan
+    cap = rng.uniform(0.5, 3.0, n)
+    cap[rng.random(n) < 0.05] = np.nan
+    got = capped_ewma_forecast(x, alpha, cap, persist)
+    np.testing.assert_allclose(got, _capped_by_loop(x, alpha, cap, persist), rtol=1e-9, atol=1e-7)
+    cut = n // 2
+    np.testing.assert_allclose(capped_ewma_forecast(x[:cut], alpha, cap[:cut], persist), got[:cut],
+                               rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(capped_ewma_forecast(x, alpha, np.full(n, np.inf)), ewma_forecast(x, alpha),
+                               rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("cap,echo_flagged", [(4.0, False), (math.inf, True)])
+def test_ewma_residual_flags_a_lone_spike_but_not_the_points_after_it(cap, echo_flagged):
+    """A 30-sigma spike: flagged; with the capped level the next points are not (with the plain
+    EWMA, cap=inf, the level is dragged up by alpha * 60 and the next normal points are flagged)."""
+    from core.detect.forecast import EwmaResidual
+
+    s = seasonal_noise(days=8, seed=5).copy()
+    at = 6 * PER_DAY + 40
+    s.iloc[at] += 30 * 2.0
+    det = EwmaResidual(cap=cap).fit(s.iloc[: 4 * PER_DAY])
+    sc = det.score(s.iloc[4 * PER_DAY:])
+    rel = at - 4 * PER_DAY
+    assert sc[rel] >= DEFAULT_THRESHOLD
+    assert bool((sc[rel + 1: rel + 4] >= DEFAULT_THRESHOLD).any()) is echo_flagged
+    assert np.mean(sc[rel + 1:] >= DEFAULT_THRESHOLD) <= 0.01
+
+
+def test_ewma_residual_still_adapts_to_a_lasting_shift():
+    """A lasting 10-sigma shift: the capped level resists only its first two points, so the run of
+    flagged points is at most two longer than with the plain EWMA, and then it stops."""
+    from core.detect.forecast import EwmaResidual
+
+    s = seasonal_noise(days=8, seed=6).copy()
+    at = 6 * PER_DAY
+    s.iloc[at:] += 10 * 2.0
+    hist, test, rel = s.iloc[: 4 * PER_DAY], s.iloc[4 * PER_DAY:], at - 4 * PER_DAY
+    runs = {}
+    for cap in (4.0, math.inf):
+        flags = EwmaResidual(cap=cap).fit(hist).score(test)[rel:] >= DEFAULT_THRESHOLD
+        assert flags[0]
+        runs[cap] = int(np.argmin(flags))                   # length of the first run of flags
+    assert runs[math.inf] <= runs[4.0] <= runs[math.inf] + 2
+    assert runs[4.0] <= 6
+
+
+def test_a_lone_spike_makes_no_detected_outage():
+    """The analysis counts 3 flagged points as an outage: the default ensemble must flag a lone spike
+    once, not three times (the same series as tests/test_analysis.py, through detect only)."""
+    from core.analysis import detect, detected_outages
+
+    rng = np.random.default_rng(3)
+    n = 14 * 1440
+    s = pd.Series(100 + 10 * np.sin(2 * np.pi * np.arange(n) / 1440) + rng.normal(0, 1, n),
+                  index=pd.date_range("2026-01-05", periods=n, freq="1min", tz="UTC"))
+    t = s.index[12 * 1440 + 600]
+    s[t] += 60
+    found = detect(s)
+    near = found.anomalies[(found.anomalies["ts"] >= t) & (found.anomalies["ts"] <= t + pd.Timedelta("10min"))]
+    assert list(near["ts"]) == [t]
+    assert detected_outages(s, found.anomalies)[0].empty

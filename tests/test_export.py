@@ -324,14 +324,68 @@ def test_alert_name_collisions_name_both_rules(a, b):
 def test_export_warnings_are_returned_and_written_as_comments():
     quiet = prometheus_export([Rule(name="Q", series="m", warning=1.0)])
     assert quiet.warnings == () and not quiet.to_yaml().startswith("#")
-    r = Rule(name="G", series="m", warning=1.0, keep_firing_for_s=120)          # missing: nodata
-    ex = prometheus_export([r])
-    assert len(ex.warnings) == 1 and "keep_firing_for (2m)" in ex.warnings[0]
+    r = Rule(name="S", series="m", warning=2.0, recovery=1.0, missing="resolve", interval_s=600)
+    slow = prometheus_export([r])
+    assert len(slow.warnings) == 1 and "ALERTS" in slow.warnings[0] and "the 10m interval" in slow.warnings[0]
     text = to_prometheus_yaml([r])
-    assert text.startswith("# WARNING: G: the replay ends a firing alert") and yaml.safe_load(text) == ex.doc
-    slow = prometheus_export([Rule(name="S", series="m", warning=2.0, recovery=1.0, missing="resolve",
-                                   interval_s=600)])
-    assert len(slow.warnings) == 1 and "5m" in slow.warnings[0]
+    assert text.startswith("# WARNING: S: hysteresis reads") and yaml.safe_load(text) == slow.doc
+    # the same hysteresis evaluated every 5m is within Prometheus' lookback: silent
+    assert prometheus_export([Rule(name="S", series="m", warning=2.0, recovery=1.0, missing="resolve",
+                                   interval_s=300)]).warnings == ()
+
+
+def test_nodata_keep_firing_for_matches_the_replay_and_is_not_warned():
+    """missing: nodata with keep_firing_for: a gap is "condition false" in both, and keep_firing_for holds
+    the alert across it, so the export is silent. Replay worked by hand (1-minute samples, > 5, kff 3m):
+    breach at 0-1m, gap 2-3m (held: 1m and 2m after the hold stopped), breach at 4m, then 0 from 5m:
+    held at 6m, 7m; 8m is 3m after 5m, so the one episode ends at 8m (480 s). The gap is its own
+    nodata episode [2m, 4m)."""
+    r = Rule(name="G", series="m", warning=5.0, keep_firing_for_s=180)          # missing: nodata
+    ex = prometheus_export([r])
+    assert ex.warnings == () and not ex.to_yaml().startswith("#")
+    alerts = {a["alert"]: a for a in ex.doc["groups"][0]["rules"]}
+    assert alerts["G"]["keep_firing_for"] == "3m" and alerts["GNoData"]["expr"] == "absent_over_time(m[10m])"
+    ts = pd.date_range("2026-01-01", periods=10, freq="1min", tz="UTC")
+    rep = replay(r, pd.Series([10, 10, np.nan, np.nan, 10, 0, 0, 0, 0, 0], index=ts, dtype=float))
+    warn = rep.episodes[rep.episodes["severity"] == "warning"]
+    assert len(warn) == 1 and warn.iloc[0]["start"] == ts[0] and warn.iloc[0]["end"] == ts[8]
+    assert warn.iloc[0]["duration_s"] == 480.0
+    nod = rep.episodes[rep.episodes["severity"] == "nodata"]
+    assert (nod["start"].tolist(), nod["end"].tolist()) == ([ts[2]], [ts[4]])
+
+
+def test_sparse_samples_are_warned_against_the_lookback_they_are_read_with():
+    plain = Rule(name="P", series="m", warning=1.0, missing="resolve")
+    nod = Rule(name="N", series="n", warning=1.0)                                 # missing: nodata
+    keep = Rule(name="K", series="k", warning=1.0, missing="keep_last")
+    keep_long = Rule(name="L", series="l", warning=1.0, missing="keep_last", for_s=1200)
+    rules = [plain, nod, keep, keep_long]
+    # 5m samples: every one is within Prometheus' 5m lookback and the 10m windows
+    assert prometheus_export(rules, PromMapping(scrape_interval_s=300)).warnings == ()
+    # 10m samples: plain selectors lose them between samples; keep_last's 10m window still reaches
+    w = dict(x.split(":", 1) for x in prometheus_export(rules, PromMapping(scrape_interval_s=600)).warnings)
+    assert sorted(w) == ["N", "P"]
+    assert "every 10m" in w["P"] and "query lookback (5m)" in w["P"] and "NoData" not in w["P"]
+    assert "NoData" not in w["N"]                          # absent_over_time(n[10m]) still sees a sample
+    # 15m samples: also beyond the 10m windows; keep_last with for 20m reads over 20m and is fine
+    w = dict(x.split(":", 1) for x in prometheus_export(rules, PromMapping(scrape_interval_s=900)).warnings)
+    assert sorted(w) == ["K", "N", "P"]
+    assert "last_over_time window (10m)" in w["K"] and "NNoData fires (no sample in 10m)" in w["N"]
+    # a longer lookback widens the windows again
+    assert [x.split(":")[0] for x in prometheus_export(
+        rules, PromMapping(scrape_interval_s=900, lookback="15m")).warnings] == ["N", "P"]
+
+
+def test_mapping_lookback_in_seconds_and_checked():
+    assert PromMapping().lookback_s == 600.0 and PromMapping(lookback="1h").lookback_s == 3600.0
+    # seconds are written as a PromQL duration
+    keep = Rule(name="K", series="k", warning=1.0, missing="keep_last")
+    assert prometheus_rules([keep], PromMapping(lookback=900))["groups"][0]["rules"][0]["expr"] == \
+        "last_over_time(k[15m]) > 1"
+    for bad in ("0s", "ten minutes", -5):
+        with pytest.raises(ValidationError) as ei:
+            PromMapping(lookback=bad)
+        assert ei.value.path == "lookback"
 
 
 def test_prometheus_export_of_demo_policy_parses():

@@ -4,6 +4,7 @@ re-upload, overlap counting, atomicity, csvsafe, the CLI and the benchmark."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -159,6 +160,109 @@ def test_values_tokens():
     assert parse_values(["12,5"], decimal_comma=True)[0] == 12.5
     with pytest.raises(IngestError, match="uses a comma"):
         parse_values(["12,5"])
+
+
+# ------------------------------------------------------------------ finding 13: numbers read silently wrong
+@pytest.mark.parametrize("cells, expect, shape", [
+    (["20260101", "20260102", "20260131"], ["2026-01-01", "2026-01-02", "2026-01-31"], "YYYYMMDD"),
+    (["202601011230", "202601011231"], ["2026-01-01T12:30", "2026-01-01T12:31"], "YYYYMMDDHHMM"),
+    (["20260101120000", "20261231235959"], ["2026-01-01T12:00:00", "2026-12-31T23:59:59"], "YYYYMMDDHHMMSS"),
+])
+def test_column_of_compact_dates_is_read_as_utc_dates(cells, expect, shape):
+    ns, warns = parse_times(cells)
+    assert ns.tolist() == [pd.Timestamp(e, tz="UTC").value for e in expect]
+    assert any(f"compact dates {shape}" in w and "UTC" in w for w in warns)
+    assert not any("epoch" in w for w in warns)
+
+
+@pytest.mark.parametrize("cells, row, words", [
+    (["1767225600", "20260101"], 2, "20260101 looks like a compact date YYYYMMDD, not an epoch; write it as "
+                                    "2026-01-01 or as epoch seconds"),
+    (["20260101", "1767225600"], 1, "20260101 looks like a compact date YYYYMMDD"),      # first row is the misfit
+    (["1767225600", "20260102120000"], 2, "20260102120000 looks like a compact date YYYYMMDDHHMMSS"),
+    (["20260101", "20260102120000"], 1, "20260101 looks like a compact date YYYYMMDD,"),  # two shapes
+    (["20261301"], 1, "read as epoch seconds is 1970-08-23, before 2000"),    # month 13: not a date either
+    (["0"], 1, "read as epoch seconds is 1970-01-01, before 2000"),
+    (["946684799"], 1, "read as epoch seconds is 1999-12-31, before 2000"),
+    (["900000000000"], 1, "read as epoch milliseconds is 1998-07-09, before 2000"),
+    (["1767225600", "1767225660000"], 2, "mixed epoch units"),
+])
+def test_epoch_before_2000_is_refused_naming_compact_dates(cells, row, words):
+    with pytest.raises(IngestError) as ei:
+        parse_times(cells, column="t")
+    assert (ei.value.row, ei.value.column) == (row, "t")
+    assert words in ei.value.reason and "expected" in ei.value.reason
+
+
+def test_epoch_from_2000_is_still_read():
+    ns, warns = parse_times(["946684800", "2026010112"])   # 10 digits: a valid epoch (2034), not a compact date
+    assert ns.tolist() == [946_684_800 * 10**9, 2_026_010_112 * 10**9]
+    assert warns == ["timestamps read as epoch seconds"]
+
+
+def test_decimal_convention_is_one_per_column():
+    v = parse_values(["7", "1,5", "NaN", "-2,25", "1e3", "3,5e2"], decimal_comma=True)
+    assert np.array_equal(v, [7.0, 1.5, np.nan, -2.25, 1000.0, 350.0], equal_nan=True)
+    v = parse_values(["7", "1.234", "", "0.5"], decimal_comma=True)      # all points: read as points
+    assert np.array_equal(v, [7.0, 1.234, np.nan, 0.5], equal_nan=True)
+    with pytest.raises(IngestError) as ei:      # the first value with a separator decides: comma
+        parse_values(["7", "12,5", "3", "1.234", "2,5"], [2, 3, 4, 5, 6], column="v", decimal_comma=True)
+    assert (ei.value.row, ei.value.column) == (5, "v")
+    assert "'1.234' has a decimal point but row 3 ('12,5') has a decimal comma" in ei.value.reason
+    assert "mixes decimal comma and decimal point" in ei.value.reason
+    with pytest.raises(IngestError) as ei:      # ... or point
+        parse_values([".5", "12,5"], [10, 11], column="v", decimal_comma=True)
+    assert ei.value.row == 11 and "row 10 ('.5') has a decimal point" in ei.value.reason
+    with pytest.raises(IngestError) as ei:      # an earlier bad cell is reported first
+        parse_values(["1.5", "abc", "2,5"], decimal_comma=True)
+    assert ei.value.row == 2 and "'abc' is not a number" in ei.value.reason
+    with pytest.raises(IngestError, match="has both '.' and ','"):
+        parse_values(["1.234,5"], decimal_comma=True)
+    assert parse_values(["1.5", "2.5"]).tolist() == [1.5, 2.5]     # comma-separated files: unchanged
+
+
+def test_semicolon_file_keeps_decimal_commas_per_column():
+    data = b"Time;a;b\n2026-01-01 00:00:00;1,5;2.5\n2026-01-01 00:01:00;3;4.25\n"
+    p = read_metrics(data, name="x.csv")
+    assert pts_of(p, "a") == [(T0, 1.5), (T0 + pd.Timedelta("1min"), 3.0)]
+    assert pts_of(p, "b") == [(T0, 2.5), (T0 + pd.Timedelta("1min"), 4.25)]
+
+
+def _big_long(n: int, *, epoch: bool, delim: str = ",") -> list[str]:
+    t = 1767225600 + 60 * np.arange(n)
+    ts = t.astype(str) if epoch else pd.to_datetime(t, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [f"{x}{delim}m{delim}{i}.5" for i, x in enumerate(ts)]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["careful", "bulk"])
+@pytest.mark.parametrize("delim, bad_line, column, words", [
+    (",", "20260101,m,1", "timestamp", "20260101 looks like a compact date YYYYMMDD"),
+    (",", "86400,m,1", "timestamp", "before 2000"),
+    (";", "1767225600;m;12,5", "value", "mixes decimal comma and decimal point"),
+])
+def test_late_misreads_caught_on_both_paths(store, tmp_path, bulk, delim, bad_line, column, words):
+    store.bulk_min_bytes = 0 if bulk else 1 << 40
+    lines = _big_long(4000, epoch=True, delim=delim)   # ~100 KB: the bad row lies beyond the bulk sample
+    lines[3500] = bad_line
+    f = tmp_path / "late.csv"
+    f.write_text(delim.join(["timestamp", "series", "value"]) + "\n" + "\n".join(lines) + "\n")
+    with pytest.raises(IngestError) as ei:
+        store.ingest(f)
+    assert (ei.value.row, ei.value.column) == (3502, column) and words in ei.value.reason
+    assert store.query_one("SELECT count(*) FROM points")[0] == 0
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["careful", "bulk"])
+def test_compact_date_file_stored_as_dates_on_both_paths(store, tmp_path, bulk):
+    store.bulk_min_bytes = 0 if bulk else 1 << 40
+    days = pd.date_range("2000-01-01", periods=3000, freq="D", tz="UTC")
+    f = tmp_path / "daily.csv"
+    f.write_text("date,value\n" + "".join(f"{d:%Y%m%d},{i}\n" for i, d in enumerate(days)))
+    r = store.ingest(f)
+    assert r.inserted == 3000 and any("compact dates YYYYMMDD" in w for w in r.warnings)
+    got = store.get_points()
+    assert got["ts"].iloc[0] == pd.Timestamp("2000-01-01", tz="UTC")
+    assert got["ts"].iloc[-1] == days[-1] and got["value"].iloc[-1] == 2999.0
 
 
 def test_latin1_file_is_read_with_a_warning():
@@ -420,3 +524,15 @@ def test_bench_ingest_ratio(tmp_path_factory):
     print(f"\nwall ratio {res['wall_ratio']:.2f}, CPU ratio {res['cpu_ratio']:.2f} (load average "
           f"{res['load_before']:.1f} -> {res['load_after']:.1f} on {res['cores']:.0f} cores)")
     assert res["cpu_ratio"] <= GOAL, res
+
+
+def test_session_keeps_database_and_hypothesis_storage_out_of_the_tree(monkeypatch, tmp_path):
+    from hypothesis.configuration import storage_directory
+
+    from core.store.base import default_db_path
+
+    root = Path(__file__).resolve().parents[1]
+    assert root not in Path(os.environ["STUDIO_DB"]).resolve().parents
+    assert root not in storage_directory("examples", intent_to_write=False).path.resolve().parents
+    monkeypatch.setenv("STUDIO_DB", str(tmp_path / "mine.duckdb"))     # a test's own setting wins
+    assert Path(default_db_path()) == tmp_path / "mine.duckdb"

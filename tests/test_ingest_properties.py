@@ -3,10 +3,13 @@ ever raise IngestError, and the DuckDB bulk path stores what the careful reader 
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -118,17 +121,6 @@ def _only_ingest_errors(data: bytes) -> None:
     assert len(p.points) > 0
 
 
-def _only_ingest_errors(data: bytes) -> None:
-    try:
-        p = read_metrics(data, name="fuzz.csv")
-    except IngestError as exc:
-        assert str(exc)
-        return
-    assert list(p.points.columns) == ["series", "ts", "value"]
-    assert str(p.points["ts"].dtype) == "datetime64[ns, UTC]"
-    assert len(p.points) > 0
-
-
 @settings(max_examples=80, deadline=None)
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_raise_only_ingest_error(data):
@@ -203,3 +195,31 @@ def test_bulk_path_stores_what_the_careful_path_stores(df, epoch, data):
     assert pc["series"].tolist() == pb["series"].tolist()
     assert (pc["ts"].to_numpy() == pb["ts"].to_numpy()).all()
     assert np.array_equal(pc["value"].to_numpy(), pb["value"].to_numpy(), equal_nan=True)
+
+
+def _semicolon_text(df: pd.DataFrame, cells: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=";", lineterminator="\n")
+    w.writerow(["timestamp", "series", "value"])
+    w.writerows(zip(df["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), df["series"], cells, strict=True))
+    return buf.getvalue()
+
+
+@SETTINGS
+@given(frames(label_values=plain_value_st), st.data())
+def test_decimal_comma_file_reads_like_decimal_point(df, data):
+    """A ';' file written with decimal commas reads exactly like the original; turning one comma cell
+    back into a point is refused at that row as a mix of conventions."""
+    cells = [write_metrics(df.iloc[[i]], "nab").splitlines()[1].split(",", 1)[1] for i in range(len(df))]
+    commas = [c.replace(".", ",") for c in cells]
+    back = read_metrics(_semicolon_text(df, commas).encode(), name="dc.csv")
+    pd.testing.assert_frame_equal(_norm(df), _norm(back.points), check_exact=True)
+    with_comma = [i for i, c in enumerate(commas) if "," in c]
+    if with_comma:
+        k = data.draw(st.sampled_from(with_comma))
+        if k != with_comma[0]:   # the first comma cell sets the convention; a later point cell is the misfit
+            mixed = commas[:k] + [cells[k]] + commas[k + 1:]
+            with pytest.raises(IngestError) as ei:
+                read_metrics(_semicolon_text(df, mixed).encode(), name="dc.csv")
+            assert (ei.value.row, ei.value.column) == (k + 2, "value")
+            assert "mixes decimal comma and decimal point" in ei.value.reason

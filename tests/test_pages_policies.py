@@ -148,8 +148,13 @@ def test_far_rollback_says_it_needs_approval_and_waits(db):
 def test_export_shows_where_prometheus_differs_from_the_replay(db):
     at = open_page("policies.py")
     warned = [str(w.value) for w in at.warning if "Prometheus will differ" in str(w.value)]
-    # the demo policy has two nodata rules with keep_firing_for
-    assert len(warned) == 2 and "ApiGatewayLatencyHigh" in warned[0] and "keep_firing_for (2m)" in warned[0]
+    assert warned == []              # the demo policy, scraped every 1m, runs in Prometheus as it replays
+    at.number_input(key="pol.scrape").set_value(900.0).run()
+    warned = [str(w.value) for w in at.warning if "Prometheus will differ" in str(w.value)]
+    # 15m samples: the hysteresis rule cannot see ALERTS through the 5m lookback, and all 12 rules lose
+    # their samples between scrapes (the nodata ones also raise NoData)
+    assert len(warned) == 13 and "ApiGatewayLatencyHigh: hysteresis reads" in warned[0]
+    assert "every 15m" in warned[1] and "ApiGatewayLatencyHighNoData fires" in warned[1]
 
 
 def test_cancel_writes_nothing(db):

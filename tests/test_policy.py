@@ -443,8 +443,34 @@ def test_preview_replays_only_affected_series(s):
     assert row["old_time_in_alert_pct"] == pytest.approx(100 * 15 / 1439)
     assert (row["old_incidents"], row["old_incidents_caught"], row["old_recall"]) == (1, 1, 1.0)
     assert row["new_episodes_per_week"] == 0.0 and row["new_incidents_caught"] == 0
+    assert (row["old_episodes"], row["new_episodes"]) == (3, 0)     # the count the precision gate needs
     assert any("extrapolated" in n for n in p.notes)
     assert len(pol.history(s)) == 1                             # preview writes nothing
+
+
+def test_preview_replays_keep_last_with_the_export_lookback(s):
+    """One breach (200 at minute 10) before a 59-minute gap. resolve: firing at minute 10 only (60 s).
+    keep_last carries 200 while it is younger than the export lookback: minutes 10..19 with the
+    default 10m (600 s), 10..39 with a 30m mapping (1800 s), as last_over_time(x[w]) would."""
+    from core.export import PromMapping
+
+    ts = pd.date_range(T0, periods=120, freq="1min", tz="UTC")
+    v = np.full(120, 100.0)
+    v[10] = 200.0
+    v[11:70] = np.nan
+    s.write_points(pd.DataFrame({"series": 'm{h="a"}', "ts": ts, "value": v}), name="k.csv", sha256="k",
+                   fmt="long")
+    now = T0 + pd.Timedelta(days=1)
+    pol.apply(s, "default", [R("A", 150.0, missing="resolve")], base_version=0, user=ED, reason="r", now=now)
+    new = [R("A", 150.0, missing="keep_last")]
+    span = 119 * 60.0
+    for mapping, lookback, firing_s in ((None, 600.0, 600.0), (PromMapping(lookback="30m"), 1800.0, 1800.0)):
+        p = pol.preview(s, "default", new, now=now, mapping=mapping)
+        row = p.impact.iloc[0]
+        assert p.lookback_s == lookback
+        assert (row["old_episodes"], row["new_episodes"]) == (1, 1)
+        assert row["old_time_in_alert_pct"] == pytest.approx(100 * 60.0 / span)
+        assert row["new_time_in_alert_pct"] == pytest.approx(100 * firing_s / span)
 
 
 def test_preview_notes_unmatched_series(s):
@@ -520,15 +546,17 @@ def test_cli_prometheus_export_prints_its_warnings_to_stderr(tmp_path, monkeypat
     assert main(["policy", "--db", db, "export", "--format", "prometheus"]) == 0
     out, err = capsys.readouterr()
     assert "WARNING" not in out and "warning" not in err                     # matches the replay: silent
-    # nodata + keep_firing_for: Prometheus keeps firing for 2m where the replay ends the alert
+    # nodata + keep_firing_for replays as Prometheus runs it (silent); hysteresis evaluated every 10m
+    # cannot see its ALERTS sample through Prometheus' 5m lookback (warned)
     f.write_text("rules:\n  - {name: Quiet, series: 'm{h=\"a\"}', warning: 80}\n"
-                 "  - {name: Gap, series: 'm{h=\"b\"}', warning: 5, missing: nodata, keep_firing_for: 2m}\n")
+                 "  - {name: Gap, series: 'm{h=\"b\"}', warning: 5, missing: nodata, keep_firing_for: 2m}\n"
+                 "  - {name: Slow, series: 'm{h=\"c\"}', warning: 5, recovery: 4, interval: 10m}\n")
     assert main(["policy", "--db", db, "import", str(f)]) == 0
     capsys.readouterr()
     out_file = tmp_path / "rules.yml"
     assert main(["policy", "--db", db, "export", "--format", "prometheus", "--out", str(out_file)]) == 0
     err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
     assert len(err_lines) == 1
-    assert err_lines[0].startswith("warning: Prometheus will differ from the replay: Gap: ")
-    assert "keep_firing_for (2m)" in err_lines[0]
-    assert out_file.read_text().startswith("# WARNING: Gap: ")                 # and still in the file
+    assert err_lines[0].startswith("warning: Prometheus will differ from the replay: Slow: ")
+    assert "ALERTS" in err_lines[0] and "10m interval" in err_lines[0]
+    assert out_file.read_text().startswith("# WARNING: Slow: ")                # and still in the file

@@ -93,10 +93,25 @@ def cached_display(key: str, start: pd.Timestamp, end: pd.Timestamp, resolution:
 # ---------------------------------------------------------------------------- figures
 def _ribbon(fig: go.Figure, ts: pd.Series, lo: pd.Series, hi: pd.Series, color: str, name: str,
             shape: str = "linear") -> None:
-    fig.add_trace(go.Scatter(x=ts, y=hi, mode="lines", line={"width": 0, "shape": shape}, hoverinfo="skip",
-                             showlegend=False, name=name + " upper"))
-    fig.add_trace(go.Scatter(x=ts, y=lo, mode="lines", line={"width": 0, "shape": shape}, fill="tonexty",
-                             fillcolor=color, hoverinfo="skip", name=name))
+    """A filled band drawn as one closed polygon per run of finite bounds, so a withheld stretch (NaN)
+    stays empty instead of being bridged by a fill across it. ``shape="hv"`` draws steps."""
+    t = pd.DatetimeIndex(ts)
+    lo_v, hi_v = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    ok = np.isfinite(lo_v) & np.isfinite(hi_v)
+    if not ok.any():
+        return
+    edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+    xs: list = []
+    ys: list = []
+    for a, b in zip(edges[::2], edges[1::2], strict=True):   # loop over runs, not points
+        x, l_, h = t[a:b], lo_v[a:b], hi_v[a:b]
+        if shape == "hv" and b - a > 1:                       # steps: repeat each value until the next ts
+            x = x.repeat(2)[1:]
+            l_, h = l_.repeat(2)[:-1], h.repeat(2)[:-1]
+        xs += [*x, *x[::-1], None]
+        ys += [*h, *l_[::-1], None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"width": 0}, fill="toself", fillcolor=color,
+                             hoverinfo="skip", name=name))
 
 
 def trends_figure(display: pd.DataFrame, a: Analysis, *, height: int = 460) -> go.Figure:

@@ -620,7 +620,11 @@ class Store:
         except (duckdb.Error, OverflowError) as exc:
             raise _BulkDeclined(reject=True) from exc
         clock.lap("read_csv")
-        lo_us, hi_us = 0, 4_102_444_800_000_000   # 1970-01-01, 2100-01-01
+        from core.ingest import EPOCH_MIN, TS_MAX, TS_MIN
+
+        # ISO text: 1970-2100; epoch numbers: 2000-2100 (an earlier one is a misread, e.g. 20260101)
+        lo_us = (TS_MIN if plan.epoch_unit is None else EPOCH_MIN).value // 1000
+        hi_us = TS_MAX.value // 1000
         bands = (0.0, 1e11, 1e14, 1e17, float("inf"))
         unit = plan.epoch_unit if plan.epoch_unit is not None else 0
         # Cheap aggregates for the checks the careful reader makes; only when one fails is the
