@@ -18,6 +18,7 @@ is scored with it, for each category in turn.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -84,13 +85,41 @@ def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float,
     return out
 
 
+def _check_files(data_dir: Path, names: list[str]) -> None:
+    """Raise :class:`NotFound` for the first name that is not a csv under ``data_dir``, before any
+    scoring starts, naming it and suggesting close (or else the first few) available names."""
+    missing = [n for n in names if not (data_dir / n).is_file()]
+    if not missing:
+        return
+    available = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
+    bad = missing[0]
+    hint = difflib.get_close_matches(bad, available, n=3, cutoff=0.5) or available[:3]
+    more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+    avail = (f"; expected a path category/name.csv relative to it, e.g. {', '.join(hint)} "
+             f"({len(available)} available)") if available else "; it holds no csv files"
+    raise NotFound(f"NAB file {bad!r} not found in {data_dir}{more}{avail}")
+
+
 def run_nab(nab_dir: Path, detector: str = DEFAULT_DETECTOR, files: list[str] | None = None) -> NabRun:
-    """Score every (or the named) NAB file causally."""
+    """Score every (or the named) NAB file causally.
+
+    Raises
+    ------
+    NotFound
+        ``windows.json`` is missing, or a named file is not under ``nab_dir/data`` (checked for all
+        names before any file is scored).
+    InsufficientDataError
+        There is no file to score (``files=[]`` or an empty ``windows.json``).
+    """
     wfile = nab_dir / "windows.json"
     if not wfile.exists():
         raise NotFound(f"no NAB windows.json in {nab_dir}; expected the labelled subset there")
     windows = json.loads(wfile.read_text())
-    names = sorted(windows) if files is None else files
+    names = sorted(windows) if files is None else list(files)
+    if not names:
+        raise InsufficientDataError(f"no NAB files to score in {nab_dir}; name at least one with --files "
+                                    "(category/name.csv) or omit --files to score all of them")
+    _check_files(nab_dir / "data", names)
     t0 = time.perf_counter()
     scores = {}
     for name in names:
@@ -132,12 +161,23 @@ def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_TH
     it), ``held_out`` (its normalised score at that threshold), ``in_sample`` (its score at the
     threshold chosen on all categories) and ``raw, null, perfect`` (held-out, profile units). The
     pooled held-out figure is ``normalised(sum raw, sum null, sum perfect)`` over the rows.
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 categories have labelled windows: the threshold could not be chosen without
+        the held-out category, so there is no honest out-of-sample figure.
     """
     per_thr = {}
     for thr in thresholds:
         pf = evaluate(run, thr, refractory_s)["per_category"]
         per_thr[thr] = pf[pf["profile"] == profile].set_index("category")
     cats = [c for c in per_thr[thresholds[0]].index if per_thr[thresholds[0]].loc[c, "windows"] > 0]
+    if len(cats) < 2:
+        raise InsufficientDataError(
+            "leave-one-category-out needs at least 2 categories with windows; got "
+            f"{len(cats)} ({', '.join(cats) or 'none'}) among {len(per_thr[thresholds[0]])} scored "
+            "categories; score more categories (drop --files or name files from other categories)")
 
     def total(thr: float, keep: list[str]) -> float:
         g = per_thr[thr].loc[keep]

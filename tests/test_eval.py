@@ -105,3 +105,56 @@ def test_leave_one_category_out_picks_threshold_without_the_held_out_category():
     assert lo.loc["a", "threshold"] == 0.9 and lo.loc["a", "held_out"] == pytest.approx(100.0)
     # without c: 0.9 catches a and b -> chosen, and c (0.95 >= 0.9) is caught
     assert lo.loc["c", "threshold"] == 0.9
+
+
+def _tiny_nab(tmp_path):
+    """A NAB-shaped directory with two files (windows.json + data/category/name.csv)."""
+    ts = pd.date_range("2026-01-01", periods=50, freq="5min", tz="UTC")
+    for name in ("catA/one.csv", "catB/two.csv"):
+        f = tmp_path / "data" / name
+        f.parent.mkdir(parents=True)
+        pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": np.arange(50.0)}).to_csv(f, index=False)
+    (tmp_path / "windows.json").write_text('{"catA/one.csv": [], "catB/two.csv": []}')
+    return tmp_path
+
+
+def test_unknown_nab_file_is_not_found_naming_it_and_suggesting(tmp_path, capsys):
+    from core.errors import NotFound
+
+    d = _tiny_nab(tmp_path)
+    with pytest.raises(NotFound) as ei:
+        run_nab(d, files=["catA/one.csv", "catA/onee.csv"])
+    msg = str(ei.value)
+    assert "'catA/onee.csv'" in msg and "catA/one.csv" in msg and "2 available" in msg
+    # exit 2 with the message on stderr, no traceback; checked before any file is scored
+    assert main(["nab", str(d), "--files", "nope.csv"]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.startswith("error: NAB file 'nope.csv' not found") and "Traceback" not in cap.err
+    assert "catA/one.csv" in cap.err and cap.out == ""
+    assert main(["nab", str(d), "--files"]) == 2           # --files with no name: nothing to score
+    assert "no NAB files to score" in capsys.readouterr().err
+
+
+def test_leave_one_category_out_needs_two_categories_with_windows():
+    from core.errors import InsufficientDataError
+    from core.eval import NabRun, leave_one_category_out
+
+    ts = pd.date_range("2026-01-01", periods=1000, freq="5min", tz="UTC")
+    win = [[str(ts[500]), str(ts[509])]]
+    s = np.zeros(1000)
+    s[500] = 0.9
+    # one labelled category plus one without windows: held out "a", the threshold would be chosen on
+    # "b" alone, which has no window to score (normalised score undefined) -> refuse, don't crash
+    run = NabRun({"a/f.csv": (ts, s), "b/f.csv": (ts, s.copy())}, {"a/f.csv": win}, 0.0)
+    with pytest.raises(InsufficientDataError, match="at least 2 categories with windows; got 1 \\(a\\)"):
+        leave_one_category_out(run, thresholds=(0.8, 0.9), refractory_s=0)
+    # a second labelled category makes it answerable: each is caught at the threshold chosen on the other
+    run.windows["b/f.csv"] = win
+    lo = leave_one_category_out(run, thresholds=(0.8, 0.9), refractory_s=0).set_index("category")
+    assert list(lo.index) == ["a", "b"] and lo["held_out"].tolist() == pytest.approx([100.0, 100.0])
+
+
+def test_loco_command_with_one_category_exits_2(nab_dir, capsys):
+    assert main(["nab", str(nab_dir), "--files", FILES[1], "--loco"]) == 2
+    err = capsys.readouterr().err
+    assert "leave-one-category-out needs at least 2 categories with windows" in err and "Traceback" not in err
