@@ -30,6 +30,27 @@ def trend_text(trend: Trend) -> str:
     return trend.verdict if trend.sufficient else _insufficient("a trend", trend.reason)
 
 
+def trend_headline(trend: Trend, unit: str = "") -> tuple[str, str, str]:
+    """The trend panel's headline: ``(label, value, caption)`` for a metric widget.
+
+    The slope (value units per day) is the headline value only when the Mann-Kendall test is
+    significant at ``trend.alpha``; otherwise the value reads "no significant trend" and the slope,
+    its confidence interval and the p-value go to the caption, so a number the test does not support
+    is never shown as the finding. Without enough data the value reads "insufficient data" and the
+    caption is :func:`trend_text` ("Insufficient data for a trend: <reason>").
+    """
+    if not trend.sufficient:
+        return "Trend", "insufficient data", trend_text(trend)
+    u = f" {unit}" if unit else ""
+    p, a = f"p={trend.p_value:.2g}", f"{trend.alpha:g}"
+    ci = f"{1 - trend.alpha:.0%} CI {trend.slope_lower:+.3g} to {trend.slope_upper:+.3g}{u}/day"
+    if trend.significant:
+        return (f"Slope per day ({p})", f"{trend.slope_per_day:+.3g}{u}",
+                f"{trend.direction}: {ci}; significant ({p} < {a})")
+    return (f"Trend ({p})", "no significant trend",
+            f"slope {trend.slope_per_day:+.3g}{u}/day, {ci}; not significant ({p} >= {a})")
+
+
 def seasonality_text(seas: Any) -> str:
     """Daily/weekly seasonality verdict (:class:`core.seasonality.Seasonality`)."""
     if not seas.sufficient:

@@ -82,11 +82,11 @@ with left:
 with right:
     t = res.trend
     st.markdown("**Trend**")
-    if t.sufficient:
-        st.metric(f"Slope per day (p={t.p_value:.2g})", f"{t.slope_per_day:+.3g} {res.unit}".strip(),
-                  help="Theil-Sen slope of hourly medians; p-value of the Mann-Kendall test corrected for "
-                       "autocorrelation. Not significant at p >= 0.05: read the sentence below.")
-    st.markdown(wd.trend_text(t))
+    label, value, note = wd.trend_headline(t, res.unit)
+    st.metric(label, value, help="Theil-Sen slope of hourly medians; p-value of the Mann-Kendall test "
+                                 "corrected for autocorrelation. The slope is the headline only when the "
+                                 f"test is significant (p < {t.alpha:g}).")
+    st.caption(note)
     st.caption(wd.shifts_text(res.change_points, res.unit))
     st.markdown("**Seasonality**")
     s = res.seasonality

@@ -259,6 +259,33 @@ def test_analyse_measures_a_planted_trend():
     assert "not scored" in res.anomaly_note
 
 
+def test_trend_headline_shows_the_slope_only_when_significant():
+    from core.trend import Trend
+    from core.wording import trend_headline
+
+    sig = Trend(True, slope_per_day=2.04, slope_lower=1.93, slope_upper=2.16, p_value=0.00012,
+                significant=True, direction="rising")
+    assert trend_headline(sig, "ms") == ("Slope per day (p=0.00012)", "+2.04 ms",
+                                         "rising: 95% CI +1.93 to +2.16 ms/day; significant (p=0.00012 < 0.05)")
+    flat = Trend(True, slope_per_day=0.31, slope_lower=-0.12, slope_upper=0.77, p_value=0.27)
+    label, value, note = trend_headline(flat, "ms")
+    assert (label, value) == ("Trend (p=0.27)", "no significant trend")     # the slope is not the headline
+    assert note == "slope +0.31 ms/day, 95% CI -0.12 to +0.77 ms/day; not significant (p=0.27 >= 0.05)"
+    # p = 0.05 exactly is not significant (the test uses p < alpha); alpha 0.01 gives a 99% CI
+    edge = Trend(True, slope_per_day=-1.0, slope_lower=-1.5, slope_upper=-0.5, p_value=0.05)
+    assert trend_headline(edge)[1] == "no significant trend" and "/day, 95% CI -1.5 to -0.5/day" in trend_headline(edge)[2]
+    strict = Trend(True, slope_per_day=1.0, slope_lower=0.4, slope_upper=1.6, p_value=0.03, alpha=0.01)
+    assert trend_headline(strict)[2].endswith("99% CI +0.4 to +1.6/day; not significant (p=0.03 >= 0.01)")
+    thin = Trend(False, reason="only 5 aggregated (1h) points; at least 24 are needed for a trend test")
+    assert trend_headline(thin, "ms") == ("Trend", "insufficient data", "Insufficient data for a trend: only 5 "
+                                          "aggregated (1h) points; at least 24 are needed for a trend test")
+    # on analysed data: no planted trend -> no slope headline; a planted +2/day -> the slope
+    none = run_range(_synthetic(14), "lat", "gauge", "ms", horizon_days=None).trend
+    assert not none.significant and trend_headline(none, "ms")[1] == "no significant trend"
+    up = run_range(_synthetic(10, slope_per_day=2.0), "lat", "gauge", "ms", horizon_days=None).trend
+    assert up.significant and trend_headline(up, "ms")[1] == f"{up.slope_per_day:+.3g} ms"
+
+
 def test_thin_series_say_insufficient_instead_of_a_number():
     from core.errors import InsufficientDataError
     from core.wording import (
@@ -322,6 +349,8 @@ def test_trends_figure_draws_every_layer():
 # ---------------------------------------------------------------------------- the page
 def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_db):
     from core.explore import resolve_range
+    from core.wording import trend_headline
+    from tests.apptest_util import metric_values
     from ui import state
 
     at = run_page(small_trends_db)
@@ -336,7 +365,11 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
     expected = run_range(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc)
     assert expected.trend.sufficient
-    assert expected.trend.verdict in page_text(at)
+    # the trend headline on screen is the one core.wording gives for that verdict: the slope only
+    # when significant, else "no significant trend" with the slope and CI in the caption
+    label, value, note = trend_headline(expected.trend, "ms")
+    assert metric_values(at)[label] == value and note in page_text(at)
+    assert (value == "no significant trend") == (not expected.trend.significant)
     assert at.toggle(key="trends.outages").value is True          # outages excluded by default, and said so
     assert "Outages." in page_text(at)
     # a tiny series: every stage says it is insufficient, no exception
@@ -344,6 +377,7 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     assert not at.exception, [e.value for e in at.exception]
     text = page_text(at)
     assert "Insufficient data for a trend" in text and "Insufficient data for a baseline" in text
+    assert metric_values(at)["Trend"] == "insufficient data"         # a word, not a slope
     assert "Insufficient data for a forecast" in text
 
 
