@@ -12,31 +12,41 @@ NAB windows.json
     (``realKnownCause/nyc_taxi.csv`` -> ``nyc_taxi``), the key a NAB file gets when ingested by path.
     ``kind`` is ``"anomaly_window"`` and ``note`` the NAB category.
 
-Timestamps are ISO 8601 with or without a zone (without one, UTC is assumed) or epoch numbers
-(seconds; values above 1e11 are taken as milliseconds). Bad input raises
+Timestamps follow the metric reader's rule (:func:`core.ingest.parse_times`, one format per
+column): ISO 8601 with or without a zone (without one, UTC is assumed, with a warning) or epoch
+numbers whose unit (s, ms, us, ns) comes from their size and which must land in 2000-2100; an
+earlier epoch time is refused as a likely misread. Bad input raises
 :class:`core.errors.IngestError` naming the row (1-based file line, header = 1) and column, with
-nothing returned.
+nothing returned. Warnings are in ``frame.attrs["warnings"]``.
+
+Storing (:func:`import_incidents`) records each import's ``source`` as ``"<label> [sha256:<hex>]"``:
+the label is the upload's name or the file's absolute path, the hash that of the windows read
+(:func:`windows_sha256`). The same windows are never stored twice, whatever the file is called.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
-from pathlib import PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.errors import IngestError
+from core import ingest
+from core.errors import ConflictError, IngestError
 from core.ingest import load_source
 
 COLUMNS = ["series", "start", "end", "kind", "note"]
 REQUIRED = ("series", "start", "end")
 NAB_KIND = "anomaly_window"
-_EPOCH_RE = re.compile(r"^[+-]?\d+(\.\d*)?$")
-_MS_THRESHOLD = 1e11
+_SOURCE_RE = re.compile(r"^(?P<label>.*) \[sha256:(?P<sha>[0-9a-f]{64})\]$", re.DOTALL)
+_HASH_VERSION = b"threshold-studio incidents v1\n"
 
 
 def empty_incidents() -> pd.DataFrame:
@@ -49,34 +59,21 @@ def empty_incidents() -> pd.DataFrame:
     })
 
 
-def parse_times(cells: pd.Series, *, column: str, file: str | None,
-                rows: np.ndarray | None = None) -> pd.Series:
-    """Parse a column of timestamp cells to UTC; raise :class:`IngestError` at the first bad one.
+def parse_times(cells: Any, *, column: str, file: str | None,
+                rows: np.ndarray | None = None) -> tuple[pd.Series, list[str]]:
+    """Parse a column of timestamp cells to UTC with :func:`core.ingest.parse_times` (same rules).
 
-    ``rows`` gives the file line of each cell for the message (default: header + 1-based index).
-    Each cell may be ISO 8601 (zone optional, UTC assumed) or an epoch number in seconds or ms.
+    ``rows`` gives the file line of each cell for messages (default: header + 1-based index).
+    Returns the times (``datetime64[ns, UTC]``) and the reader's warnings. Raises
+    :class:`IngestError` at the first bad cell (empty, not a time, pre-2000 epoch, mixed formats).
     """
-    text = cells.astype(object).where(cells.notna(), "").astype(str).str.strip()
-    text = text.reset_index(drop=True)
+    cells = np.asarray(cells, dtype=object)
+    if len(cells) == 0:
+        return pd.Series([], dtype="datetime64[ns, UTC]"), []
     if rows is None:
-        rows = np.arange(len(text)) + 2
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    is_epoch = text.str.match(_EPOCH_RE)
-    if is_epoch.any():
-        num = text[is_epoch].astype(np.float64)
-        ms = num.abs() > _MS_THRESHOLD
-        ns = np.where(ms, num * 1e6, num * 1e9)
-        out[is_epoch] = pd.to_datetime(np.round(ns).astype(np.int64), unit="ns", utc=True)
-    iso = ~is_epoch & (text != "")
-    if iso.any():
-        out[iso] = pd.to_datetime(text[iso], format="ISO8601", utc=True, errors="coerce")
-    bad = np.flatnonzero(out.isna().to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        what = "is empty" if text.iloc[i] == "" else f"{text.iloc[i]!r} is not a time"
-        raise IngestError(f"{what}; expected ISO 8601 (e.g. 2026-01-31T12:00:00Z; no zone = UTC) "
-                          "or epoch seconds", file=file, row=int(rows[i]), column=column)
-    return out
+        rows = np.arange(len(cells)) + 2
+    ns, warnings = ingest.parse_times(cells, rows, file=file, column=column)
+    return pd.Series(pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True)), warnings
 
 
 def _check_order(df: pd.DataFrame, file: str | None, rows: np.ndarray, column: str = "end") -> None:
@@ -109,15 +106,22 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
         raise IngestError(f"missing column(s) {missing}; found {list(raw.columns)}, expected "
                           "series,start,end[,note][,kind]", file=name, row=1, column=missing[0])
     rows = np.arange(len(raw)) + 2
+    start, w1 = parse_times(raw["start"], column="start", file=name, rows=rows)
+    end, w2 = parse_times(raw["end"], column="end", file=name, rows=rows)
     out = pd.DataFrame({
         "series": _clean_text(raw["series"]),
-        "start": parse_times(raw["start"], column="start", file=name, rows=rows),
-        "end": parse_times(raw["end"], column="end", file=name, rows=rows),
+        "start": start,
+        "end": end,
         "kind": _clean_text(raw["kind"]) if "kind" in raw.columns else pd.Series([None] * len(raw), dtype=object),
         "note": _clean_text(raw["note"]) if "note" in raw.columns else pd.Series([None] * len(raw), dtype=object),
     })
     _check_order(out, name, rows)
-    return out[COLUMNS]
+    return _with_warnings(out[COLUMNS], w1 + w2)
+
+
+def _with_warnings(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    df.attrs["warnings"] = list(dict.fromkeys(warnings))   # each once, in order
+    return df
 
 
 def _read_nab(obj: Any, name: str) -> pd.DataFrame:
@@ -139,11 +143,13 @@ def _read_nab(obj: Any, name: str) -> pd.DataFrame:
             notes.append(str(p.parent) if str(p.parent) != "." else None)
             paths.append(f"{key}[{j}]")
     if not series:
-        return empty_incidents()
+        return _with_warnings(empty_incidents(), [])
     out = pd.DataFrame({"series": pd.Series(series, dtype=object)})
+    warnings: list[str] = []
     for col, cells, idx in (("start", starts, 0), ("end", ends, 1)):
         try:
-            out[col] = parse_times(pd.Series(cells, dtype=object), column=col, file=name)
+            out[col], w = parse_times(cells, column=col, file=name)
+            warnings += w
         except IngestError as exc:
             i = exc.row - 2
             raise IngestError(exc.reason, file=name, column=f"{paths[i]}[{idx}]") from None
@@ -154,7 +160,7 @@ def _read_nab(obj: Any, name: str) -> pd.DataFrame:
                           column=f"{paths[i]}[1]")
     out["kind"] = pd.Series([NAB_KIND] * len(out), dtype=object)
     out["note"] = pd.Series(notes, dtype=object)
-    return out[COLUMNS]
+    return _with_warnings(out[COLUMNS], warnings)
 
 
 def read_incidents(source: Any, name: str | None = None) -> pd.DataFrame:
@@ -191,25 +197,141 @@ def read_incidents(source: Any, name: str | None = None) -> pd.DataFrame:
     return _read_csv(data, name)
 
 
-def import_incidents(store: Any, source: Any, name: str | None = None, *, actor: str | None = None,
-                     replace: bool = False) -> pd.DataFrame:
-    """Read incidents and store them (``Store.add_incidents``) with ``source`` = the file name.
+def windows_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 (hex) of a set of incident windows, independent of row order and file layout.
 
-    With ``replace`` the windows previously imported from a file of the same name are deleted
-    first, so importing a file again does not double its windows. Returns the frame stored.
+    Hashes each window's ``series`` (None for global), ``start`` and ``end`` (to the microsecond,
+    the precision the store keeps), ``kind`` and ``note``, sorted, so the same labels saved as CSV
+    with other line endings, column order or time zones hash alike.
+    """
+    def text(col: str) -> list[Any]:
+        if col not in df.columns:
+            return [None] * len(df)
+        return [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in df[col].tolist()]
+
+    def micros(col: str) -> np.ndarray:
+        return pd.DatetimeIndex(pd.to_datetime(df[col], utc=True)).as_unit("us").asi8
+
+    recs = sorted(json.dumps([s, int(a), int(b), k, n]) for s, a, b, k, n in
+                  zip(text("series"), micros("start"), micros("end"), text("kind"), text("note"), strict=True))
+    return hashlib.sha256(_HASH_VERSION + "\n".join(recs).encode("utf-8")).hexdigest()
+
+
+def make_source(label: str, sha256: str) -> str:
+    """The stored ``source`` of an import: ``"<label> [sha256:<hex>]"``."""
+    return f"{label} [sha256:{sha256}]"
+
+
+def split_source(source: pd.Series) -> pd.DataFrame:
+    """Columns ``label`` and ``sha256`` of stored ``source`` values; ``sha256`` is None for rows
+    stored before hashes were recorded (their label is the whole source)."""
+    src = pd.Series(source, dtype=object).reset_index(drop=True).astype(str)
+    parts = src.str.extract(_SOURCE_RE)
+    label = parts["label"].where(parts["label"].notna(), src)
+    sha = parts["sha"].astype(object).where(parts["sha"].notna(), None)
+    return pd.DataFrame({"label": label.astype(object), "sha256": sha})
+
+
+@dataclass(frozen=True)
+class IncidentImport:
+    """What :func:`import_incidents` did.
+
+    ``stored`` windows were written, ``replaced`` deleted first; ``duplicate`` means the same windows
+    were already stored (``already`` of them) and nothing changed.
+    """
+
+    windows: pd.DataFrame
+    label: str
+    sha256: str
+    source: str
+    stored: int = 0
+    replaced: int = 0
+    duplicate: bool = False
+    already: int = 0
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.windows.attrs.get("warnings", []))
+
+    @property
+    def message(self) -> str:
+        if self.duplicate:
+            return (f"{self.label}: its windows are already stored ({self.already} window(s) with the same "
+                    f"content, sha256 {self.sha256[:12]}); nothing imported.")
+        extra = f" (replacing {self.replaced} imported earlier)" if self.replaced else ""
+        return f"{self.label}: {self.stored} incident window(s) stored{extra}."
+
+
+def _label(source: Any, name: str | None, loaded_name: str) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(Path(source).resolve())
+    return loaded_name
+
+
+def import_incidents(store: Any, source: Any, name: str | None = None, *, actor: str | None = None,
+                     replace: bool = False) -> IncidentImport:
+    """Read incidents and store them (``Store.add_incidents``), never storing the same windows twice.
+
+    Parameters
+    ----------
+    store : Store
+    source : path, bytes, file-like or dict
+        As for :func:`read_incidents`.
+    name : str, optional
+        Label recorded in ``source`` and shown in messages (default: the absolute path of a file
+        path, else the upload's name).
+    actor : str, optional
+        Who imports (audit trail).
+    replace : bool
+        Delete first the windows imported earlier under the same label or with the same content.
+
+    Rules (one check, inside the write transaction, used by the CLI and the Data page):
+
+    * windows with the same content hash already stored: nothing is written (``duplicate``), with or
+      without ``replace`` when they are all this label's windows;
+    * otherwise, without ``replace``, windows already stored under the same label raise
+      :class:`ConflictError` (the file changed: say replace, or rename it); rows stored before hashes
+      were recorded count as the same content when their windows hash alike;
+    * with ``replace``, the label's windows and any copy of the same content are deleted, then the
+      file's windows are added.
+
+    Raises
+    ------
+    IngestError
+        The file cannot be read (nothing stored).
+    ConflictError
+        The label was imported before with other windows and ``replace`` is False.
     """
     if isinstance(source, dict):
-        name = name or "windows.json"
-        df = read_incidents(source, name)
+        label = name or "windows.json"
+        df = read_incidents(source, label)
     else:
-        data, name = load_source(source, name)
-        df = read_incidents(data, name)
+        data, loaded = load_source(source, name)
+        label = _label(source, name, loaded)
+        df = read_incidents(data, loaded)
+    sha = windows_sha256(df)
+    src = make_source(label, sha)
     with store.transaction():
-        if replace:
-            old = store.list_incidents()
-            ids = old.loc[old["source"] == name, "id"].tolist()
-            if ids:
-                store.delete_incidents(ids, actor=actor)
-        if len(df):
-            store.add_incidents(df, source=name, actor=actor)
-    return df
+        old = store.list_incidents()
+        parts = split_source(old["source"])
+        ids = old["id"].to_numpy()
+        mine = (parts["label"] == label).to_numpy()
+        same = np.array(parts["sha256"] == sha, dtype=bool)
+        legacy = mine & parts["sha256"].isna().to_numpy()
+        if legacy.any() and windows_sha256(old[legacy]) == sha:
+            same |= legacy
+        if same.any() and (not replace or not (mine & ~same).any()):
+            return IncidentImport(df, label, sha, src, duplicate=True, already=int(same.sum()))
+        if not replace and mine.any():
+            raise ConflictError(
+                f"{int(mine.sum())} incident window(s) imported earlier from {label!r} are stored and this "
+                f"file's windows differ; nothing imported. To replace them, import again with replace "
+                f"(python -m core incidents FILE --replace); to keep both, give this file another name")
+        gone = 0
+        drop = ids[mine | same] if replace else ids[:0]
+        if len(drop):
+            gone = store.delete_incidents(drop.tolist(), actor=actor)
+        n = store.add_incidents(df, source=src, actor=actor) if len(df) else 0
+    return IncidentImport(df, label, sha, src, stored=int(n), replaced=int(gone))

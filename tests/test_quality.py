@@ -189,3 +189,19 @@ def test_quality_cli(store, tmp_path, capsys):
     # 5 missing minutes of 100 expected: 5 % -> 50 * 0.05/0.2 = 12.5 off -> 87.5, grade B
     assert line.split()[-2:] == ["87.5", "B"]
     assert "1 gap (longest 5m)" in out
+
+
+def test_quality_cli_pattern_without_match_says_so(store, tmp_path, capsys):
+    from core.__main__ import main
+
+    pts = pd.concat([pd.DataFrame({"series": k, "ts": minutes(20), "value": noise(20)}) for k in ("a", "b")])
+    store.write_points(pts, name="x.csv", sha256="x", fmt="long")
+    store.close()
+    db = str(tmp_path / "test.duckdb")
+    assert main(["quality", "--db", db, "--series", "zzz*"]) == 0
+    assert capsys.readouterr().out.strip() == "no series matches 'zzz*' (2 stored)"
+    from core.store import Store
+
+    Store(tmp_path / "empty.duckdb").close()
+    assert main(["quality", "--db", str(tmp_path / "empty.duckdb")]) == 0
+    assert capsys.readouterr().out.strip() == "no series stored"

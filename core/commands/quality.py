@@ -24,10 +24,10 @@ def _num(x: object, fmt: str) -> str:
     return format(x, fmt)
 
 
-def format_report(rep: pd.DataFrame, *, issues: bool = False) -> str:
-    """The quality report as a plain-text table (one line per series)."""
+def format_report(rep: pd.DataFrame, *, issues: bool = False, empty: str = "no series stored") -> str:
+    """The quality report as a plain-text table (one line per series); ``empty`` when it has none."""
     if rep.empty:
-        return "no series stored"
+        return empty
     width = max(6, min(60, int(rep["series"].str.len().max())))
     head = (f"{'series':<{width}} {'points':>8} {'res_s':>6} {'gaps':>5} {'miss%':>6} {'dups':>5} "
             f"{'nan':>5} {'inf':>4} {'flat%':>6} {'resets':>6} {'stale_s':>9} {'score':>6} grade")
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         meta = store.list_series()
         keys = meta["key"].tolist()
+        stored = len(keys)
         if args.series:
             keys = [k for k in keys if fnmatch.fnmatchcase(k, args.series)]
         pts = store.get_points(keys) if keys else store.get_points([])
@@ -60,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     rep = quality_report(pts, kinds=kinds, now=args.now)
-    print(format_report(rep, issues=args.issues))
+    empty = (f"no series matches {args.series!r} ({stored} stored)" if args.series and stored
+             else "no series stored")
+    print(format_report(rep, issues=args.issues, empty=empty))
     return 0
