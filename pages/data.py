@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.fmt import fmt_duration, fmt_ts
 from core.ingest import FORMATS
 from ui import dialogs, state
 from ui.charts import series_figure
@@ -9,8 +10,6 @@ from ui.widgets import (
     DEFAULT_RANGE,
     TIME_RANGES,
     flush_toast,
-    fmt_duration,
-    fmt_ts,
     gaps_in_window,
     import_files,
     import_incident_file,
@@ -51,12 +50,16 @@ with t_upload:
                 show_preview(f.name, preview_file(f.getvalue(), f.name, fmt))
         if st.button(f"Import {len(files)} file(s)", type="primary", icon=":material/upload:", key="data.import",
                      disabled=not editable):
-            bar = st.progress(0.0, text="Importing...")
-            results = import_files(files, fmt, state.actor(),
-                                   progress=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i}/{n})"))
-            st.session_state[RESULTS] = results
-            st.session_state[GEN] = gen + 1  # a fresh uploader: the imported files are cleared
-            st.rerun()
+            refusal = state.edit_refusal(f"import {len(files)} file(s)")  # roles read again at the click
+            if refusal:
+                st.error(refusal, icon=":material/block:")
+            else:
+                bar = st.progress(0.0, text="Importing...")
+                results = import_files(files, fmt, state.actor(),
+                                       progress=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i}/{n})"))
+                st.session_state[RESULTS] = results
+                st.session_state[GEN] = gen + 1  # a fresh uploader: the imported files are cleared
+                st.rerun()
     if st.session_state.get(RESULTS):
         st.markdown("**Last import**")
         show_import_results(st.session_state[RESULTS])
@@ -67,9 +70,13 @@ with t_upload:
     inc_file = st.file_uploader("Incident file", type=["csv", "json"], key=f"data.incidents.{gen}")
     if inc_file is not None and st.button("Import incidents", icon=":material/upload:", key="data.import_inc",
                                              disabled=not editable):
-        st.session_state[INC_RESULT] = import_incident_file(inc_file, state.actor())
-        st.session_state[GEN] = gen + 1
-        st.rerun()
+        refusal = state.edit_refusal(f"import incidents from {inc_file.name}")
+        if refusal:
+            st.error(refusal, icon=":material/block:")
+        else:
+            st.session_state[INC_RESULT] = import_incident_file(inc_file, state.actor())
+            st.session_state[GEN] = gen + 1
+            st.rerun()
     r = st.session_state.get(INC_RESULT)
     if r is not None:
         (st.error if not r.ok else st.info if r.is_noop else st.success)(

@@ -2,12 +2,11 @@
 
 import streamlit as st
 
+from core.fmt import fmt_duration, fmt_ts
 from ui import state
 from ui.charts import grade_figure
 from ui.widgets import (
     PAGES_DIR,
-    fmt_duration,
-    fmt_ts,
     grade_counts,
     next_steps,
     no_data,

@@ -149,12 +149,24 @@ def test_grade_counts_and_worst_series():
     assert worst_series(q, 10)["series"].iloc[-1] == "c"  # unscored after every scored series
 
 
-@pytest.mark.parametrize("seconds,text", [(None, "-"), (45, "45s"), (125, "2m 5s"), (3600, "1h"),
-                                          (7500, "2h 5m"), (86400 * 3 + 3600 * 4 + 59, "3d 4h")])
+@pytest.mark.parametrize("seconds,text", [
+    (None, "-"), (float("nan"), "-"), (float("inf"), "-"), (0, "0s"), (0.4, "0s"), (45, "45s"), (59.6, "1m"),
+    (125, "2m 5s"), (3600, "1h"), (3605, "1h"), (7500, "2h 5m"), (86400, "1d"), (86400 + 300, "1d"),
+    (86400 * 3 + 3600 * 4 + 59, "3d 4h"), (-125, "-2m 5s"), (np.float64(90), "1m 30s")])
 def test_fmt_duration(seconds, text):
-    from ui.widgets import fmt_duration
+    from core.fmt import fmt_duration
 
     assert fmt_duration(seconds) == text
+
+
+def test_fmt_ts_is_utc_to_the_minute():
+    from core.fmt import fmt_ts
+
+    assert fmt_ts(pd.Timestamp("2026-01-02 03:04:59", tz="UTC")) == "2026-01-02 03:04 UTC"
+    # 09:30 in UTC+5:30 is 04:00 UTC; a naive time is taken as UTC already.
+    assert fmt_ts(pd.Timestamp("2026-01-02 09:30", tz="Asia/Kolkata")) == "2026-01-02 04:00 UTC"
+    assert fmt_ts(pd.Timestamp("2026-01-02 09:30")) == "2026-01-02 09:30 UTC"
+    assert fmt_ts(None) == "-" and fmt_ts(pd.NaT) == "-" and fmt_ts(float("nan"), missing="") == ""
 
 
 # ---------------------------------------------------------------------------- charts
@@ -454,3 +466,72 @@ def test_a_broken_roles_file_makes_the_data_page_read_only(small_db, tmp_path, m
     assert "the roles file has a problem, so the app is read-only" in texts(at)
     assert "superuser" in texts(at)
     assert at.button(key="data.del_upload").disabled and at.button(key="data.del_series").disabled
+
+
+# ---------------------------------------------------------------------------- roles re-checked at the write
+def _become_viewer(tmp_path, monkeypatch) -> None:
+    roles = tmp_path / "viewer-roles.toml"
+    roles.write_text('[local]\nuser = "visitor"\n[roles]\ndefault = []\n')
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+
+
+@pytest.mark.parametrize("opener,prefix", [("data.del_upload", "dlg.upload"), ("data.del_series", "dlg.series"),
+                                           ("data.del_inc", "dlg.incidents")])
+def test_a_dialog_opened_as_editor_refuses_once_the_role_is_gone(small_db, tmp_path, monkeypatch, opener, prefix):
+    at = open_page("data.py")
+    if opener == "data.del_inc":
+        at.multiselect(key="data.inc_pick").set_value([1]).run()
+    at.button(key=opener).click().run()
+    assert at.button(key=f"{prefix}.yes")  # the dialog is open, drawn while the user was an editor
+    _become_viewer(tmp_path, monkeypatch)
+    at.button(key=f"{prefix}.yes").click().run()
+    assert not at.exception
+    refusals = [e.value for e in at.error if "Not allowed to delete" in e.value]
+    assert refusals and "visitor lacks the 'editor' role" in refusals[0] and "nothing was changed" in refusals[0]
+    s = app_store(small_db)
+    assert len(s.series_keys()) == 4 and len(s.list_uploads()) == 1 and len(s.list_incidents()) == 1
+    assert not any("Deleted" in t.proto.body for t in at.toast)
+    at.run()  # the refused request is closed, not re-opened
+    assert not at.exception and "Not allowed" not in texts(at)
+    assert not [b for b in at.button if b.key == f"{prefix}.yes"]
+
+
+def test_imports_recheck_the_role_at_the_click(small_db, tmp_path, monkeypatch):
+    from ui import state
+
+    at = open_page("data.py")
+    at.file_uploader[0].set_value(("good.csv", GOOD, "text/csv")).run()
+    at.file_uploader[1].set_value(("outages.csv", b"series,start,end\n,2026-01-03T00:00:00Z,2026-01-03T00:30:00Z\n",
+                                   "text/csv")).run()
+    assert not at.button(key="data.import").disabled and not at.button(key="data.import_inc").disabled
+    # The roles change between drawing the page (buttons enabled) and handling the click.
+    real = state.edit_refusal
+    monkeypatch.setattr(state, "edit_refusal", lambda action: real(action) or f"Not allowed to {action}: revoked")
+    at.button(key="data.import").click().run()
+    assert not at.exception
+    assert any("Not allowed to import 1 file(s): revoked" in e.value for e in at.error)
+    at.button(key="data.import_inc").click().run()
+    assert any("Not allowed to import incidents from outages.csv: revoked" in e.value for e in at.error)
+    s = app_store(small_db)
+    assert len(s.list_uploads()) == 1 and len(s.series_keys()) == 4 and len(s.list_incidents()) == 1
+    # With the role really gone, the buttons are drawn disabled (a browser cannot click them).
+    monkeypatch.setattr(state, "edit_refusal", real)
+    _become_viewer(tmp_path, monkeypatch)
+    at.run()
+    assert at.button(key="data.import").disabled and at.button(key="data.import_inc").disabled
+
+
+def test_edit_refusal_reads_the_roles_each_time(tmp_path, monkeypatch):
+    from core.errors import PermissionDenied
+    from ui import state
+
+    editor = tmp_path / "editor.toml"
+    editor.write_text('[local]\nuser = "ed"\n[roles]\ndefault = ["editor"]\n')
+    monkeypatch.setenv("STUDIO_ROLES", str(editor))
+    assert state.edit_refusal("delete upload #1") is None
+    state.require_edit("delete upload #1")  # no error
+    _become_viewer(tmp_path, monkeypatch)
+    msg = state.edit_refusal("delete upload #1")
+    assert msg is not None and msg.startswith("Not allowed to delete upload #1: visitor lacks the 'editor' role")
+    with pytest.raises(PermissionDenied, match="delete upload #1"):
+        state.require_edit("delete upload #1")

@@ -1,5 +1,6 @@
 """Confirm dialogs for destructive actions. Each states exactly what will be removed, writes with the
-current actor, clears the query cache and queues a toast for the rerun.
+current actor, clears the query cache and queues a toast for the rerun. The role is checked again
+when "Delete" is pressed, not only when the button that opened the dialog was drawn.
 
 A button does not open a dialog directly: it calls :func:`request` and the page calls
 :func:`show_pending` on every run, so the dialog stays open across reruns until it is answered or
@@ -8,9 +9,11 @@ dismissed (dismissing clears the request).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
-from core.errors import StudioError
+from core.errors import PermissionDenied, StudioError
 from ui import state
 from ui.widgets import toast_later
 
@@ -64,62 +67,53 @@ def incidents_removal_text(labels: list[str]) -> str:
     return "\n".join([head, "", *[f"- `{x}`" for x in labels], "", tail])
 
 
-@st.dialog("Delete upload", icon=":material/delete:", on_dismiss=_clear)
-def confirm_delete_upload(upload_id: int, name: str, accepted: int) -> None:
-    st.markdown(upload_removal_text(upload_id, name, accepted))
-    yes, no = _buttons("dlg.upload")
+def _confirm(prefix: str, text: str, action: str, write: Callable[[], int], done: Callable[[int], str],
+             clear_key: str | None = None) -> None:
+    """The body every delete dialog shares: say what goes, then on "Delete" check the role again
+    (:func:`ui.state.require_edit`: the dialog may have been opened under other roles), ``write()``
+    (returns a count), clear the caches and queue the toast ``done(count)``; on "Cancel" close.
+
+    A refusal or a failed write is shown in the dialog and closes the request, so the dialog does
+    not open again on the next run.
+    """
+    st.markdown(text)
+    yes, no = _buttons(prefix)
     if yes:
         _clear()
         try:
-            n = state.store().delete_upload(int(upload_id), actor=state.actor())
+            state.require_edit(action)
+            n = write()
         except StudioError as exc:
-            st.error(str(exc))
+            st.error(str(exc), icon=":material/block:" if isinstance(exc, PermissionDenied) else None)
             return
+        if clear_key:
+            st.session_state.pop(clear_key, None)
         state.after_write()
-        toast_later(f"Deleted upload #{upload_id} ({n:,} points removed)", ":material/delete:")
+        toast_later(done(n), ":material/delete:")
         st.rerun()
     if no:
         _clear()
         st.rerun()
+
+
+@st.dialog("Delete upload", icon=":material/delete:", on_dismiss=_clear)
+def confirm_delete_upload(upload_id: int, name: str, accepted: int) -> None:
+    _confirm("dlg.upload", upload_removal_text(upload_id, name, accepted), f"delete upload #{upload_id}",
+             lambda: state.store().delete_upload(int(upload_id), actor=state.actor()),
+             lambda n: f"Deleted upload #{upload_id} ({n:,} points removed)")
 
 
 @st.dialog("Delete series", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_series(key: str, points: int, own_incidents: int) -> None:
-    st.markdown(series_removal_text(key, points, own_incidents))
-    yes, no = _buttons("dlg.series")
-    if yes:
-        _clear()
-        try:
-            n = state.store().delete_series(key, actor=state.actor())
-        except StudioError as exc:
-            st.error(str(exc))
-            return
-        state.after_write()
-        toast_later(f"Deleted series {key} ({n:,} points removed)", ":material/delete:")
-        st.rerun()
-    if no:
-        _clear()
-        st.rerun()
+    _confirm("dlg.series", series_removal_text(key, points, own_incidents), f"delete series {key}",
+             lambda: state.store().delete_series(key, actor=state.actor()),
+             lambda n: f"Deleted series {key} ({n:,} points removed)")
 
 
 @st.dialog("Delete incidents", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_incidents(ids: list[int], labels: list[str], clear_key: str | None = None) -> None:
     """Confirm, then delete incident windows ``ids`` (described by ``labels``). ``clear_key`` is the
     session key of the widget that picked them, emptied after the deletion."""
-    st.markdown(incidents_removal_text(labels))
-    yes, no = _buttons("dlg.incidents")
-    if yes:
-        _clear()
-        try:
-            n = state.store().delete_incidents([int(i) for i in ids], actor=state.actor())
-        except StudioError as exc:
-            st.error(str(exc))
-            return
-        if clear_key:
-            st.session_state.pop(clear_key, None)
-        state.after_write()
-        toast_later(f"Deleted {n} incident window(s)", ":material/delete:")
-        st.rerun()
-    if no:
-        _clear()
-        st.rerun()
+    _confirm("dlg.incidents", incidents_removal_text(labels), f"delete {len(ids)} incident window(s)",
+             lambda: state.store().delete_incidents([int(i) for i in ids], actor=state.actor()),
+             lambda n: f"Deleted {n} incident window(s)", clear_key=clear_key)

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.errors import PermissionDenied
 from core.frame import series_values
 from core.store import Store, default_db_path
 
@@ -84,6 +85,28 @@ def can_edit() -> bool:
     """Whether the user may import and delete data (the ``editor`` role)."""
     u = user()
     return True if u is None else bool(u.has("editor"))
+
+
+def edit_refusal(action: str) -> str | None:
+    """Why the user may not ``action`` (e.g. ``"delete upload #3"``) right now, else None.
+
+    The roles are read again on every call, so call this at the moment a write is confirmed: a
+    button's ``disabled=`` reflects the roles when the page was drawn, and a dialog or a file picker
+    can stay open while the roles file (or ``$STUDIO_USER``) changes.
+    """
+    if can_edit():
+        return None
+    why = identity_error() or f"{actor()} lacks the 'editor' role"
+    return (f"Not allowed to {action}: {why}. Roles are checked again when a change is confirmed, "
+            "and they no longer allow it; nothing was changed.")
+
+
+def require_edit(action: str) -> None:
+    """Raise :class:`core.errors.PermissionDenied` with :func:`edit_refusal`'s message when the
+    user may not ``action`` now."""
+    refusal = edit_refusal(action)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 # ---------------------------------------------------------------------------- listings

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import IngestError, StudioError
+from core.fmt import fmt_ts
 from core.store import IngestReport, Store
 from ui import state
 
@@ -255,23 +256,6 @@ def worst_series(q: pd.DataFrame, n: int = 10) -> pd.DataFrame:
 def table_height(rows: int, max_rows: int = 8) -> int:
     """Pixel height that fits ``rows`` table rows (plus the header), at most ``max_rows`` of them."""
     return 38 + 35 * max(1, min(int(rows), max_rows)) + 2
-
-
-def fmt_ts(ts: Any) -> str:
-    return "-" if ts is None or pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """Seconds as a short human duration: ``3d 4h``, ``2h 5m``, ``45s``."""
-    if seconds is None or pd.isna(seconds):
-        return "-"
-    s = int(round(float(seconds)))
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    if d:
-        return f"{d}d {h}h" if h else f"{d}d"
-    if h:
-        return f"{h}h {m}m" if m else f"{h}h"
-    return f"{m}m {s % 60}s" if m else f"{s}s"
 
 
 # ---------------------------------------------------------------------------- time windows
