@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.identity import os_account
 from core.store import audit as sql
 from core.store.base import Store
 
@@ -174,7 +175,7 @@ def _store_recorder(store: Store, action: str, actor: str | None, detail: dict[s
     kind = {"upload": "upload", "delete_upload": "upload", "delete_series": "series",
             "import_incidents": "incidents", "delete_incidents": "incidents"}.get(action, action)
     obj = f"{kind}:{detail.get(key)}" if key and detail.get(key) is not None else kind
-    record(store, actor, action, object=obj, detail=detail)
+    record(store, actor, action, object=obj, detail={**detail, "os_account": os_account()})
 
 
 def install(store: Store) -> Store:

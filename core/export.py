@@ -39,8 +39,7 @@ the alert's own ``ALERTS`` series: for ``>``, ``(V > T) or (V >= R and ignoring(
 ALERTS{alertname="X", alertstate="firing", <alert labels>})``. Caveats: after a Prometheus restart the
 previous ``ALERTS`` sample is gone, so an alert held only by hysteresis resolves once; the
 ``<Name>NoData`` alert fires once the series has had no sample for the whole window (the lookback, or
-the effective ``for`` if longer), so a shorter gap, which the replay reports as a ``nodata`` episode,
-raises no NoData alert; and what else the export cannot reproduce for a given rule and mapping is
+the effective ``for`` if longer), so a shorter gap raises no NoData alert; and what else the export cannot reproduce for a given rule and mapping is
 returned in :attr:`PromExport.warnings`. Missing data is "condition false" in both (``keep_firing_for``
 holds a firing alert across a gap), and ``keep_last`` carries a value for the same window
 (:attr:`PromMapping.lookback`; replay it with ``lookback_s=``). ``keep_firing_for`` needs
@@ -59,6 +58,7 @@ import yaml
 
 from core.errors import ValidationError
 from core.frame import parse_key
+from core.rules import format_duration, parse_duration
 
 SCHEMA = "threshold-studio/policy/v1"
 MISSING = ("nodata", "keep_last", "resolve")
@@ -70,41 +70,31 @@ RULE_KEYS = ("name", "series", "comparator", "warning", "critical", "bounds", "f
 DURATION_KEYS = ("for", "keep_firing_for", "interval")
 DEFAULTABLE = ("comparator", "for", "keep_firing_for", "consecutive", "missing", "interval", "unit", "labels",
                "severity_labels")
-_DUR_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
-_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Prometheus' duration syntax (model.ParseDuration): whole numbers, units y w d h m s ms, largest first.
+PROM_DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
 
 
 # ---------------------------------------------------------------------------------------- durations
-def parse_duration(value: Any, path: str) -> float:
-    """Seconds from ``"5m"``, ``"1h30m"``, ``"90s"`` or a number of seconds. Raises ValidationError at ``path``."""
-    if isinstance(value, bool):
-        raise ValidationError(f"{value!r} is not a duration like 5m", path=path)
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise ValidationError(f"{value!r} is not a duration like 5m (must be >= 0 seconds)", path=path)
-        return float(value)
-    text = str(value).strip()
-    if not _DUR_RE.match(text):
-        raise ValidationError(f'"{value}" is not a duration like 5m (units ms, s, m, h, d, w: 30s, 5m, 1h30m)',
-                              path=path)
-    return float(sum(float(n) * _UNIT_S[u] for n, u in _DUR_PART.findall(text)))
+# Durations are read and written by core.rules (one parser for Rule.from_dict, YAML import and export).
+def prom_duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration (``for:``, ``interval:``, range windows), via
+    :func:`core.rules.format_duration`: 300 -> ``5m``, 604800 -> ``7d``, 61.5 -> ``1m1s500ms``.
 
-
-def format_duration(seconds: float | None) -> str:
-    """Prometheus-style duration: 300 -> ``5m``, 5400 -> ``1h30m``, 0 -> ``0s``."""
-    if seconds is None:
-        return "0s"
+    Prometheus accepts only whole numbers of each unit (``1.5s`` is an error), so the value is rounded
+    to whole milliseconds (Prometheus' resolution) and a fraction of a second is written in ``ms``.
+    """
     ms = int(round(float(seconds) * 1000))
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
-                       ("ms", 1)):
-        n, ms = divmod(ms, size)
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)
+    if ms < 0:
+        raise ValidationError(f"cannot write {seconds!r} as a Prometheus duration; expected seconds >= 0",
+                              path="duration")
+    whole, rest = divmod(ms, 1000)
+    text = format_duration(whole) if whole else ""
+    if rest:
+        text += f"{rest}ms"
+    text = text or "0s"
+    if not PROM_DURATION.match(text):  # format_duration changed its style: fail loudly, not in Prometheus
+        raise ValidationError(f"{text!r} (from {seconds!r} s) is not a Prometheus duration", path="duration")
+    return text
 
 
 # ---------------------------------------------------------------------------------------- YAML in
@@ -131,7 +121,7 @@ def _parse_rule(raw: Any, i: int, defaults: Mapping[str, Any]) -> tuple[Any, dic
     bounds_raw = r.pop("bounds", None)
     for k in DURATION_KEYS:
         if k in r:
-            r[k] = parse_duration(r[k], f"{p}.{k}")
+            r[k] = parse_duration(r[k], path=f"{p}.{k}")
     rule = Rule.from_dict(r, path=p)
     bounds = None
     if bounds_raw is not None:
@@ -148,13 +138,27 @@ def _parse_rule(raw: Any, i: int, defaults: Mapping[str, Any]) -> tuple[Any, dic
     return rule, bounds
 
 
-def policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
+def policy_from_yaml(text: str, source: str | None = None) -> tuple[list[Any], dict[str, Any]]:
     """Parse a policy YAML into ``(rules, meta)``.
 
     ``rules`` are :class:`core.rules.Rule` objects; ``meta`` holds ``policy``, ``description``,
     ``detection``, ``response`` and ``bounds`` (rule name -> ``{min, max}``) when given. Raises
-    :class:`ValidationError` whose ``path`` names the offending field, e.g. ``rules[2].for``.
+    :class:`ValidationError` whose ``path`` names the offending field, e.g. ``rules[2].for``; with
+    ``source`` (the file name) the message starts with it:
+    ``"alerts.yaml: rules[0].warning: expected a number, got 'abc'"``.
     """
+    try:
+        return _policy_from_yaml(text)
+    except ValidationError as exc:
+        if not source:
+            raise
+        err = ValidationError(exc.reason, path=exc.path)
+        err.args = (f"{source}: {exc}",)
+        err.source = source  # type: ignore[attr-defined]
+        raise err from exc
+
+
+def _policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -178,7 +182,7 @@ def policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
                               path=f"defaults.{bad[0]}")
     for k in DURATION_KEYS:
         if k in defaults:
-            parse_duration(defaults[k], f"defaults.{k}")
+            parse_duration(defaults[k], path=f"defaults.{k}")
     raw_rules = doc.get("rules")
     if not isinstance(raw_rules, list):
         raise ValidationError("expected a list of rules", path="rules")
@@ -375,14 +379,14 @@ class PromMapping:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValidationError(f"{v!r} is not an interval; expected seconds > 0", path=name)
-        if parse_duration(self.lookback, "lookback") <= 0:
+        if parse_duration(self.lookback, path="lookback") <= 0:
             raise ValidationError(f"{self.lookback!r} is not a lookback window; expected a duration > 0 "
                                   "like 10m", path="lookback")
 
     @property
     def lookback_s(self) -> float:
         """:attr:`lookback` in seconds (what ``core.replay.replay(..., lookback_s=)`` takes)."""
-        return parse_duration(self.lookback, "lookback")
+        return parse_duration(self.lookback, path="lookback")
 
     @property
     def interval_s(self) -> float:
@@ -475,16 +479,16 @@ def _staleness_warning(r: Any, alert: str, scrape_s: float, window_s: float) -> 
     false there (pending restarts, ``for`` may never be reached) and the ``NoData`` alert fires.
     """
     if r.missing == "keep_last":
-        reach, how = window_s, f"last_over_time window ({format_duration(window_s)})"
+        reach, how = window_s, f"last_over_time window ({prom_duration(window_s)})"
     else:
-        reach, how = _PROM_LOOKBACK_S, f"query lookback ({format_duration(_PROM_LOOKBACK_S)})"
+        reach, how = _PROM_LOOKBACK_S, f"query lookback ({prom_duration(_PROM_LOOKBACK_S)})"
     if scrape_s <= reach:
         return None
-    msg = (f"{r.name}: samples arrive every {format_duration(scrape_s)} (the mapping's scrape interval), "
+    msg = (f"{r.name}: samples arrive every {prom_duration(scrape_s)} (the mapping's scrape interval), "
            f"longer than Prometheus' {how}, so between samples the rule sees no data and its condition is "
            "false")
     if r.missing == "nodata" and scrape_s > window_s:
-        msg += f", and {alert}NoData fires (no sample in {format_duration(window_s)})"
+        msg += f", and {alert}NoData fires (no sample in {prom_duration(window_s)})"
     return msg + "; the replay judges each sample until the next one arrives"
 
 
@@ -545,20 +549,20 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
                                   f"{r.label_for('warning')!r}; the two alerts could not be told apart",
                                   path=f"rules.{r.name}.severity_labels")
         iv = float(r.interval_s) if r.interval_s else m.interval_s
-        step = format_duration(iv)
+        step = prom_duration(iv)
         sel = m.selector(r.series, r.matchers)
         for_s = float(r.for_s) + (r.consecutive - 1) * iv
-        window = format_duration(max(lookback_s, for_s))
+        window = prom_duration(max(lookback_s, for_s))
         value = f"last_over_time({_range(sel, window, step)})" if r.missing == "keep_last" else _operand(sel)
         user_ann = dict(r.annotations)
         rationale = user_ann.pop("rationale", None)
         unit = f" {r.unit}" if r.unit else ""
         name = names[r.name]
         base_labels = {**dict(m.extra_labels), **dict(r.labels)}
-        timing = f"for {format_duration(for_s)}"
+        timing = f"for {prom_duration(for_s)}"
         if r.consecutive > 1:
             timing += (f" ({r.consecutive} consecutive evaluations {step} apart, then for "
-                       f"{format_duration(r.for_s)})")
+                       f"{prom_duration(r.for_s)})")
         if r.recovery is not None and iv > _PROM_LOOKBACK_S:
             warnings.append(f"{r.name}: hysteresis reads the alert's previous state from ALERTS, which "
                             f"Prometheus looks back only 5m for; the {step} interval is longer, so the "
@@ -582,9 +586,9 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
             desc.append(f"Exported from {origin}.")
             rule: dict[str, Any] = {"alert": name, "expr": expr}
             if for_s > 0:
-                rule["for"] = format_duration(for_s)
+                rule["for"] = prom_duration(for_s)
             if r.keep_firing_for_s:
-                rule["keep_firing_for"] = format_duration(r.keep_firing_for_s)
+                rule["keep_firing_for"] = prom_duration(r.keep_firing_for_s)
             rule["labels"] = labels
             rule["annotations"] = {"summary": f"{r.name}: {r.series} {r.comparator} {_num(thr)}{unit}",
                                    **user_ann, "description": " ".join(desc)}
@@ -601,8 +605,8 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
         by_interval[m.interval_s] = []
     base = m.group or f"threshold-studio-{policy}"
     order = sorted(by_interval, key=lambda iv: (iv != m.interval_s, iv))
-    groups = [{"name": base if iv == m.interval_s else f"{base}-{format_duration(iv)}",
-               "interval": format_duration(iv), "rules": by_interval[iv]} for iv in order]
+    groups = [{"name": base if iv == m.interval_s else f"{base}-{prom_duration(iv)}",
+               "interval": prom_duration(iv), "rules": by_interval[iv]} for iv in order]
     return PromExport({"groups": groups}, tuple(warnings))
 
 

@@ -6,14 +6,25 @@ Roles come from a TOML file (``config/roles.toml``, or the path in ``$STUDIO_ROL
     user = "local-operator"          # name when nobody is logged in; $STUDIO_USER overrides
     [roles]
     "alice@example.com" = ["editor", "approver"]
-    default = ["editor"]
+    # default = ["editor"]           # roles of anyone not listed (see below)
 
 Roles are ``viewer`` (read), ``editor`` (apply, import, roll back) and ``approver`` (approve or
 reject someone else's significant change). Every user can view.
+
+Who is not listed gets ``default`` when the file sets it. Without ``default`` the studio fails
+closed when OIDC login is configured (an unlisted account, i.e. anyone the identity provider knows,
+is a viewer) and stays usable for a lone operator when it is not (the local operator is an editor).
+A missing roles file is the same as an empty one.
+
+Local mode (no login) takes the operator's name on trust (``$STUDIO_USER``), so it is not proof of
+identity: every :class:`User` also carries the operating-system account the process runs as
+(:func:`os_account`), which :mod:`core.policy` records on every version and audit entry and compares
+before a local approval (the author and the approver must be different OS accounts).
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,13 +39,35 @@ DEFAULT_ROLES_PATH = Path(__file__).resolve().parents[1] / "config" / "roles.tom
 DEFAULT_LOCAL_USER = "local-operator"
 
 
+def os_account() -> str:
+    """The operating-system account this process runs as (from the user id, not from ``$USER``, which
+    anyone can set); ``getpass.getuser()`` where there is no password database (Windows)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        pass
+    try:
+        return getpass.getuser()
+    except Exception:  # no account name at all (e.g. a container uid without a passwd entry)
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 @dataclass(frozen=True)
 class User:
-    """A person (or the local operator). ``roles`` always includes ``viewer``."""
+    """A person (or the local operator). ``roles`` always includes ``viewer``.
+
+    ``authenticated`` is True when the identity comes from OIDC login (verified by the identity
+    provider) and False in local mode, where the name is only claimed. ``os_account`` is the OS account
+    the session runs as (:func:`os_account`; None: fill it in at write time); it is not part of equality.
+    """
 
     name: str
     email: str | None = None
     roles: frozenset[str] = field(default_factory=lambda: frozenset({"viewer"}))
+    authenticated: bool = False
+    os_account: str | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -51,7 +84,7 @@ def roles_path() -> Path:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Read the roles file; a missing file gives an empty config (everyone gets the default roles).
+    """Read the roles file; a missing file gives an empty config (see :func:`roles_for` for who gets what).
 
     Raises :class:`ValidationError` naming the offending key when a role is unknown.
     """
@@ -81,9 +114,12 @@ def _check_roles(roles: Any, source: str = "config") -> None:
                                   path=f"roles.{who}")
 
 
-def roles_for(who: str | None, config: Mapping[str, Any] | None = None, *, email: str | None = None
-              ) -> frozenset[str]:
-    """Roles granted to a user name and/or e-mail (e-mail entry wins), else ``default``, plus viewer."""
+def roles_for(who: str | None, config: Mapping[str, Any] | None = None, *, email: str | None = None,
+              logged_in: bool = False) -> frozenset[str]:
+    """Roles granted to a user name and/or e-mail (e-mail entry wins), else ``default``, plus viewer.
+
+    Without a ``default`` entry an unlisted user is a viewer when ``logged_in`` (OIDC: fail closed)
+    and an editor otherwise (the local operator of a single-user install)."""
     roles = (config or {}).get("roles", {})
     _check_roles(roles)
     granted: Any = None
@@ -92,7 +128,7 @@ def roles_for(who: str | None, config: Mapping[str, Any] | None = None, *, email
             granted = roles[key]
             break
     if granted is None:
-        granted = roles.get("default", ["editor"])
+        granted = roles.get("default", [] if logged_in else ["editor"])
     if isinstance(granted, str):
         granted = [granted]
     return frozenset({"viewer", *granted})
@@ -124,7 +160,8 @@ def current_user(user_info: Any = None, config: Mapping[str, Any] | None = None)
     When ``user_info`` says ``is_logged_in`` is False (login is configured but nobody logged in), the
     session is :data:`ANONYMOUS`, a viewer: with OIDC configured, changes need a logged-in person.
     Otherwise (no login configured: ``is_logged_in`` absent) the local operator: ``$STUDIO_USER``, else
-    ``[local] user`` from the config, else ``"local-operator"``.
+    ``[local] user`` from the config, else ``"local-operator"``. Unlisted users get ``default``, else
+    viewer when logged in and editor in local mode (:func:`roles_for`).
     """
     cfg = load_config() if config is None else config
     logged_in = None if user_info is None else _get(user_info, "is_logged_in")
@@ -135,9 +172,11 @@ def current_user(user_info: Any = None, config: Mapping[str, Any] | None = None)
         name = _get(user_info, "name") or email
         if not name:
             raise PermissionDenied("logged-in user has neither a name nor an e-mail; cannot attribute changes")
-        return User(str(name), str(email) if email else None, roles_for(str(name), cfg, email=email))
+        return User(str(name), str(email) if email else None,
+                    roles_for(str(name), cfg, email=email, logged_in=True), authenticated=True,
+                    os_account=os_account())
     name = os.environ.get("STUDIO_USER") or (cfg.get("local") or {}).get("user") or DEFAULT_LOCAL_USER
-    return User(str(name), None, roles_for(str(name), cfg))
+    return User(str(name), None, roles_for(str(name), cfg), os_account=os_account())
 
 
 _ACTIONS = {"viewer": "view policies", "editor": "change policies (apply, import, roll back)",

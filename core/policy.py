@@ -41,7 +41,7 @@ from core import audit
 from core.errors import ConflictError, NotFound, PermissionDenied, StudioError, ValidationError
 from core.export import PromMapping
 from core.frame import series_values
-from core.identity import User, require
+from core.identity import User, os_account, require
 from core.store import policies as sql
 from core.store.base import Store
 
@@ -471,12 +471,13 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                    author: str, reason: str, effective_at: datetime | None, now: datetime,
                    judge: SignificanceConfig | None, source: str, action: str,
                    meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None,
-                   undo_ok: bool = False, actor: str | None = None) -> PolicyVersion:
+                   undo_ok: bool = False, actor: str | None = None,
+                   os_user: str | None = None) -> PolicyVersion:
     """Check-and-insert one version plus its audit entry in one transaction. ``judge`` None: no approval
     needed; else significance is judged (:func:`_judge`) against the version in force at ``now`` and the
     last reviewed one, inside the transaction. ``undo_ok``: restoring the version in force before the
     current one needs no approval (a rollback's undo). ``actor``: who the audit entry names (default the
-    author)."""
+    author). ``os_user``: the OS account recorded with it (default this process's, :func:`os_account`)."""
     content, chash = canonical_content(rule_dicts)
     try:
         with store.transaction():
@@ -505,7 +506,7 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
             detail = {"version": number, "base_version": int(base_version), "diff": d.to_dict(),
                       "status": "pending_approval" if requires_approval else "approved",
                       "significance": significance, "effective_at": effective_at, "source": source,
-                      **(extra_detail or {})}
+                      "os_account": os_user or os_account(), **(extra_detail or {})}
             if bootstrap:
                 detail["bootstrap"] = True
             if j.undo_of is not None:
@@ -573,7 +574,7 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
     dicts = normalise_rules(new_rules)
     return _write_version(store, policy, dicts, base_version=base_version, author=user.id, reason=reason,
                           effective_at=eff, now=t, judge=significance or SignificanceConfig(),
-                          source=source, action=f"policy.{source}", meta=meta)
+                          source=source, action=f"policy.{source}", meta=meta, os_user=user.os_account)
 
 
 def _rollback_target(store: Store, policy: str, to_version: int) -> PolicyVersion:
@@ -606,7 +607,8 @@ def rollback(store: Store, policy: str, to_version: int, user: User, reason: str
                           reason=f"rollback to v{to_version}: {reason}", effective_at=None, now=t,
                           judge=significance or SignificanceConfig(), source="rollback",
                           action="policy.rollback", meta=dict(target.meta),
-                          extra_detail={"rollback_to": int(to_version)}, undo_ok=True)
+                          extra_detail={"rollback_to": int(to_version)}, undo_ok=True,
+                          os_user=user.os_account)
 
 
 def rollback_reasons(store: Store, policy: str, to_version: int, now: Any = None,
@@ -630,11 +632,16 @@ def _decide(store: Store, version: PolicyVersion | int, user: User, reason: str,
             what = "needed no approval" if not v.requires_approval else f"was already {v.status} by {v.decided_by}"
             raise ConflictError(f"v{number} of {policy!r} {what}; nothing to {decision[:-1]}")
         is_author = v.author in {user.id, user.name}
+        me = user.os_account or os_account()
+        author_os = author_os_account(store, policy, number)
         if decision == "approved":
             require(user, "approver")
             if is_author:
                 raise PermissionDenied(f"{user.id} wrote v{number} of {policy!r} and cannot approve their own "
                                        "change; a second person with the approver role must approve it")
+            why = _same_os_blocker(user, me, author_os, v)
+            if why:
+                raise PermissionDenied(why)
             newer = [h for h in history(store, policy) if h.number > number and h.status != "rejected"]
             if newer:
                 raise ConflictError(f"v{number} of {policy!r} was superseded by v{newer[0].number}; approving it "
@@ -650,15 +657,45 @@ def _decide(store: Store, version: PolicyVersion | int, user: User, reason: str,
         audit.record(store, user.id, "policy.approve" if decision == "approved" else "policy.reject",
                      object=f"policy:{policy}@v{number}", reason=reason,
                      detail={"version": number, "author": v.author, "decision": decision,
-                             "significance": list(v.significance), "effective_at": v.effective_at},
+                             "significance": list(v.significance), "effective_at": v.effective_at,
+                             "os_account": me, "author_os_account": author_os,
+                             "authenticated": bool(user.authenticated)},
                      before_hash=before["content_hash"] if before else None,
                      after_hash=after["content_hash"] if after else None, now=t)
     return get_version(store, policy, number)
 
 
-def approval_blocker(user: User, version: PolicyVersion) -> str | None:
+_CREATE_ACTIONS = ("policy.apply", "policy.import", "policy.rollback", "policy.seed", "policy.experiment")
+
+
+def author_os_account(store: Store, policy: str, number: int) -> str | None:
+    """The OS account recorded when v``number`` of ``policy`` was written (None: not recorded, e.g. a
+    version written before the studio recorded it)."""
+    df = audit.list_audit(store, object=f"policy:{policy}@v{int(number)}")
+    for obj, action, detail in zip(df["object"], df["action"], df["detail"], strict=True):
+        if obj == f"policy:{policy}@v{int(number)}" and action in _CREATE_ACTIONS:
+            return detail.get("os_account")
+    return None
+
+
+def _same_os_blocker(user: User, me: str, author_os: str | None, v: PolicyVersion) -> str | None:
+    """In local mode (no OIDC login) the approver's name is only claimed, so the OS account decides
+    whether the approver is a second person: refused when it equals the author's, or is unknown."""
+    if user.authenticated:
+        return None
+    if author_os is None:
+        return (f"v{v.number} has no recorded OS account, so a local approval cannot show it comes from "
+                "a second person; approve it logged in through OIDC, or re-apply the change and approve that")
+    if author_os == me:
+        return (f"v{v.number} was written from OS account {author_os!r} and this approval comes from the same "
+                f"account; without login the name {user.id!r} is not proof of identity, so the second person "
+                "must approve from their own OS account (or log in through OIDC)")
+    return None
+
+
+def approval_blocker(user: User, version: PolicyVersion, store: Store | None = None) -> str | None:
     """Why ``user`` may not approve ``version`` now, in words (None: they may). Mirrors :func:`approve`
-    except the superseded check, which needs the store."""
+    except the superseded check; the OS-account check of a local approval needs ``store``."""
     if version.status != "pending_approval":
         return f"v{version.number} is {version.status}; only a pending version can be approved"
     if not user.has("approver"):
@@ -666,6 +703,9 @@ def approval_blocker(user: User, version: PolicyVersion) -> str | None:
                 f"{', '.join(sorted(user.roles))})")
     if version.author in {user.id, user.name}:
         return f"{user.id} wrote v{version.number}; a second person with the approver role must approve it"
+    if store is not None:
+        return _same_os_blocker(user, user.os_account or os_account(),
+                                author_os_account(store, version.policy, version.number), version)
     return None
 
 
@@ -682,6 +722,10 @@ def rejection_blocker(user: User, version: PolicyVersion) -> str | None:
 def approve(store: Store, version: PolicyVersion | int, user: User, reason: str, *,
             policy: str = DEFAULT_POLICY, now: Any = None) -> PolicyVersion:
     """Approve a pending version. ``user`` needs the approver role and must not be its author.
+
+    In local mode (``user.authenticated`` False) the approval is also refused when it comes from the OS
+    account that wrote the version (or that account was not recorded): the claimed name proves nothing.
+    The audit entry records the approver's OS account next to the claimed name.
 
     The version comes into force at its ``effective_at`` or now, whichever is later. Approving a version
     that a newer version already superseded raises :class:`ConflictError`.
@@ -841,15 +885,17 @@ def preview(store: Store, policy: str, new_rules: Iterable[Any], now: Any = None
 
 # ---------------------------------------------------------------------------------------- import / seed
 def import_yaml(store: Store, text: str, *, user: User, reason: str, base_version: int | None = None,
-                policy: str | None = None, now: Any = None, source: str = "import") -> PolicyVersion:
+                policy: str | None = None, now: Any = None, source: str = "import",
+                file: str | None = None) -> PolicyVersion:
     """Parse a policy YAML (:func:`core.export.policy_from_yaml`) and apply it as a new version.
 
     ``base_version`` defaults to the latest version at the time of the call. The policy name comes from
-    ``policy``, else the file's ``policy:`` field, else ``"default"``.
+    ``policy``, else the file's ``policy:`` field, else ``"default"``. ``file`` (its name) starts the
+    message of a :class:`ValidationError` in the YAML.
     """
     from core.export import policy_from_yaml
 
-    rules, meta = policy_from_yaml(text)
+    rules, meta = policy_from_yaml(text, source=file)
     name = policy or meta.get("policy") or DEFAULT_POLICY
     base = latest_number(store, name) if base_version is None else base_version
     return apply(store, name, rules, base_version=base, user=user, reason=reason, now=now, meta=meta,

@@ -82,7 +82,7 @@ with t_appr:
             st.markdown(f"**v{v.number}** by {v.author}, {pu.fmt_ts(v.created_at)}: {v.reason}")
             for why in v.significance:
                 st.markdown(f"- {why}")
-            why_a, why_r = pol.approval_blocker(user, v), pol.rejection_blocker(user, v)
+            why_a, why_r = pol.approval_blocker(user, v, store), pol.rejection_blocker(user, v)
             c1, c2 = st.columns(2)
             if c1.button("Approve...", key=f"pol.approve.{v.number}", disabled=why_a is not None, help=why_a,
                          icon=":material/check:"):
@@ -120,7 +120,7 @@ with t_io:
     pasted = st.text_area("...or paste policy YAML", disabled=bool(note), key="pol.import_text")
     text, name = (up.getvalue().decode("utf-8", "replace"), up.name) if up else (pasted, "pasted YAML")
     if text.strip():
-        d, reasons, error = pu.import_preview(text)
+        d, reasons, error = pu.import_preview(text, name)
         if error:
             st.error(f"Not importable: {error}", icon=":material/error:")
         else:

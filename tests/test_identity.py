@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from core import identity
 from core.errors import PermissionDenied, ValidationError
 from core.identity import ROLES, User, current_user, load_config, require, roles_for
 
@@ -73,9 +74,49 @@ def test_missing_file_is_empty_config(tmp_path):
     assert load_config(tmp_path / "nope.toml") == {}
 
 
-def test_project_roles_file_parses():
-    cfg = load_config()
-    assert set(cfg["roles"]["default"]) <= set(ROLES)
+def test_project_roles_file_parses_and_fails_closed_for_oidc():
+    cfg = load_config(identity.DEFAULT_ROLES_PATH)
+    assert all(set(v) <= set(ROLES) for v in cfg["roles"].values())
+    assert "default" not in cfg["roles"]             # the shipped file must not widen unlisted accounts
+    u = current_user({"is_logged_in": True, "email": "mallory@example.com", "name": "M"}, cfg)
+    assert u.roles == frozenset({"viewer"})
+    assert current_user({"is_logged_in": True, "email": "carol@example.com"}, cfg).roles == frozenset({"viewer"})
+    assert current_user(None, cfg).roles == frozenset({"viewer", "editor"})   # local-operator, unlisted
+
+
+def test_unlisted_oidc_account_is_a_viewer_unless_default_widens_it():
+    listed_only = {"roles": {"alice@example.com": ["editor", "approver"]}}
+    zed = {"is_logged_in": True, "email": "zed@example.com", "name": "Zed"}
+    u = current_user(zed, listed_only)
+    assert (u.roles, u.authenticated) == (frozenset({"viewer"}), True)
+    assert current_user(zed, {}).roles == frozenset({"viewer"})           # no roles file at all
+    assert current_user({"is_logged_in": True, "email": "alice@example.com"}, listed_only).roles == \
+        frozenset({"viewer", "editor", "approver"})
+    assert current_user(zed, {"roles": {"default": ["editor"]}}).roles == frozenset({"viewer", "editor"})
+    # local mode keeps editor for a lone operator, unless default says otherwise
+    local = current_user(None, listed_only)
+    assert (local.roles, local.authenticated) == (frozenset({"viewer", "editor"}), False)
+    assert current_user(None, {"roles": {"default": ["viewer"]}}).roles == frozenset({"viewer"})
+
+
+def test_users_carry_the_os_account(monkeypatch):
+    monkeypatch.setattr(identity, "os_account", lambda: "sre7")
+    monkeypatch.setenv("STUDIO_USER", "alice@example.com")
+    u = current_user(None, CFG)
+    assert (u.id, u.os_account, u.authenticated) == ("alice@example.com", "sre7", False)
+    o = current_user({"is_logged_in": True, "email": "bob@example.com"}, CFG)
+    assert (o.os_account, o.authenticated) == ("sre7", True)
+    assert User("a", os_account="x") == User("a", os_account="y")       # not part of who the user is
+
+
+def test_os_account_is_the_uid_name_not_the_user_env(monkeypatch):
+    pwd = pytest.importorskip("pwd")
+    import os
+
+    real = pwd.getpwuid(os.getuid()).pw_name
+    monkeypatch.setenv("USER", "someone-else")
+    monkeypatch.setenv("LOGNAME", "someone-else")
+    assert identity.os_account() == real
 
 
 def test_require():

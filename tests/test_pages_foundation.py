@@ -310,6 +310,8 @@ def test_data_page_cancel_keeps_everything(small_db):
 
 
 def test_data_page_incident_upload(small_db):
+    from core.incidents import split_source
+
     at = open_page("data.py")
     csv = b"series,start,end,kind\n,2026-01-03T00:00:00Z,2026-01-03T00:30:00Z,outage\n"
     at.file_uploader[1].set_value(("outages.csv", csv, "text/csv")).run()
@@ -317,8 +319,13 @@ def test_data_page_incident_upload(small_db):
     assert not at.exception
     assert any("outages.csv: 1 incident window(s) stored." in e.value for e in at.success)
     inc = app_store(small_db).list_incidents()
-    assert sorted(inc["source"]) == ["outages.csv", "seed-incidents.csv"]
-    assert inc.loc[inc["source"] == "outages.csv", "series"].isna().all()  # a global window
+    labels = split_source(inc["source"])["label"]          # stored source carries the content hash
+    assert sorted(labels) == ["outages.csv", "seed-incidents.csv"]
+    assert inc.loc[(labels == "outages.csv").to_numpy(), "series"].isna().all()  # a global window
+    # the same windows again, under another name: found by content, nothing stored twice
+    at.file_uploader[1].set_value(("copy.csv", csv, "text/csv")).run()
+    at.button(key="data.import_inc").click().run()
+    assert len(app_store(small_db).list_incidents()) == len(inc)
 
 
 def test_data_page_is_read_only_without_the_editor_role(small_db, tmp_path, monkeypatch):

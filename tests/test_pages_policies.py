@@ -180,7 +180,13 @@ def test_approval_queue_author_cannot_approve_second_person_can(db, monkeypatch)
     at.run()
     assert at.button(key="pol.approve.2").disabled and not at.button(key="pol.reject.2").disabled
     assert "Disabled: ed may not approve: that needs the 'approver' role" in texts(at)
-    monkeypatch.setenv("STUDIO_USER", "ann")
+    monkeypatch.setenv("STUDIO_USER", "ann")                 # same OS account as ed: not a second person
+    at.run()
+    assert at.button(key="pol.approve.2").disabled
+    assert "this approval comes from the same account" in texts(at)
+    from core import identity
+
+    monkeypatch.setattr(identity, "os_account", lambda: "ann-os")   # ann at her own OS account
     at.run()
     assert not at.button(key="pol.approve.2").disabled
     at.button(key="pol.approve.2").click().run()
@@ -213,7 +219,7 @@ def test_viewer_sees_everything_with_write_controls_disabled(db, monkeypatch):
 def test_import_shows_validation_error_with_path_then_imports(db):
     at = open_page("policies.py")
     at.text_area(key="pol.import_text").input("rules:\n  - {name: X, warning: 1}\n").run()
-    assert "Not importable: rules[0].series: missing required field 'series'" in texts(at)
+    assert "Not importable: pasted YAML: rules[0].series: missing required field 'series'" in texts(at)
     s = app_store(db)
     v1 = pol.get_version(s, "default", 1)
     good = policy_to_yaml(pol.to_rules(add_rule(v1)), v1.meta)

@@ -17,11 +17,12 @@ from core.rules import Rule
 from core.store import Store
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
-ED = User("ed", "ed@example.com", frozenset({"viewer", "editor"}))
-ED2 = User("eve", "eve@example.com", frozenset({"viewer", "editor"}))
-AP = User("ann", "ann@example.com", frozenset({"viewer", "approver"}))
-BOTH = User("bo", "bo@example.com", frozenset({"viewer", "editor", "approver"}))
-VIEWER = User("vic", None, frozenset({"viewer"}))
+# Local-mode users (not authenticated), each on their own OS account.
+ED = User("ed", "ed@example.com", frozenset({"viewer", "editor"}), os_account="ed-os")
+ED2 = User("eve", "eve@example.com", frozenset({"viewer", "editor"}), os_account="eve-os")
+AP = User("ann", "ann@example.com", frozenset({"viewer", "approver"}), os_account="ann-os")
+BOTH = User("bo", "bo@example.com", frozenset({"viewer", "editor", "approver"}), os_account="bo-os")
+VIEWER = User("vic", None, frozenset({"viewer"}), os_account="vic-os")
 
 
 def R(name="A", warning=80.0, critical=None, series='m{h="a"}', **kw) -> Rule:
@@ -526,6 +527,47 @@ def test_cli_import_history_export_rollback(tmp_path, monkeypatch, capsys):
     assert main(["policy", "--db", db, "verify-audit"]) == 0
 
 
+def test_cli_import_error_names_the_file(tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+
+    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "none.toml"))
+    f = tmp_path / "bad.yaml"
+    f.write_text("rules:\n  - {name: A, series: 'm{h=\"a\"}', warning: abc}\n")
+    assert main(["policy", "--db", str(tmp_path / "c.duckdb"), "import", str(f)]) == 2
+    assert f"{f}: rules[0].warning: expected a number, got 'abc'" in capsys.readouterr().err
+
+
+def test_cli_local_self_approval_under_another_name_is_refused(tmp_path, monkeypatch, capsys):
+    """The reported scenario: local-operator imports v2, then STUDIO_USER=alice@example.com approves it
+    from the same OS account. Refused; from another OS account it goes through and is recorded."""
+    from core import identity
+    from core.__main__ import main
+    from core.store import Store
+
+    db = str(tmp_path / "cli.duckdb")
+    roles = tmp_path / "roles.toml"
+    roles.write_text('[roles]\n"alice@example.com" = ["editor", "approver"]\n')
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+    monkeypatch.setattr(identity, "os_account", lambda: "sre")
+    monkeypatch.delenv("STUDIO_USER", raising=False)                       # local-operator: editor
+    f1, f2 = tmp_path / "p1.yaml", tmp_path / "p2.yaml"
+    f1.write_text("rules:\n  - {name: A, series: 'm{h=\"a\"}', warning: 80}\n")
+    f2.write_text("rules:\n  - {name: A, series: 'm{h=\"a\"}', warning: 160}\n")    # +100%: significant
+    assert main(["policy", "--db", db, "import", str(f1)]) == 0
+    assert main(["policy", "--db", db, "import", str(f2)]) == 0
+    assert "pending_approval" in capsys.readouterr().out
+    monkeypatch.setenv("STUDIO_USER", "alice@example.com")
+    assert main(["policy", "--db", db, "approve", "2", "--reason", "lgtm"]) == 2
+    assert "OS account 'sre'" in capsys.readouterr().err
+    monkeypatch.setattr(identity, "os_account", lambda: "alice")
+    assert main(["policy", "--db", db, "approve", "2", "--reason", "lgtm"]) == 0
+    with Store(db) as s:
+        e = audit.list_audit(s, action="policy.approve").iloc[0]
+        assert e["actor"] == "alice@example.com"
+        assert (e["detail"]["os_account"], e["detail"]["author_os_account"]) == ("alice", "sre")
+        assert audit.list_audit(s, action="policy.import")["detail"].iloc[0]["os_account"] == "sre"
+
+
 def test_seed_demo_policy_audits_the_given_actor_keeps_author_seed(s):
     v = pol.seed_demo_policy(s, now=T0, actor="demo-generator")
     assert (v.author, v.source) == ("seed", "seed")
@@ -560,3 +602,70 @@ def test_cli_prometheus_export_prints_its_warnings_to_stderr(tmp_path, monkeypat
     assert err_lines[0].startswith("warning: Prometheus will differ from the replay: Slow: ")
     assert "ALERTS" in err_lines[0] and "10m interval" in err_lines[0]
     assert out_file.read_text().startswith("# WARNING: Slow: ")                # and still in the file
+
+
+# ---------------------------------------------------------------------------------------- OS accounts
+def test_every_version_and_decision_records_the_os_account(s):
+    _v1(s)
+    pol.apply(s, "default", [R("A", 200.0)], base_version=1, user=BOTH, reason="big", now=T0)
+    pol.approve(s, 2, AP, "ok", now=T0 + pd.Timedelta(minutes=1))
+    trail = audit.list_audit(s)
+    newest_first = list(zip(trail["action"], trail["detail"], strict=True))
+    by_action = dict(reversed(newest_first))                           # the newest entry of each action
+    assert by_action["policy.apply"]["os_account"] == "bo-os"          # v2
+    assert by_action["policy.approve"]["os_account"] == "ann-os"
+    assert by_action["policy.approve"]["author_os_account"] == "bo-os"
+    assert by_action["policy.approve"]["authenticated"] is False
+    assert pol.author_os_account(s, "default", 1) == "ed-os"
+    assert pol.author_os_account(s, "default", 2) == "bo-os"
+
+
+def test_local_approval_from_the_authors_os_account_is_refused(s):
+    """The reported hole: local-operator imported v2, then STUDIO_USER=alice approved it from the same
+    OS account. The claimed names differ; the OS account does not."""
+    _v1(s)
+    author = User("local-operator", None, frozenset({"viewer", "editor"}), os_account="sre")
+    claimed = User("alice@example.com", None, frozenset({"viewer", "approver"}), os_account="sre")
+    v2 = pol.apply(s, "default", [R("A", 200.0)], base_version=1, user=author, reason="big", now=T0)
+    assert v2.status == "pending_approval"
+    assert "same account" in pol.approval_blocker(claimed, v2, s)
+    assert pol.approval_blocker(claimed, v2) is None                   # without the store it cannot tell
+    n = _n_audit(s)
+    with pytest.raises(PermissionDenied, match="OS account 'sre'.*not proof of identity"):
+        pol.approve(s, 2, claimed, "lgtm", now=T0)
+    assert pol.get_version(s, "default", 2).status == "pending_approval" and _n_audit(s) == n
+    # a second person on their own OS account may approve
+    other = User("alice@example.com", None, frozenset({"viewer", "approver"}), os_account="alice")
+    assert pol.approval_blocker(other, v2, s) is None
+    assert pol.approve(s, 2, other, "checked", now=T0).status == "approved"
+
+
+def test_oidc_approver_is_not_held_to_the_os_account(s):
+    _v1(s)
+    v2 = pol.apply(s, "default", [R("A", 200.0)], base_version=1, user=BOTH, reason="big", now=T0)
+    oidc = User("Ann", "ann@example.com", frozenset({"viewer", "approver"}), authenticated=True,
+                os_account="bo-os")                                   # same server process account
+    assert pol.approval_blocker(oidc, v2, s) is None
+    v = pol.approve(s, 2, oidc, "ok", now=T0)
+    assert v.status == "approved"
+    assert audit.list_audit(s, action="policy.approve")["detail"].iloc[0]["authenticated"] is True
+
+
+def test_local_approval_of_a_version_without_recorded_os_account_is_refused(s):
+    _v1(s)
+    pol.apply(s, "default", [R("A", 200.0)], base_version=1, user=BOTH, reason="big", now=T0)
+    with s.transaction() as con:                    # as written before OS accounts were recorded
+        con.execute("UPDATE audit SET detail = replace(detail, '\"os_account\":\"bo-os\",', '') "
+                    "WHERE object = 'policy:default@v2'")
+    assert pol.author_os_account(s, "default", 2) is None
+    with pytest.raises(PermissionDenied, match="no recorded OS account"):
+        pol.approve(s, 2, AP, "ok", now=T0)
+
+
+def test_author_lookup_does_not_confuse_v1_with_v10(s):
+    _v1(s)
+    for i in range(2, 11):
+        pol.apply(s, "default", [R("A", 80.0 + i * 0.1)], base_version=i - 1,
+                  user=ED if i < 10 else ED2, reason=f"step {i}", now=T0 + pd.Timedelta(days=i))
+    assert pol.author_os_account(s, "default", 1) == "ed-os"
+    assert pol.author_os_account(s, "default", 10) == "eve-os"

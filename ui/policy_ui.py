@@ -2,9 +2,9 @@
 diff rendering, and confirm dialogs for rollback, approve, reject and import.
 
 Identity: OIDC login is configured when ``.streamlit/secrets.toml`` has an ``[auth]`` section; only
-then does ``st.user`` carry an ``is_logged_in`` key. :func:`session_user` passes ``st.user`` to
-:func:`core.identity.current_user` in that case (logged in: that person; not logged in: an anonymous
-viewer) and nothing otherwise (the local operator, ``$STUDIO_USER`` or the roles file's ``[local]``).
+then does ``st.user`` carry an ``is_logged_in`` key. :func:`session_user` is ``ui.state``'s identity:
+:func:`core.identity.current_user` of ``st.user`` (logged in: that person; not logged in: an anonymous
+viewer; no login configured: the local operator, ``$STUDIO_USER`` or the roles file's ``[local]``).
 
 Dialogs follow :mod:`ui.dialogs`: a button calls :func:`request` and the page calls
 :func:`show_pending` once per run, so a dialog stays open across reruns until it is answered or
@@ -22,7 +22,7 @@ import streamlit as st
 from core import audit
 from core import policy as pol
 from core.errors import StudioError
-from core.identity import ANONYMOUS, User, current_user
+from core.identity import ANONYMOUS, User
 from ui import state
 
 POLICY = pol.DEFAULT_POLICY
@@ -44,11 +44,10 @@ def oidc_configured() -> bool:
 
 def session_user() -> tuple[User, str | None]:
     """``(user, error)``: the session's user, or an anonymous viewer plus the error when the roles file is
-    invalid (so a broken file never grants write access)."""
-    try:
-        return current_user(st.user if oidc_configured() else None), None
-    except StudioError as exc:
-        return ANONYMOUS, f"roles file problem, showing read-only: {exc}"
+    invalid (so a broken file never grants write access). The same identity every page uses
+    (``ui.state``), so the Policies page and the data pages never disagree about who is acting."""
+    user, error = state._identity()
+    return (ANONYMOUS if user is None else user), error
 
 
 def show_identity(user: User, error: str | None) -> None:
@@ -283,16 +282,17 @@ def reject_dialog(number: int) -> None:
 def import_dialog(text: str, name: str, base: int) -> None:
     st.markdown(f"Creates **v{base + 1}** from `{name}`.")
     _confirm("Import", lambda u, r: pol.import_yaml(state.store(), text, user=u, reason=r, base_version=base,
-                                                    policy=POLICY),
+                                                    policy=POLICY, file=name),
              lambda v: f"Imported {name} as v{v.number}; it {_status_msg(v)}.", f"import {name}")
 
 
-def import_preview(text: str) -> tuple[pol.PolicyDiff | None, list[str], str | None]:
-    """``(diff against the version in force, reasons it needs approval, error)`` of a policy YAML text."""
+def import_preview(text: str, name: str | None = None) -> tuple[pol.PolicyDiff | None, list[str], str | None]:
+    """``(diff against the version in force, reasons it needs approval, error)`` of a policy YAML text;
+    ``name`` (the file's) starts an error message."""
     from core.export import policy_from_yaml
 
     try:
-        rules, _ = policy_from_yaml(text)
+        rules, _ = policy_from_yaml(text, source=name)
         new = pol.normalise_rules(rules)
     except StudioError as exc:
         return None, [], str(exc)

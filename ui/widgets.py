@@ -141,26 +141,24 @@ def preview_file(data: bytes, name: str, fmt: str = "auto", head: int = 5) -> di
 def import_incident_file(f: Any, actor: str | None = None, *, store: Store | None = None) -> FileResult:
     """Read an incidents file (CSV or NAB ``windows.json``) and store its windows.
 
-    A file whose name was already imported as an incident source is not imported twice. Returns a
-    :class:`FileResult` whose ``message`` says what happened.
+    Duplicates are found by content (:func:`core.incidents.import_incidents`): windows already stored
+    under any file name are not imported twice. Returns a :class:`FileResult` whose ``message`` says
+    what happened.
     """
-    from core.incidents import read_incidents
+    from core.incidents import import_incidents
 
     st_ = store if store is not None else state.store()
     data, name = _bytes_and_name(f)
-    existing = st_.list_incidents()
-    already = int((existing["source"] == name).sum()) if len(existing) else 0
-    if already:
-        return FileResult(name, noop=True, note=f"{name}: {already} incident window(s) from this file are "
-                                                "already stored; nothing imported.")
     try:
-        n = st_.add_incidents(read_incidents(data, name=name), source=name, actor=actor)
+        res = import_incidents(st_, data, name=name, actor=actor)
     except StudioError as exc:
         return _error_result(name, exc)
     except Exception as exc:
         return FileResult(name, error=f"unexpected {type(exc).__name__} while reading: {exc}")
+    if res.duplicate:
+        return FileResult(name, noop=True, note=res.message)
     state.after_write()
-    return FileResult(name, note=f"{name}: {n} incident window(s) stored.")
+    return FileResult(name, note=res.message)
 
 
 # ---------------------------------------------------------------------------- rendering

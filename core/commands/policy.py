@@ -8,7 +8,8 @@ Examples::
     python -m core policy rollback 3 --reason "v4 pages too often"
 
 The acting user is ``$STUDIO_USER`` (or ``[local] user`` in the roles file); roles come from
-``config/roles.toml`` or ``$STUDIO_ROLES``.
+``config/roles.toml`` or ``$STUDIO_ROLES``. That name is taken on trust, so every write also records
+the OS account, and ``approve`` is refused from the OS account that wrote the version.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise StudioError(f"cannot read {path}: {exc.strerror}") from exc
             v = pol.import_yaml(store, text, user=user, reason=args.reason or f"import {path.name}",
-                                base_version=args.base, policy=name if args.policy != "default" else None)
+                                base_version=args.base, policy=name if args.policy != "default" else None,
+                                file=str(path))
             print(f"{v.label} created by {v.author}: {v.status}")
             for r in v.significance:
                 print(f"  needs approval: {r}")
