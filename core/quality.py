@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ValidationError
+from core.fmt import fmt_duration
 from core.frame import ts_ns, validate_points
 
 GAP_FACTOR = 1.5
@@ -115,22 +116,6 @@ class SeriesQuality:
         d = asdict(self)
         d["issues"] = list(self.issues)
         return d
-
-
-def _fmt_s(seconds: float) -> str:
-    """Human duration: ``90 -> '1m 30s'``, ``7200 -> '2h'``, ``200000 -> '2d 7h'``."""
-    s = int(round(seconds))
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m, sec = divmod(rem, 60)
-    parts = [f"{d}d"] if d else []
-    if h:
-        parts.append(f"{h}h")
-    if m and not d:
-        parts.append(f"{m}m")
-    if sec and not d and not h:
-        parts.append(f"{sec}s")
-    return " ".join(parts) or "0s"
 
 
 def _timestamp(now: Any) -> pd.Timestamp | None:
@@ -216,7 +201,7 @@ def _assess(t: np.ndarray, v: np.ndarray, *, series: str | None, kind: str, now:
 
     issues: list[str] = []
     if gaps:
-        issues.append(f"{gaps} gap{'s' * (gaps != 1)} (longest {_fmt_s(longest_gap_s)}); "
+        issues.append(f"{gaps} gap{'s' * (gaps != 1)} (longest {fmt_duration(longest_gap_s)}); "
                       f"{missing_pct:.2f}% of the expected time has no points")
     if nan:
         issues.append(f"{nan} value{'s' * (nan != 1)} reported as missing (NaN)")
@@ -230,7 +215,7 @@ def _assess(t: np.ndarray, v: np.ndarray, *, series: str | None, kind: str, now:
     if counter_resets:
         issues.append(f"{counter_resets} counter reset{'s' * (counter_resets != 1)} (value decreased)")
     if staleness_s is not None and staleness_s > max(STALE_MIN_S, 10 * (resolution_s or 0.0)):
-        issues.append(f"stale: last point {_fmt_s(staleness_s)} before {now.isoformat()}")
+        issues.append(f"stale: last point {fmt_duration(staleness_s)} before {now.isoformat()}")
 
     if n_finite < min_points:
         score, grade = None, "insufficient"
