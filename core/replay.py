@@ -13,8 +13,13 @@ Evaluation model (the way Prometheus and Grafana evaluate alerting rules)
   across the gap (a gap shorter than ``keep_firing_for`` does not split an alert in two). The modes
   differ in what else happens:
 
-  - ``"nodata"``: each run of missing evaluations is also reported as a ``nodata`` episode (the
-    export's ``<Name>NoData`` alert);
+  - ``"nodata"``: a gap is also reported as a ``nodata`` episode, the way the export's
+    ``<Name>NoData`` alert, ``absent_over_time(x[w])`` with the same window ``w`` as ``keep_last``
+    below, fires: a missing evaluation counts once the last finite sample is at least ``w`` old
+    (``t - t_sample >= w``; before the first finite sample, counted from the first evaluation),
+    so the episode starts at the first evaluation at or after *last sample + w* and ends at the
+    first evaluation that sees a sample again. Gaps shorter than ``w`` (a missed scrape or three)
+    raise no nodata episode, as they raise no NoData alert;
   - ``"keep_last"``: the last value is carried forward for evaluation (the gap is still counted as
     missing), but only while it is younger than the window the Prometheus export reads it with,
     ``last_over_time(x[w])``: ``w = max(lookback, for + (consecutive - 1) x interval)`` where
@@ -211,6 +216,19 @@ def _carry(x: np.ndarray, tg: np.ndarray, src: np.ndarray, window_ns: int) -> np
     k = np.maximum(idx, 0)
     young = (idx >= 0) & (tg - src[k] < window_ns)
     return np.where(ok, x, np.where(young, x[k], np.nan))
+
+
+def _absent(t: np.ndarray, v: np.ndarray, tg: np.ndarray, missing: np.ndarray, window_ns: int) -> np.ndarray:
+    """``nodata``: evaluations the export's ``absent_over_time(x[window])`` fires at: missing, and the
+    last finite sample at or before the evaluation (the first evaluation, before any) at least
+    ``window_ns`` old. Causal."""
+    tf = t[np.isfinite(v)]
+    if tf.size:
+        j = np.searchsorted(tf, tg, side="right") - 1
+        last = np.where(j >= 0, tf[np.maximum(j, 0)], tg[0])
+    else:
+        last = np.full(tg.size, tg[0])
+    return missing & (tg - last >= window_ns)
 
 
 def _counts(rule_for_s: float, keep_s: float, consecutive: int, interval_ns: int) -> tuple[int, int]:
@@ -417,6 +435,9 @@ class Replay:
         ``firing`` gives the same as boolean masks.
     interval_s : float
         Evaluation interval in seconds.
+    nodata_window_s : float or None
+        ``missing: nodata``: seconds without a sample before a gap is a ``nodata`` episode (the
+        export's ``absent_over_time`` window); None in the other modes.
     """
 
     rule: Rule
@@ -427,6 +448,7 @@ class Replay:
     missing: np.ndarray
     runs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     interval_s: float = 0.0
+    nodata_window_s: float | None = None
 
     @cached_property
     def firing(self) -> dict[str, np.ndarray]:
@@ -627,8 +649,9 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
         Sampling step of the series in seconds; default its median step.
     lookback_s : float or str, optional
         ``missing: keep_last`` carries a value for at most :func:`keep_last_window_s` seconds
-        (``max(lookback, for + (consecutive - 1) x interval)``); default the export's lookback
-        (:data:`DEFAULT_LOOKBACK_S`). Pass the ``PromMapping.lookback`` you export with.
+        (``max(lookback, for + (consecutive - 1) x interval)``), and ``missing: nodata`` reports a
+        gap once it is that long; default the export's lookback (:data:`DEFAULT_LOOKBACK_S`). Pass
+        the ``PromMapping.lookback`` you export with.
 
     Returns
     -------
@@ -641,8 +664,8 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
     tg, x, interval, src = _grid(t, v, rule.interval_s, resolution_s)
     missing = np.isnan(x)
     has_missing = bool(missing.any())
+    window = keep_last_window_s(rule.for_s, rule.consecutive, interval / _NS, lookback_s)
     if rule.missing == "keep_last" and has_missing:
-        window = keep_last_window_s(rule.for_s, rule.consecutive, interval / _NS, lookback_s)
         x = _carry(x, tg, src, int(round(window * _NS)))
     run_need, keep_evals = _counts(rule.for_s, rule.keep_firing_for_s, rule.consecutive, interval)
     reset_idx = np.empty(0, np.int64)          # a missing evaluation is "condition false", never a reset
@@ -655,10 +678,11 @@ def replay(rule: Rule, points: pd.Series | pd.DataFrame, severity: str | None = 
         runs[sev] = (s, e)
         parts.append(_episodes_of(s, e, tg, x, sev, rule.comparator, order))
     if rule.missing == "nodata" and has_missing:
-        s, e = _runs(missing)
+        s, e = _runs(_absent(t, v, tg, missing, int(round(window * _NS))))
         parts.append(_episodes_of(s, e, tg, x, "nodata", None, len(levels)))
     return Replay(rule=rule, series=key, episodes=_episode_frame(parts), ts_ns=tg, values=x,
-                  missing=missing, runs=runs, interval_s=interval / _NS)
+                  missing=missing, runs=runs, interval_s=interval / _NS,
+                  nodata_window_s=window if rule.missing == "nodata" else None)
 
 
 def replay_all(rule: Rule, points: pd.DataFrame, severity: str | None = None, *,
@@ -699,15 +723,20 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
     carry_ns = round(keep_last_window_s(rule.for_s, rule.consecutive, interval / _NS, lookback_s) * _NS)
     up = rule.comparator in (">", ">=")
 
-    # evaluation grid, walking a pointer over the samples
-    times, seen, sample_ts, p = [], [], [], 0
+    # evaluation grid, walking a pointer over the samples (and the last finite one, for nodata)
+    times, seen, sample_ts, last_finite, p, q, lastf = [], [], [], [], 0, 0, int(t[0])
     g = int(t[0])
     while g <= int(t[-1]):
         while p + 1 < n and int(t[p + 1]) <= g:
             p += 1
+        while q < n and int(t[q]) <= g:
+            if not math.isnan(float(v[q])):
+                lastf = int(t[q])
+            q += 1
         times.append(g)
         seen.append(float(v[p]) if int(t[p]) > g - lookback else math.nan)
         sample_ts.append(int(t[p]))
+        last_finite.append(lastf)
         g += interval
 
     def breach(x: float, thr: float) -> bool:
@@ -762,10 +791,11 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
                 rows.append((ep_start, tt, sev, peak, "firing", True, order))
     if rule.missing == "nodata":
         start = None
-        for i, (tt, raw) in enumerate(zip(times, seen, strict=True)):
-            if math.isnan(raw) and start is None:
+        for i, (tt, raw, lf) in enumerate(zip(times, seen, last_finite, strict=True)):
+            absent = math.isnan(raw) and tt - lf >= carry_ns     # absent_over_time(x[window]) fires
+            if absent and start is None:
                 start = tt
-            if not math.isnan(raw) and start is not None:
+            if not absent and start is not None:
                 rows.append((start, tt, "nodata", math.nan, "nodata", False, len(levels)))
                 start = None
             if i == len(times) - 1 and start is not None:

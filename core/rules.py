@@ -210,7 +210,8 @@ class Rule:
     missing : {"nodata", "keep_last", "resolve"}
         Missing data. In every mode a missing evaluation counts as "condition false" (as in
         Prometheus: pending stops, a firing alert resolves unless ``keep_firing_for`` holds it).
-        ``"nodata"`` also reports each gap as a separate no-data episode; ``"keep_last"`` carries
+        ``"nodata"`` also reports a gap as a no-data episode once it has lasted the export's
+        lookback (when the exported ``NoData`` alert fires; see :mod:`core.replay`); ``"keep_last"`` carries
         the last value forward for evaluation, for at most the export's lookback (see
         :mod:`core.replay`); ``"resolve"`` does nothing more.
     matchers : dict, optional

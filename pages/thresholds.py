@@ -97,11 +97,12 @@ c[4].number_input("Recovery", value=None, key=K["recovery"], placeholder="none",
                   help="Hysteresis: a firing alert resolves only past this value")
 c[5].selectbox("Missing data", MISSING_MODES, key=K["missing"],
                help="A missing value never breaches (keep firing for can bridge a gap). nodata: also report "
-                    "the gap; keep_last: carry the last value, for at most the export's lookback (10m, or the "
-                    "for period if longer); resolve: nothing more")
+                    "a gap once it lasts the export's lookback (10m, or the for period if longer), when "
+                    "the exported NoData alert fires; keep_last: carry the last value for at most that "
+                    "long; resolve: nothing more")
 values = tui.editor_state()
 lo, hi, step = tui.slider_spec(data.q, values["comparator"], [values["warning"], values["critical"]], data.unit)
-fmt = f"%.{tui._decimals(step)}f"
+fmt = f"%.{tui.step_decimals(step)}f"
 for level in ("warning", "critical"):
     a, b = st.columns([1, 6])
     on = a.checkbox(level.capitalize(), key=K[f"has_{level}"])

@@ -204,7 +204,9 @@ def test_series_without_rule_offers_a_percentile_draft(db):
     assert at.slider(key="thr.c").value == pytest.approx(round(np.quantile(v, 0.999) / step) * step)
     assert "New rule **ApiGatewayErrorRatePctHigh**" in texts(at)
     # 3 days of data: the last 30 % is 0.9 days, too short to check the predicted rate; said, not scored
-    assert "Held-out check insufficient: the held-out period covers only " in texts(at)
+    # (the measured rate is shown all the same)
+    assert "Held-out check insufficient (predicted " in texts(at)
+    assert "; a check needs at least 2d" in texts(at) and "the held-out period covers only " in texts(at)
     assert "In-sample: what this rule would have done over the stored history" in texts(at)
     assert not at.button(key="thr.apply").disabled
 
@@ -213,15 +215,24 @@ def test_flipping_comparator_resets_levels_to_the_other_tail(db):
     at = open_checkout(db)
     at.selectbox(key="thr.cmp").set_value("<").run()
     ok(at)
-    v = app_store(db).get_points(CHECKOUT)["value"].dropna().to_numpy()
+    # the '<' levels are fitted like a suggestion: first 70 % of the span, labelled incidents left out
+    store = app_store(db)
+    pts = store.get_points(CHECKOUT).sort_values("ts")
+    ts = pts["ts"]
+    keep = (ts < ts.iloc[0] + (ts.iloc[-1] - ts.iloc[0]) * 0.7) & pts["value"].notna()
+    for a, b in zip(store.list_incidents(CHECKOUT)["start"], store.list_incidents(CHECKOUT)["end"], strict=True):
+        keep &= ~((ts >= a) & (ts <= (b if pd.notna(b) else ts.iloc[-1])))
+    v = pts.loc[keep, "value"].to_numpy()
     w, c = at.slider(key="thr.w").value, at.slider(key="thr.c").value
     assert w > c                                                       # '<': warning above critical
-    assert w == pytest.approx(np.quantile(v, 0.01), abs=at.slider(key="thr.w").step)
+    step = at.slider(key="thr.w").step
+    assert w == pytest.approx(round(np.quantile(v, 0.01) / step) * step)
 
 
 # ---------------------------------------------------------------------------- helpers (pure)
 def test_nice_step_snap_and_slider_spec():
-    from ui.thresholds_ui import nice_step, slider_spec, snap
+    from core.recommend import snap
+    from ui.thresholds_ui import nice_step, slider_spec
 
     assert nice_step(770.0) == 5.0 and nice_step(0.3) == 0.002 and nice_step(100.0) == 0.5
     assert snap(0.30000000000000004, 0.1) == 0.3 and snap(452.4, 5.0) == 450.0
@@ -258,6 +269,60 @@ def test_edited_rule_keeps_other_fields_and_validates():
     assert not changed(base, edited_rule(base, same))
     with pytest.raises(ValidationError, match="rule.warning"):
         edited_rule(base, dict(vals, has_critical=True, critical=11.0))   # warning above critical
+
+
+def _hourly_data(values, incidents=None):
+    from ui.thresholds_ui import make_series_data
+
+    ts = pd.date_range("2026-03-02", periods=len(values), freq="1h", tz="UTC")
+    pts = pd.DataFrame({"series": "x", "ts": ts, "value": np.asarray(values, dtype=float)})
+    return make_series_data("x", pts, incidents), ts
+
+
+def test_direction_defaults_come_from_the_fit_period_without_incidents():
+    """100 hourly points, holdout 0.3: fit = hours 0..69. Fit values = the hour, except an incident at
+    hours 10..19 (value 1000); the last 30 % is at 500. Fit points outside the incident: 0..9, 20..69
+    (60 values; sorted index k >= 10 holds k + 10). p99 at position 0.99 x 59 = 58.41 -> 68.41; p99.9 at
+    58.941 -> 68.941. Slider: whole-history median 59.5 to max 1000, step 5: both snap to 70, so critical
+    goes one step beyond: (70, 75). Whole-history percentiles (the old default) would give 1000."""
+    from ui.thresholds_ui import direction_defaults
+
+    v = np.arange(100.0)
+    v[10:20] = 1000.0
+    v[70:] = 500.0
+    ts = pd.date_range("2026-03-02", periods=100, freq="1h", tz="UTC")
+    inc = pd.DataFrame({"series": ["x"], "start": [ts[10]], "end": [ts[19]], "kind": ["outage"]})
+    data, _ = _hourly_data(v, inc)
+    assert direction_defaults(data, ">") == (70.0, 75.0)
+    # '<': p1 at 0.59, p0.1 at 0.059; slider min 0 to median 59.5, step 0.5: (0.5, 0.0)
+    assert direction_defaults(data, "<") == (0.5, 0.0)
+    # no finite fit-period point: the far end of the slider (500 .. 550, step 0.5), not a percentile
+    thin, _ = _hourly_data(np.r_[np.full(70, np.nan), np.full(30, 500.0)])
+    assert direction_defaults(thin, ">") == (549.5, 550.0)
+
+
+def test_edited_rule_rewrites_a_suggestion_rationale_once_moved_away_from_it():
+    from core.export import prometheus_export
+    from core.recommend import SUGGESTED_PREFIX
+    from ui.thresholds_ui import edited_rule
+
+    why = SUGGESTED_PREFIX + "201 raw points of the first 70% of the history: warning at the 99th percentile."
+    base = {"name": "R", "series": "m", "comparator": ">", "warning": 10.0, "critical": 20.0, "for": "5m",
+            "missing": "nodata", "annotations": {"rationale": why, "runbook_url": "http://x"}}
+    vals = {"comparator": ">", "has_warning": True, "warning": 10.0, "has_critical": True, "critical": 20.0,
+            "for": "5m", "keep_firing_for": "", "recovery": None, "consecutive": 1, "missing": "nodata"}
+    assert edited_rule(base, vals).annotations["rationale"] == why               # untouched: kept
+    moved = edited_rule(base, dict(vals, warning=12.0))
+    assert moved.annotations == {
+        "rationale": "Set by hand, starting from a suggestion (>; warning 10, critical 20; for 5m) fitted on raw "
+                     "percentiles; that suggestion's percentiles and held-out check do not describe these "
+                     "settings.", "runbook_url": "http://x"}
+    # a setting the quoted rates were replayed with counts too; moving back restores the suggestion's text
+    assert edited_rule(base, dict(vals, **{"for": "10m"})).annotations["rationale"].startswith("Set by hand")
+    assert edited_rule(base, dict(vals, has_critical=False)).annotations["rationale"].startswith("Set by hand")
+    assert edited_rule(base, vals).annotations["rationale"] == why
+    desc = prometheus_export([moved]).doc["groups"][0]["rules"][0]["annotations"]["description"]
+    assert "Rationale: Set by hand" in desc and "99th percentile" not in desc
 
 
 def test_summary_cards_say_insufficient():

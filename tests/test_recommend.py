@@ -21,7 +21,16 @@ import pandas as pd
 import pytest
 
 from core.errors import InsufficientDataError, ValidationError
-from core.recommend import as_rule_dict, fit_mask, suggest_rule
+from core.recommend import (
+    as_rule_dict,
+    fit_levels,
+    fit_mask,
+    poisson_p,
+    revise_rationale,
+    snap,
+    step_decimals,
+    suggest_rule,
+)
 from core.replay import replay
 from core.rules import Rule
 
@@ -64,19 +73,61 @@ def test_predicted_and_held_out_rates_by_hand():
     assert f["time_in_alert_s"] == 53 * 3600.0 and f["time_in_alert_pct"] == pytest.approx(100 * 53 / 252)
     assert h["episodes"] == 3 and h["episodes_per_week"] == pytest.approx(6.0)
     assert h["span_s"] == 84 * 3600.0 and h["time_in_alert_pct"] == pytest.approx(100 * 3 / 84)
-    # 4/3 per week over half a week expects 2/3 of an episode: too few to check (needs 3)
+    # 4/3 per week over half a week expects 2/3 of an episode, but 3 were measured: max(2/3, 3) reaches
+    # the bar of 3, so the check gives an error: held-out minus predicted
     assert sug.expected_holdout_episodes == pytest.approx(2 / 3)
-    assert not sug.sufficient and sug.error is None
-    assert "would expect 0.7 episode(s); a check needs at least 3" in sug.note
-    assert (sug.rows()["error"].iloc[:2] == "insufficient").all()
-    # with a looser bar the error is held-out minus predicted
-    ok = suggest_rule(s, ">", inc, holdout=0.25, for_s=0, min_expected_episodes=0.5)
-    assert ok.sufficient
-    assert ok.error["episodes_per_week"] == pytest.approx(6 - 4 / 3)
-    assert ok.error["episodes_per_week_rel"] == pytest.approx((6 - 4 / 3) / (4 / 3))      # +350 %
-    assert ok.error["time_in_alert_pp"] == pytest.approx(100 * 3 / 84 - 100 * 53 / 252)
-    assert ok.rows()["error"].iloc[0] == "+4.67 (+350%)"
-    assert ok.rows()["held-out (measured)"].tolist() == ["6.00", "3.571", "3", "3.5 days"]
+    assert sug.sufficient
+    assert sug.error["episodes_per_week"] == pytest.approx(6 - 4 / 3)
+    assert sug.error["episodes_per_week_rel"] == pytest.approx((6 - 4 / 3) / (4 / 3))      # +350 %
+    assert sug.error["time_in_alert_pp"] == pytest.approx(100 * 3 / 84 - 100 * 53 / 252)
+    # Poisson(2/3): P(X >= 3) = 1 - e^(-2/3) (1 + 2/3 + 2/9) = 0.030212; two-sided: twice that
+    tail = 1 - np.exp(-2 / 3) * (1 + 2 / 3 + 2 / 9)
+    assert tail == pytest.approx(0.030212, abs=1e-6)
+    assert sug.error["p_value"] == pytest.approx(2 * tail)
+    assert sug.rows()["error"].iloc[0] == "+4.67 (+350%)"
+    assert sug.rows()["held-out (measured)"].tolist() == ["6.00", "3.571", "3", "3.5 days"]
+    # a bar of 4: neither the 2/3 expected nor the 3 measured reach it; insufficient, measured rate still said
+    thin = suggest_rule(s, ">", inc, holdout=0.25, for_s=0, min_expected_episodes=4)
+    assert not thin.sufficient and thin.error is None
+    assert "would expect 0.7 episode(s) and it had 3; a check needs at least 4 either way" in thin.note
+    assert "measured 6.00 (3 episode(s), 3.57% in alert)" in thin.note
+    assert (thin.rows()["error"].iloc[:2] == "insufficient").all()
+    assert thin.rows()["held-out (measured)"].iloc[0] == "6.00"
+
+
+def test_prediction_of_zero_refuted_by_a_busy_holdout_is_checked_not_insufficient():
+    """Review case: the fit predicts no alerts, the held-out data fires constantly. Hourly points for 14
+    days (hours 0..336), holdout 0.3: split at hour 235.2. Fit (hours 0..235) = hour % 10, so p99 =
+    p99.9 = 9: warning > 9 only, which never fires there (predicted 0). Held out: 20 at even hours,
+    0 at odd ones: 51 one-hour episodes (hours 236, 238 .. 336) in 100.8 h = 0.6 weeks = 85 per week;
+    firing 50 evaluations (the last one, hour 336, has no duration) of 100.8 h = 49.603 %."""
+    v = np.r_[np.arange(236) % 10, np.where(np.arange(236, 337) % 2 == 0, 20.0, 0.0)].astype(float)
+    s = pd.Series(v, index=pd.date_range(T0, periods=337, freq="1h", tz="UTC"), name="x")
+    sug = suggest_rule(s, ">", None, holdout=0.3, for_s=0)
+    assert sug.split == T0 + pd.Timedelta(hours=235.2)
+    assert (sug.warning, sug.critical) == (9.0, None)
+    assert sug.fit_rate["episodes"] == 0 and sug.fit_rate["time_in_alert_s"] == 0.0
+    assert sug.expected_holdout_episodes == 0.0
+    h = sug.holdout_rate
+    assert h["episodes"] == 51 and h["episodes_per_week"] == pytest.approx(85.0)
+    assert h["time_in_alert_pct"] == pytest.approx(100 * 50 / 100.8)
+    assert sug.sufficient
+    assert sug.error["episodes_per_week"] == pytest.approx(85.0) and sug.error["episodes_per_week_rel"] is None
+    assert sug.error["time_in_alert_pp"] == pytest.approx(100 * 50 / 100.8)
+    assert sug.error["p_value"] == 0.0
+    assert "measured 85.00 (51 episode(s), 49.60% in alert)" in sug.note
+    assert "51 episodes where 0.0 were expected (Poisson p = 0)" in sug.note
+    assert sug.rows()["error"].tolist()[:2] == ["+85.00", "+49.603 pp"]
+    d = as_rule_dict(sug, "XHigh", "x")
+    assert d["annotations"]["rationale"].endswith("Held-out check: predicted 0.00 episodes/week, measured 85.00.")
+
+
+def test_poisson_p_by_hand():
+    assert poisson_p(0, 0.0) == 1.0 and poisson_p(1, 0.0) == 0.0
+    # Poisson(2): P(X <= 0) = e^-2 = 0.135335; two-sided 0.270671
+    assert poisson_p(0, 2.0) == pytest.approx(2 * np.exp(-2))
+    # observed == expected == 1: P(X <= 1) = 2/e > 1/2 and P(X >= 1) = 1 - 1/e > 1/2: capped at 1
+    assert poisson_p(1, 1.0) == 1.0
 
 
 def test_periods_add_up_to_the_whole_replay():
@@ -156,3 +207,26 @@ def test_rule_dict_is_a_valid_rule_with_a_rationale():
     assert (r.warning, r.critical, r.for_s, r.unit) == (sug.warning, sug.critical, 300.0, "ms")
     assert "first 75% of the history" in d["annotations"]["rationale"]
     assert "Held-out check insufficient" in d["annotations"]["rationale"]
+
+
+def test_fit_levels_is_the_suggestion_without_the_replay():
+    s, inc = series()
+    fl = fit_levels(s, ">", inc, holdout=0.25)
+    assert (fl.warning, fl.critical) == (pytest.approx(198.0), pytest.approx(199.8))
+    assert (fl.fit_points, fl.excluded_points, fl.split) == (201, 51, T0 + 252 * H)
+    stepped = fit_levels(s, ">", inc, holdout=0.25, step=5)
+    assert (stepped.warning, stepped.critical) == (200.0, 205.0)
+    assert step_decimals(0.2) == 1 and step_decimals(5.0) == 0 and step_decimals(0.002) == 3
+    assert snap(0.1 + 0.2, 0.1) == 0.3 and snap(198.0, 5.0) == 200.0 and snap(-0.26, 0.5) == -0.5
+
+
+def test_revise_rationale_rewrites_only_the_suggestion_text():
+    s, inc = series()
+    d = as_rule_dict(suggest_rule(s, ">", inc, holdout=0.25, for_s=0), "LatHigh", "lat")
+    assert revise_rationale(d, d) == d["annotations"]                       # unchanged rule: kept
+    moved = revise_rationale(d, {**d, "warning": 150.0})
+    assert moved["rationale"].startswith("Set by hand, starting from a suggestion (>; warning 198, "
+                                         "critical 199.8; for 0s)")
+    # a rationale a person wrote is theirs: kept whatever the edit
+    human = {**d, "annotations": {"rationale": "SLO is 250 ms"}}
+    assert revise_rationale(human, {**human, "warning": 150.0}) == {"rationale": "SLO is 250 ms"}

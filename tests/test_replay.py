@@ -52,10 +52,10 @@ def rule(**kw) -> Rule:
     return Rule("r", "m", kw.pop("comparator", ">"), **kw)
 
 
-def check(r: Rule, s: pd.Series):
+def check(r: Rule, s: pd.Series, **kw):
     """Replay and also assert the reference loop agrees exactly (every hand case doubles as a spec)."""
-    res = replay(r, s)
-    ref = replay_reference(r, s)
+    res = replay(r, s, **kw)
+    ref = replay_reference(r, s, **kw)
     pd.testing.assert_frame_equal(res.episodes, ref)
     return res
 
@@ -135,13 +135,17 @@ def test_missing_nodata_is_condition_false_and_reports_gap():
     s = mk([0, 5, 5, NAN, 5, 5, 0])
     res = check(rule(missing="nodata"), s)
     assert spans(res) == [(1, 3), (4, 6)]
-    assert spans(res, "nodata") == [(3, 4)]
+    # a 1-minute gap is shorter than the export's 10m absent_over_time window: no nodata episode
+    assert spans(res, "nodata") == [] and res.nodata_window_s == 600.0
+    # with a 1m lookback the gap is as long as the window (3 - 2 >= 1 min): reported from 3 to 4
+    res = check(rule(missing="nodata"), s, lookback_s="1m")
+    assert spans(res, "nodata") == [(3, 4)] and res.nodata_window_s == 60.0
     nod = res.episodes[res.episodes["severity"] == "nodata"].iloc[0]
     assert nod["state"] == "nodata" and np.isnan(nod["peak"])
     # as in Prometheus (no sample: the expression returns nothing = condition false), keep_firing_for
     # holds the alert across the gap: fires at 1, false at 3 (kept: 3 - 3 < 5m), holds 4-5, false
     # from 6 on (kept) and the data ends at 6 -> one open episode; the gap is still its own row
-    res = check(rule(missing="nodata", keep_firing_for_s="5m"), s)
+    res = check(rule(missing="nodata", keep_firing_for_s="5m"), s, lookback_s=60)
     assert spans(res) == [(1, 6)] and bool(res.episodes["open"].iloc[0])
     assert spans(res, "nodata") == [(3, 4)]
     # pending is reset by the gap (condition false), as by any non-breaching evaluation
@@ -150,8 +154,9 @@ def test_missing_nodata_is_condition_false_and_reports_gap():
 
 def test_reviewer_case_one_missing_evaluation_does_not_split_an_alert():
     # [10, 10, NaN, 10, 10, 0 ...] with keep_firing_for 10m: one warning episode plus one no-data row
+    # (with a 1m lookback, so that the 1-minute gap is long enough to be one)
     s = mk([10, 10, NAN, 10, 10] + [0] * 14)
-    res = check(Rule("r", "m", ">", warning=5, keep_firing_for_s="10m", missing="nodata"), s)
+    res = check(Rule("r", "m", ">", warning=5, keep_firing_for_s="10m", missing="nodata"), s, lookback_s=60)
     # fires at 0; false at 2 (gap, kept), holds 3-4; false from 5: kept while t - 5 min < 10 min,
     # so through 14; resolved at 15
     assert spans(res, "warning") == [(0, 15)]
@@ -165,7 +170,7 @@ def test_reviewer_case_one_missing_evaluation_does_not_split_an_alert():
 
 def test_missing_rows_are_gaps_like_nan():
     full = mk([0, 5, 5, 5, 5, 5, 0], drop=(3,))            # the 00:03 row is absent
-    res = check(rule(missing="nodata"), full)
+    res = check(rule(missing="nodata"), full, lookback_s=60)
     assert res.interval_s == 60.0 and len(res.ts_ns) == 7
     assert spans(res) == [(1, 3), (4, 6)] and spans(res, "nodata") == [(3, 4)]
 
@@ -178,6 +183,57 @@ def test_missing_keep_last_carries_value_for_evaluation():
     assert spans(check(rule(missing="keep_last", for_s="2m"), mk([0, 5, NAN, NAN, 0]))) == [(3, 4)]
     # nothing to carry before the first value
     assert spans(check(rule(missing="keep_last"), mk([NAN, NAN, 5, 0]))) == [(2, 3)]
+
+
+def _absent_over_time_runs(s: pd.Series, window_s: float, end_min: int) -> list[tuple[int, int]]:
+    """What Prometheus does with the export's ``absent_over_time(m[w])`` evaluated every minute: at minute
+    t it returns 1 when no sample (NaN = no sample) lies in ``(t - w, t]``. Runs as (start, end) minutes,
+    end = first minute a sample is back (or the last minute for a run still open)."""
+    have = sorted(minutes(ts) for ts, x in s.items() if np.isfinite(x))
+    w = window_s / 60
+    fires = [not any(t - w < h <= t for h in have) and t - w >= 0 for t in range(end_min + 1)]
+    out, start = [], None
+    for t, f in enumerate(fires):
+        if f and start is None:
+            start = t
+        if not f and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None:
+        out.append((start, end_min))
+    return out
+
+
+def test_nodata_episodes_match_the_exported_absent_over_time():
+    """Review case: 1-minute samples for 90 minutes with a 3-minute gap (rows 10, 11, 12 absent: last
+    sample at 9, next at 13) and a 30-minute gap (NaN at 30..59: last sample at 29, next at 60). The
+    export's NoData alert is absent_over_time(m[10m]), no for: it fires once no sample lies in the last
+    10 minutes, from 29 + 10 = 39, until the sample at 60: one episode [39, 60), 21 minutes. The
+    3-minute gap (13 - 9 = 4 min < 10) raises none (the old replay reported both gaps, from 10 and 30)."""
+    from core.export import prometheus_export
+    from core.rules import parse_duration
+
+    v = np.ones(90)
+    v[30:60] = np.nan
+    s = mk(v, drop=(10, 11, 12))
+    for for_s, hand in ((0, [(39, 60)]), (900, [(44, 60)])):     # for 15m widens the window to 15m
+        r = Rule("G", "m", ">", warning=5, for_s=for_s)         # missing: nodata
+        nod = next(a for a in prometheus_export([r]).doc["groups"][0]["rules"] if a["alert"] == "GNoData")
+        window = parse_duration(nod["expr"].split("[")[1].split("]")[0])
+        res = check(r, s)
+        assert res.nodata_window_s == window == max(600, for_s)
+        assert spans(res, "nodata") == _absent_over_time_runs(s, window, 89) == hand
+        assert res.summary()["nodata_episodes"] == 1 and res.summary()["nodata_s"] == 60.0 * (hand[0][1] - hand[0][0])
+        assert res.summary()["missing_evaluations"] == 33          # every missing evaluation still counted
+    # a gap running to the end of the data: an open episode from last sample + 10m
+    tail = mk(np.r_[np.ones(20), np.full(15, np.nan)])             # last sample at 19, data to 34
+    res = check(Rule("G", "m", ">", warning=5), tail)
+    eps = res.episodes[res.episodes["severity"] == "nodata"]
+    assert spans(res, "nodata") == _absent_over_time_runs(tail, 600, 34) == [(29, 34)]
+    assert eps["open"].tolist() == [True]
+    # a shorter mapping lookback (export and replay alike) reports the shorter gap too
+    r = Rule("G", "m", ">", warning=5)
+    assert spans(check(r, s, lookback_s="3m"), "nodata") == _absent_over_time_runs(s, 180, 89) == [(12, 13), (32, 60)]
 
 
 def test_keep_last_carries_only_as_long_as_the_export_looks_back():
@@ -381,6 +437,8 @@ def test_vectorised_replay_equals_reference_loop(case):
     r, s = case
     res = replay(r, s)
     pd.testing.assert_frame_equal(res.episodes, replay_reference(r, s))
+    if r.missing != "resolve":     # a 1-2 minute window: gaps in these short series do raise nodata rows
+        pd.testing.assert_frame_equal(replay(r, s, lookback_s=90).episodes, replay_reference(r, s, lookback_s=90))
     # and the run-based engine equals the point-by-point recurrence (_firing)
     x = res.values
     n = x.size
@@ -402,8 +460,22 @@ def test_nodata_fires_exactly_like_resolve(case):
     for sev in r.triggers():
         assert np.array_equal(modes["nodata"].firing[sev], modes["resolve"].firing[sev])
         assert not (modes["resolve"].firing[sev] & ~modes["keep_last"].firing[sev]).any()
-    nod = modes["nodata"].episodes
-    assert len(nod[nod["severity"] == "nodata"]) == len(_runs_of(modes["nodata"].missing))
+    # every nodata episode lies in a run of missing evaluations and starts once the last finite sample
+    # is at least the window old; a run with no evaluation that old has none
+    res = modes["nodata"]
+    nod = res.episodes[res.episodes["severity"] == "nodata"]
+    w = res.nodata_window_s * 1e9
+    fin = s.index[np.isfinite(s.to_numpy())].as_unit("ns").asi8
+    miss = res.missing
+    for a, b in zip(nod["start"], nod["end"], strict=True):
+        i = int(np.searchsorted(res.ts_ns, pd.Timestamp(a).value))
+        prior = fin[fin <= res.ts_ns[i]]
+        last = prior[-1] if prior.size else res.ts_ns[0]
+        assert miss[i] and res.ts_ns[i] - last >= w
+        assert i == 0 or not miss[i - 1] or res.ts_ns[i - 1] - last < w       # the first such evaluation
+        j = int(np.searchsorted(res.ts_ns, pd.Timestamp(b).value))           # ends when a sample is back
+        assert miss[i:j].all() and (not miss[j] or j == miss.size - 1)
+    assert len(nod) <= len(_runs_of(miss))
 
 
 def _runs_of(mask: np.ndarray) -> list[int]:
@@ -700,6 +772,30 @@ def test_cli_table_and_errors(tmp_path, capsys):
     assert main(["replay", str(p)]) == 2
     assert main(["replay", str(p), "--threshold", "4", "--for", "soon"]) == 2
     assert "--for" in capsys.readouterr().err
+
+
+def test_cli_table_lists_alerts_and_sums_up_nodata(tmp_path, capsys):
+    from core.__main__ import main
+
+    # 1-minute samples; gaps (NaN) at 3..4 (2 min), 10..29 (20 min) and 40..69 (30 min); 5 breaches at 1, 2
+    v = [0, 5, 5] + [np.nan] * 2 + [0] * 5 + [np.nan] * 20 + [0] * 10 + [np.nan] * 30 + [0] * 5
+    p = _write(tmp_path, v)
+    assert main(["replay", str(p), "--threshold", "4"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    # one alert row (critical 1 -> 3); no nodata rows in the table
+    assert sum("critical" in ln and "resolved" in ln for ln in lines) == 1
+    assert not any(" nodata " in ln for ln in lines)
+    assert "  52 evaluation(s) without data" in lines
+    # last samples at 9 and 39: NoData from 19 to 30 (11 min) and from 49 to 70 (21 min); the 2-minute gap none
+    assert "  no data: 2 episode(s), 32m in all (gaps of at least 10m, when the exported NoData alert fires; " \
+           "--json lists them)" in lines
+    assert main(["replay", str(p), "--threshold", "4", "--lookback", "1m", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    nod = [(e["start"], e["end"]) for e in out["episodes"] if e["severity"] == "nodata"]
+    assert nod == [("2026-01-01T00:03:00+00:00", "2026-01-01T00:05:00+00:00"),
+                   ("2026-01-01T00:10:00+00:00", "2026-01-01T00:30:00+00:00"),
+                   ("2026-01-01T00:40:00+00:00", "2026-01-01T01:10:00+00:00")]
 
 
 # ----------------------------------------------------------------------------------- benchmark

@@ -28,6 +28,7 @@ from core import policy as pol
 from core import recommend
 from core.errors import ConflictError, InsufficientDataError, StudioError
 from core.frame import parse_key, series_values
+from core.recommend import snap, step_decimals
 from core.replay import Replay, replay, sweep
 from core.rules import KNOWN_UNITS, Rule
 from ui import state
@@ -153,15 +154,6 @@ def nice_step(span: float) -> float:
     return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
 
 
-def _decimals(step: float) -> int:
-    return max(0, -math.floor(math.log10(step) + 1e-9))
-
-
-def snap(x: float, step: float) -> float:
-    """``x`` rounded to the step grid (and to the step's decimals, so 0.1 + 0.2 prints as 0.3)."""
-    return round(round(x / step) * step, _decimals(step))
-
-
 def slider_spec(q: Mapping[str, float], comparator: str, current: Iterable[float | None] = (),
                 unit: str | None = None) -> tuple[float, float, float]:
     """``(low, high, step)`` of the threshold sliders.
@@ -181,21 +173,24 @@ def slider_spec(q: Mapping[str, float], comparator: str, current: Iterable[float
     bounds = KNOWN_UNITS.get(unit.lower()) if unit else None
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
-    return round(lo, _decimals(step)), round(hi, _decimals(step)), step
+    return round(lo, step_decimals(step)), round(hi, step_decimals(step)), step
 
 
-def direction_defaults(q: Mapping[str, float], comparator: str, unit: str | None = None) -> tuple[float, float]:
-    """``(warning, critical)`` suggested from raw-point percentiles: p99 / p99.9 for ``>``-like
-    comparators, p1 / p0.1 for ``<``-like ones, on the slider grid, critical strictly beyond warning."""
-    lo, hi, step = slider_spec(q, comparator, (), unit)
-    up = comparator in (">", ">=")
-    w, c = (q["p99"], q["p99.9"]) if up else (q["p1"], q["p0.1"])
-    w, c = snap(w, step), snap(c, step)
-    if up and c <= w:
-        c = snap(w + step, step)
-    if not up and c >= w:
-        c = snap(w - step, step)
-    return w, c
+def direction_defaults(data: SeriesData, comparator: str) -> tuple[float, float]:
+    """``(warning, critical)`` for a level the rule lacks or after a comparator flip: the levels
+    :func:`core.recommend.fit_levels` fits (p99 / p99.9 for ``>``-like comparators, p1 / p0.1 for
+    ``<``-like ones, of the first 70 % of the history with labelled incidents left out; the same fit
+    as a suggested rule), on the slider grid, critical strictly beyond warning. When the fit period
+    has too few points the levels sit at the far end of the slider (a level that rarely fires,
+    rather than a percentile of the incidents and the later data)."""
+    lo, hi, step = slider_spec(data.q, comparator, (), data.unit)
+    try:
+        fl = recommend.fit_levels(data.values, comparator, data.incidents, HOLDOUT, step=step)
+    except InsufficientDataError:
+        up = comparator in (">", ">=")
+        return (snap(hi - step, step), hi) if up else (snap(lo + step, step), lo)
+    assert fl.critical is not None             # always set when a step is given
+    return fl.warning, fl.critical
 
 
 def rule_name(key: str, taken: Iterable[str] = ()) -> str:
@@ -235,10 +230,11 @@ def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
 
 
 # ---------------------------------------------------------------------------- editor state
-def editor_values(rule: Mapping[str, Any], q: Mapping[str, float], unit: str | None = None) -> dict[str, Any]:
-    """Widget values (by editor field) showing a rule dict; an absent level gets its percentile default."""
+def editor_values(rule: Mapping[str, Any], data: SeriesData) -> dict[str, Any]:
+    """Widget values (by editor field) showing a rule dict; an absent level gets its fitted default
+    (:func:`direction_defaults`)."""
     cmp = rule.get("comparator", ">")
-    dw, dc = direction_defaults(q, cmp, unit)
+    dw, dc = direction_defaults(data, cmp)
     return {"comparator": cmp, "has_warning": rule.get("warning") is not None,
             "warning": float(rule.get("warning") if rule.get("warning") is not None else dw),
             "has_critical": rule.get("critical") is not None,
@@ -253,7 +249,7 @@ def init_editor(ctx: tuple[Any, ...], rule: Mapping[str, Any], data: SeriesData)
     ss = st.session_state
     if ss.get(CTX) == ctx and all(k in ss for k in KEYS.values()):
         return
-    for f, v in editor_values(rule, data.q, data.unit).items():
+    for f, v in editor_values(rule, data).items():
         ss[KEYS[f]] = v
     ss[CTX] = ctx
     ss["thr.dir"] = ss[KEYS["comparator"]][0]
@@ -261,11 +257,12 @@ def init_editor(ctx: tuple[Any, ...], rule: Mapping[str, Any], data: SeriesData)
 
 def on_comparator(data: SeriesData) -> None:
     """Widget callback: flipping direction (``>`` <-> ``<``) resets the levels to that direction's
-    percentile defaults and clears the recovery (the old values would be on the wrong side)."""
+    fitted defaults (:func:`direction_defaults`) and clears the recovery (the old values would be on
+    the wrong side)."""
     ss = st.session_state
     cmp = ss[KEYS["comparator"]]
     if cmp[0] != ss.get("thr.dir"):
-        ss[KEYS["warning"]], ss[KEYS["critical"]] = direction_defaults(data.q, cmp, data.unit)
+        ss[KEYS["warning"]], ss[KEYS["critical"]] = direction_defaults(data, cmp)
         ss[KEYS["recovery"]] = None
     ss["thr.dir"] = cmp[0]
 
@@ -276,7 +273,9 @@ def editor_state() -> dict[str, Any]:
 
 
 def edited_rule(base: Mapping[str, Any], values: Mapping[str, Any]) -> Rule:
-    """``base`` (a rule dict) with the editor's fields; other fields (labels, annotations, unit...) kept.
+    """``base`` (a rule dict) with the editor's fields; other fields (labels, annotations, unit...) kept,
+    except a suggestion's rationale once the edit moves away from the suggestion
+    (:func:`core.recommend.revise_rationale`: it would describe levels the rule no longer has).
 
     Raises :class:`ValidationError` naming the field when the edit is not a valid rule.
     """
@@ -289,7 +288,11 @@ def edited_rule(base: Mapping[str, Any], values: Mapping[str, Any]) -> Rule:
             d[level] = float(values[level])
     if values.get("recovery") is not None:
         d["recovery"] = float(values["recovery"])
-    return Rule.from_dict(d, path="rule")
+    rule = Rule.from_dict(d, path="rule")
+    ann = recommend.revise_rationale(base, rule)
+    if ann != dict(rule.annotations):
+        rule = Rule.from_dict({**d, "annotations": ann}, path="rule")
+    return rule
 
 
 def replace_rule(rule_dicts: Iterable[Mapping[str, Any]], rule: Rule | Mapping[str, Any]) -> list[dict[str, Any]]:

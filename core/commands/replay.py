@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consecutive", type=int, default=1, help="breaching evaluations needed (default 1)")
     parser.add_argument("--missing", default="nodata", choices=MISSING_MODES, help="missing-data behaviour")
     parser.add_argument("--interval", help="evaluation interval, e.g. 1m (default: the series resolution)")
+    parser.add_argument("--lookback", help="the export's lookback (default 10m): how long keep_last carries a "
+                                           "value and how long a gap lasts before it is a no-data episode")
     parser.add_argument("--incidents", help="incident windows (CSV series,start,end or NAB windows.json)")
     parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"{args.file} holds {len(keys)} series; choose one with --series "
                               f"(e.g. {keys[0]!r})", path="--series")
     rule = _rule(args, key)
-    result = replay(rule, points[points["series"] == key])
+    lookback = parse_duration(args.lookback, path="--lookback") if args.lookback else None
+    result = replay(rule, points[points["series"] == key], lookback_s=lookback)
     incidents = None
     if args.incidents:
         from core.incidents import read_incidents
@@ -130,10 +133,17 @@ def run(args: argparse.Namespace) -> int:
         print(line)
         for note in s["notes"]:
             print(f"      note: {note}")
-    if s["missing_evaluations"]:
-        print(f"  {s['missing_evaluations']} evaluation(s) without data; {s['nodata_episodes']} no-data episode(s)")
-    if len(episodes):
-        print(episodes.to_string(index=False))
+    alerts = episodes[episodes["severity"] != "nodata"]
+    if len(alerts):
+        print(alerts.to_string(index=False))
     else:
-        print("  no episodes")
+        print("  no alert episodes")
+    if s["missing_evaluations"]:
+        print(f"  {s['missing_evaluations']} evaluation(s) without data")
+    if result.nodata_window_s is not None:
+        n_nod = s["nodata_episodes"]
+        print(f"  no data: {n_nod} episode(s)"
+              + (f", {format_duration(round(s['nodata_s'], 3))} in all" if n_nod else "")
+              + f" (gaps of at least {format_duration(result.nodata_window_s)}, when the exported NoData "
+              "alert fires; --json lists them)")
     return 0
