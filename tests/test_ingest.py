@@ -346,6 +346,74 @@ def test_reupload_is_noop(any_store):
     assert any_store.query_one("SELECT count(*) FROM points")[0] == 5
 
 
+def _minutes_csv(path: Path, minutes: range, value=lambda m: float(m)) -> Path:
+    path.write_text("timestamp,series,value\n" + "".join(
+        f"2026-01-01T00:{m:02d}:00Z,m,{value(m)}\n" for m in minutes))
+    return path
+
+
+def _owners(store) -> dict[int, int]:
+    return dict(store.query_all("SELECT upload_id, count(*) FROM points GROUP BY upload_id"))
+
+
+def test_unchanged_points_stay_with_the_earlier_upload(any_store, tmp_path):
+    """a: minutes 0-9, b: minutes 5-14 with equal values. b only adds 10-14; deleting b leaves all of a."""
+    ra = any_store.ingest(_minutes_csv(tmp_path / "a.csv", range(10)))
+    rb = any_store.ingest(_minutes_csv(tmp_path / "b.csv", range(5, 15)))
+    assert (rb.inserted, rb.updated, rb.unchanged) == (5, 0, 5)
+    assert _owners(any_store) == {ra.upload_id: 10, rb.upload_id: 5}
+    gone = any_store.delete_upload(rb.upload_id)
+    assert (gone.removed, gone.overwrote, gone.overwritten_uploads) == (5, 0, ())
+    assert "cannot be restored" not in gone.summary()
+    pts = any_store.get_points("m")
+    assert pts["value"].tolist() == [float(m) for m in range(10)]
+    assert _owners(any_store) == {ra.upload_id: 10}
+    # b's record is gone, so b.csv is ingested again (not a no-op) and again only adds 10-14
+    again = any_store.ingest(tmp_path / "b.csv")
+    assert not again.is_noop and (again.inserted, again.updated, again.unchanged) == (5, 0, 5)
+    assert len(any_store.get_points("m")) == 15
+
+
+def test_deleting_an_upload_that_overwrote_values_says_they_are_lost(any_store, tmp_path):
+    """b changes minutes 5-9 (+100) and adds 10-14. Deleting b removes all 10 of its points; the
+    5 values of a it overwrote are not restored, and the result says so, naming a."""
+    ra = any_store.ingest(_minutes_csv(tmp_path / "a.csv", range(10)))
+    rb = any_store.ingest(_minutes_csv(tmp_path / "b.csv", range(5, 15), lambda m: m + 100.0))
+    assert (rb.inserted, rb.updated, rb.unchanged) == (5, 5, 0)
+    assert _owners(any_store) == {ra.upload_id: 5, rb.upload_id: 10}
+    ahead = any_store.upload_removal_preview(rb.upload_id)
+    assert ahead.summary(done=False).startswith(f"Deleting upload #{rb.upload_id} (b.csv) removes the 10 points")
+    assert _owners(any_store) == {ra.upload_id: 5, rb.upload_id: 10}      # the preview wrote nothing
+    gone = any_store.delete_upload(rb.upload_id)
+    assert gone == ahead and (gone.removed, gone.overwrote, gone.series_removed) == (10, 5, 0)
+    assert gone.overwritten_uploads == ((ra.upload_id, "a.csv", 5),)
+    text = gone.summary()
+    assert "10 points removed" in text and "5 of them had overwritten" in text
+    assert f"#{ra.upload_id} (a.csv)" in text and "cannot be restored" in text
+    assert f"{gone:,}" == "10" and int(gone) == 10
+    assert any_store.get_points("m")["value"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # the earlier file comes back only by deleting its upload and ingesting it again
+    assert any_store.ingest(tmp_path / "a.csv").is_noop
+    any_store.delete_upload(ra.upload_id)
+    back = any_store.ingest(tmp_path / "a.csv")
+    assert not back.is_noop and back.inserted == 10
+    assert any_store.get_points("m")["value"].tolist() == [float(m) for m in range(10)]
+
+
+def test_a_third_upload_overwriting_names_the_second(store, tmp_path):
+    ra = store.ingest(_minutes_csv(tmp_path / "a.csv", range(3)))
+    rb = store.ingest(_minutes_csv(tmp_path / "b.csv", range(3), lambda m: m + 10.0))
+    rc = store.ingest(_minutes_csv(tmp_path / "c.csv", range(2), lambda m: m + 20.0))
+    assert _owners(store) == {rb.upload_id: 1, rc.upload_id: 2}
+    gone = store.delete_upload(rc.upload_id)
+    assert gone.overwritten_uploads == ((rb.upload_id, "b.csv", 2),)
+    assert store.delete_upload(ra.upload_id).removed == 0      # owns nothing now; its record goes
+    last = store.delete_upload(rb.upload_id)
+    assert last.overwritten_uploads == ((ra.upload_id, None, 1),) and last.series_removed == 1
+    assert "#1 (itself deleted)" in last.summary() and "1 series left empty" in last.summary()
+    assert store.series_keys() == []
+
+
 def test_overlap_upsert_counts(any_store, tmp_path):
     a = "timestamp,series,value\n" + "".join(f"2026-01-01T00:0{i}:00Z,m,{i}\n" for i in range(6))
     # minutes 3..8: 3 unchanged, 4 and 5 changed, 6..8 new
@@ -494,7 +562,35 @@ def test_writer_reader_round_trip_fixed(fmt):
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_cli_ingest_summary_and_failure(tmp_path, capsys):
+@pytest.fixture
+def roles_env(tmp_path, monkeypatch):
+    roles = tmp_path / "roles.toml"
+    roles.write_text('[roles]\ndefault = ["editor"]\n"vic" = ["viewer"]\n')
+    monkeypatch.setenv("STUDIO_ROLES", str(roles))
+    monkeypatch.setenv("STUDIO_USER", "ed")
+    return monkeypatch
+
+
+def test_cli_ingest_records_the_current_user(tmp_path, roles_env, capsys):
+    db = str(tmp_path / "who.duckdb")
+    assert cli_main(["ingest", "--db", db, str(GOOD / "long_basic.csv")]) == 0
+    with Store(db) as s:
+        assert s.list_uploads()["actor"].tolist() == ["ed"]
+    with pytest.raises(SystemExit):   # no free-text actor any more
+        cli_main(["ingest", "--db", db, "--actor", "mallory", str(GOOD / "long_labels.csv")])
+
+
+def test_cli_ingest_refuses_a_viewer_and_writes_nothing(tmp_path, roles_env, capsys):
+    roles_env.setenv("STUDIO_USER", "vic")
+    db = tmp_path / "viewer.duckdb"
+    rc = cli_main(["ingest", "--db", str(db), str(GOOD / "long_basic.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "cannot ingest 1 file(s)" in err and "vic" in err and "'editor'" in err
+    assert not db.exists()     # refused before the database is even opened
+
+
+def test_cli_ingest_summary_and_failure(tmp_path, roles_env, capsys):
     db = str(tmp_path / "cli.duckdb")
     bad = Path(__file__).parent / "data" / "bad" / "11_bad_number.csv"
     rc = cli_main(["ingest", "--db", db, str(GOOD / "long_basic.csv"), str(bad), str(GOOD / "long_labels.csv")])

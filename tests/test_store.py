@@ -83,7 +83,7 @@ def test_failure_mid_write_leaves_nothing(store, monkeypatch):
 def test_delete_upload_and_series(store):
     r = store.write_points(make_points(10, series="a"), name="a", sha256="a", fmt="long")
     store.write_points(make_points(10, series="b"), name="b", sha256="b", fmt="long")
-    assert store.delete_upload(r.upload_id) == 10
+    assert store.delete_upload(r.upload_id).removed == 10
     assert store.series_keys() == ["b"]
     assert store.delete_series("b") == 10
     with pytest.raises(NotFound):
@@ -150,3 +150,109 @@ def test_delete_incidents_counts_only_existing(store):
     assert store.delete_incidents([iid, 999]) == 1
     assert store.delete_incidents([iid]) == 0
     assert store.list_incidents().empty
+
+
+def test_migration_003_dedupes_old_uploads_then_makes_sha256_unique(tmp_path):
+    """A database from before 003 with the same file recorded twice opens fine: the oldest record is
+    kept, points of the copy move to it, and a third record of that content is refused."""
+    path = tmp_path / "old.duckdb"
+    before_003 = [m for m in Store.migrations() if m[0] < 3]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Store, "migrations", staticmethod(lambda: before_003))
+        s = Store(path)
+    with s:   # written by the code of the time: plain INSERTs into points
+        assert s.schema_version == 2
+        s.write_points(make_points(3, series="a"), name="a.csv", sha256="same", fmt="long")
+        s.query_one("INSERT INTO uploads (sha256, name, format, rows, accepted, rejected, inserted, updated, "
+                    "unchanged, series_count) VALUES ('same', 'a-again.csv', 'long', 3, 3, 0, 0, 0, 3, 1)")
+        s.query_one("UPDATE points SET upload_id = 2 WHERE ts = (SELECT min(ts) FROM points)")
+        s.write_points(make_points(2, series="b"), name="b.csv", sha256="other", fmt="long")
+    with Store(path) as s:
+        assert s.schema_version == 3
+        ups = s.list_uploads().sort_values("id")
+        assert ups[["id", "sha256", "name"]].values.tolist() == [[1, "same", "a.csv"], [3, "other", "b.csv"]]
+        assert dict(s.query_all("SELECT upload_id, count(*) FROM points GROUP BY upload_id")) == {1: 3, 3: 2}
+        import duckdb
+
+        with pytest.raises(duckdb.ConstraintException), s.transaction() as con:
+            con.execute("INSERT INTO uploads (sha256, name, format, rows, accepted, rejected, inserted, updated, "
+                        "unchanged, series_count) VALUES ('same', 'x', 'long', 0, 0, 0, 0, 0, 0, 0)")
+
+
+@pytest.mark.parametrize("audited", [True, False])
+def test_same_bytes_from_two_stores_at_once_give_one_upload(tmp_path, monkeypatch, audited):
+    """Two Store objects on one file, in two threads, upload the same bytes. Both pass the early
+    duplicate check and both are inside their write transaction (held there by a barrier) before
+    either records the upload: exactly one upload row and one set of points; the other is a no-op.
+    Unaudited, only the UNIQUE sha256 (migration 003) stops the second commit; audited, the audit
+    sequence may collide first: either way the loser reports the winner's upload."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=20)
+    real = Store._insert_series
+
+    calls = []
+
+    def held(self, con, *a, **k):
+        calls.append(1)
+        if len(calls) <= 2:     # first tries only: both transactions checked for a duplicate, found none
+            barrier.wait()
+        return real(self, con, *a, **k)
+
+    data = b"timestamp,series,value\n" + b"".join(b"2026-01-01T00:%02d:00Z,m,%d\n" % (i, i) for i in range(20))
+    path = tmp_path / "race.duckdb"
+    stores = [Store(path), Store(path)]
+    # series m exists already, so the two writers collide on the upload record itself (sha256)
+    stores[0].write_points(make_points(10, series="m", start="2026-01-02"), name="m0", sha256="m0", fmt="long")
+    monkeypatch.setattr(Store, "_insert_series", held)
+    if not audited:
+        for s in stores:
+            s.audit_recorder = None
+    reports, errors = [None, None], []
+
+    def go(i):
+        try:
+            reports[i] = stores[i].ingest(data, name=f"copy{i}.csv")
+        except Exception as exc:   # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert errors == []
+        assert sorted(r.is_noop for r in reports) == [False, True]
+        stored = next(r for r in reports if not r.is_noop)
+        assert next(r for r in reports if r.is_noop).duplicate_of == stored.upload_id
+        assert stores[0].list_uploads()["name"].tolist().count("m0") == 1
+        assert len(stores[0].list_uploads()) == 2
+        assert stores[1].query_one("SELECT count(*), count(DISTINCT ts) FROM points") == (30, 30)
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_where_builder_skips_absent_filters_and_keeps_parameter_order():
+    from core.store.base import _where
+
+    assert _where() == ("TRUE", [])
+    assert _where(("a = ?", None), ("b >= ?", 0), always=("c IS NOT NULL",)) == (
+        "c IS NOT NULL AND b >= ?", [0])
+    assert _where(("a = ?", "x"), ("b = ?", None), ("c <= ?", 2)) == ("a = ? AND c <= ?", ["x", 2])
+
+
+def test_point_and_incident_filters_by_time(store):
+    store.write_points(make_points(10, series="a"), name="a", sha256="fa", fmt="long")
+    store.write_points(make_points(10, series="b"), name="b", sha256="fb", fmt="long")
+    got = store.get_points(["a"], "2026-01-01T00:02Z", "2026-01-01T00:04Z")
+    assert got["ts"].dt.minute.tolist() == [2, 3, 4] and set(got["series"]) == {"a"}
+    assert len(store.get_points(end="2026-01-01T00:00Z")) == 2
+    assert store.quantiles("a", [0.5], start="2026-01-01T00:09Z")["n"].tolist() == [1]
+    store.add_incidents(pd.DataFrame({"series": ["a", None, "b"],
+                                      "start": ["2026-01-01T00:01Z", "2026-01-01T00:05Z", "2026-01-01T00:00Z"],
+                                      "end": ["2026-01-01T00:02Z", "2026-01-01T00:06Z", "2026-01-01T00:09Z"]}),
+                        source="m")
+    assert len(store.list_incidents("a", start="2026-01-01T00:03Z")) == 1   # the global one only
+    assert len(store.list_incidents(end="2026-01-01T00:00Z")) == 1           # b's, touching 00:00

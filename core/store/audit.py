@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.store.base import Store
+from core.store.base import Store, _where
 
 COLUMNS = ("seq", "ts", "actor", "action", "object", "reason", "detail", "before_hash", "after_hash",
            "prev_hash", "entry_hash")
@@ -41,23 +41,10 @@ def select_entries(store: Store, *, actor: str | None = None, action: str | None
                    object_prefix: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
     """Entries matching every given filter, newest first."""
-    where, params = ["TRUE"], []
-    if actor is not None:
-        where.append("actor = ?")
-        params.append(actor)
-    if action is not None:
-        where.append("action = ?")
-        params.append(action)
-    if object_prefix is not None:
-        where.append("starts_with(coalesce(object, ''), ?)")
-        params.append(object_prefix)
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts <= ?")
-        params.append(until)
-    sql = f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq DESC"
+    where, params = _where(("actor = ?", actor), ("action = ?", action),
+                           ("starts_with(coalesce(object, ''), ?)", object_prefix),
+                           ("ts >= ?", since), ("ts <= ?", until))
+    sql = f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {where} ORDER BY seq DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +101,64 @@ def _bulk_columns(plan: BulkPlan) -> dict[str, str]:
         types[plan.time_col] = "BIGINT" if plan.epoch_integer else "DOUBLE"
     types[plan.value_col] = "DOUBLE"
     return {f"c{j}": t for j, t in enumerate(types)}
+
+
+def _where(*conds: tuple[str, Any], always: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """A parameterised ``WHERE`` body from optional filters.
+
+    Each ``(sql, value)`` in ``conds`` holds exactly one ``?`` and is kept only when ``value`` is not
+    None (an absent filter); ``always`` are fixed conditions without parameters. Returns the
+    ``AND``-joined text (``"TRUE"`` when nothing applies) and its parameters, in order.
+    """
+    parts, params = list(always), []
+    for sql, value in conds:
+        if value is not None:
+            parts.append(sql)
+            params.append(value)
+    return " AND ".join(parts) or "TRUE", params
+
+
+def _ts(value: Any) -> Any:
+    """A time bound as a Python datetime for DuckDB (None stays None: no bound)."""
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
+
+
+@dataclass(frozen=True)
+class UploadRemoval:
+    """What :meth:`Store.delete_upload` did.
+
+    ``removed`` points were deleted (the points the upload last wrote). ``overwrote`` of them had
+    replaced a *different* value sent by an earlier upload: that earlier value was overwritten when
+    this upload was stored and deleting the upload cannot bring it back. ``overwritten_uploads`` maps
+    each such earlier upload id to its name (None if that upload was deleted too) and count.
+    """
+
+    upload_id: int
+    name: str
+    removed: int
+    overwrote: int = 0
+    overwritten_uploads: tuple[tuple[int, str | None, int], ...] = ()
+    series_removed: int = 0
+
+    def __int__(self) -> int:
+        return self.removed
+
+    def __format__(self, spec: str) -> str:   # f"{removal:,}" formats the removed count
+        return format(self.removed, spec) if spec else self.summary()
+
+    def summary(self, *, done: bool = True) -> str:
+        """The result in words; ``done=False`` words it as a warning before deleting (a preview)."""
+        head = (f"Deleted upload #{self.upload_id} ({self.name}): {self.removed:,} points removed"
+                if done else
+                f"Deleting upload #{self.upload_id} ({self.name}) removes the {self.removed:,} points it last wrote")
+        text = head + (f", and {self.series_removed} series left empty." if self.series_removed else ".")
+        if self.overwrote:
+            earlier = ", ".join(f"#{u} ({nm})" if nm else f"#{u} (itself deleted)"
+                                for u, nm, _ in self.overwritten_uploads)
+            text += (f" {self.overwrote:,} of them had overwritten different values from earlier upload(s) "
+                     f"{earlier}; those earlier values cannot be restored by this deletion. To get them back, "
+                     "delete the earlier upload and ingest its file again.")
+        return text
 
 
 class _StepClock:
@@ -314,20 +372,12 @@ class Store:
 
         Missing values come back as NaN; gaps are absent rows (never filled).
         """
-        where, params = ["TRUE"], []
-        if series is not None:
-            keys = [series] if isinstance(series, str) else list(series)
-            where.append("s.key IN (SELECT unnest(?::VARCHAR[]))")
-            params.append(keys)
-        if start is not None:
-            where.append("p.ts >= ?")
-            params.append(pd.Timestamp(start).to_pydatetime())
-        if end is not None:
-            where.append("p.ts <= ?")
-            params.append(pd.Timestamp(end).to_pydatetime())
+        keys = None if series is None else [series] if isinstance(series, str) else list(series)
+        where, params = _where(("s.key IN (SELECT unnest(?::VARCHAR[]))", keys),
+                               ("p.ts >= ?", _ts(start)), ("p.ts <= ?", _ts(end)))
         df = self.query_df(
             "SELECT s.key AS series, p.ts, p.value FROM points p JOIN series s ON s.id = p.series_id "
-            f"WHERE {' AND '.join(where)} ORDER BY s.key, p.ts",
+            f"WHERE {where} ORDER BY s.key, p.ts",
             params,
         )
         if df.empty:
@@ -352,25 +402,74 @@ class Store:
         return self.query_df("SELECT * FROM uploads ORDER BY id DESC")
 
     def find_upload(self, sha256: str) -> int | None:
+        """Id of the stored upload of a file with this sha256, or None (a deleted upload no longer counts)."""
         row = self.query_one("SELECT id FROM uploads WHERE sha256 = ? ORDER BY id LIMIT 1", [sha256])
         return int(row[0]) if row else None
 
-    def delete_upload(self, upload_id: int, *, actor: str | None = None) -> int:
-        """Delete an upload's record and the points it last wrote. Returns the points deleted.
+    def delete_upload(self, upload_id: int, *, actor: str | None = None) -> UploadRemoval:
+        """Delete an upload's record and the points it last wrote.
 
-        Points the upload wrote that a later upload overwrote belong to the later upload and stay.
-        Series left with no points are removed too.
+        A point belongs to the last upload that wrote a *different* value to it (a later upload that
+        re-sends the same value leaves it with the earlier one). Points a later upload overwrote belong
+        to the later upload and stay. Points this upload overwrote are removed, not reverted: the
+        earlier value is gone, and the result counts them (``overwrote``). Series left with no points
+        are removed too. The file may be ingested again afterwards.
         """
-        row = self.query_one("SELECT name FROM uploads WHERE id = ?", [upload_id])
-        if row is None:
-            raise NotFound(f"no upload #{upload_id}")
         with self.transaction() as con:
-            n = con.execute("SELECT count(*) FROM points WHERE upload_id = ?", [upload_id]).fetchone()[0]
+            plan = self._removal(con, upload_id)
             con.execute("DELETE FROM points WHERE upload_id = ?", [upload_id])
             con.execute("DELETE FROM uploads WHERE id = ?", [upload_id])
             con.execute("DELETE FROM series WHERE id NOT IN (SELECT DISTINCT series_id FROM points)")
-            self._audit_hook("delete_upload", actor, {"upload_id": upload_id, "name": row[0], "points": int(n)})
-        return int(n)
+            self._audit_hook("delete_upload", actor, {"upload_id": upload_id, "name": plan.name,
+                                                      "points": plan.removed,
+                                                      "overwritten_points_lost": plan.overwrote})
+        return plan
+
+    def upload_removal_preview(self, upload_id: int) -> UploadRemoval:
+        """What :meth:`delete_upload` would remove now, without removing anything (for a confirmation)."""
+        with self._lock:
+            return self._removal(self._con, upload_id)
+
+    @staticmethod
+    def _removal(con: duckdb.DuckDBPyConnection, upload_id: int) -> UploadRemoval:
+        row = con.execute("SELECT name FROM uploads WHERE id = ?", [upload_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no upload #{upload_id}")
+        n = con.execute("SELECT count(*) FROM points WHERE upload_id = ?", [upload_id]).fetchone()[0]
+        lost = con.execute(
+            "SELECT p.replaced_upload, u.name, count(*) FROM points p "
+            "LEFT JOIN uploads u ON u.id = p.replaced_upload "
+            "WHERE p.upload_id = ? AND p.replaced_upload IS NOT NULL "
+            "GROUP BY p.replaced_upload, u.name ORDER BY p.replaced_upload", [upload_id]).fetchall()
+        emptied = con.execute(
+            "SELECT count(*) FROM (SELECT series_id FROM points GROUP BY series_id "
+            "HAVING count(*) FILTER (WHERE upload_id IS DISTINCT FROM ?) = 0)", [upload_id]).fetchone()[0]
+        return UploadRemoval(int(upload_id), str(row[0]), int(n), sum(int(c) for _, _, c in lost),
+                             tuple((int(u), nm, int(c)) for u, nm, c in lost), int(emptied))
+
+    def _duplicate_in_tx(self, con: duckdb.DuckDBPyConnection, sha256: str) -> int | None:
+        row = con.execute("SELECT id FROM uploads WHERE sha256 = ? ORDER BY id LIMIT 1", [sha256]).fetchone()
+        return int(row[0]) if row else None
+
+    #: How often an upload is tried again after a write conflict with another connection.
+    conflict_retries: int = 5
+
+    def _retry_conflicts(self, attempt: Callable[[], Any]) -> Any:
+        """Run ``attempt`` (one whole write transaction), again after a short wait when it conflicts with
+        another connection's concurrent write (DuckDB: a duplicate key or a failed commit). The retry
+        re-checks for a duplicate inside its transaction, so a lost race for the same file ends as a
+        no-op naming the winner's upload. Inside an outer transaction there is no retry."""
+        for i in range(self.conflict_retries + 1):
+            try:
+                return attempt()
+            except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+                if self._in_tx:
+                    raise
+                if i == self.conflict_retries:
+                    raise StudioError(f"upload could not be stored: it kept conflicting with concurrent writes "
+                                      f"({i + 1} tries): {exc}") from exc
+                time.sleep(0.05 * (i + 1))
+        raise AssertionError("unreachable")
 
     def write_points(self, points: pd.DataFrame, *, name: str, sha256: str, fmt: str, rows: int | None = None,
                      actor: str | None = None, kinds: dict[str, str] | None = None,
@@ -382,10 +481,13 @@ class Store:
         within the frame are ``rejected`` (the last one is kept). NaN is stored as NULL (missing).
         If ``sha256`` matches an earlier upload nothing is written and the report says so.
         """
-        dup = self.find_upload(sha256)
-        if dup is not None:
+        def noop(dup: int) -> IngestReport:
             return IngestReport(dup, name, sha256, fmt, int(rows or len(points)), 0, 0, 0, 0, 0, 0,
                                 duplicate_of=dup)
+
+        dup = self.find_upload(sha256)   # cheap early answer; decided again inside the transaction
+        if dup is not None:
+            return noop(dup)
         pts = validate_points(points)
         nrows = int(rows if rows is not None else len(pts))
         dupmask = pts.duplicated(["series", "ts"], keep="last").to_numpy()
@@ -393,22 +495,27 @@ class Store:
         if rejected:
             pts = pts[~dupmask]
         keys = list(pd.unique(pts["series"]))
-        with self.transaction() as con:
-            self._insert_series(con, keys, kinds, units, name)
-            upload_id = self._new_upload(con, sha256, name, fmt, nrows, len(keys), actor)
-            con.register("_incoming", pts)
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _stage AS "
-                "SELECT s.id AS series_id, i.ts AS ts, "
-                "       CASE WHEN isnan(i.value) THEN NULL ELSE i.value END AS value "
-                "FROM _incoming i JOIN series s ON s.key = i.series"
-            )
-            con.unregister("_incoming")
-            updated, unchanged = self._upsert_stage(con, upload_id)
-            con.execute("DROP TABLE _stage")
-            report = self._finish_upload(con, upload_id, name, sha256, fmt, nrows, len(pts), rejected, updated,
-                                         unchanged, len(keys), warnings, actor)
-        return report
+        def attempt() -> IngestReport:
+            with self.transaction() as con:
+                dup = self._duplicate_in_tx(con, sha256)
+                if dup is not None:
+                    return noop(dup)
+                self._insert_series(con, keys, kinds, units, name)
+                upload_id = self._new_upload(con, sha256, name, fmt, nrows, len(keys), actor)
+                con.register("_incoming", pts)
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stage AS "
+                    "SELECT s.id AS series_id, i.ts AS ts, "
+                    "       CASE WHEN isnan(i.value) THEN NULL ELSE i.value END AS value "
+                    "FROM _incoming i JOIN series s ON s.key = i.series"
+                )
+                con.unregister("_incoming")
+                updated, unchanged = self._upsert_stage(con, upload_id)
+                con.execute("DROP TABLE _stage")
+                return self._finish_upload(con, upload_id, name, sha256, fmt, nrows, len(pts), rejected, updated,
+                                           unchanged, len(keys), warnings, actor)
+
+        return self._retry_conflicts(attempt)
 
     # helpers of write_points / ingest, called inside a write transaction -------------------------
     def _insert_series(self, con: duckdb.DuckDBPyConnection, keys: Sequence[str], kinds: dict[str, str] | None,
@@ -449,22 +556,32 @@ class Store:
     def _upsert_stage(self, con: duckdb.DuckDBPyConnection, upload_id: int) -> tuple[int, int]:
         """Move temp table ``_stage (series_id, ts, value)`` (unique per series_id, ts) into points.
 
-        Returns ``(updated, unchanged)``: stored points replaced with a different / the same value.
+        New points are inserted; a stored point with a different value is replaced (it now belongs to
+        this upload and remembers the upload it overwrote in ``replaced_upload``); a stored point with
+        the same value is left alone, still belonging to the upload that wrote it.
+        Returns ``(updated, unchanged)``: stored points with a different / the same value.
         """
         sids = [r[0] for r in con.execute("SELECT DISTINCT series_id FROM _stage").fetchall()]
-        updated = unchanged = 0
-        if self._touched(con, sids):
-            updated, unchanged = con.execute(
-                "SELECT count(*) FILTER (WHERE p.value IS DISTINCT FROM st.value),"
-                "       count(*) FILTER (WHERE p.value IS NOT DISTINCT FROM st.value) "
-                "FROM _stage st JOIN points p ON p.series_id = st.series_id AND p.ts = st.ts"
-            ).fetchone()
-            if updated + unchanged:
-                con.execute(
-                    "DELETE FROM points p USING _stage st "
-                    "WHERE p.series_id = st.series_id AND p.ts = st.ts"
-                )
-        con.execute("INSERT INTO points SELECT series_id, ts, value, ? FROM _stage", [upload_id])
+        if not self._touched(con, sids):
+            con.execute("INSERT INTO points (series_id, ts, value, upload_id) "
+                        "SELECT series_id, ts, value, ? FROM _stage", [upload_id])
+            return 0, 0
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _cmp AS SELECT st.series_id, st.ts, st.value, p.upload_id AS old_upload, "
+            "       p.ts IS NOT NULL AS stored, "
+            "       p.ts IS NOT NULL AND p.value IS DISTINCT FROM st.value AS changed "
+            "FROM _stage st LEFT JOIN points p ON p.series_id = st.series_id AND p.ts = st.ts")
+        updated, unchanged = con.execute(
+            "SELECT count(*) FILTER (WHERE changed), count(*) FILTER (WHERE stored AND NOT changed) FROM _cmp"
+        ).fetchone()
+        if updated:
+            con.execute("DELETE FROM points p USING _cmp c "
+                        "WHERE c.changed AND p.series_id = c.series_id AND p.ts = c.ts")
+        con.execute(
+            "INSERT INTO points (series_id, ts, value, upload_id, replaced_upload) "
+            "SELECT series_id, ts, value, ?, CASE WHEN changed THEN old_upload END FROM _cmp "
+            "WHERE changed OR NOT stored", [upload_id])
+        con.execute("DROP TABLE _cmp")
         return int(updated), int(unchanged)
 
     def _finish_upload(self, con: duckdb.DuckDBPyConnection, upload_id: int, name: str, sha256: str, fmt: str,
@@ -541,9 +658,12 @@ class Store:
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             sha_job = pool.submit(_sha256_file, path) if sha256 is None else None
-            try:
+            def attempt() -> IngestReport:
                 with self.transaction() as con:
-                    report = self._bulk_tx(con, path, plan, name, actor, sha_job, sha256, make_key)
+                    return self._bulk_tx(con, path, plan, name, actor, sha_job, sha256, make_key)
+
+            try:
+                report = self._retry_conflicts(attempt)
             except _BulkDeclined as exc:
                 if exc.duplicate_of is not None:
                     sha = exc.sha256 or ""
@@ -695,7 +815,7 @@ class Store:
                 con.execute("ALTER TABLE _bulk_last RENAME TO _bulk")
         clock.lap("dedup")
         sha = sha256 or sha_job.result()
-        dup = self.find_upload(sha)
+        dup = self._duplicate_in_tx(con, sha)
         if dup is not None:
             raise _BulkDeclined(duplicate_of=dup, sha256=sha)
         clock.lap("sha256 wait")
@@ -720,7 +840,8 @@ class Store:
             updated, unchanged = self._upsert_stage(con, upload_id)
             con.execute("DROP TABLE _stage")
         else:
-            con.execute(f"INSERT INTO points SELECT k.sid, b.ts, {value_expr}, ? {src}", [upload_id, *src_params])
+            con.execute(f"INSERT INTO points (series_id, ts, value, upload_id) SELECT k.sid, b.ts, {value_expr}, ? "
+                        f"{src}", [upload_id, *src_params])
         con.execute("DROP TABLE _kid")
         clock.lap("insert points")
         con.execute("DROP TABLE _bulk")
@@ -764,19 +885,11 @@ class Store:
 
     def list_incidents(self, series: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
         """Incident windows touching ``[start, end]``; for a series, its own and the global ones."""
-        where, params = ["TRUE"], []
-        if series is not None:
-            where.append("(series_key = ? OR series_key IS NULL)")
-            params.append(series)
-        if start is not None:
-            where.append("end_ts >= ?")
-            params.append(pd.Timestamp(start).to_pydatetime())
-        if end is not None:
-            where.append("start_ts <= ?")
-            params.append(pd.Timestamp(end).to_pydatetime())
+        where, params = _where(("(series_key = ? OR series_key IS NULL)", series),
+                               ("end_ts >= ?", _ts(start)), ("start_ts <= ?", _ts(end)))
         return self.query_df(
             "SELECT id, series_key AS series, start_ts AS start, end_ts AS \"end\", kind, source, note "
-            f"FROM incidents WHERE {' AND '.join(where)} ORDER BY start_ts", params
+            f"FROM incidents WHERE {where} ORDER BY start_ts", params
         )
 
     def delete_incidents(self, ids: Sequence[int], *, actor: str | None = None) -> int:
@@ -798,14 +911,8 @@ class Store:
         """
         sid = self.series_id(key)
         qs = [float(q) for q in qs]
-        where, params = ["series_id = ?", "value IS NOT NULL", "isfinite(value)"], [sid]
-        if start is not None:
-            where.append("ts >= ?")
-            params.append(pd.Timestamp(start).to_pydatetime())
-        if end is not None:
-            where.append("ts <= ?")
-            params.append(pd.Timestamp(end).to_pydatetime())
-        cond = " AND ".join(where)
+        cond, params = _where(("series_id = ?", sid), ("ts >= ?", _ts(start)), ("ts <= ?", _ts(end)),
+                              always=("value IS NOT NULL", "isfinite(value)"))
         if every is None:
             df = self.query_df(f"SELECT count(*) AS n, quantile_cont(value, ?::DOUBLE[]) AS q FROM points WHERE {cond}",
                                [qs, *params])
