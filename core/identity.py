@@ -179,7 +179,7 @@ def current_user(user_info: Any = None, config: Mapping[str, Any] | None = None)
     return User(str(name), None, roles_for(str(name), cfg), os_account=os_account())
 
 
-_ACTIONS = {"viewer": "view policies", "editor": "change policies (apply, import, roll back)",
+_ACTIONS = {"viewer": "view policies", "editor": "change policies or data (apply, import, roll back, ingest, delete)",
             "approver": "approve or reject significant policy changes"}
 
 

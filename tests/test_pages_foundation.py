@@ -291,7 +291,7 @@ def test_data_page_explorer_and_delete_series_dialog(small_db):
 def test_data_page_delete_upload_dialog_then_no_data(small_db):
     at = open_page("data.py")
     at.button(key="data.del_upload").click().run()
-    assert "Delete upload **#1 `seed.csv`**" in texts(at)
+    assert "Deleting upload #1 (seed.csv) removes the 3,420 points it last wrote" in texts(at)
     at.button(key="dlg.upload.yes").click().run()
     assert not at.exception
     assert app_store(small_db).series_keys() == []
@@ -303,9 +303,9 @@ def test_data_page_cancel_keeps_everything(small_db):
     at.button(key="data.del_upload").click().run()
     at.button(key="dlg.upload.no").click().run()
     assert not at.exception
-    assert "Delete upload **#1" not in texts(at)  # the dialog is closed and stays closed
+    assert "Deleting upload #1" not in texts(at)  # the dialog is closed and stays closed
     at.run()
-    assert "Delete upload **#1" not in texts(at)
+    assert "Deleting upload #1" not in texts(at)
     assert len(app_store(small_db).series_keys()) == 4
 
 

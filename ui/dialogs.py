@@ -10,6 +10,7 @@ dismissed (dismissing clears the request).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -67,7 +68,7 @@ def incidents_removal_text(labels: list[str]) -> str:
     return "\n".join([head, "", *[f"- `{x}`" for x in labels], "", tail])
 
 
-def _confirm(prefix: str, text: str, action: str, write: Callable[[], int], done: Callable[[int], str],
+def _confirm(prefix: str, text: str, action: str, write: Callable[[], Any], done: Callable[[Any], str],
              clear_key: str | None = None) -> None:
     """The body every delete dialog shares: say what goes, then on "Delete" check the role again
     (:func:`ui.state.require_edit`: the dialog may have been opened under other roles), ``write()``
@@ -98,9 +99,13 @@ def _confirm(prefix: str, text: str, action: str, write: Callable[[], int], done
 
 @st.dialog("Delete upload", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_upload(upload_id: int, name: str, accepted: int) -> None:
-    _confirm("dlg.upload", upload_removal_text(upload_id, name, accepted), f"delete upload #{upload_id}",
+    try:   # what deleting it would remove now, including values it overwrote that cannot come back
+        text = state.store().upload_removal_preview(int(upload_id)).summary(done=False)
+    except Exception:  # upload already gone: fall back to the stored counts
+        text = upload_removal_text(upload_id, name, accepted)
+    _confirm("dlg.upload", text, f"delete upload #{upload_id}",
              lambda: state.store().delete_upload(int(upload_id), actor=state.actor()),
-             lambda n: f"Deleted upload #{upload_id} ({n:,} points removed)")
+             lambda r: r.summary() if hasattr(r, "summary") else f"Deleted upload #{upload_id} ({r:,} points removed)")
 
 
 @st.dialog("Delete series", icon=":material/delete:", on_dismiss=_clear)
