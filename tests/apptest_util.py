@@ -118,3 +118,23 @@ def texts(at) -> str:
 
 def metric_values(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def build_demo_db(directory: Path) -> bytes:
+    """Bytes of a small demo database (2 services x 3 days at 5-minute steps, demo policy as v1)."""
+    from data.generate import write_demo
+
+    write_demo(directory / "csv", directory / "demo.duckdb", services=2, days=3, freq="5min")
+    return (directory / "demo.duckdb").read_bytes()
+
+
+@contextmanager
+def demo_copy(tmp_path: Path, demo: bytes, roles: str, monkeypatch, user: str = "ed"):
+    """A private copy of the demo database as ``STUDIO_DB``, with a roles file and ``STUDIO_USER``."""
+    p = tmp_path / "studio.duckdb"
+    p.write_bytes(demo)
+    (tmp_path / "roles.toml").write_text(roles)
+    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "roles.toml"))
+    monkeypatch.setenv("STUDIO_USER", user)
+    with studio_db(p):
+        yield p

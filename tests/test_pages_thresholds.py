@@ -15,7 +15,7 @@ from core import audit
 from core import policy as pol
 from core.identity import User
 from core.rules import Rule
-from tests.apptest_util import open_page, studio_db, texts
+from tests.apptest_util import build_demo_db, demo_copy, open_page, studio_db, texts
 from tests.conftest import make_points
 
 CHECKOUT = 'latency_p95_ms{service="checkout"}'
@@ -31,22 +31,13 @@ default = ["viewer"]
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
-    """data.generate: 2 services x 3 days at 5-minute steps; write_demo seeds the demo policy as v1."""
-    from data.generate import write_demo
-
-    d = tmp_path_factory.mktemp("thr")
-    write_demo(d / "csv", d / "demo.duckdb", services=2, days=3, freq="5min")
-    return (d / "demo.duckdb").read_bytes()
+    """data.generate: 2 services x 3 days at 5-minute steps, demo policy seeded as v1 (built once, copied per test)."""
+    return build_demo_db(tmp_path_factory.mktemp("thr"))
 
 
 @pytest.fixture
 def db(tmp_path, demo_db, monkeypatch):
-    p = tmp_path / "studio.duckdb"
-    p.write_bytes(demo_db)
-    (tmp_path / "roles.toml").write_text(ROLES)
-    monkeypatch.setenv("STUDIO_ROLES", str(tmp_path / "roles.toml"))
-    monkeypatch.setenv("STUDIO_USER", "ed")
-    with studio_db(p):
+    with demo_copy(tmp_path, demo_db, ROLES, monkeypatch) as p:
         yield p
 
 
