@@ -421,5 +421,6 @@ def hourly_band(values: pd.Series, *, lookback: int = 4, coverage: float = 0.95)
     grid = pd.date_range(out.index[0], out.index[-1], freq="h", name="ts")
     out = out.reindex(grid)
     out["period"] = out["period"].fillna("")
-    out["n"] = out["n"].fillna(0).astype(np.int64)
+    # n is a count of pool points, not a metric value: an hour with no pool honestly has 0 of them
+    out["n"] = np.where(out["n"].isna(), 0, out["n"]).astype(np.int64)
     return out.reset_index()[BAND_COLUMNS]

@@ -106,10 +106,7 @@ with t_audit:
     who = c1.selectbox("Actor", ["(all)", *sorted(full["actor"].unique())], key="pol.audit_actor")
     act = c2.selectbox("Action", ["(all)", *sorted(full["action"].unique())], key="pol.audit_action")
     days = c3.date_input("Dates (UTC)", value=(), key="pol.audit_dates")
-    since = until = None
-    if isinstance(days, (tuple, list)) and len(days) >= 1:
-        since = pd.Timestamp(days[0], tz="UTC")
-        until = pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    since, until = pu.date_bounds(days)
     shown = pu.audit_log(None if who == "(all)" else who, None if act == "(all)" else act, since, until)
     st.caption(f"{len(shown)} of {len(full)} entries, newest first.")
     st.dataframe(pu.audit_frame(shown), hide_index=True, width="stretch")
@@ -136,12 +133,7 @@ with t_io:
     if versions:
         numbers = [v.number for v in reversed(versions)]
         in_force = (active or versions[-1]).number
-        # Follow the version in force: whenever it changes (a write here or on another page), select it
-        # again; in between, the user's choice stands. Set through session state so the browser's copy of
-        # the widget is replaced too.
-        if st.session_state.get(pu.EXPORT_FOR) != in_force or st.session_state.get("pol.export_v") not in numbers:
-            st.session_state["pol.export_v"] = in_force
-            st.session_state[pu.EXPORT_FOR] = in_force
+        pu.follow_in_force("pol.export_v", numbers, in_force)
         n = st.selectbox("Version", numbers, format_func=lambda x: f"v{x}", key="pol.export_v")
         v = by_number[n]
         st.download_button("Policy YAML", pu.policy_text(v), file_name=f"{v.policy}-v{v.number}.yaml",

@@ -25,16 +25,7 @@ if series.empty:
 snap = tui.loaded_policy()
 now = tui.current_policy()
 keys = series["key"].tolist()
-if now["base"] != snap["base"]:
-    st.warning(f"The policy changed since you loaded this page (now v{now['base']}, you loaded "
-               f"v{snap['base']}); applying will be refused until you reload.", icon=":material/sync_problem:")
-    if st.button("Reload policy (discards your edits)", key="thr.reload"):
-        tui.loaded_policy(reload=True)
-        ss.pop(tui.CTX, None)
-        st.rerun()
-elif snap["active"] is not None and snap["base"] > snap["active"]:
-    st.info(f"v{snap['base']} waits for approval; this page edits the version in force (v{snap['active']}) "
-            f"and applying here supersedes v{snap['base']}.", icon=":material/pending:")
+tui.show_policy_state(snap, now)
 
 key = st.selectbox("Series", keys, index=tui.default_index(keys, snap["rules"]), key="thr.series",
                    help="Type to search. Defaults to the first series that has a rule in force.")
@@ -60,17 +51,7 @@ elif draft is not None and draft["series"] == key:
     base_rule, is_new = draft, True
     st.caption(f"New rule **{draft['name']}**: warning and critical at the 99th and 99.9th percentiles of the "
                f"first {1 - tui.HOLDOUT:.0%} of this series' history (labelled incidents left out).")
-    sug = ss.get(tui.SUGGESTION)
-    if sug is not None:
-        with st.expander("Held-out check of the suggested levels"
-                         + ("" if sug.sufficient else " (insufficient)"), expanded=True):
-            st.caption(f"Predicted from the fit period, measured on the last {tui.HOLDOUT:.0%} of the history "
-                       f"(from {sug.split:%Y-%m-%d %H:%M} UTC), for warning {sug.warning:g}"
-                       + (f" / critical {sug.critical:g}" if sug.critical is not None else "")
-                       + ", any level firing. Moving the sliders does not update this table.")
-            st.dataframe(sug.rows(), hide_index=True, width="stretch")
-            for line in sug.notes:
-                st.caption(line)
+    tui.show_suggestion_check(ss.get(tui.SUGGESTION))
 else:
     st.info("No rule in force matches this series.", icon=":material/rule:")
     if st.button("New rule for this series", icon=":material/add:", key="thr.new"):

@@ -345,3 +345,21 @@ def policy_text(version: pol.PolicyVersion) -> str:
     from core.export import policy_to_yaml
 
     return policy_to_yaml(version.rules(), {**version.meta, "policy": version.policy})
+
+
+def date_bounds(days: object) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """A ``st.date_input`` range as inclusive UTC bounds (whole days); ``(None, None)`` when empty."""
+    if not isinstance(days, (tuple, list)) or len(days) < 1:
+        return None, None
+    since = pd.Timestamp(days[0], tz="UTC")
+    until = pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return since, until
+
+
+def follow_in_force(key: str, numbers: list[int], in_force: int) -> None:
+    """Make the version selectbox ``key`` follow the version in force: whenever that changes (a write here
+    or on another page) select it again; in between, the user's choice stands. Set through session state
+    so the browser's copy of the widget is replaced too."""
+    if st.session_state.get(EXPORT_FOR) != in_force or st.session_state.get(key) not in numbers:
+        st.session_state[key] = in_force
+        st.session_state[EXPORT_FOR] = in_force

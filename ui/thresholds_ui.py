@@ -621,3 +621,33 @@ def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
         st.session_state[FLASH] = (f"Created v{v.number}: " + (
             "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
         st.rerun()
+
+
+def show_policy_state(snap: dict, now: dict) -> None:
+    """Warn when the policy changed since the page loaded it (apply would be refused), or note a version
+    waiting for approval that an apply here would supersede."""
+    if now["base"] != snap["base"]:
+        st.warning(f"The policy changed since you loaded this page (now v{now['base']}, you loaded "
+                   f"v{snap['base']}); applying will be refused until you reload.", icon=":material/sync_problem:")
+        if st.button("Reload policy (discards your edits)", key="thr.reload"):
+            loaded_policy(reload=True)
+            st.session_state.pop(CTX, None)
+            st.rerun()
+    elif snap["active"] is not None and snap["base"] > snap["active"]:
+        st.info(f"v{snap['base']} waits for approval; this page edits the version in force (v{snap['active']}) "
+                f"and applying here supersedes v{snap['base']}.", icon=":material/pending:")
+
+
+def show_suggestion_check(sug) -> None:
+    """The held-out check of a suggested draft: predicted (fit period) vs measured (last part) alert rate."""
+    if sug is None:
+        return
+    with st.expander("Held-out check of the suggested levels" + ("" if sug.sufficient else " (insufficient)"),
+                     expanded=True):
+        st.caption(f"Predicted from the fit period, measured on the last {HOLDOUT:.0%} of the history "
+                   f"(from {sug.split:%Y-%m-%d %H:%M} UTC), for warning {sug.warning:g}"
+                   + (f" / critical {sug.critical:g}" if sug.critical is not None else "")
+                   + ", any level firing. Moving the sliders does not update this table.")
+        st.dataframe(sug.rows(), hide_index=True, width="stretch")
+        for line in sug.notes:
+            st.caption(line)
