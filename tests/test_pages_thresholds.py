@@ -77,7 +77,7 @@ def test_renders_first_series_with_its_active_rule(db):
     assert at.selectbox(key="thr.cmp").value == ">" and at.text_input(key="thr.for").value == "5m"
     assert list(metrics(at)) == ["Episodes / week", "Time in alert", "Incidents caught",
                                  "Median detection delay", "Precision"]
-    assert metrics(at)["Incidents caught"] == "no incidents"        # api-gateway is the "normal" service
+    assert metrics(at)["Incidents caught"] == "none labelled"        # api-gateway is the "normal" service
     assert metrics(at)["Precision"] == "insufficient"
     assert at.button(key="thr.apply").disabled                       # nothing edited yet
     assert len(at.get("plotly_chart")) == 2                          # replay chart + sweep
@@ -338,7 +338,7 @@ def test_summary_cards_say_insufficient():
     assert cards["Precision"] == ("75%", "6 caught incident(s) vs 2 false alarm(s)")
     none = {"episodes_per_week": 0.0, "time_in_alert_pct": 0.0, "episodes": 0, "span_s": 86400}
     cards = {label: value for label, value, _ in summary_cards(none)}
-    assert cards["Incidents caught"] == "no incidents" and cards["Precision"] == "insufficient"
+    assert cards["Incidents caught"] == "none labelled" and cards["Precision"] == "insufficient"
 
 
 def test_impact_frame_applies_the_card_gates():

@@ -417,7 +417,7 @@ def summary_cards(s: Mapping[str, Any]) -> list[tuple[str, str, str]]:
              ("Time in alert", "-" if pct is None else f"{pct:.2f} %",
               "in-sample: share of the stored history spent firing")]
     if n_inc == 0:
-        cards.append(("Incidents caught", "no incidents", "no incident is labelled for this series"))
+        cards.append(("Incidents caught", "none labelled", "no incident is labelled for this series"))
     else:
         why = (f"only {n_inc} incident(s): too few for a recall rate (needs {MIN_INCIDENTS_RATE})"
                if n_inc < MIN_INCIDENTS_RATE else f"recall {caught / n_inc:.0%} (n={n_inc})")
