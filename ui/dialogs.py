@@ -16,28 +16,16 @@ import streamlit as st
 
 from core.errors import PermissionDenied, StudioError
 from ui import state
+from ui.pending import PendingDialogs
 from ui.widgets import toast_later
 
 PENDING = "ui.pending_dialog"
 
 
-def request(kind: str, **kwargs: object) -> None:
-    """Ask for the ``kind`` dialog (``"delete_upload"``, ``"delete_series"`` or ``"delete_incidents"``)
-    with its arguments."""
-    st.session_state[PENDING] = (kind, kwargs)
-
-
-def _clear() -> None:
-    st.session_state.pop(PENDING, None)
-
-
-def show_pending() -> None:
-    """Open the requested dialog, if any. Call once per page run, after the buttons."""
-    item = st.session_state.get(PENDING)
-    if item:
-        kind, kwargs = item
-        {"delete_upload": confirm_delete_upload, "delete_series": confirm_delete_series,
-         "delete_incidents": confirm_delete_incidents}[kind](**kwargs)
+_PENDING = PendingDialogs(PENDING)
+request = _PENDING.request
+_clear = _PENDING.clear
+show_pending = _PENDING.show
 
 
 def _buttons(prefix: str) -> tuple[bool, bool]:
@@ -97,6 +85,7 @@ def _confirm(prefix: str, text: str, action: str, write: Callable[[], Any], done
         st.rerun()
 
 
+@_PENDING.register("delete_upload")
 @st.dialog("Delete upload", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_upload(upload_id: int, name: str, accepted: int) -> None:
     try:   # what deleting it would remove now, including values it overwrote that cannot come back
@@ -108,6 +97,7 @@ def confirm_delete_upload(upload_id: int, name: str, accepted: int) -> None:
              lambda r: r.summary() if hasattr(r, "summary") else f"Deleted upload #{upload_id} ({r:,} points removed)")
 
 
+@_PENDING.register("delete_series")
 @st.dialog("Delete series", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_series(key: str, points: int, own_incidents: int) -> None:
     _confirm("dlg.series", series_removal_text(key, points, own_incidents), f"delete series {key}",
@@ -115,6 +105,7 @@ def confirm_delete_series(key: str, points: int, own_incidents: int) -> None:
              lambda n: f"Deleted series {key} ({n:,} points removed)")
 
 
+@_PENDING.register("delete_incidents")
 @st.dialog("Delete incidents", icon=":material/delete:", on_dismiss=_clear)
 def confirm_delete_incidents(ids: list[int], labels: list[str], clear_key: str | None = None) -> None:
     """Confirm, then delete incident windows ``ids`` (described by ``labels``). ``clear_key`` is the

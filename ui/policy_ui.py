@@ -24,6 +24,7 @@ from core import policy as pol
 from core.errors import StudioError
 from core.identity import ANONYMOUS, User
 from ui import state
+from ui.pending import PendingDialogs
 
 POLICY = pol.DEFAULT_POLICY
 PENDING = "policy_ui.pending"
@@ -170,22 +171,10 @@ def show_diff(d: pol.PolicyDiff, what: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------- dialogs
-def request(kind: str, **kwargs: Any) -> None:
-    """Ask for a dialog: ``rollback`` (to, base), ``approve`` / ``reject`` (number), ``import`` (text, name, base)."""
-    st.session_state[PENDING] = (kind, kwargs)
-
-
-def _clear() -> None:
-    st.session_state.pop(PENDING, None)
-
-
-def show_pending() -> None:
-    """Open the requested dialog, if any. Call once per page run, after the buttons."""
-    item = st.session_state.get(PENDING)
-    if item:
-        kind, kwargs = item
-        {"rollback": rollback_dialog, "approve": approve_dialog, "reject": reject_dialog,
-         "import": import_dialog}[kind](**kwargs)
+_PENDING = PendingDialogs(PENDING)
+request = _PENDING.request
+_clear = _PENDING.clear
+show_pending = _PENDING.show
 
 
 def show_flash() -> None:
@@ -229,6 +218,7 @@ def _status_msg(v: pol.PolicyVersion) -> str:
     return "is in force" if v.effective_at is None else f"takes effect {fmt_ts(v.effective_at)}"
 
 
+@_PENDING.register("rollback")
 @st.dialog("Roll back", icon=":material/history:", on_dismiss=_clear, width="large")
 def rollback_dialog(to: int, base: int) -> None:
     store = state.store()
@@ -264,6 +254,7 @@ def _decision_body(number: int) -> pol.PolicyVersion:
     return v
 
 
+@_PENDING.register("approve")
 @st.dialog("Approve change", icon=":material/check:", on_dismiss=_clear, width="large")
 def approve_dialog(number: int) -> None:
     _decision_body(number)
@@ -271,6 +262,7 @@ def approve_dialog(number: int) -> None:
              lambda v: f"Approved v{v.number}; it {_status_msg(v)}.")
 
 
+@_PENDING.register("reject")
 @st.dialog("Reject change", icon=":material/block:", on_dismiss=_clear, width="large")
 def reject_dialog(number: int) -> None:
     _decision_body(number)
@@ -278,6 +270,7 @@ def reject_dialog(number: int) -> None:
              lambda v: f"Rejected v{v.number}; it will never come into force.")
 
 
+@_PENDING.register("import")
 @st.dialog("Import policy", icon=":material/upload:", on_dismiss=_clear, width="large")
 def import_dialog(text: str, name: str, base: int) -> None:
     st.markdown(f"Creates **v{base + 1}** from `{name}`.")
