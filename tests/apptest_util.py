@@ -138,3 +138,10 @@ def demo_copy(tmp_path: Path, demo: bytes, roles: str, monkeypatch, user: str = 
     monkeypatch.setenv("STUDIO_USER", user)
     with studio_db(p):
         yield p
+
+
+def app_store(path):
+    """The Store instance the app itself holds for ``path`` (a second connection is not allowed)."""
+    from ui import state
+
+    return state._store(str(path))

@@ -77,3 +77,12 @@ def make_points(n: int = 1440, *, series: str = "m", start: str = "2026-01-01", 
     rng = np.random.default_rng(seed)
     ts = pd.date_range(start, periods=n, freq=freq, tz="UTC")
     return pd.DataFrame({"series": series, "ts": ts, "value": level + noise * rng.standard_normal(n)})
+
+
+@pytest.fixture(scope="session")
+def demo_db_bytes(tmp_path_factory) -> bytes:
+    """A small demo database (2 services x 3 days at 5-minute steps, demo policy as v1), built once
+    per session; tests copy it (see tests.apptest_util.demo_copy)."""
+    from tests.apptest_util import build_demo_db
+
+    return build_demo_db(tmp_path_factory.mktemp("demo"))

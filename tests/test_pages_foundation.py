@@ -16,6 +16,7 @@ from tests.apptest_util import (
     START,
     STEP,
     N,
+    app_store,
     build_small_db,
     metric_values,
     open_page,
@@ -43,12 +44,6 @@ def empty_db(tmp_path):
     with studio_db(p):
         yield p
 
-
-def app_store(path) -> Store:
-    """The Store instance the app itself holds for ``path`` (a second connection is not allowed)."""
-    from ui import state
-
-    return state._store(str(path))
 
 
 # ---------------------------------------------------------------------------- every page

@@ -10,7 +10,7 @@ from core import audit
 from core import policy as pol
 from core.export import policy_to_yaml
 from core.identity import User
-from tests.apptest_util import build_demo_db, demo_copy, open_page, texts
+from tests.apptest_util import app_store, demo_copy, open_page, texts
 
 ED = User("ed", None, frozenset({"viewer", "editor"}))
 ROLES = """
@@ -24,23 +24,11 @@ default = ["viewer"]
 """
 
 
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory):
-    """data.generate: 2 services x 3 days at 5-minute steps, demo policy seeded as v1 (built once, copied per test)."""
-    return build_demo_db(tmp_path_factory.mktemp("demo"))
-
-
 @pytest.fixture
-def db(tmp_path, demo_db, monkeypatch):
-    with demo_copy(tmp_path, demo_db, ROLES, monkeypatch) as p:
+def db(tmp_path, demo_db_bytes, monkeypatch):
+    with demo_copy(tmp_path, demo_db_bytes, ROLES, monkeypatch) as p:
         yield p
 
-
-def app_store(path):
-    """The Store the app holds for ``path`` (a second connection to the file is not allowed)."""
-    from ui import state
-
-    return state._store(str(path))
 
 
 def refresh() -> None:

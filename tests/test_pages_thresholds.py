@@ -15,7 +15,7 @@ from core import audit
 from core import policy as pol
 from core.identity import User
 from core.rules import Rule
-from tests.apptest_util import build_demo_db, demo_copy, open_page, studio_db, texts
+from tests.apptest_util import app_store, demo_copy, open_page, studio_db, texts
 from tests.conftest import make_points
 
 CHECKOUT = 'latency_p95_ms{service="checkout"}'
@@ -29,22 +29,11 @@ default = ["viewer"]
 """
 
 
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory):
-    """data.generate: 2 services x 3 days at 5-minute steps, demo policy seeded as v1 (built once, copied per test)."""
-    return build_demo_db(tmp_path_factory.mktemp("thr"))
-
-
 @pytest.fixture
-def db(tmp_path, demo_db, monkeypatch):
-    with demo_copy(tmp_path, demo_db, ROLES, monkeypatch) as p:
+def db(tmp_path, demo_db_bytes, monkeypatch):
+    with demo_copy(tmp_path, demo_db_bytes, ROLES, monkeypatch) as p:
         yield p
 
-
-def app_store(path):
-    from ui import state
-
-    return state._store(str(path))
 
 
 def metrics(at) -> dict[str, str]:
