@@ -120,8 +120,17 @@ def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
     main.get_by_role("button", name="Delete 0 incident window(s)...").wait_for()  # the run has finished
     csv = tmp_path / "web_rate.csv"
     csv.write_text(CSV)
-    page.locator("input[type='file']").first.set_input_files(str(csv))
-    main.get_by_text("detected format").wait_for()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    preview = main.get_by_text("detected format")
+    for attempt in range(3):   # a rerun racing the first upload can drop it: offer the file again
+        page.locator("input[type='file']").first.set_input_files(str(csv))
+        try:
+            preview.wait_for(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            page.screenshot(path=str(shots / f"upload_retry_{attempt}.png"), full_page=True)
+    preview.wait_for()
     main.get_by_role("button", name="Import 1 file(s)").click()
     ok = main.get_by_text("points accepted")
     ok.wait_for()
