@@ -31,6 +31,7 @@ run: $(VENV)/.runtime $(STUDIO_DB)
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev   ## long benchmarks; each prints its figures
@@ -39,6 +40,7 @@ bench: $(VENV)/.dev   ## long benchmarks; each prints its figures
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) data/demo data/bench $(STUDIO_DB) $(STUDIO_DB).wal

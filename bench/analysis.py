@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.analysis import analyse  # noqa: E402
+from core.analysis.pipeline import analyse  # noqa: E402
 
 SHIFT_AT = pd.Timestamp("2026-01-21", tz="UTC")   # day 20 of a series starting 2026-01-01
 

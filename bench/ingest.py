@@ -89,7 +89,7 @@ def time_read_csv(csv_path: Path, workdir: Path) -> tuple[float, float]:
 
 def time_ingest(csv_path: Path, workdir: Path) -> tuple[float, float, Any, dict[str, float]]:
     """Wall and CPU seconds of ``Store.ingest`` into a fresh database file, its report and step profile."""
-    from core.store import Store
+    from core.data.store import Store
 
     db = workdir / f"ingest_{time.monotonic_ns()}.duckdb"
     store = Store(db)

@@ -3,7 +3,7 @@
 Prints the timings against the speed goals (one rule over 1M points <= 50 ms; 200 thresholds over a
 43,200-point series <= 200 ms, also when each threshold is scored against incident windows) and, for
 scale, the ratio to baselines timed in the same process: a bare numpy comparison ``values > threshold``
-over the same array(s), the plain reference loop (:func:`core.replay.replay_reference`) on a slice,
+over the same array(s), the plain reference loop (:func:`core.alerting.replay.replay_reference`) on a slice,
 extrapolated per point, and the per-threshold path for incident scoring (replay each threshold, score
 its episodes with ``Replay.summary(incidents=...)``) on a subset of thresholds, extrapolated.
 """
@@ -20,8 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.replay import replay, replay_reference, sweep  # noqa: E402
-from core.rules import Rule  # noqa: E402
+from core.alerting.replay import replay, replay_reference, sweep  # noqa: E402
+from core.alerting.rules import Rule  # noqa: E402
 
 N_INCIDENTS = 20
 

@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.frame import make_key, ts_ns
 from core.errors import StudioError
-from core.frame import make_key, ts_ns
 
 DEFAULT_START = "2026-10-01T00:00:00Z"
 SERVICE_NAMES = (
@@ -348,7 +348,7 @@ def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, 
 
     Loading goes through ``Store.ingest`` on each CSV (the real upload path), then sets each
     series' kind and unit, imports the incidents (replacing an earlier demo import) and calls
-    ``core.policy.seed_demo_policy(store)`` when that exists. Every write is audited as ``actor``
+    ``core.policy.versions.seed_demo_policy(store)`` when that exists. Every write is audited as ``actor``
     (default ``"demo-generator"``). Returns a summary dict.
     """
     t0 = time.perf_counter()
@@ -381,8 +381,8 @@ def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, 
     if verbose:
         print(f"generated {len(points):,} points in {t_gen:.1f} s; wrote {len(files) + 1} CSVs in {t_csv:.1f} s")
     if db is not None:
-        from core.incidents import import_incidents
-        from core.store import Store
+        from core.data.incidents import import_incidents
+        from core.data.store import Store
 
         t1 = time.perf_counter()
         store = Store(db)
@@ -394,7 +394,7 @@ def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, 
             import_incidents(store, inc_path, name=f"demo/{INCIDENTS_FILE}", replace=True, actor=actor)
             policy = None
             try:
-                from core.policy import seed_demo_policy
+                from core.policy.versions import seed_demo_policy
 
                 policy = seed_demo_policy(store, actor=actor)
             except (ImportError, AttributeError):

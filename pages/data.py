@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from core.data.ingest import FORMATS
 from core.fmt import fmt_duration, fmt_ts
-from core.ingest import FORMATS
 from ui import dialogs, state
 from ui.charts import series_figure
 from ui.widgets import (

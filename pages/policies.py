@@ -4,16 +4,17 @@ trail with its integrity check, and import/export. Widgets and layout only; logi
 import pandas as pd
 import streamlit as st
 
-from core import policy as pol
 from core.errors import StudioError
-from ui import policy_ui as pu
-from ui import state
+from core.policy import versions as pol
+from ui import policies as pu
+from ui import policy_tables as tables
+from ui import session, state
 
 st.title("Policies")
 pu.show_flash()
-user, user_error = pu.session_user()
-pu.show_identity(user, user_error)
-note = pu.write_note(user)                      # None when the user may change policies
+user, user_error = session.session_user()
+session.show_identity(user, user_error)
+note = session.write_note(user)                      # None when the user may change policies
 if note:
     st.info(f"Read-only: {note}. Everything is visible; write controls are disabled.", icon=":material/lock:")
 
@@ -36,21 +37,21 @@ with t_active:
         c = st.columns([1, 2, 3, 1])
         c[0].metric("Version", f"v{active.number}")
         c[1].metric("Author", active.author)
-        c[2].metric("In force since", pu.fmt_ts(active.in_force_from))
+        c[2].metric("In force since", tables.fmt_ts(active.in_force_from))
         c[3].metric("Rules", len(active.rule_dicts))
         st.caption(f"Reason: {active.reason} | content hash {active.content_hash[:12]}")
         if latest > active.number:
             lv = by_number[latest]
-            when = f", effective {pu.fmt_ts(lv.effective_at)}" if lv.effective_at else ""
+            when = f", effective {tables.fmt_ts(lv.effective_at)}" if lv.effective_at else ""
             st.warning(f"v{latest} exists but is not in force ({lv.status}{when}).")
-        st.dataframe(pu.rules_frame(active), hide_index=True, width="stretch")
+        st.dataframe(tables.rules_frame(active), hide_index=True, width="stretch")
 
 with t_hist:
     st.subheader("Version history")
     if not versions:
         st.info("No versions yet.")
     else:
-        st.dataframe(pu.versions_frame(versions, active.number if active else None), hide_index=True,
+        st.dataframe(tables.versions_frame(versions, active.number if active else None), hide_index=True,
                      width="stretch")
         st.subheader("Diff")
         nums = [v.number for v in versions]
@@ -58,7 +59,7 @@ with t_hist:
         a = c1.selectbox("From (A)", nums, index=max(len(nums) - 2, 0), format_func=lambda n: f"v{n}",
                          key="pol.diff_a")
         b = c2.selectbox("To (B)", nums, index=len(nums) - 1, format_func=lambda n: f"v{n}", key="pol.diff_b")
-        pu.show_diff(pol.diff(by_number[a], by_number[b]), f"v{a} -> v{b}: ")
+        tables.show_diff(pol.diff(by_number[a], by_number[b]), f"v{a} -> v{b}: ")
         st.subheader("Roll back")
         targets = [v.number for v in reversed(versions)
                    if v.status == "approved" and v.content_hash != versions[-1].content_hash]
@@ -79,7 +80,7 @@ with t_appr:
         st.caption("No change is waiting for approval.")
     for v in pending:
         with st.container(border=True):
-            st.markdown(f"**v{v.number}** by {v.author}, {pu.fmt_ts(v.created_at)}: {v.reason}")
+            st.markdown(f"**v{v.number}** by {v.author}, {tables.fmt_ts(v.created_at)}: {v.reason}")
             for why in v.significance:
                 st.markdown(f"- {why}")
             why_a, why_r = pol.approval_blocker(user, v, store), pol.rejection_blocker(user, v)
@@ -95,7 +96,7 @@ with t_appr:
     st.subheader("Scheduled changes")
     sched = [v for v in versions if v.effective_at is not None and v.effective_at > now and v.status != "rejected"]
     if sched:
-        st.dataframe(pu.versions_frame(sched, None), hide_index=True, width="stretch")
+        st.dataframe(tables.versions_frame(sched, None), hide_index=True, width="stretch")
     else:
         st.caption("No change is scheduled for later.")
 
@@ -109,7 +110,7 @@ with t_audit:
     since, until = pu.date_bounds(days)
     shown = pu.audit_log(None if who == "(all)" else who, None if act == "(all)" else act, since, until)
     st.caption(f"{len(shown)} of {len(full)} entries, newest first.")
-    st.dataframe(pu.audit_frame(shown), hide_index=True, width="stretch")
+    st.dataframe(tables.audit_frame(shown), hide_index=True, width="stretch")
 
 with t_io:
     st.subheader("Import a policy")
@@ -121,7 +122,7 @@ with t_io:
         if error:
             st.error(f"Not importable: {error}", icon=":material/error:")
         else:
-            pu.show_diff(d, "Against the version in force: ")
+            tables.show_diff(d, "Against the version in force: ")
             for why in reasons:
                 st.warning(f"Needs a second person's approval: {why}")
             if not reasons:
@@ -139,7 +140,7 @@ with t_io:
         st.download_button("Policy YAML", pu.policy_text(v), file_name=f"{v.policy}-v{v.number}.yaml",
                            mime="application/yaml", icon=":material/download:", key="pol.dl_yaml")
         st.caption("Prometheus mapping: edit a selector to map a studio series to your PromQL (default: as is).")
-        mapping = st.data_editor(pu.mapping_frame(v), hide_index=True, width="stretch", key="pol.mapping",
+        mapping = st.data_editor(tables.mapping_frame(v), hide_index=True, width="stretch", key="pol.mapping",
                                  disabled=["series"])
         scrape = st.number_input("Scrape interval (seconds)", 1.0, 3600.0, 60.0, key="pol.scrape",
                                  help="Also the rule group's evaluation interval, as the replay assumed.")

@@ -1,19 +1,22 @@
 """Thresholds: replay a series' alert rule over its history, tune it with evidence, apply it as a new
-policy version (preview, approval check, optimistic concurrency). Logic lives in ui/thresholds_ui.py."""
+policy version (preview, approval check, optimistic concurrency). Logic lives in ui/thresholds/."""
 
 import streamlit as st
 
+from core.alerting.recommend import step_decimals
+from core.alerting.rules import COMPARATORS, MISSING_MODES, Rule
 from core.errors import StudioError
-from core.rules import COMPARATORS, MISSING_MODES
 from ui import state
-from ui import thresholds_ui as tui
-from ui.policy_ui import session_user, write_note
+from ui.session import session_user, write_note
+from ui.thresholds import apply as ta
+from ui.thresholds import editor as te
+from ui.thresholds import view as tv
 
 ss = st.session_state
 st.title("Thresholds")
 st.caption("Replay an alert rule over the stored history, drag a threshold and watch episodes, time in "
            "alert and caught incidents change; then apply it as a new policy version.")
-tui.show_flash()
+ta.show_flash()
 
 series = state.series_table()
 series = series[series["points"] > 0]
@@ -22,54 +25,54 @@ if series.empty:
     st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
     st.stop()
 
-snap = tui.loaded_policy()
-now = tui.current_policy()
+snap = te.loaded_policy()
+now = te.current_policy()
 keys = series["key"].tolist()
-tui.show_policy_state(snap, now)
+ta.show_policy_state(snap, now)
 
-key = st.selectbox("Series", keys, index=tui.default_index(keys, snap["rules"]), key="thr.series",
+key = st.selectbox("Series", keys, index=te.default_index(keys, snap["rules"]), key="thr.series",
                    help="Type to search. Defaults to the first series that has a rule in force.")
 try:
-    data = tui.series_data(key)
+    data = te.series_data(key)
 except StudioError as exc:
     st.warning(str(exc))
     st.stop()
 
-matches = tui.matching_rules(snap["rules"], key)
-draft = ss.get(tui.DRAFT)
+matches = te.matching_rules(snap["rules"], key)
+draft = ss.get(te.DRAFT)
 if matches:
     names = [r["name"] for r in matches]
     if ss.get("thr.rule") not in names:
         ss.pop("thr.rule", None)
     name = st.selectbox("Rule", names, key="thr.rule") if len(names) > 1 else names[0]
     base_rule, is_new = next(r for r in matches if r["name"] == name), False
-    selected = tui.Rule.from_dict(base_rule).matching(keys)
+    selected = Rule.from_dict(base_rule).matching(keys)
     where = f"v{snap['active']} (in force)" if snap["active"] else "the policy"
     st.caption(f"Rule **{name}** from {where} selects {len(selected)} stored series"
                + (": a change applies to all of them." if len(selected) > 1 else "."))
 elif draft is not None and draft["series"] == key:
     base_rule, is_new = draft, True
     st.caption(f"New rule **{draft['name']}**: warning and critical at the 99th and 99.9th percentiles of the "
-               f"first {1 - tui.HOLDOUT:.0%} of this series' history (labelled incidents left out).")
-    tui.show_suggestion_check(ss.get(tui.SUGGESTION))
+               f"first {1 - te.HOLDOUT:.0%} of this series' history (labelled incidents left out).")
+    ta.show_suggestion_check(ss.get(te.SUGGESTION))
 else:
     st.info("No rule in force matches this series.", icon=":material/rule:")
     if st.button("New rule for this series", icon=":material/add:", key="thr.new"):
         try:
-            sug = tui.draft_suggestion(data)
+            sug = te.draft_suggestion(data)
         except StudioError as exc:
             st.warning(f"Cannot suggest levels: {exc}")
             st.stop()
-        ss[tui.DRAFT] = tui.suggest_rule(data, [r["name"] for r in snap["rules"]], sug)
-        ss[tui.SUGGESTION] = sug
+        ss[te.DRAFT] = te.suggest_rule(data, [r["name"] for r in snap["rules"]], sug)
+        ss[te.SUGGESTION] = sug
         st.rerun()
     st.stop()
 
 # ---------------------------------------------------------------- editor
-tui.init_editor((key, base_rule["name"], is_new), base_rule, data)
-K = tui.KEYS
+te.init_editor((key, base_rule["name"], is_new), base_rule, data)
+K = te.KEYS
 c = st.columns([1, 1, 1, 1, 1, 1.3])
-c[0].selectbox("Comparator", COMPARATORS, key=K["comparator"], on_change=tui.on_comparator, args=(data,))
+c[0].selectbox("Comparator", COMPARATORS, key=K["comparator"], on_change=te.on_comparator, args=(data,))
 c[1].text_input("For", key=K["for"], help="Pending period before it fires, e.g. 5m, 1h30m")
 c[2].text_input("Keep firing for", key=K["keep_firing_for"], help="Keeps firing this long after it clears")
 c[3].number_input("Consecutive", min_value=1, step=1, key=K["consecutive"],
@@ -81,9 +84,9 @@ c[5].selectbox("Missing data", MISSING_MODES, key=K["missing"],
                     "a gap once it lasts the export's lookback (10m, or the for period if longer), when "
                     "the exported NoData alert fires; keep_last: carry the last value for at most that "
                     "long; resolve: nothing more")
-values = tui.editor_state()
-lo, hi, step = tui.slider_spec(data.q, values["comparator"], [values["warning"], values["critical"]], data.unit)
-fmt = f"%.{tui.step_decimals(step)}f"
+values = te.editor_state()
+lo, hi, step = te.slider_spec(data.q, values["comparator"], [values["warning"], values["critical"]], data.unit)
+fmt = f"%.{step_decimals(step)}f"
 for level in ("warning", "critical"):
     a, b = st.columns([1, 6])
     on = a.checkbox(level.capitalize(), key=K[f"has_{level}"])
@@ -93,7 +96,7 @@ q = {k: f"{v:.4g}" for k, v in data.q.items()}
 st.caption(f"Slider range from raw-point percentiles ({data.n:,} points): median {q['p50']}, p99 {q['p99']}, "
            f"p99.9 {q['p99.9']}, max {q['max']}; widened to hold the current thresholds.")
 try:
-    rule = tui.edited_rule(base_rule, values)
+    rule = te.edited_rule(base_rule, values)
 except StudioError as exc:
     st.error(f"Not a valid rule: {exc}", icon=":material/error:")
     st.stop()
@@ -105,13 +108,13 @@ if ss.get("thr.level") not in levels:
 level = st.radio("Judge level", levels, horizontal=True, key="thr.level",
                  help="The cards and the sweep judge this level's episodes")
 try:
-    view = tui.threshold_view(data, rule, level)
+    view = tv.threshold_view(data, rule, level)
 except StudioError as exc:
     st.warning(f"Cannot replay: {exc}")
     st.stop()
 st.plotly_chart(view.figure, key="thr.chart")
-st.caption(tui.IN_SAMPLE)
-for col, (label, value, help_) in zip(st.columns(5), tui.summary_cards(view.summary), strict=True):
+st.caption(tv.IN_SAMPLE)
+for col, (label, value, help_) in zip(st.columns(5), tv.summary_cards(view.summary), strict=True):
     col.metric(label, value, help=help_)
 for note in view.summary.get("notes", []):
     st.caption(note)
@@ -120,19 +123,19 @@ left, right = st.columns([3, 2])
 with left:
     st.subheader("Episodes")
     when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-    st.dataframe(tui.episodes_table(view.replay), hide_index=True, height=300, width="stretch",
+    st.dataframe(tv.episodes_table(view.replay), hide_index=True, height=300, width="stretch",
                  column_config={"start": when, "end": when, "peak": st.column_config.NumberColumn(format="%.4g")})
     if view.summary["nodata_episodes"]:
-        st.caption(f"{view.summary['nodata_episodes']} no-data episode(s) ({tui.fmt_dur(view.summary['nodata_s'])} "
+        st.caption(f"{view.summary['nodata_episodes']} no-data episode(s) ({tv.fmt_dur(view.summary['nodata_s'])} "
                    "without data) are not listed; they are grey in the chart's strip.")
 with right:
     st.subheader("Trade-off")
     current = rule.triggers()[level]
     try:
-        sw = tui.sweep_for(data, rule, level, lo, hi)
+        sw = tv.sweep_for(data, rule, level, lo, hi)
         n_inc = len(data.incidents)
-        st.plotly_chart(tui.sweep_figure(sw, current, data.unit, n_incidents=n_inc), key="thr.sweep")
-        gate = tui.recall_gate(n_inc)
+        st.plotly_chart(tv.sweep_figure(sw, current, data.unit, n_incidents=n_inc), key="thr.sweep")
+        gate = tv.recall_gate(n_inc)
         st.caption("In-sample, over the stored history." + (f" {gate[0].upper()}{gate[1:]}." if gate else ""))
     except StudioError as exc:
         st.caption(f"Sweep unavailable: {exc}")
@@ -140,13 +143,13 @@ with right:
 # ---------------------------------------------------------------- apply
 user, user_error = session_user()
 note = write_note(user) or user_error
-unchanged = not is_new and not tui.changed(base_rule, rule)
+unchanged = not is_new and not te.changed(base_rule, rule)
 if st.button("Apply...", type="primary", icon=":material/publish:", key="thr.apply",
              disabled=bool(note) or unchanged):
-    ss[tui.DIALOG] = True
+    ss[te.DIALOG] = True
 if note:
     st.caption(f"Read-only: {note}")
 elif unchanged:
     st.caption("Move a threshold or change a setting to apply a new version.")
-if ss.get(tui.DIALOG):
-    tui.apply_dialog(tui.replace_rule(snap["rules"], rule), snap["base"], rule.name)
+if ss.get(te.DIALOG):
+    ta.apply_dialog(te.replace_rule(snap["rules"], rule), snap["base"], rule.name)

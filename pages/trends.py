@@ -1,12 +1,12 @@
 """Trends & anomalies: one series with its causal seasonal band, anomalies, incidents, detected
 outages, change points and forecast, and a side panel of trend, seasonality, baseline and quality.
-Every number comes from core (core.analysis.analyse_range); ui/trends.py caches it and draws it."""
+Every number comes from core (core.analysis.pipeline.analyse_range); ui/trends.py caches it and draws it."""
 
 import pandas as pd
 import streamlit as st
 
-from core import explore as ex
-from core import wording as wd
+from core.analysis import explore as ex
+from core.analysis import wording as wd
 from core.errors import StudioError
 from ui import state
 from ui import trends as tr

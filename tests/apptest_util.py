@@ -60,7 +60,7 @@ def small_point_count() -> int:
 
 def build_small_db(path: Path) -> Path:
     """Write :func:`small_points` as one upload plus one incident window; returns ``path``."""
-    from core.store import Store
+    from core.data.store import Store
 
     with Store(path) as s:
         s.write_points(small_points(), name="seed.csv", sha256="seed-sha", fmt="long", actor="test")

@@ -57,7 +57,7 @@ def _isolated_db(tmp_path_factory):
 @pytest.fixture
 def store(tmp_path):
     """A fresh Store in a temporary file."""
-    from core.store import Store
+    from core.data.store import Store
 
     s = Store(tmp_path / "test.duckdb")
     yield s

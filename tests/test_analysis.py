@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.analysis import STAGES, analyse, detect, detected_outages
-from core.detect import DEFAULT_THRESHOLD
+from core.analysis.detect import DEFAULT_THRESHOLD
+from core.analysis.pipeline import STAGES, analyse, detect, detected_outages
 
 T0 = pd.Timestamp("2026-01-05", tz="UTC")     # a Monday
 
@@ -197,7 +197,7 @@ def test_full_analysis_of_30_days_at_one_minute_within_one_cpu_second():
 
 # ----------------------------------------------------------------------------- ranges with context
 def test_analyse_range_trains_before_the_range_and_scores_all_of_it():
-    from core.analysis import analyse_range
+    from core.analysis.pipeline import analyse_range
 
     s = daily_noise(14, seed=11)
     s[at(12.5)] += 30
@@ -215,7 +215,7 @@ def test_analyse_range_trains_before_the_range_and_scores_all_of_it():
 
 
 def test_analyse_range_never_uses_points_after_end():
-    from core.analysis import analyse_range, forecast_from
+    from core.analysis.pipeline import analyse_range, forecast_from
 
     s = daily_noise(12, seed=12)
     end = at(9) - pd.Timedelta("1min")
@@ -242,7 +242,7 @@ def _stairs(days: int) -> pd.Series:
 
 
 def test_stuck_values_before_and_in_the_range_are_kept_out_of_band_and_baseline():
-    from core.analysis import analyse_range
+    from core.analysis.pipeline import analyse_range
 
     s = _stairs(12)
     s[(s.index >= at(8) + pd.Timedelta("10h")) & (s.index < at(8) + pd.Timedelta("11h"))] = 0.0   # context
@@ -277,8 +277,8 @@ def test_seasonality_is_measured_with_level_shifts_undone():
     """Quieter weekends (-8) and two level shifts (+30 on day 10.5, -20 on day 19.25): left in, the
     MSTL trend smears the steps into ramps and the cross-fitted weekly strength reads 0.00 (what
     was seen on svc-099); with the shifts found and undone first, the weekly pattern is measured."""
-    from core.analysis import analyse_range
-    from core.seasonality import analyse_seasonality, hourly
+    from core.analysis.pipeline import analyse_range
+    from core.analysis.seasonality import analyse_seasonality, hourly
 
     rng = np.random.default_rng(0)
     idx = pd.date_range(T0, periods=28 * 288, freq="5min")

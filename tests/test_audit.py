@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from core import audit
+from core.data.store import audit
 from tests.conftest import make_points
 
 T0 = pd.Timestamp("2026-03-01T12:00:00Z")
@@ -28,7 +28,7 @@ def test_chain_links_and_hash_is_sha256_of_canonical_fields(store):
     assert df["prev_hash"].iloc[0] == "0" * 64
     assert df["prev_hash"].iloc[1] == df["entry_hash"].iloc[0]
     assert df["prev_hash"].iloc[2] == df["entry_hash"].iloc[1]
-    # recompute entry 1 independently of core.audit's helper
+    # recompute entry 1 independently of core.data.store.audit's helper
     payload = [1, "2026-03-01T12:00:00.000000Z", "alice", "policy.apply", "thing:0", "r0",
                '{"i":0,"x":[1,2]}', None, None, "0" * 64]
     expected = hashlib.sha256(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()).hexdigest()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.data.ingest import read_metrics
 from core.errors import IngestError
-from core.ingest import read_metrics
 from tests.conftest import make_points
 
 BAD = Path(__file__).parent / "data" / "bad"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import signal, stats
 
-from core.baseline import (
+from core.analysis.baseline import (
     aggregate,
     autocorrelation_time,
     compute_baseline,

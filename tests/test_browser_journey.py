@@ -7,8 +7,8 @@ folder and served by ``streamlit run app.py`` on a free localhost port. Then, as
 1. Thresholds: pick ``error_rate_pct{service="api-gateway"}`` (no rule covers it), start a new rule, drop
    its critical level (a warning-only rule is not a significant change, so it needs no second person),
    lower the warning slider from the suggested level (the 99th percentile of the first 70 % of the
-   history, incidents left out: ``core.recommend``) to 0.5 % and see the summary cards move to the
-   numbers ``core.replay`` gives for that rule, worked out before the server started;
+   history, incidents left out: ``core.alerting.recommend``) to 0.5 % and see the summary cards move to the
+   numbers ``core.alerting.replay`` gives for that rule, worked out before the server started;
 2. Apply: the dialog says it takes effect at once; give a reason, confirm: v2 is in force;
 3. Policies: v2 in the history and its ``policy.apply`` entry in the audit log (chain intact);
 4. roll back to v1 through the dialog: v3, with its ``policy.rollback`` audit entry;
@@ -68,9 +68,9 @@ class Journey:
 
 def _expected_cards(data, warning: float) -> dict[str, str]:
     """The summary cards the page must show for the warning-only rule at ``warning``."""
-    from core.replay import replay
-    from core.rules import Rule
-    from ui.thresholds_ui import summary_cards
+    from core.alerting.replay import replay
+    from core.alerting.rules import Rule
+    from ui.thresholds.view import summary_cards
 
     rule = Rule.from_dict({"name": RULE, "series": KEY, "comparator": ">", "warning": warning, "for": "5m",
                            "missing": "nodata", "unit": "percent"})
@@ -81,11 +81,11 @@ def _expected_cards(data, warning: float) -> dict[str, str]:
 @pytest.fixture
 def journey(tmp_path) -> Iterator[Journey]:
     """A running ``streamlit run app.py`` over a fresh demo database, acting as :data:`USER` (editor)."""
-    from core import policy as pol
-    from core.audit import list_audit
-    from core.store import Store
+    from core.data.store import Store
+    from core.data.store.audit import list_audit
+    from core.policy import versions as pol
     from data.generate import write_demo
-    from ui.thresholds_ui import make_series_data
+    from ui.thresholds.editor import make_series_data
 
     db = tmp_path / "journey.duckdb"
     summary = write_demo(tmp_path / "demo", db, services=2, days=3)
@@ -206,7 +206,7 @@ def _journey(journey: Journey, page, shots: Path) -> None:
     expect(main.get_by_role("radio", name="critical")).to_have_count(0, timeout=WAIT_MS)
     slider = main.get_by_role("slider", name=re.compile(r"^warning threshold"))
     start = float(slider.get_attribute("aria-valuetext"))
-    from ui.thresholds_ui import suggest_rule
+    from ui.thresholds.editor import suggest_rule
     suggested = suggest_rule(journey.series)["warning"]                 # fit-period p99, on the slider grid
     assert start == pytest.approx(suggested, abs=1e-9)
     main.get_by_text("Held-out check of the suggested levels").first.wait_for()
@@ -317,9 +317,9 @@ def _journey(journey: Journey, page, shots: Path) -> None:
 
     # 6. The database agrees once the server has let go of it
     journey.stop()
-    from core import policy as pol
-    from core.audit import verify_audit
-    from core.store import Store
+    from core.data.store import Store
+    from core.data.store.audit import verify_audit
+    from core.policy import versions as pol
 
     with Store(journey.db) as s:
         versions = pol.history(s)

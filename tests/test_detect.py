@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.detect import (
+from core.analysis.detect import (
     DEFAULT_THRESHOLD,
     DETECTORS,
     TailCalibrator,
     make_detector,
     score_online,
 )
-from core.detect.base import grouped_lagged_median, lagged_rolling_median
+from core.analysis.detect.base import grouped_lagged_median, lagged_rolling_median
 from core.errors import InsufficientDataError, ValidationError
 
 STEP = "5min"
@@ -255,7 +255,7 @@ def test_ensemble_explain_computes_each_member_once_and_matches_the_members(monk
 
 # ----------------------------------------------------------------------------- distribution change
 def test_dist_change_g_statistic_by_hand():
-    from core.detect.entropy import DistributionChange
+    from core.analysis.detect.entropy import DistributionChange
 
     # 2 bins (edge at the training median 0.5), recent window of 4 points, reference of 16.
     # Reference: 8 zeros then 8 ones -> shares (8 + 0.5) / (16 + 1) = 0.5 each; recent window 4 ones:
@@ -329,7 +329,7 @@ def _capped_by_loop(x, alpha, cap, persist):
 
 
 def test_capped_ewma_caps_a_lone_spike_by_hand():
-    from core.detect.forecast import capped_ewma_forecast, ewma_forecast
+    from core.analysis.detect.forecast import capped_ewma_forecast, ewma_forecast
 
     x = np.array([10.0, 10.0, 10.0, 40.0, 10.0, 10.0])
     cap = np.full(6, 2.0)
@@ -340,7 +340,7 @@ def test_capped_ewma_caps_a_lone_spike_by_hand():
 
 
 def test_capped_ewma_follows_a_lasting_change_from_its_third_point():
-    from core.detect.forecast import capped_ewma_forecast
+    from core.analysis.detect.forecast import capped_ewma_forecast
 
     x = np.array([10.0, 10.0, 40.0, 40.0, 40.0, 40.0])
     # 40 capped twice (levels 11, 12); the third value in a row beyond the cap is a lasting change
@@ -353,7 +353,7 @@ def test_capped_ewma_follows_a_lasting_change_from_its_third_point():
 
 
 def test_capped_ewma_skips_missing_values_without_filling():
-    from core.detect.forecast import capped_ewma_forecast
+    from core.analysis.detect.forecast import capped_ewma_forecast
 
     x = np.array([np.nan, 10.0, np.nan, 40.0, 10.0])
     cap = np.array([np.nan, np.nan, 2.0, 2.0, np.nan])        # NaN cap = no cap at that point
@@ -365,7 +365,7 @@ def test_capped_ewma_skips_missing_values_without_filling():
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 400), alpha=st.sampled_from([0.05, 0.2, 0.7, 1.0]),
        persist=st.integers(1, 4))
 def test_capped_ewma_matches_the_recursion_and_is_causal(seed, n, alpha, persist):
-    from core.detect.forecast import capped_ewma_forecast, ewma_forecast
+    from core.analysis.detect.forecast import capped_ewma_forecast, ewma_forecast
 
     rng = np.random.default_rng(seed)
     x = rng.standard_t(2, n) + np.cumsum(rng.normal(0, 0.2, n))      # heavy tails, wandering level
@@ -385,7 +385,7 @@ def test_capped_ewma_matches_the_recursion_and_is_causal(seed, n, alpha, persist
 def test_ewma_residual_flags_a_lone_spike_but_not_the_points_after_it(cap, echo_flagged):
     """A 30-sigma spike: flagged; with the capped level the next points are not (with the plain
     EWMA, cap=inf, the level is dragged up by alpha * 60 and the next normal points are flagged)."""
-    from core.detect.forecast import EwmaResidual
+    from core.analysis.detect.forecast import EwmaResidual
 
     s = seasonal_noise(days=8, seed=5).copy()
     at = 6 * PER_DAY + 40
@@ -401,7 +401,7 @@ def test_ewma_residual_flags_a_lone_spike_but_not_the_points_after_it(cap, echo_
 def test_ewma_residual_still_adapts_to_a_lasting_shift():
     """A lasting 10-sigma shift: the capped level resists only its first two points, so the run of
     flagged points is at most two longer than with the plain EWMA, and then it stops."""
-    from core.detect.forecast import EwmaResidual
+    from core.analysis.detect.forecast import EwmaResidual
 
     s = seasonal_noise(days=8, seed=6).copy()
     at = 6 * PER_DAY
@@ -419,7 +419,7 @@ def test_ewma_residual_still_adapts_to_a_lasting_shift():
 def test_a_lone_spike_makes_no_detected_outage():
     """The analysis counts 3 flagged points as an outage: the default ensemble must flag a lone spike
     once, not three times (the same series as tests/test_analysis.py, through detect only)."""
-    from core.analysis import detect, detected_outages
+    from core.analysis.pipeline import detect, detected_outages
 
     rng = np.random.default_rng(3)
     n = 14 * 1440

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from core.__main__ import main as core_main
-from core.detect import DEFAULT_THRESHOLD
-from core.eval import detections, evaluate, main, read_nab_file, run_nab
-from core.scoring import nab_probation
+from core.analysis.detect import DEFAULT_THRESHOLD
+from core.analysis.evaluate import detections, evaluate, main, read_nab_file, run_nab
+from core.analysis.scoring import nab_probation
 
 FILES = ["artificialNoAnomaly/art_daily_no_noise.csv", "artificialWithAnomaly/art_daily_jumpsup.csv",
          "realAdExchange/exchange-3_cpc_results.csv"]
@@ -77,7 +77,7 @@ def test_detect_command_errors(tmp_path, capsys):
 
 
 def test_leave_one_category_out_picks_threshold_without_the_held_out_category():
-    from core.eval import NabRun, leave_one_category_out
+    from core.analysis.evaluate import NabRun, leave_one_category_out
 
     # three categories, one file each, 1000 rows of 5 min (probation 150 rows); one window per file at
     # rows 500-509. Category a and b fire in their window at score 0.9 and have a false positive at 0.8
@@ -136,8 +136,8 @@ def test_unknown_nab_file_is_not_found_naming_it_and_suggesting(tmp_path, capsys
 
 
 def test_leave_one_category_out_needs_two_categories_with_windows():
+    from core.analysis.evaluate import NabRun, leave_one_category_out
     from core.errors import InsufficientDataError
-    from core.eval import NabRun, leave_one_category_out
 
     ts = pd.date_range("2026-01-01", periods=1000, freq="5min", tz="UTC")
     win = [[str(ts[500]), str(ts[509])]]

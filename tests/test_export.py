@@ -10,22 +10,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from core.errors import ValidationError
-from core.export import (
+from core.alerting.prometheus import (
     PROM_DURATION,
     PromMapping,
-    format_duration,
     is_vector_selector,
-    parse_duration,
-    policy_from_yaml,
-    policy_to_yaml,
     prom_duration,
     prometheus_export,
     prometheus_rules,
     to_prometheus_yaml,
 )
-from core.replay import replay
-from core.rules import Rule
+from core.alerting.replay import replay
+from core.alerting.rules import Rule, format_duration, parse_duration
+from core.errors import ValidationError
+from core.policy.policy_yaml import policy_from_yaml, policy_to_yaml
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo_policy.yaml"
 
@@ -36,10 +33,10 @@ def _rules_yaml(*rule_lines: str, extra: str = "") -> str:
 
 # ---------------------------------------------------------------------------------------- durations
 def test_durations_by_hand():
-    import core.rules
+    import core.alerting.rules
 
-    # one parser and one formatter for the whole studio: core.rules'
-    assert parse_duration is core.rules.parse_duration and format_duration is core.rules.format_duration
+    # one parser and one formatter for the whole studio: core.alerting.rules'
+    assert parse_duration is core.alerting.rules.parse_duration and format_duration is core.alerting.rules.format_duration
     assert parse_duration("5m") == 300.0
     assert parse_duration("1h30m") == 5400.0
     assert parse_duration("250ms") == 0.25

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.forecast import FORECASTERS, SeasonalNaiveForecaster, backtest, forecast, seasonal_indices
+from core.analysis.forecast import FORECASTERS, SeasonalNaiveForecaster, backtest, forecast, seasonal_indices
 
 
 def hourly_series(days: int, *, seed: int = 0, noise: float = 1.0, daily: float = 5.0, weekly: float = 2.0,
@@ -97,7 +97,7 @@ def test_an_incident_in_the_history_does_not_blow_up_the_intervals():
     """Two incident hours at +40 (40 noise sd) in the fitted window: the RMS sigma would be ~2.6x the
     noise and nearly every held-out hour would fall inside the 80% band; the winsorised sd keeps the
     band near its nominal coverage."""
-    from core.forecast import robust_sigma_ratio
+    from core.analysis.forecast import robust_sigma_ratio
 
     h = hourly_series(30, seed=4, slope=0.1)
     h.iloc[500:502] += 40.0                          # day 20, inside the last two weeks before the hold-out
@@ -112,7 +112,7 @@ def test_an_incident_in_the_history_does_not_blow_up_the_intervals():
 
 
 def test_inner_hold_out_only_ever_widens_the_intervals():
-    from core.forecast import SeasonalETSForecaster
+    from core.analysis.forecast import SeasonalETSForecaster
 
     clean = hourly_series(21, seed=7)
     m = SeasonalETSForecaster().fit(clean)
@@ -132,7 +132,7 @@ def test_inner_hold_out_only_ever_widens_the_intervals():
 
 @pytest.mark.parametrize("seed", [0, 2])
 def test_a_level_shift_is_undone_before_the_seasonal_indices(seed):
-    from core.forecast import SeasonalETSForecaster
+    from core.analysis.forecast import SeasonalETSForecaster
 
     h = hourly_series(35, seed=seed, weekly=8.0)
     at = pd.Timestamp("2026-01-25", tz="UTC")                # day 20: a +15 step (a deploy)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.frame import parse_key
-from core.quality import quality_report
+from core.data.frame import parse_key
+from core.data.quality import quality_report
 from data.generate import METRICS, SCENARIOS, generate_fleet, service_names, write_demo
 
 T3 = 3 * 1440   # one-minute steps in three days
@@ -116,8 +116,8 @@ def test_metric_subset_equals_full_rows(fleet):
 
 
 def test_write_demo_loads_the_store(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "core.policy", None)      # isolate from the policy module
-    from core.store import Store
+    monkeypatch.setitem(sys.modules, "core.policy.versions", None)      # isolate from the policy module
+    from core.data.store import Store
 
     out, db = tmp_path / "demo", tmp_path / "demo.duckdb"
     t0 = time.perf_counter()

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import identity
 from core.errors import PermissionDenied, ValidationError
-from core.identity import ROLES, User, current_user, load_config, require, roles_for
+from core.policy import identity
+from core.policy.identity import ROLES, User, current_user, load_config, require, roles_for
 
 CFG = {"local": {"user": "ops-box"},
        "roles": {"default": ["editor"], "alice@example.com": ["editor", "approver"], "vic": ["viewer"]}}

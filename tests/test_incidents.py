@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
+from core.data.incidents import COLUMNS, import_incidents, read_incidents, split_source, windows_sha256
 from core.errors import ConflictError, IngestError
-from core.incidents import COLUMNS, import_incidents, read_incidents, split_source, windows_sha256
 
 
 def ts(s: str) -> pd.Timestamp:
@@ -227,8 +227,8 @@ def _roles(tmp_path, monkeypatch, user: str, default: str) -> None:
 
 def test_cli(tmp_path, capsys, monkeypatch):
     from core.__main__ import main
-    from core.audit import list_audit
-    from core.store import Store
+    from core.data.store import Store
+    from core.data.store.audit import list_audit
 
     _roles(tmp_path, monkeypatch, "editor-ed", "[]")
     db = str(tmp_path / "cli.duckdb")
@@ -258,7 +258,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
 
 def test_cli_viewer_is_refused_and_nothing_written(tmp_path, capsys, monkeypatch):
     from core.__main__ import main
-    from core.store import Store
+    from core.data.store import Store
 
     _roles(tmp_path, monkeypatch, "visitor", "[]")
     db = str(tmp_path / "v.duckdb")

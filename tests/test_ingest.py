@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.ingest as ingest_mod
+import core.data.ingest as ingest_mod
 from core.__main__ import main as cli_main
-from core.csvsafe import safe_cell, to_safe_csv
+from core.data.csvsafe import safe_cell, to_safe_csv
+from core.data.ingest import infer_kind, parse_times, parse_values, read_metrics, write_metrics
+from core.data.store import Store
 from core.errors import IngestError
-from core.ingest import infer_kind, parse_times, parse_values, read_metrics, write_metrics
-from core.store import Store
 
 GOOD = Path(__file__).parent / "data" / "good"
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
@@ -625,7 +625,7 @@ def test_bench_ingest_ratio(tmp_path_factory):
 def test_session_keeps_database_and_hypothesis_storage_out_of_the_tree(monkeypatch, tmp_path):
     from hypothesis.configuration import storage_directory
 
-    from core.store.base import default_db_path
+    from core.data.store.base import default_db_path
 
     root = Path(__file__).resolve().parents[1]
     assert root not in Path(os.environ["STUDIO_DB"]).resolve().parents

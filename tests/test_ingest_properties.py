@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.data.frame import make_key
+from core.data.ingest import FORMATS, SERIES_COLUMNS, TIME_COLUMNS, VALUE_COLUMNS, read_metrics, write_metrics
+from core.data.store import Store
 from core.errors import IngestError
-from core.frame import make_key
-from core.ingest import FORMATS, SERIES_COLUMNS, TIME_COLUMNS, VALUE_COLUMNS, read_metrics, write_metrics
-from core.store import Store
 
 GOOD = Path(__file__).parent / "data" / "good"
 RESERVED = set(TIME_COLUMNS) | set(SERIES_COLUMNS) | set(VALUE_COLUMNS) | {"agg", "stat", "namespace"}

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.store import Store
 from core.errors import IngestError
-from core.store import Store
 from tests.apptest_util import (
     GAP,
     PAGES,
@@ -305,7 +305,7 @@ def test_data_page_cancel_keeps_everything(small_db):
 
 
 def test_data_page_incident_upload(small_db):
-    from core.incidents import split_source
+    from core.data.incidents import split_source
 
     at = open_page("data.py")
     csv = b"series,start,end,kind\n,2026-01-03T00:00:00Z,2026-01-03T00:30:00Z,outage\n"
@@ -427,7 +427,7 @@ def test_incidents_removal_text_lists_every_window():
 
 
 def test_data_page_deletes_incidents_behind_the_dialog(small_db, monkeypatch):
-    from core.audit import list_audit
+    from core.data.store.audit import list_audit
 
     monkeypatch.setenv("STUDIO_USER", "alice")
     s = app_store(small_db)

@@ -1,15 +1,15 @@
 """Policies page (AppTest): history, rollback through the confirm dialog, approvals, viewer mode, import
-validation, audit integrity; plus the pure helpers of ui/policy_ui.py."""
+validation, audit integrity; plus the pure helpers of ui/policies.py, ui/policy_tables.py and ui/session.py."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from core import audit
-from core import policy as pol
-from core.export import policy_to_yaml
-from core.identity import User
+from core.data.store import audit
+from core.policy import versions as pol
+from core.policy.identity import User
+from core.policy.policy_yaml import policy_to_yaml
 from tests.apptest_util import app_store, demo_copy, open_page, texts
 
 ED = User("ed", None, frozenset({"viewer", "editor"}))
@@ -162,7 +162,7 @@ def test_approval_queue_author_cannot_approve_second_person_can(db, monkeypatch)
     at.run()
     assert at.button(key="pol.approve.2").disabled
     assert "this approval comes from the same account" in texts(at)
-    from core import identity
+    from core.policy import identity
 
     monkeypatch.setattr(identity, "os_account", lambda: "ann-os")   # ann at her own OS account
     at.run()
@@ -289,7 +289,7 @@ def test_demo_generator_writes_are_audited_as_demo_generator(db):
 
 # ---------------------------------------------------------------------------- pure helpers
 def test_diff_frame_and_versions_frame_by_hand():
-    from ui import policy_ui as pu
+    from ui import policy_tables as pu
 
     a = [{"name": "A", "series": "m", "warning": 1.0}, {"name": "B", "series": "n", "warning": 2.0}]
     b = [{"name": "A", "series": "m", "warning": 3.0}, {"name": "C", "series": "o", "critical": 9.0}]
@@ -303,7 +303,7 @@ def test_diff_frame_and_versions_frame_by_hand():
 def test_session_user_uses_st_user_only_when_login_is_configured(db, monkeypatch):
     import streamlit as st
 
-    from ui import policy_ui as pu
+    from ui import session as pu
 
     assert pu.oidc_configured() is False                     # no [auth] secret here
     assert pu.session_user() == (User("ed", None, frozenset({"viewer", "editor"})), None)

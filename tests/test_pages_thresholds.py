@@ -1,7 +1,7 @@
 """Thresholds page (AppTest): renders the rule in force, the slider moves the summary the right way
 (checked against a count done by hand), Apply -> preview dialog -> confirm writes v2 plus an audit
 entry, conflicts and missing reasons write nothing, viewers cannot apply, a series without a rule gets
-a percentile-based draft. Plus the pure helpers of ui/thresholds_ui.py and the slider-to-chart timing."""
+a percentile-based draft. Plus the pure helpers of ui/thresholds/ and the slider-to-chart timing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import audit
-from core import policy as pol
-from core.identity import User
-from core.rules import Rule
+from core.alerting.rules import Rule
+from core.data.store import audit
+from core.policy import versions as pol
+from core.policy.identity import User
 from tests.apptest_util import app_store, demo_copy, open_page, studio_db, texts
 from tests.conftest import make_points
 
@@ -211,8 +211,8 @@ def test_flipping_comparator_resets_levels_to_the_other_tail(db):
 
 # ---------------------------------------------------------------------------- helpers (pure)
 def test_nice_step_snap_and_slider_spec():
-    from core.recommend import snap
-    from ui.thresholds_ui import nice_step, slider_spec
+    from core.alerting.recommend import snap
+    from ui.thresholds.editor import nice_step, slider_spec
 
     assert nice_step(770.0) == 5.0 and nice_step(0.3) == 0.002 and nice_step(100.0) == 0.5
     assert snap(0.30000000000000004, 0.1) == 0.3 and snap(452.4, 5.0) == 450.0
@@ -224,7 +224,7 @@ def test_nice_step_snap_and_slider_spec():
 
 
 def test_rule_name_and_replace_rule():
-    from ui.thresholds_ui import replace_rule, rule_name
+    from ui.thresholds.editor import replace_rule, rule_name
 
     assert rule_name(CHECKOUT) == "CheckoutLatencyP95MsHigh"
     assert rule_name(CHECKOUT, ["CheckoutLatencyP95MsHigh"]) == "CheckoutLatencyP95MsHigh2"
@@ -235,7 +235,7 @@ def test_rule_name_and_replace_rule():
 
 def test_edited_rule_keeps_other_fields_and_validates():
     from core.errors import ValidationError
-    from ui.thresholds_ui import changed, edited_rule
+    from ui.thresholds.editor import changed, edited_rule
 
     base = {"name": "R", "series": "m", "comparator": ">", "warning": 10.0, "critical": 20.0, "for": "5m",
             "labels": {"team": "x"}, "unit": "ms", "annotations": {"rationale": "why"}}
@@ -252,7 +252,7 @@ def test_edited_rule_keeps_other_fields_and_validates():
 
 
 def _hourly_data(values, incidents=None):
-    from ui.thresholds_ui import make_series_data
+    from ui.thresholds.editor import make_series_data
 
     ts = pd.date_range("2026-03-02", periods=len(values), freq="1h", tz="UTC")
     pts = pd.DataFrame({"series": "x", "ts": ts, "value": np.asarray(values, dtype=float)})
@@ -265,7 +265,7 @@ def test_direction_defaults_come_from_the_fit_period_without_incidents():
     (60 values; sorted index k >= 10 holds k + 10). p99 at position 0.99 x 59 = 58.41 -> 68.41; p99.9 at
     58.941 -> 68.941. Slider: whole-history median 59.5 to max 1000, step 5: both snap to 70, so critical
     goes one step beyond: (70, 75). Whole-history percentiles (the old default) would give 1000."""
-    from ui.thresholds_ui import direction_defaults
+    from ui.thresholds.editor import direction_defaults
 
     v = np.arange(100.0)
     v[10:20] = 1000.0
@@ -282,9 +282,9 @@ def test_direction_defaults_come_from_the_fit_period_without_incidents():
 
 
 def test_edited_rule_rewrites_a_suggestion_rationale_once_moved_away_from_it():
-    from core.export import prometheus_export
-    from core.recommend import SUGGESTED_PREFIX
-    from ui.thresholds_ui import edited_rule
+    from core.alerting.prometheus import prometheus_export
+    from core.alerting.recommend import SUGGESTED_PREFIX
+    from ui.thresholds.editor import edited_rule
 
     why = SUGGESTED_PREFIX + "201 raw points of the first 70% of the history: warning at the 99th percentile."
     base = {"name": "R", "series": "m", "comparator": ">", "warning": 10.0, "critical": 20.0, "for": "5m",
@@ -306,7 +306,7 @@ def test_edited_rule_rewrites_a_suggestion_rationale_once_moved_away_from_it():
 
 
 def test_summary_cards_say_insufficient():
-    from ui.thresholds_ui import summary_cards
+    from ui.thresholds.view import summary_cards
 
     thin = {"episodes_per_week": 14.0, "time_in_alert_pct": 1.25, "episodes": 3, "incidents": 2, "fn": 1,
             "precision": 1 / 3, "tp": 1, "detection_delay_s": 330.0, "span_s": 3 * 86400}
@@ -317,7 +317,7 @@ def test_summary_cards_say_insufficient():
     assert cards["Median detection delay"][0] == "5m 30s"
     assert cards["Precision"] == ("insufficient", "3 episode(s): precision needs at least 5")
     # precision = caught incidents / (caught + false alarms) = 6 / (6 + 2); a repeat episode inside an
-    # incident already alerted on counts neither way (core.scoring.score_events)
+    # incident already alerted on counts neither way (core.analysis.scoring.score_events)
     rich = dict(thin, episodes=9, incidents=6, fn=0, precision=0.75, tp=6, fp=2, duplicates=1, span_s=30 * 86400)
     cards = {label: (value, why) for label, value, why in summary_cards(rich)}
     assert cards["Incidents caught"] == ("6/6", "recall 100% (n=6)")
@@ -331,7 +331,7 @@ def test_summary_cards_say_insufficient():
 
 
 def test_impact_frame_applies_the_card_gates():
-    from ui.thresholds_ui import impact_frame
+    from ui.thresholds.apply import impact_frame
 
     row = {"series": "s", "old_episodes_per_week": 3.14159, "old_time_in_alert_pct": 0.12345, "old_incidents": 1,
            "old_incidents_caught": 1, "old_recall": 1.0, "old_precision": 1.0, "old_episodes": 2,
@@ -357,7 +357,7 @@ def test_impact_frame_applies_the_card_gates():
 
 
 def test_sweep_figure_plots_recall_only_with_enough_incidents():
-    from ui.thresholds_ui import MIN_INCIDENTS_RATE, recall_gate, sweep_figure
+    from ui.thresholds.view import MIN_INCIDENTS_RATE, recall_gate, sweep_figure
 
     sw = pd.DataFrame({"threshold": [1.0, 2.0], "episodes_per_week": [3.0, 1.0], "time_in_alert_pct": [2.0, 1.0],
                        "recall": [1.0, 0.0]})
@@ -371,7 +371,8 @@ def test_sweep_figure_plots_recall_only_with_enough_incidents():
 # ---------------------------------------------------------------------------- slider-to-chart time
 def test_slider_to_chart_time_on_30_days_of_1_minute_points():
     """replay + summary + figure (what one slider move costs) on 43,200 points; goal <= 300 ms."""
-    from ui.thresholds_ui import make_series_data, threshold_view
+    from ui.thresholds.editor import make_series_data
+    from ui.thresholds.view import threshold_view
 
     n = 30 * 1440
     pts = make_points(n, series="lat", seed=3)
@@ -397,7 +398,7 @@ def test_slider_to_chart_time_on_30_days_of_1_minute_points():
 def test_slider_rerun_time_of_the_whole_page_on_30_days(tmp_path, monkeypatch):
     """The full page script after a slider move (AppTest, cached points and sweep) on one 30-day 1-minute
     series: what the user waits for, server side."""
-    from core.store import Store
+    from core.data.store import Store
 
     n = 30 * 1440
     pts = make_points(n, series="lat_ms", seed=5)

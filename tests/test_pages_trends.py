@@ -21,7 +21,7 @@ def build_bench_db(path: Path = BENCH_DB) -> Path:
     """
     if path.exists():
         return path
-    from core.store import Store
+    from core.data.store import Store
     from data.generate import METRICS, generate_fleet
 
     points, inc = generate_fleet(services=100, days=30, metrics=["latency_p95_ms"])
@@ -47,7 +47,7 @@ def build_trends_small_db(path: Path) -> Path:
     """2 services x 7 days of latency_p95_ms at 5 minutes (with the generator's incidents), a 5-point
     series ``tiny_metric`` that is too short for any analysis, and ``stuck_metric``: 3 days of noise
     at 5 minutes whose exporter froze for 3 hours (36 identical values) on the last day."""
-    from core.store import Store
+    from core.data.store import Store
     from data.generate import generate_fleet
 
     points, inc = generate_fleet(services=2, days=7, freq="5min", metrics=["latency_p95_ms"])
@@ -95,16 +95,16 @@ def page_text(at) -> str:
 
 
 def run_range(pts: pd.DataFrame, key: str, kind: str = "gauge", unit: str = "", **kw):
-    """core.analysis.analyse_range of one series of a points frame."""
-    from core.analysis import analyse_range
-    from core.frame import series_values
+    """core.analysis.pipeline.analyse_range of one series of a points frame."""
+    from core.analysis.pipeline import analyse_range
+    from core.data.frame import series_values
 
     return analyse_range(series_values(pts, key), kind=kind, unit=unit, series=key, **kw)
 
 
 # ---------------------------------------------------------------------------- choices
 def test_filter_keys_matches_every_word_case_insensitively():
-    from core.explore import filter_keys
+    from core.analysis.explore import filter_keys
 
     keys = ['cpu{host="a",zone="eu"}', 'cpu{host="b",zone="us"}', 'mem{host="a",zone="us"}']
     assert filter_keys(keys, "") == keys
@@ -114,7 +114,7 @@ def test_filter_keys_matches_every_word_case_insensitively():
 
 
 def test_resolve_range_counts_back_from_the_last_point():
-    from core.explore import resolve_range
+    from core.analysis.explore import resolve_range
 
     first, last = pd.Timestamp("2026-10-01", tz="UTC"), pd.Timestamp("2026-10-30 23:59", tz="UTC")
     assert resolve_range("last 1 day", first, last) == (pd.Timestamp("2026-10-29 23:59", tz="UTC"), last)
@@ -128,8 +128,8 @@ def test_resolve_range_counts_back_from_the_last_point():
 
 
 def test_histogram_quantile_is_never_averaged():
-    from core.explore import aggregations, display_values
-    from core.frame import series_values
+    from core.analysis.explore import aggregations, display_values
+    from core.data.frame import series_values
 
     def display_points(pts, key, kind, start, end, resolution="raw", how="median"):
         return display_values(series_values(pts, key), kind, start, end, resolution, how)
@@ -154,8 +154,8 @@ def test_histogram_quantile_is_never_averaged():
 
 
 def test_counters_are_shown_and_analysed_as_per_second_rates():
-    from core.explore import display_values
-    from core.frame import series_values
+    from core.analysis.explore import display_values
+    from core.data.frame import series_values
 
     ts = pd.date_range("2026-01-01", periods=400, freq="1min", tz="UTC")
     total = np.cumsum(np.full(400, 60.0))              # +60 per minute = 1 per second
@@ -180,7 +180,7 @@ def _hourly_days(days: int) -> pd.Series:
 
 
 def test_band_steps_is_causal_and_falls_back_to_the_day_worked_by_hand():
-    from core.seasonality import hourly_band as band_steps
+    from core.analysis.seasonality import hourly_band as band_steps
 
     s = _hourly_days(5)                                # value = 10 * day + hour
     b = band_steps(s).set_index("ts")
@@ -216,7 +216,7 @@ def _synthetic(days: int = 14, *, slope_per_day: float = 0.0, seed: int = 3) -> 
 
 
 def test_analyse_flags_a_planted_spike_and_excludes_incident_points():
-    from core.explore import resolve_range
+    from core.analysis.explore import resolve_range
 
     pts = _synthetic(14)
     spike_at = pd.Timestamp("2026-01-17 10:00", tz="UTC")   # day 12, inside the last 7 days
@@ -248,7 +248,7 @@ def test_analyse_flags_a_planted_spike_and_excludes_incident_points():
 
 
 def test_analyse_measures_a_planted_trend():
-    from core.wording import trend_text
+    from core.analysis.wording import trend_text
 
     pts = _synthetic(10, slope_per_day=2.0)
     res = run_range(pts, "lat", "gauge", "ms")
@@ -260,8 +260,8 @@ def test_analyse_measures_a_planted_trend():
 
 
 def test_trend_headline_shows_the_slope_only_when_significant():
-    from core.trend import Trend
-    from core.wording import trend_headline
+    from core.analysis.trend import Trend
+    from core.analysis.wording import trend_headline
 
     sig = Trend(True, slope_per_day=2.04, slope_lower=1.93, slope_upper=2.16, p_value=0.00012,
                 significant=True, direction="rising")
@@ -287,8 +287,7 @@ def test_trend_headline_shows_the_slope_only_when_significant():
 
 
 def test_thin_series_say_insufficient_instead_of_a_number():
-    from core.errors import InsufficientDataError
-    from core.wording import (
+    from core.analysis.wording import (
         anomaly_text,
         baseline_text,
         forecast_text,
@@ -296,6 +295,7 @@ def test_thin_series_say_insufficient_instead_of_a_number():
         shifts_text,
         trend_text,
     )
+    from core.errors import InsufficientDataError
 
     ts = pd.date_range("2026-01-01", periods=5, freq="1min", tz="UTC")
     pts = pd.DataFrame({"series": "t", "ts": ts, "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
@@ -311,8 +311,8 @@ def test_thin_series_say_insufficient_instead_of_a_number():
 
 # ---------------------------------------------------------------------------- figures
 def test_trends_figure_draws_every_layer():
-    from core.explore import resolve_range
-    from core.wording import shifts_text
+    from core.analysis.explore import resolve_range
+    from core.analysis.wording import shifts_text
     from ui.trends import heatmap_figure, trends_figure
 
     pts = _synthetic(14)
@@ -348,8 +348,8 @@ def test_trends_figure_draws_every_layer():
 
 # ---------------------------------------------------------------------------- the page
 def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_db):
-    from core.explore import resolve_range
-    from core.wording import trend_headline
+    from core.analysis.explore import resolve_range
+    from core.analysis.wording import trend_headline
     from tests.apptest_util import metric_values
     from ui import state
 
@@ -359,13 +359,13 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     key = at.selectbox(key="trends.series").value
     assert key == SMALL_KEYS[0]
     assert len(at.get("plotly_chart")) == 2                         # series chart + heatmap
-    # the verdict on screen is the one core.trend gives for the same data and range
+    # the verdict on screen is the one core.analysis.trend gives for the same data and range
     s = state._store(str(small_trends_db))          # the app's own connection (one per file)
     pts, inc = s.get_points(key), s.list_incidents(key)
     start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
     expected = run_range(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc)
     assert expected.trend.sufficient
-    # the trend headline on screen is the one core.wording gives for that verdict: the slope only
+    # the trend headline on screen is the one core.analysis.wording gives for that verdict: the slope only
     # when significant, else "no significant trend" with the slope and CI in the caption
     label, value, note = trend_headline(expected.trend, "ms")
     assert metric_values(at)[label] == value and note in page_text(at)
@@ -502,9 +502,9 @@ def test_page_shows_detected_outages_and_the_exclusion_toggle(small_trends_db):
 def test_wording_gates_the_p95_and_says_when_the_band_range_is_withheld():
     from types import SimpleNamespace
 
-    from core.baseline import compute_baseline
-    from core.seasonality import hourly_band
-    from core.wording import band_text, baseline_text
+    from core.analysis.baseline import compute_baseline
+    from core.analysis.seasonality import hourly_band
+    from core.analysis.wording import band_text, baseline_text
 
     ts = pd.date_range("2026-01-05", periods=40, freq="1min", tz="UTC")
     x = np.random.default_rng(2).normal(100, 5, 40)

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import audit
-from core import policy as pol
+from core.alerting.rules import Rule
+from core.data.store import Store, audit
 from core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from core.identity import User
-from core.rules import Rule
-from core.store import Store
+from core.policy import versions as pol
+from core.policy.identity import User
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 # Local-mode users (not authenticated), each on their own OS account.
@@ -453,7 +452,7 @@ def test_preview_replays_keep_last_with_the_export_lookback(s):
     """One breach (200 at minute 10) before a 59-minute gap. resolve: firing at minute 10 only (60 s).
     keep_last carries 200 while it is younger than the export lookback: minutes 10..19 with the
     default 10m (600 s), 10..39 with a 30m mapping (1800 s), as last_over_time(x[w]) would."""
-    from core.export import PromMapping
+    from core.alerting.prometheus import PromMapping
 
     ts = pd.date_range(T0, periods=120, freq="1min", tz="UTC")
     v = np.full(120, 100.0)
@@ -540,9 +539,9 @@ def test_cli_import_error_names_the_file(tmp_path, monkeypatch, capsys):
 def test_cli_local_self_approval_under_another_name_is_refused(tmp_path, monkeypatch, capsys):
     """The reported scenario: local-operator imports v2, then STUDIO_USER=alice@example.com approves it
     from the same OS account. Refused; from another OS account it goes through and is recorded."""
-    from core import identity
     from core.__main__ import main
-    from core.store import Store
+    from core.data.store import Store
+    from core.policy import identity
 
     db = str(tmp_path / "cli.duckdb")
     roles = tmp_path / "roles.toml"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.quality import REPORT_COLUMNS, assess_series, gap_table, quality_report
 from core.errors import ValidationError
-from core.quality import REPORT_COLUMNS, assess_series, gap_table, quality_report
 
 
 def minutes(n: int, start: str = "2026-01-01") -> pd.DatetimeIndex:
@@ -171,7 +171,7 @@ def test_quality_report_rows_match_assess_series_and_order_does_not_matter():
 
 
 def test_quality_report_empty_frame():
-    from core.frame import empty_points
+    from core.data.frame import empty_points
 
     rep = quality_report(empty_points())
     assert rep.empty and list(rep.columns) == REPORT_COLUMNS
@@ -200,7 +200,7 @@ def test_quality_cli_pattern_without_match_says_so(store, tmp_path, capsys):
     db = str(tmp_path / "test.duckdb")
     assert main(["quality", "--db", db, "--series", "zzz*"]) == 0
     assert capsys.readouterr().out.strip() == "no series matches 'zzz*' (2 stored)"
-    from core.store import Store
+    from core.data.store import Store
 
     Store(tmp_path / "empty.duckdb").close()
     assert main(["quality", "--db", str(tmp_path / "empty.duckdb")]) == 0

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import InsufficientDataError, ValidationError
-from core.recommend import (
+from core.alerting.recommend import (
     as_rule_dict,
     fit_levels,
     fit_mask,
@@ -31,8 +30,9 @@ from core.recommend import (
     step_decimals,
     suggest_rule,
 )
-from core.replay import replay
-from core.rules import Rule
+from core.alerting.replay import replay
+from core.alerting.rules import Rule
+from core.errors import InsufficientDataError, ValidationError
 
 T0 = pd.Timestamp("2026-03-02", tz="UTC")
 H = pd.Timedelta("1h")

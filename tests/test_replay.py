@@ -20,9 +20,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.alerting.replay import (
+    EPISODE_COLUMNS,
+    _firing,
+    _mask_of,
+    replay,
+    replay_all,
+    replay_reference,
+    sweep,
+)
+from core.alerting.rules import Rule
 from core.errors import InsufficientDataError, ValidationError
-from core.replay import EPISODE_COLUMNS, _firing, _mask_of, replay, replay_all, replay_reference, sweep
-from core.rules import Rule
 
 NAN = float("nan")
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -210,8 +218,8 @@ def test_nodata_episodes_match_the_exported_absent_over_time():
     export's NoData alert is absent_over_time(m[10m]), no for: it fires once no sample lies in the last
     10 minutes, from 29 + 10 = 39, until the sample at 60: one episode [39, 60), 21 minutes. The
     3-minute gap (13 - 9 = 4 min < 10) raises none (the old replay reported both gaps, from 10 and 30)."""
-    from core.export import prometheus_export
-    from core.rules import parse_duration
+    from core.alerting.prometheus import prometheus_export
+    from core.alerting.rules import parse_duration
 
     v = np.ones(90)
     v[30:60] = np.nan
@@ -377,7 +385,7 @@ def test_summary_p95_needs_twenty_closed_episodes():
 
 
 def test_summary_against_incidents():
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     v = np.zeros(169)
     v[10:13] = 5
     v[100] = 5
@@ -442,7 +450,7 @@ def test_vectorised_replay_equals_reference_loop(case):
     # and the run-based engine equals the point-by-point recurrence (_firing)
     x = res.values
     n = x.size
-    from core.replay import _counts
+    from core.alerting.replay import _counts
     run_need, keep = _counts(r.for_s, r.keep_firing_for_s, r.consecutive, int(res.interval_s * 1e9))
     for sev, thr in r.triggers().items():
         dense = _firing(x, thr, r.comparator, r.recovery, run_need, keep, None)
@@ -583,7 +591,7 @@ def test_sweep_matches_replay_per_threshold(case, offset):
 
 
 def test_sweep_hand_values_and_incidents():
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     s = mk([0, 1, 2, 3, 2, 1, 0, 3, 0])
     h = pd.Timedelta("1min")
     inc = pd.DataFrame({"start": [T0 + 2 * h], "end": [T0 + 4 * h]})
@@ -626,7 +634,7 @@ def incident_windows(draw, n_minutes: int):
 def test_sweep_incident_scores_equal_the_per_threshold_path(case, offset, data):
     """The all-thresholds-at-once scoring gives exactly what replaying each threshold on its own and
     scoring its episodes with score_events gives (Replay.summary), None there being NaN here."""
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     r, s = case
     up = r.comparator in (">", ">=")
     inc = data.draw(incident_windows(len(s) + 3))
@@ -647,7 +655,7 @@ def test_sweep_incident_scores_equal_the_per_threshold_path(case, offset, data):
 def test_sweep_scores_match_on_a_long_bursty_series():
     """Same check at scale: 3 days of minutes, 60 thresholds, 12 incidents (several per episode and
     several episodes per incident), with for / keep_firing_for / recovery and missing data."""
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     rng = np.random.default_rng(7)
     n = 3 * 1440
     v = 100 + rng.gamma(2.0, 5.0, n) + np.convolve((rng.random(n) < 0.01) * 1.0, np.ones(20), "same") * 30
@@ -666,7 +674,7 @@ def test_sweep_scores_match_on_a_long_bursty_series():
 
 
 def test_sweep_scores_hand_case_with_overlaps_and_open_episode():
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     # at 1.5: episodes [1, 4) and [6, 9) (still firing); at 2.5: [2, 3) and [7, 9) (still firing)
     s = mk([0, 2, 3, 2, 0, 0, 2, 3, 3])
     m = pd.Timedelta("1min")
@@ -696,7 +704,7 @@ def test_sweep_scores_hand_case_with_overlaps_and_open_episode():
 
 
 def test_sweep_scores_incident_spanning_several_episodes():
-    pytest.importorskip("core.scoring")
+    pytest.importorskip("core.analysis.scoring")
     s = mk([0, 5, 0, 5, 0, 5, 0])                     # episodes [1, 2), [3, 4), [5, 6)
     inc = pd.DataFrame({"start": [T0 + pd.Timedelta("90s")], "end": [T0 + pd.Timedelta("270s")]})
     out = sweep(s, ">", [4.0], incidents=inc).iloc[0]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.alerting.rules import Rule, check_overlaps, format_duration, glob_to_regex, parse_duration
 from core.errors import ValidationError
-from core.rules import Rule, check_overlaps, format_duration, glob_to_regex, parse_duration
 
 
 # ----------------------------------------------------------------------------------- durations

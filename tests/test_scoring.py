@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import ValidationError
-from core.scoring import (
+from core.analysis.scoring import (
     nab_file_score,
     nab_probation,
     nab_score,
@@ -17,6 +16,7 @@ from core.scoring import (
     normalised,
     score_events,
 )
+from core.errors import ValidationError
 
 
 def _ep(*pairs):
@@ -99,7 +99,7 @@ def test_score_events_false_alarms_per_week():
 
 
 def test_event_rates_vectorised_matches_definition():
-    from core.scoring import event_rates
+    from core.analysis.scoring import event_rates
 
     # columns: (caught, fp, incidents) -> precision, recall
     r = event_rates([2, 0, 0, 1, 0], [3, 0, 4, 0, 2], [3, 3, 3, 1, 0])

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import ValidationError
-from core.seasonality import (
+from core.analysis.seasonality import (
     analyse_seasonality,
     decompose,
     hourly,
@@ -19,6 +18,7 @@ from core.seasonality import (
     seasonal_band,
     slot_of,
 )
+from core.errors import ValidationError
 
 MONDAY = "2026-01-05"   # a Monday: weeks of the band start on Mondays 00:00 UTC
 

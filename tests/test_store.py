@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.store import Store
 from core.errors import IngestError, NotFound
-from core.store import Store
 from tests.conftest import make_points
 
 
@@ -118,7 +118,7 @@ def test_incidents_roundtrip_and_validation(store):
 
 
 def test_store_writes_are_audited_on_open(store):
-    from core.audit import list_audit, verify_audit
+    from core.data.store.audit import list_audit, verify_audit
 
     r = store.write_points(make_points(5), name="a.csv", sha256="aud", fmt="long", actor="alice")
     store.delete_upload(r.upload_id, actor="bob")
@@ -131,7 +131,7 @@ def test_store_writes_are_audited_on_open(store):
 
 
 def test_series_meta_change_is_audited(store):
-    from core.audit import list_audit
+    from core.data.store.audit import list_audit
 
     store.write_points(make_points(5), name="a.csv", sha256="meta", fmt="long")
     store.set_series_meta("m", unit="ms", kind="histogram_quantile", actor="carol")
@@ -235,7 +235,7 @@ def test_same_bytes_from_two_stores_at_once_give_one_upload(tmp_path, monkeypatc
 
 
 def test_where_builder_skips_absent_filters_and_keeps_parameter_order():
-    from core.store.base import _where
+    from core.data.store.sql import where_clause as _where
 
     assert _where() == ("TRUE", [])
     assert _where(("a = ?", None), ("b >= ?", 0), always=("c IS NOT NULL",)) == (

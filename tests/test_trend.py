@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import signal, stats
 
-from core.trend import (
+from core.analysis.trend import (
     MAX_SLOPE_PAIRS,
     binary_segmentation,
     change_points,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.frame import downsample_minmax, insert_gap_breaks
+from core.data.frame import downsample_minmax, insert_gap_breaks
 
 MAX_BUCKETS = 2000
 GRADE_COLORS = {"A": "#15803d", "B": "#65a30d", "C": "#ca8a04", "D": "#ea580c", "F": "#dc2626",

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.data.frame import series_values
+from core.data.store import Store, default_db_path
 from core.errors import PermissionDenied
-from core.frame import series_values
-from core.store import Store, default_db_path
 
 # Points fetched per batch when computing the quality report of a large store.
 QUALITY_BATCH_POINTS = 2_000_000
@@ -30,7 +30,7 @@ def db_path() -> str:
 def _store(path: str) -> Store:
     s = Store(path)
     try:  # every write the app makes lands in the audit trail (issue 5)
-        from core.audit import install
+        from core.data.store.audit import install
     except ImportError:
         return s
     return install(s)
@@ -48,7 +48,7 @@ def after_write() -> None:
 
 def _identity() -> tuple[Any, str | None]:
     try:
-        from core.identity import ANONYMOUS, current_user
+        from core.policy.identity import ANONYMOUS, current_user
     except ImportError:
         return None, None
     try:
@@ -62,7 +62,7 @@ def _identity() -> tuple[Any, str | None]:
 
 
 def user() -> Any:
-    """The session's :class:`core.identity.User` (the logged-in user, else the local operator).
+    """The session's :class:`core.policy.identity.User` (the logged-in user, else the local operator).
 
     When the roles file is invalid: an anonymous viewer (read-only; see :func:`identity_error`).
     None only when the identity module is missing (then writes are attributed to ``"local"``).
@@ -194,10 +194,10 @@ def compute_quality(st_: Store, series: pd.DataFrame | None = None,
                     max_points: int = QUALITY_BATCH_POINTS) -> pd.DataFrame:
     """Quality report of every stored series, reading points from DuckDB a batch of series at a time.
 
-    One row per series as returned by ``core.quality.quality_report`` (series kinds passed along).
+    One row per series as returned by ``core.data.quality.quality_report`` (series kinds passed along).
     Pure apart from reading the store; the page caches it (:func:`quality`).
     """
-    from core.quality import quality_report
+    from core.data.quality import quality_report
 
     series = st_.list_series() if series is None else series
     series = series[series["points"] > 0]
@@ -218,9 +218,9 @@ def _quality(path: str) -> pd.DataFrame:
 
 
 def quality() -> pd.DataFrame | None:
-    """Cached quality report of every series; None while ``core.quality`` is not available."""
+    """Cached quality report of every series; None while ``core.data.quality`` is not available."""
     try:
-        import core.quality  # noqa: F401
+        import core.data.quality  # noqa: F401
     except ImportError:
         return None
     return _quality(db_path())
@@ -228,15 +228,15 @@ def quality() -> pd.DataFrame | None:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _gaps(path: str, key: str) -> pd.DataFrame:
-    from core.quality import gap_table
+    from core.data.quality import gap_table
 
     return gap_table(series_values(_store(path).get_points(key), key))
 
 
 def gaps(key: str) -> pd.DataFrame | None:
-    """Gaps of one series (``start, end, duration_s``); None while ``core.quality`` is not available."""
+    """Gaps of one series (``start, end, duration_s``); None while ``core.data.quality`` is not available."""
     try:
-        import core.quality  # noqa: F401
+        import core.data.quality  # noqa: F401
     except ImportError:
         return None
     return _gaps(db_path(), key)

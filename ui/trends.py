@@ -1,7 +1,7 @@
 """Trends & anomalies: cached calls into core and the page's Plotly figures.
 
-Every number comes from core: :func:`core.analysis.analyse_range` (the range with earlier points as
-causal context), :func:`core.analysis.forecast_from` and :func:`core.explore.display_values`. The
+Every number comes from core: :func:`core.analysis.pipeline.analyse_range` (the range with earlier points as
+causal context), :func:`core.analysis.pipeline.forecast_from` and :func:`core.analysis.explore.display_values`. The
 ``cached_*`` wrappers key them by (database path, series, range, options) with ``st.cache_data``,
 so ``ui.state.after_write()`` (which clears that cache) invalidates them. Figure builders only lay
 out what core computed.
@@ -16,10 +16,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.analysis import Analysis, analyse_range, forecast_from
-from core.explore import display_values
-from core.frame import series_values
-from core.wording import shifts_frame
+from core.analysis.explore import display_values
+from core.analysis.pipeline import Analysis, analyse_range, forecast_from
+from core.analysis.wording import shifts_frame
+from core.data.frame import series_values
 
 MAX_MARKERS = 500         # anomaly markers drawn (the highest scores)
 MAX_SHADES = 200          # incident and outage windows shaded
@@ -71,7 +71,7 @@ def _cached_display(path: str, key: str, start: str, end: str, resolution: str, 
 
 def cached_analysis(key: str, start: pd.Timestamp, end: pd.Timestamp, exclude_incidents: bool = True,
                     exclude_outages: bool = True, horizon: float = 2.0) -> Analysis:
-    """:func:`core.analysis.analyse_range` of a stored series, cached per (db path, series, range,
+    """:func:`core.analysis.pipeline.analyse_range` of a stored series, cached per (db path, series, range,
     exclusions); the forecast is cached apart (per db path, series, end, horizon) so changing the
     range start or an exclusion does not refit it."""
     from ui import state

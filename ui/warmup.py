@@ -13,9 +13,9 @@ HEAVY_MODULES = (
     "statsmodels.tsa.seasonal",
     "statsmodels.tsa.exponential_smoothing.ets",
     "sklearn.ensemble",
-    "core.detect",
-    "core.analysis",
-    "core.replay",
+    "core.analysis.detect",
+    "core.analysis.pipeline",
+    "core.alerting.replay",
 )
 
 

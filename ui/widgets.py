@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.data.store import IngestReport, Store
 from core.errors import IngestError, StudioError
 from core.fmt import fmt_ts
-from core.store import IngestReport, Store
 from ui import state
 
 GRADES = ("A", "B", "C", "D", "F", "insufficient")
@@ -119,7 +119,7 @@ def preview_file(data: bytes, name: str, fmt: str = "auto", head: int = 5) -> di
     Returns a dict with ``ok``; on success ``format, rows, points, series, start, end, head,
     warnings``; on failure ``error, row, column``.
     """
-    from core.ingest import read_metrics
+    from core.data.ingest import read_metrics
 
     try:
         parsed = read_metrics(data, fmt=fmt, name=name)
@@ -141,11 +141,11 @@ def preview_file(data: bytes, name: str, fmt: str = "auto", head: int = 5) -> di
 def import_incident_file(f: Any, actor: str | None = None, *, store: Store | None = None) -> FileResult:
     """Read an incidents file (CSV or NAB ``windows.json``) and store its windows.
 
-    Duplicates are found by content (:func:`core.incidents.import_incidents`): windows already stored
+    Duplicates are found by content (:func:`core.data.incidents.import_incidents`): windows already stored
     under any file name are not imported twice. Returns a :class:`FileResult` whose ``message`` says
     what happened.
     """
-    from core.incidents import import_incidents
+    from core.data.incidents import import_incidents
 
     st_ = store if store is not None else state.store()
     data, name = _bytes_and_name(f)

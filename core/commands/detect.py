@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, DETECTORS, score_online
+from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, DETECTORS, score_online
+from core.data.ingest import read_metrics
 from core.errors import NotFound, ValidationError
-from core.ingest import read_metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

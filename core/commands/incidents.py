@@ -2,7 +2,7 @@
 
 The acting user is ``$STUDIO_USER`` (or ``[local] user`` in the roles file) and needs the ``editor``
 role (``config/roles.toml`` or ``$STUDIO_ROLES``); the import is recorded in the audit trail under
-that user. The same windows are never stored twice (see :func:`core.incidents.import_incidents`).
+that user. The same windows are never stored twice (see :func:`core.data.incidents.import_incidents`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import audit
-    from core.identity import current_user, require
-    from core.incidents import import_incidents
-    from core.store import Store
+    from core.data.incidents import import_incidents
+    from core.data.store import Store, audit
+    from core.policy.identity import current_user, require
 
     user = current_user()
     require(user, "editor")

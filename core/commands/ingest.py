@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.data.ingest import FORMATS
 from core.errors import IngestError, PermissionDenied
-from core.ingest import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.identity import current_user, require
-    from core.store import Store
+    from core.data.store import Store
+    from core.policy.identity import current_user, require
 
     user = current_user()
     try:

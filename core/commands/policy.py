@@ -55,8 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from core import audit
-    from core.store import Store
+    from core.data.store import Store, audit
 
     return audit.install(Store(args.db))
 
@@ -66,13 +65,14 @@ def _fmt_ts(t) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import policy as pol
-    from core.identity import current_user
+    from core.policy import versions as pol
+    from core.policy.identity import current_user
 
     with _store(args) as store:
         name = args.policy
         if args.action == "export":
-            from core import export
+            from core.alerting import prometheus
+            from core.policy.policy_yaml import policy_to_yaml
 
             if args.version is not None:
                 v = pol.get_version(store, name, args.version)
@@ -81,17 +81,17 @@ def run(args: argparse.Namespace) -> int:
                 if v is None:
                     raise StudioError(f"policy {name!r} has no version in force; nothing to export")
             if args.format == "yaml":
-                text = export.policy_to_yaml(v.rules(), {**v.meta, "policy": name})
+                text = policy_to_yaml(v.rules(), {**v.meta, "policy": name})
             else:
-                mapping = export.PromMapping()
+                mapping = prometheus.PromMapping()
                 if args.mapping:
                     import yaml
 
                     sel = yaml.safe_load(Path(args.mapping).read_text(encoding="utf-8")) or {}
                     if not isinstance(sel, dict):
                         raise StudioError(f"{args.mapping}: expected a mapping of series key -> PromQL selector")
-                    mapping = export.PromMapping(selectors={str(k): str(s) for k, s in sel.items()})
-                prom = export.prometheus_export(v.rules(), mapping, policy=name, version=v.number)
+                    mapping = prometheus.PromMapping(selectors={str(k): str(s) for k, s in sel.items()})
+                prom = prometheus.prometheus_export(v.rules(), mapping, policy=name, version=v.number)
                 text = prom.to_yaml()
                 # also in the file as comments; on stderr so a reader of the terminal cannot miss them
                 for w in prom.warnings:
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{v.label} created: {v.reason}")
             return 0
         if args.action == "verify-audit":
-            from core.audit import verify_audit
+            from core.data.store.audit import verify_audit
 
             ok, seq, msg = verify_audit(store)
             print(msg)

@@ -7,8 +7,8 @@ import fnmatch
 
 import pandas as pd
 
-from core.quality import quality_report
-from core.store import Store
+from core.data.quality import quality_report
+from core.data.store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
 from core.errors import ValidationError
-from core.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="metric export (any format core.ingest reads)")
+    parser.add_argument("file", help="metric export (any format core.data.ingest reads)")
     parser.add_argument("--series", help="series key to replay (required when the file holds several)")
     parser.add_argument("--comparator", default=">", choices=COMPARATORS, help="alert when value <cmp> threshold")
     parser.add_argument("--threshold", type=float, help="trigger value of the level named by --severity")
@@ -76,8 +76,8 @@ def _rule(args: argparse.Namespace, key: str) -> Rule:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.ingest import read_metrics
-    from core.replay import replay
+    from core.alerting.replay import replay
+    from core.data.ingest import read_metrics
 
     parsed = read_metrics(args.file)
     points = parsed.points
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     result = replay(rule, points[points["series"] == key], lookback_s=lookback)
     incidents = None
     if args.incidents:
-        from core.incidents import read_incidents
+        from core.data.incidents import read_incidents
 
         incidents = read_incidents(args.incidents)
     early = parse_duration(args.early, path="--early")

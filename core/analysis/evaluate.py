@@ -1,0 +1,252 @@
+"""Evaluate the default detector on the labelled NAB subset: ``python -m core.eval nab [DIR]``.
+
+Each file is scored causally on its own: the detector is fitted on the file's probationary period
+(the first 15% of rows, at most 750, which NAB ignores anyway) and scores every later row using only
+that row and earlier rows. A row whose score is at or above the one shared threshold is a detection.
+
+NAB adapter (documented, the raw score stays honest): after a detection, further detections within
+``refractory_s`` seconds are suppressed, the way an alert is not re-sent while the same episode is
+still open. NAB rewards the earliest detection of a window and charges every extra detection outside
+it; an on-call engineer would likewise get one page per episode, not one per row.
+
+The threshold is chosen once on this subset with ``--sweep`` (the table it prints is the evidence)
+and then fixed in :data:`core.analysis.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file. ``--loco``
+checks that choice out of sample: the threshold is picked on five labelled categories and the sixth
+is scored with it, for each category in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, make_detector
+from core.analysis.scoring import NAB_PROFILES, nab_probation, nab_score, normalised
+from core.errors import InsufficientDataError, NotFound, StudioError
+
+DEFAULT_NAB_DIR = Path(__file__).resolve().parents[3] / "shared" / "nab"
+DEFAULT_REFRACTORY_S = 6 * 3600.0   # one detection per 6 h episode (an alert is not re-sent)
+
+
+@dataclass
+class NabRun:
+    """Scores of every file: ``scores[name] = (timestamps, score array)`` and the windows."""
+
+    scores: dict[str, tuple[pd.DatetimeIndex, np.ndarray]]
+    windows: dict[str, list]
+    seconds: float
+
+
+def read_nab_file(path: Path) -> pd.Series:
+    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex."""
+    df = pd.read_csv(path)
+    if list(df.columns[:2]) != ["timestamp", "value"]:
+        raise StudioError(f"{path}: expected columns timestamp,value, got {list(df.columns)}")
+    idx = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True))
+    return pd.Series(pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64), index=idx)
+
+
+def score_file(series: pd.Series, detector: str = DEFAULT_DETECTOR) -> np.ndarray:
+    """Causal scores of one file: fitted on its probationary rows (which get NaN), scored after."""
+    n = len(series)
+    k = nab_probation(n)
+    out = np.full(n, np.nan)
+    try:
+        det = make_detector(detector).fit(series.iloc[:k])
+    except InsufficientDataError:
+        return out                       # too little history to say anything: no detections
+    out[k:] = det.score(series.iloc[k:])
+    return out
+
+
+def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float,
+               refractory_s: float = DEFAULT_REFRACTORY_S) -> np.ndarray:
+    """Rows where ``score >= threshold``, keeping only the first of any run within ``refractory_s``
+    seconds after a kept detection (causal: a row is kept or dropped using earlier rows only)."""
+    with np.errstate(invalid="ignore"):
+        cand = np.flatnonzero(score >= threshold)
+    out = np.zeros(score.size, dtype=bool)
+    if cand.size == 0:
+        return out
+    t = ts.as_unit("ns").asi8[cand] / 1e9
+    last = -np.inf
+    for i, ti in zip(cand, t, strict=True):       # loops over detections only, not over points
+        if ti - last >= refractory_s or refractory_s <= 0:
+            out[i] = True
+            last = ti
+    return out
+
+
+def _check_files(data_dir: Path, names: list[str]) -> None:
+    """Raise :class:`NotFound` for the first name that is not a csv under ``data_dir``, before any
+    scoring starts, naming it and suggesting close (or else the first few) available names."""
+    missing = [n for n in names if not (data_dir / n).is_file()]
+    if not missing:
+        return
+    available = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
+    bad = missing[0]
+    hint = difflib.get_close_matches(bad, available, n=3, cutoff=0.5) or available[:3]
+    more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+    avail = (f"; expected a path category/name.csv relative to it, e.g. {', '.join(hint)} "
+             f"({len(available)} available)") if available else "; it holds no csv files"
+    raise NotFound(f"NAB file {bad!r} not found in {data_dir}{more}{avail}")
+
+
+def run_nab(nab_dir: Path, detector: str = DEFAULT_DETECTOR, files: list[str] | None = None) -> NabRun:
+    """Score every (or the named) NAB file causally.
+
+    Raises
+    ------
+    NotFound
+        ``windows.json`` is missing, or a named file is not under ``nab_dir/data`` (checked for all
+        names before any file is scored).
+    InsufficientDataError
+        There is no file to score (``files=[]`` or an empty ``windows.json``).
+    """
+    wfile = nab_dir / "windows.json"
+    if not wfile.exists():
+        raise NotFound(f"no NAB windows.json in {nab_dir}; expected the labelled subset there")
+    windows = json.loads(wfile.read_text())
+    names = sorted(windows) if files is None else list(files)
+    if not names:
+        raise InsufficientDataError(f"no NAB files to score in {nab_dir}; name at least one with --files "
+                                    "(category/name.csv) or omit --files to score all of them")
+    _check_files(nab_dir / "data", names)
+    t0 = time.perf_counter()
+    scores = {}
+    for name in names:
+        s = read_nab_file(nab_dir / "data" / name)
+        scores[name] = (s.index, score_file(s, detector))
+    return NabRun(scores, windows, time.perf_counter() - t0)
+
+
+def evaluate(run: NabRun, threshold: float = DEFAULT_THRESHOLD,
+             refractory_s: float = DEFAULT_REFRACTORY_S) -> dict[str, object]:
+    """Normalised score per profile, overall and per category, for one threshold."""
+    files = {n: (ts, detections(ts, sc, threshold, refractory_s)) for n, (ts, sc) in run.scores.items()}
+    out: dict[str, object] = {}
+    per_cat = []
+    for prof in NAB_PROFILES:
+        r = nab_score(files, run.windows, prof)
+        out[prof] = r.normalised
+        pf = r.per_file.assign(category=r.per_file["name"].str.split("/").str[0])
+        g = pf.groupby("category")[["raw", "null", "perfect", "tp", "fp", "fn", "windows"]].sum()
+        g["score"] = [normalised(a, b, c) for a, b, c in zip(g["raw"], g["null"], g["perfect"], strict=True)]
+        g["profile"] = prof
+        per_cat.append(g.reset_index())
+        if prof == "standard":
+            out["per_file"] = r.per_file
+    out["per_category"] = pd.concat(per_cat, ignore_index=True)
+    return out
+
+
+SWEEP_THRESHOLDS = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995, 0.99999)
+
+
+def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_THRESHOLDS,
+                           refractory_s: float = DEFAULT_REFRACTORY_S,
+                           profile: str = "standard") -> pd.DataFrame:
+    """Held-out check of the threshold choice: for each category, pick the threshold that scores best
+    (``profile``, normalised) on the *other* categories, then score the held-out category with it.
+
+    Returns one row per category with labelled windows: ``category, threshold`` (chosen without
+    it), ``held_out`` (its normalised score at that threshold), ``in_sample`` (its score at the
+    threshold chosen on all categories) and ``raw, null, perfect`` (held-out, profile units). The
+    pooled held-out figure is ``normalised(sum raw, sum null, sum perfect)`` over the rows.
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 categories have labelled windows: the threshold could not be chosen without
+        the held-out category, so there is no honest out-of-sample figure.
+    """
+    per_thr = {}
+    for thr in thresholds:
+        pf = evaluate(run, thr, refractory_s)["per_category"]
+        per_thr[thr] = pf[pf["profile"] == profile].set_index("category")
+    cats = [c for c in per_thr[thresholds[0]].index if per_thr[thresholds[0]].loc[c, "windows"] > 0]
+    if len(cats) < 2:
+        raise InsufficientDataError(
+            "leave-one-category-out needs at least 2 categories with windows; got "
+            f"{len(cats)} ({', '.join(cats) or 'none'}) among {len(per_thr[thresholds[0]])} scored "
+            "categories; score more categories (drop --files or name files from other categories)")
+
+    def total(thr: float, keep: list[str]) -> float:
+        g = per_thr[thr].loc[keep]
+        return normalised(g["raw"].sum(), g["null"].sum(), g["perfect"].sum())
+
+    all_cats = list(per_thr[thresholds[0]].index)
+    best_all = max(thresholds, key=lambda t: total(t, all_cats))
+    rows = []
+    for c in cats:
+        others = [o for o in all_cats if o != c]
+        thr = max(thresholds, key=lambda t: total(t, others))
+        g = per_thr[thr].loc[c]
+        rows.append({"category": c, "threshold": thr, "held_out": g["score"],
+                     "in_sample": per_thr[best_all].loc[c, "score"],
+                     "raw": g["raw"], "null": g["null"], "perfect": g["perfect"]})
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: float | None) -> str:
+    return "   n/a" if x is None or not np.isfinite(x) else f"{x:6.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.eval", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("nab", help="score the default detector on the NAB subset")
+    p.add_argument("dir", nargs="?", default=str(DEFAULT_NAB_DIR), help="NAB directory (windows.json, data/)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--refractory-s", type=float, default=DEFAULT_REFRACTORY_S,
+                   help="suppress detections this many seconds after one (NAB adapter)")
+    p.add_argument("--files", nargs="*", default=None, help="only these files (category/name.csv)")
+    p.add_argument("--sweep", action="store_true", help="print scores for a range of thresholds")
+    p.add_argument("--per-file", action="store_true", help="print the standard-profile per-file table")
+    p.add_argument("--loco", action="store_true",
+                   help="leave-one-category-out: choose the threshold on the other categories, score each one")
+    args = ap.parse_args(argv)
+    try:
+        run = run_nab(Path(args.dir), args.detector, args.files)
+        print(f"scored {len(run.scores)} files causally in {run.seconds:.1f} s "
+              f"(detector {args.detector}, refractory {args.refractory_s:g} s)")
+        if args.sweep:
+            print("threshold  standard  low_FP  low_FN")
+            for thr in SWEEP_THRESHOLDS:
+                r = evaluate(run, thr, args.refractory_s)
+                print(f"{thr:<9g}  {_fmt(r['standard'])}  {_fmt(r['reward_low_FP'])}  {_fmt(r['reward_low_FN'])}")
+        r = evaluate(run, args.threshold, args.refractory_s)
+        print(f"threshold {args.threshold:g}: normalised NAB score  standard {_fmt(r['standard'])}  "
+              f"reward_low_FP {_fmt(r['reward_low_FP'])}  reward_low_FN {_fmt(r['reward_low_FN'])}")
+        cat = r["per_category"]
+        wide = cat.pivot(index="category", columns="profile", values="score")[list(NAB_PROFILES)]
+        counts = cat[cat["profile"] == "standard"].set_index("category")[["windows", "tp", "fp"]]
+        table = wide.join(counts)
+        print("per category (normalised; n/a = no labelled window; fp = detections outside windows):")
+        print(table.to_string(float_format=lambda v: f"{v:6.1f}"))
+        if args.loco:
+            lo = leave_one_category_out(run, refractory_s=args.refractory_s)
+            pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
+            print("leave-one-category-out (standard; threshold chosen on the other categories):")
+            print(lo[["category", "threshold", "held_out", "in_sample"]].to_string(
+                index=False, float_format=lambda v: f"{v:8.6g}"))
+            print(f"pooled held-out normalised score: {_fmt(pooled)}")
+        if args.per_file:
+            print(r["per_file"].to_string(float_format=lambda v: f"{v:7.2f}"))
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experiment layer (simulated A/B tests of thresholds): filled by the experiments issue."""

@@ -1,0 +1,1 @@
+"""SLO layer (SLIs, error budgets, burn-rate rules): filled by the SLO issue."""

@@ -1,5 +1,0 @@
-"""The only place that speaks SQL: a DuckDB file with numbered migrations. See :class:`Store`."""
-
-from core.store.base import DEFAULT_DB, IngestReport, Store, default_db_path
-
-__all__ = ["DEFAULT_DB", "IngestReport", "Store", "default_db_path"]
