@@ -632,3 +632,21 @@ def test_session_keeps_database_and_hypothesis_storage_out_of_the_tree(monkeypat
     assert root not in storage_directory("examples", intent_to_write=False).path.resolve().parents
     monkeypatch.setenv("STUDIO_DB", str(tmp_path / "mine.duckdb"))     # a test's own setting wins
     assert Path(default_db_path()) == tmp_path / "mine.duckdb"
+
+
+def test_load_metrics_keeps_the_last_repeat_and_sorts_like_an_upload(tmp_path):
+    from core.data.ingest import load_metrics
+    from core.data.store import Store
+
+    f = tmp_path / "m.csv"
+    f.write_text("timestamp,value\n2026-03-01 00:02:00,3\n2026-03-01 00:00:00,1\n"
+                 "2026-03-01 00:01:00,2\n2026-03-01 00:00:00,9\n")
+    m = load_metrics(f)
+    assert m.rejected == 1 and m.rows == 4 and "1 rejected" in m.report()
+    assert m.points["value"].tolist() == [9.0, 2.0, 3.0]          # last repeat wins, sorted by time
+    with Store(tmp_path / "s.duckdb") as s:
+        rep = s.ingest(f)
+        stored = s.get_points()
+    assert rep.rejected == m.rejected
+    assert stored["value"].tolist() == m.points["value"].tolist()
+    assert (stored["ts"].to_numpy() == m.points["ts"].to_numpy()).all()

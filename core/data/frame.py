@@ -86,6 +86,18 @@ def validate_points(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def drop_repeated(points: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rule every reader shares for a (series, ts) sent more than once: the last row wins.
+
+    Returns the points without the earlier repeats (order otherwise kept) and how many rows were
+    rejected. This is what :meth:`core.data.store.Store.write_points` stores, so a file read by any
+    command gives the same points as its upload.
+    """
+    mask = points.duplicated(["series", "ts"], keep="last").to_numpy()
+    rejected = int(mask.sum())
+    return (points[~mask].reset_index(drop=True) if rejected else points), rejected
+
+
 def series_values(df: pd.DataFrame, key: str | None = None) -> pd.Series:
     """One series of a points frame as a float Series indexed by UTC timestamp, sorted by time."""
     if key is not None:

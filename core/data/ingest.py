@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.frame import empty_points, make_key, parse_key
+from core.data.frame import drop_repeated, empty_points, make_key, parse_key
 from core.errors import IngestError
 
 FORMATS = ("long", "nab", "wide", "prometheus", "cloudwatch", "datadog")
@@ -179,6 +179,48 @@ def decode_bytes(data: bytes, file: str | None = None) -> tuple[str, str, list[s
 
 
 # ---------------------------------------------------------------------------------------- public
+@dataclass
+class LoadedMetrics(ParsedMetrics):
+    """Result of :func:`load_metrics`: :class:`ParsedMetrics` after the store's rules.
+
+    ``points`` is sorted by series and time, with one row per (series, ts); ``rejected`` rows repeated
+    an earlier row's (series, ts) and were dropped (the last one is kept, as an upload keeps it).
+    """
+
+    name: str = ""
+    rejected: int = 0
+
+    def report(self) -> str:
+        """One line for a command's stderr: what was read, kept and rejected."""
+        n = self.points["series"].nunique() if len(self.points) else 0
+        text = (f"{self.name}: {self.rows:,} rows read as {self.format}, {len(self.points):,} points in "
+                f"{n} series")
+        if self.rejected:
+            text += (f"; {self.rejected:,} rejected (a repeated timestamp in a series: the last value is kept, "
+                     "as an upload keeps it)")
+        return text
+
+
+def load_metrics(source: Any, fmt: str = "auto", name: str | None = None) -> LoadedMetrics:
+    """Read a metric file exactly as :meth:`core.data.store.Store.ingest` would store it, without a database.
+
+    Same format detection, parsing and errors as :func:`read_metrics`; then a repeated (series, ts)
+    keeps its last row (counted in ``rejected``) and points are sorted by series and time, so a file
+    that ``ingest`` accepts never stops another command. Gaps stay gaps; nothing is filled.
+
+    Raises
+    ------
+    IngestError
+        On malformed input, naming file, row and column.
+    """
+    data, name = load_source(source, name)
+    parsed = read_metrics(data, fmt=fmt, name=name)
+    points, rejected = drop_repeated(parsed.points)
+    points = points.sort_values(["series", "ts"], kind="stable").reset_index(drop=True)
+    return LoadedMetrics(points=points, format=parsed.format, rows=parsed.rows, warnings=list(parsed.warnings),
+                         kinds=dict(parsed.kinds), units=dict(parsed.units), name=name, rejected=rejected)
+
+
 def read_metrics(source: Any, fmt: str = "auto", name: str | None = None) -> ParsedMetrics:
     """Parse a metric export into a points frame ``[series, ts, value]`` (ts UTC, NaN kept).
 

@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from core.data.frame import empty_points, parse_key, validate_points
+from core.data.frame import drop_repeated, empty_points, parse_key, validate_points
 from core.data.store import audit
 from core.data.store.sql import where_clause
 from core.errors import IngestError, NotFound, StudioError
@@ -477,10 +477,7 @@ class Store:
             return noop(dup)
         pts = validate_points(points)
         nrows = int(rows if rows is not None else len(pts))
-        dupmask = pts.duplicated(["series", "ts"], keep="last").to_numpy()
-        rejected = int(dupmask.sum())
-        if rejected:
-            pts = pts[~dupmask]
+        pts, rejected = drop_repeated(pts)
         keys = list(pd.unique(pts["series"]))
         def attempt() -> IngestReport:
             with self.transaction() as con:
