@@ -204,7 +204,7 @@ def alert_test_case(rule: Any, values: pd.Series, mapping: PromMapping | None = 
         e = n if ep["open"] else int(np.searchsorted(rep.ts_ns, ep["end"].value))
         nodata[s:e] = True
     _, series_labels = parse_key(key)
-    equalities = _selector_equalities(m.selector(r.series, r.matchers))
+    equalities = _selector_equalities(r.promql or m.selector(r.series, r.matchers))
     by_alert: dict[str, list[tuple[np.ndarray, dict[str, str], dict[str, str]]]] = {}
     for grp in doc["groups"]:
         for pr in grp["rules"]:

@@ -227,6 +227,12 @@ class Rule:
         (percent in [0, 100], ratio in [0, 1], durations/bytes/rates >= 0).
     interval_s : float, optional
         Evaluation interval in seconds; None = the series' resolution (median step).
+    promql : str, optional
+        The rule's Prometheus mapping: the PromQL expression the exported alert compares with its
+        levels (e.g. ``sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))``, as imported from
+        a rule file). The replay runs on the stored ``series``; None = derive the selector from
+        ``series`` (see :class:`core.alerting.prometheus.PromMapping`). A severity label value of
+        ``""`` in ``severity_labels`` means the alert carries no severity label.
     """
 
     name: str
@@ -245,6 +251,7 @@ class Rule:
     annotations: dict[str, str] = field(default_factory=dict)
     unit: str | None = None
     interval_s: float | None = None
+    promql: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -310,6 +317,11 @@ class Rule:
                 raise ValidationError(f"unknown severity {k!r}; expected {list(SEVERITIES)}",
                                       path=f"{path}.severity_labels.{k}")
         self.annotations = _str_map(self.annotations, f"{path}.annotations")
+        if self.promql is not None:
+            if not isinstance(self.promql, str) or not self.promql.strip():
+                raise ValidationError("promql must be a non-empty PromQL expression (or omitted)",
+                                      path=f"{path}.promql")
+            self.promql = self.promql.strip()
         if self.unit is not None:
             unit = str(self.unit).strip()
             if not _UNIT_RE.match(unit):
@@ -382,6 +394,8 @@ class Rule:
             d["unit"] = self.unit
         if self.interval_s is not None:
             d["interval"] = format_duration(self.interval_s)
+        if self.promql is not None:
+            d["promql"] = self.promql
         return d
 
     _FIELDS = {
@@ -390,7 +404,7 @@ class Rule:
         "keep_firing_for_s": "keep_firing_for_s", "recovery": "recovery", "consecutive": "consecutive",
         "missing": "missing", "matchers": "matchers", "labels": "labels",
         "severity_labels": "severity_labels", "annotations": "annotations", "unit": "unit",
-        "interval": "interval_s", "interval_s": "interval_s",
+        "interval": "interval_s", "interval_s": "interval_s", "promql": "promql",
     }
 
     @classmethod
@@ -418,7 +432,7 @@ class Rule:
         obj = cls.__new__(cls)
         defaults = {f: getattr(cls, f, None) for f in ("comparator", "warning", "critical", "for_s",
                                                        "keep_firing_for_s", "recovery", "consecutive",
-                                                       "missing", "unit", "interval_s")}
+                                                       "missing", "unit", "interval_s", "promql")}
         for f, v in defaults.items():
             setattr(obj, f, v)
         for f in ("matchers", "labels", "severity_labels", "annotations"):

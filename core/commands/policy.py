@@ -4,6 +4,7 @@ Examples::
 
     python -m core policy export --format prometheus --out alerts.rules.yml
     python -m core policy import data/demo_policy.yaml --reason "team review 2026-11"
+    python -m core policy import-rules alerts.rules.yml grafana-export.yaml --merge
     python -m core policy history
     python -m core policy rollback 3 --reason "v4 pages too often"
 
@@ -38,6 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     im.add_argument("--reason", default=None, help="why (default: 'import <file>')")
     im.add_argument("--base", type=int, default=None,
                     help="version the file was based on (default: the latest; a newer one is a conflict)")
+    ir = sub.add_parser("import-rules", help="import deployed Prometheus rule files / Grafana alert exports as a "
+                        "new version (the rules in force)",
+                        epilog="All files together become one new version. Thresholds become tunable rules; "
+                               "everything else is kept unchanged (listed as not tunable) and exported again.")
+    ir.add_argument("files", nargs="+", metavar="FILE")
+    ir.add_argument("--format", choices=("auto", "prometheus", "grafana"), default="auto")
+    ir.add_argument("--merge", action="store_true",
+                    help="replace only rules of the same name (default: the files replace all rules)")
+    ir.add_argument("--reason", default=None, help="why (default: 'import-rules <files>')")
+    ir.add_argument("--base", type=int, default=None,
+                    help="version the import is based on (default: the latest; a newer one is a conflict)")
+    ir.add_argument("--dry-run", action="store_true", help="print the diff and notes, write nothing")
     sub.add_parser("history", help="list every version with status and reason")
     df = sub.add_parser("diff", help="rule-level diff between two versions")
     df.add_argument("a", type=int)
@@ -58,6 +71,37 @@ def _store(args: argparse.Namespace):
     from core.data.store import Store, audit
 
     return audit.install(Store(args.db))
+
+
+def _import_rules(store, args: argparse.Namespace, user, name: str) -> int:
+    from core.alerting.rule_import import import_rule_files
+    from core.policy import versions as pol
+
+    files = []
+    for f in args.files:
+        try:
+            files.append((Path(f).name, Path(f).read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise StudioError(f"cannot read {f}: {exc.strerror}") from exc
+    result = import_rule_files(files, args.format)
+    plan = pol.plan_rule_import(store, result, policy=name, merge=args.merge)
+    pv = pol.preview(store, name, plan.rules)
+    print(f"{len(result.rules)} tunable rules, {len(result.carried)} kept unchanged (not tunable)")
+    d = pv.diff.to_dict()
+    for k in ("added", "removed", "changed"):
+        if d.get(k):
+            print(f"  {k}: {', '.join(d[k])}")
+    for n in plan.notes:
+        print(f"  note: {n}")
+    if args.dry_run:
+        print("dry run: nothing written")
+        return 0
+    v = pol.import_rules(store, plan, user=user, base_version=args.base,
+                         reason=args.reason or f"import-rules {' '.join(p for p, _ in files)}")
+    print(f"{v.label} created by {v.author}: {v.status}")
+    for r in v.significance:
+        print(f"  needs approval: {r}")
+    return 0
 
 
 def _fmt_ts(t) -> str:
@@ -91,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                     if not isinstance(sel, dict):
                         raise StudioError(f"{args.mapping}: expected a mapping of series key -> PromQL selector")
                     mapping = prometheus.PromMapping(selectors={str(k): str(s) for k, s in sel.items()})
-                prom = prometheus.prometheus_export(v.rules(), mapping, policy=name, version=v.number)
+                prom = prometheus.prometheus_export(v.rules(), mapping, policy=name, version=v.number,
+                                                    carried=v.meta.get("carried_rules") or ())
                 text = prom.to_yaml()
                 # also in the file as comments; on stderr so a reader of the terminal cannot miss them
                 for w in prom.warnings:
@@ -116,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             for r in v.significance:
                 print(f"  needs approval: {r}")
             return 0
+        if args.action == "import-rules":
+            return _import_rules(store, args, user, name)
         if args.action == "history":
             versions = pol.history(store, name)
             if not versions:

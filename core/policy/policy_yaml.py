@@ -26,6 +26,10 @@ Policy YAML (schema ``threshold-studio/policy/v1``)::
         labels: {team: checkout}             # added to the alert's labels
         severity_labels: {warning: ticket, critical: page}   # value of the severity label per level
         annotations: {summary: ..., rationale: why this threshold}
+        promql: 'sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))'  # optional: the PromQL the
+                                             # Prometheus export compares (the replay uses `series`)
+    carried_rules:                           # optional: imported rules the studio cannot tune, kept
+      - {source: prometheus, group: g, interval: 1m, rule: {record: ..., expr: ...}}  # and exported as they came
 
 In memory a rule is the dict of :class:`core.alerting.rules.Rule` (durations as ``for_s`` and
 ``keep_firing_for_s`` in seconds); bounds live in the policy meta (``meta["bounds"][rule name]``).
@@ -45,10 +49,11 @@ from core.errors import ValidationError
 SCHEMA = "threshold-studio/policy/v1"
 MISSING = ("nodata", "keep_last", "resolve")
 SEVERITIES = ("warning", "critical")
-TOP_KEYS = ("schema", "policy", "version", "description", "detection", "response", "defaults", "rules")
+TOP_KEYS = ("schema", "policy", "version", "description", "detection", "response", "defaults", "rules",
+            "carried_rules")
 RULE_KEYS = ("name", "series", "comparator", "warning", "critical", "bounds", "for", "keep_firing_for",
              "recovery", "consecutive", "missing", "interval", "unit", "matchers", "labels", "severity_labels",
-             "annotations")
+             "annotations", "promql")
 DURATION_KEYS = ("for", "keep_firing_for", "interval")
 DEFAULTABLE = ("comparator", "for", "keep_firing_for", "consecutive", "missing", "interval", "unit", "labels",
                "severity_labels")
@@ -154,6 +159,13 @@ def _policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
             meta[k] = doc[k]
     if bounds:
         meta["bounds"] = bounds
+    carried = doc.get("carried_rules")
+    if carried is not None:
+        if not isinstance(carried, list) or not all(isinstance(c, Mapping) and isinstance(c.get("rule"), Mapping)
+                                                    for c in carried):
+            raise ValidationError("expected a list of {source, group, interval, rule} mappings (the rules "
+                                  "imported as not tunable)", path="carried_rules")
+        meta["carried_rules"] = [dict(c) for c in carried]
     return rules, meta
 
 
@@ -183,6 +195,8 @@ def policy_to_yaml(rules: Iterable[Any], meta: Mapping[str, Any] | None = None) 
                     y["bounds"] = {bk: _clean_num(bv) for bk, bv in bounds[rule.name].items()}
         out.append(y)
     doc["rules"] = out
+    if meta.get("carried_rules"):
+        doc["carried_rules"] = list(meta["carried_rules"])
     header = ("# threshold studio policy (schema threshold-studio/policy/v1); fields are documented in "
               "core/policy/policy_yaml.py.\n# Import with: python -m core policy import FILE --reason '...'\n")
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110)

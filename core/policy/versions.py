@@ -855,6 +855,75 @@ def import_yaml(store: Store, text: str, *, user: User, reason: str, base_versio
                  source=source)
 
 
+@dataclass(frozen=True)
+class RuleImportPlan:
+    """What importing deployed rule files would make the policy (see :func:`plan_rule_import`).
+
+    ``rules`` and ``meta`` are what :func:`import_rules` applies (``meta["carried_rules"]`` holds the rules
+    kept unchanged); ``notes`` say what a reader should know (not tunable, unmapped, no stored series).
+    """
+
+    policy: str
+    rules: list[Rule]
+    meta: dict[str, Any]
+    notes: list[str]
+    base_version: int
+
+    @property
+    def carried(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("carried_rules") or [])
+
+
+def _carried_key(c: Mapping[str, Any]) -> tuple[str, str, str]:
+    return str(c.get("source")), str(c.get("group")), str(c.get("name"))
+
+
+def plan_rule_import(store: Store, result: Any, *, policy: str = DEFAULT_POLICY, merge: bool = False,
+                     now: Any = None) -> RuleImportPlan:
+    """The rules and meta a rule-file import (:func:`core.alerting.rule_import.import_rule_files`) gives.
+
+    Without ``merge`` the imported rules replace the policy's rules and carried rules; with ``merge`` they
+    replace only the rules (and carried rules) of the same name and keep the others. Writes nothing;
+    pass the plan's rules to :func:`preview` to see the diff and replayed impact.
+    """
+    active = active_version(store, policy, now)
+    base_meta = dict(active.meta) if active else {}
+    rules = {r.name: r for r in (active.rules() if active and merge else [])}
+    rules.update({r.name: r for r in result.rules})
+    carried = {_carried_key(c): dict(c) for c in (base_meta.get("carried_rules") or []) if merge}
+    new_names = {r.name for r in result.rules}
+    for name in result_names(result) - new_names:  # now carried: the old tunable rule goes
+        rules.pop(name, None)
+    for k in [k for k in carried if k[2] in result_names(result)]:
+        del carried[k]
+    carried.update({_carried_key(c): dict(c) for c in result.carried})
+    meta = {**base_meta, "carried_rules": list(carried.values())}
+    if not meta["carried_rules"]:
+        meta.pop("carried_rules")
+    keys = store.series_keys()
+    notes = list(result.notes)
+    notes += [f"{r.name}: matches no stored series yet (series {r.series!r}); kept, and replayed once that "
+              "data is loaded" for r in result.rules if not r.matching(keys)]
+    return RuleImportPlan(policy, sorted(rules.values(), key=lambda r: r.name), meta, notes,
+                          latest_number(store, policy))
+
+
+def result_names(result: Any) -> set[str]:
+    """Every rule name an import result holds (tunable and carried)."""
+    return {r.name for r in result.rules} | {str(c.get("name")) for c in result.carried}
+
+
+def import_rules(store: Store, plan: RuleImportPlan, *, user: User, reason: str,
+                 base_version: int | None = None, now: Any = None) -> PolicyVersion:
+    """Apply a :class:`RuleImportPlan` as a new policy version (source ``import``; approval as usual).
+
+    ``base_version`` defaults to the version the plan was made against; a newer one is a conflict.
+    """
+    base = plan.base_version if base_version is None else base_version
+    return apply(store, plan.policy, plan.rules, base_version=base, user=user, reason=reason, now=now,
+                 meta=plan.meta, source="import")
+
+
 def seed_demo_policy(store: Store, path: str | Path | None = None, now: Any = None, *,
                      actor: str = "seed") -> PolicyVersion | None:
     """Import ``data/demo_policy.yaml`` as version 1 of ``default`` if the store has no policy yet.

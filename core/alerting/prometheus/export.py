@@ -122,7 +122,7 @@ class PromExport:
 
 
 def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
-                      version: int | None = None) -> PromExport:
+                      version: int | None = None, carried: Iterable[Mapping[str, Any]] = ()) -> PromExport:
     """Prometheus alerting rules for ``rules``, matching the studio's replay (:mod:`core.replay`).
 
     * Timing: the replay fires after ``for + (consecutive - 1) x interval`` of breaching (pending starts
@@ -139,6 +139,10 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
     * Warnings (:attr:`PromExport.warnings`): hysteresis on an interval longer than Prometheus' 5m
       query lookback (``ALERTS`` is not seen), and samples (the mapping's scrape interval) further
       apart than the lookback or window the expression reads them with.
+
+    * ``carried``: rules imported as not tunable (``meta["carried_rules"]`` of a policy version), written
+      unchanged in their original groups after the studio's (see :func:`_carried_groups`).
+    * A rule's own ``promql`` (an imported expression) is the expression compared, before the mapping.
 
     Raises :class:`ValidationError` when two rules would share an alert name, or when a rule's warning
     and critical levels carry the same severity label (the two alerts could not be told apart).
@@ -158,7 +162,7 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
                                   path=f"rules.{r.name}.severity_labels")
         iv = float(r.interval_s) if r.interval_s else m.interval_s
         step = prom_duration(iv)
-        sel = m.selector(r.series, r.matchers)
+        sel = r.promql if r.promql else m.selector(r.series, r.matchers)
         for_s = float(r.for_s) + (r.consecutive - 1) * iv
         window = prom_duration(max(lookback_s, for_s))
         value = f"last_over_time({range_selector(sel, window, step)})" if r.missing == "keep_last" else operand(sel)
@@ -166,6 +170,7 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
         rationale = user_ann.pop("rationale", None)
         unit = f" {r.unit}" if r.unit else ""
         name = names[r.name]
+        shown = r.promql or r.series
         base_labels = {**dict(m.extra_labels), **dict(r.labels)}
         timing = f"for {prom_duration(for_s)}"
         if r.consecutive > 1:
@@ -180,8 +185,8 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
             warnings.append(stale)
         out = by_interval.setdefault(iv, [])
         for lvl, thr in trig.items():
-            labels = {**base_labels, "severity": r.label_for(lvl)}
-            desc = [f"{r.series} {r.comparator} {_num(thr)}{unit} {timing} ({lvl})."]
+            labels = _with_severity(base_labels, r.label_for(lvl))
+            desc = [f"{shown} {r.comparator} {_num(thr)}{unit} {timing} ({lvl})."]
             if rationale:
                 desc.append(f"Rationale: {rationale}")
             if r.recovery is None:
@@ -198,13 +203,13 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
             if r.keep_firing_for_s:
                 rule["keep_firing_for"] = prom_duration(r.keep_firing_for_s)
             rule["labels"] = labels
-            rule["annotations"] = {"summary": f"{r.name}: {r.series} {r.comparator} {_num(thr)}{unit}",
-                                   **user_ann, "description": " ".join(desc)}
+            rule["annotations"] = {"summary": f"{r.name}: {shown} {r.comparator} {_num(thr)}{unit}",
+                                   **user_ann, "description": user_ann.get("description") or " ".join(desc)}
             out.append(rule)
         if r.missing == "nodata":
             out.append({
                 "alert": f"{name}NoData", "expr": f"absent_over_time({range_selector(sel, window, step)})",
-                "labels": {**base_labels, "severity": r.label_for("warning")},
+                "labels": _with_severity(base_labels, r.label_for("warning")),
                 "annotations": {"summary": f"{r.name}: no data for {r.series}",
                                 "description": f"No samples of {r.series} in the last {window}; the rule "
                                                f"cannot be evaluated. Exported from {origin}."},
@@ -215,17 +220,51 @@ def prometheus_export(rules: Iterable[Any], mapping: PromMapping | None = None, 
     order = sorted(by_interval, key=lambda iv: (iv != m.interval_s, iv))
     groups = [{"name": base if iv == m.interval_s else f"{base}-{prom_duration(iv)}",
                "interval": prom_duration(iv), "rules": by_interval[iv]} for iv in order]
+    groups += _carried_groups(carried, {g["name"] for g in groups}, set(names.values()), warnings)
     return PromExport({"groups": groups}, tuple(warnings))
 
 
+def _with_severity(labels: Mapping[str, str], severity: str) -> dict[str, str]:
+    """Alert labels plus ``severity`` (left out when the rule's severity label is ``""``: none)."""
+    return {**labels, "severity": severity} if severity else dict(labels)
+
+
+def _carried_groups(carried: Iterable[Mapping[str, Any]], taken: set[str], alerts: set[str],
+                    warnings: list[str]) -> list[dict[str, Any]]:
+    """Imported rules the studio does not tune, exported as they came, in their original groups.
+
+    Each item is ``{"source": "prometheus"|"grafana", "group": name, "interval": "1m" or None,
+    "rule": the rule mapping as read}``. A Grafana rule cannot be written as a Prometheus rule: it is
+    left out with a warning. A group name already used by the studio's groups gets ``-carried``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for c in carried:
+        rule = dict(c.get("rule") or {})
+        if c.get("source", "prometheus") != "prometheus":
+            warnings.append(f"{rule.get('title') or rule.get('uid') or 'a Grafana rule'}: a Grafana rule the "
+                            "studio does not tune is not written to the Prometheus export (it stays in Grafana)")
+            continue
+        if rule.get("alert") in alerts:
+            warnings.append(f"{rule['alert']}: a carried-through rule has the name of a studio rule; both are "
+                            "exported")
+        name = str(c.get("group") or "carried")
+        gname = name if name not in taken else f"{name}-carried"
+        g = out.setdefault(gname, {"name": gname, **({"interval": c["interval"]} if c.get("interval") else {}),
+                                   "rules": []})
+        order = ("alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations")
+        g["rules"].append({**{k: rule[k] for k in order if k in rule},
+                           **{k: v for k, v in rule.items() if k not in order}})
+    return list(out.values())
+
+
 def prometheus_rules(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
-                     version: int | None = None) -> dict[str, Any]:
+                     version: int | None = None, carried: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Prometheus alerting rules as a dict (``{"groups": [...]}``); see :func:`prometheus_export`."""
-    return prometheus_export(rules, mapping, policy=policy, version=version).doc
+    return prometheus_export(rules, mapping, policy=policy, version=version, carried=carried).doc
 
 
 def to_prometheus_yaml(rules: Iterable[Any], mapping: PromMapping | None = None, *, policy: str = "default",
-                       version: int | None = None) -> str:
+                       version: int | None = None, carried: Iterable[Mapping[str, Any]] = ()) -> str:
     """Prometheus alerting rules file (load with ``rule_files:``; check with ``promtool check rules``).
     Export warnings (see :class:`PromExport`) are written as ``# WARNING:`` comments at the top."""
-    return prometheus_export(rules, mapping, policy=policy, version=version).to_yaml()
+    return prometheus_export(rules, mapping, policy=policy, version=version, carried=carried).to_yaml()
