@@ -45,6 +45,22 @@ with t_active:
             when = f", effective {tables.fmt_ts(lv.effective_at)}" if lv.effective_at else ""
             st.warning(f"v{latest} exists but is not in force ({lv.status}{when}).")
         st.dataframe(tables.rules_frame(active), hide_index=True, width="stretch")
+        exprs = tables.expression_frame(active)
+        if len(exprs):
+            st.subheader("Imported expressions")
+            st.caption("These rules compare a PromQL expression (kept for the export). Set the stored series "
+                       "each one replays on.")
+            edited = st.data_editor(exprs, hide_index=True, width="stretch", key="pol.expr_map",
+                                    disabled=["rule", "promql"] if not note else True)
+            changes = pu.series_changes(active, edited)
+            if st.button("Save mapping...", key="pol.expr_save", disabled=bool(note) or not changes, help=note,
+                         icon=":material/link:"):
+                pu.request("map_series", changes=changes, base=latest)
+        carried = active.meta.get("carried_rules") or []
+        if carried:
+            st.subheader("Not tunable (kept unchanged)")
+            st.caption("Imported rules the studio does not tune; exported again as they came.")
+            st.dataframe(tables.carried_frame(carried), hide_index=True, width="stretch")
 
 with t_hist:
     st.subheader("Version history")
@@ -130,6 +146,33 @@ with t_io:
             if st.button("Import...", key="pol.import", disabled=bool(note) or d.is_empty, help=note,
                          icon=":material/upload:"):
                 pu.request("import", text=text, name=name, base=latest)
+    st.subheader("Import deployed rules")
+    st.caption("Prometheus rule files or Grafana alert rule exports: thresholds become tunable rules, "
+               "everything else is kept unchanged and exported again. All files together make one version.")
+    ups = st.file_uploader("Rule files", type=["yaml", "yml", "json"], accept_multiple_files=True,
+                           disabled=bool(note), key="pol.rules_files")
+    pasted_rules = st.text_area("...or paste one rule file", disabled=bool(note), key="pol.rules_text")
+    c1, c2 = st.columns(2)
+    rfmt = c1.selectbox("Format", ["auto", "prometheus", "grafana"], key="pol.rules_fmt")
+    merge = c2.checkbox("Merge by rule name (keep the other rules)", key="pol.rules_merge")
+    rfiles = [(f.name, f.getvalue().decode("utf-8", "replace")) for f in ups or []]
+    if pasted_rules.strip():
+        rfiles.append(("pasted rules", pasted_rules))
+    if rfiles:
+        plan, rd, rreasons, rerror = pu.rules_import_preview(rfiles, rfmt, merge)
+        if rerror:
+            st.error(f"Not importable: {rerror}", icon=":material/error:")
+        else:
+            st.markdown(f"The new version: {len(plan.rules)} tunable rules, {len(plan.carried)} kept unchanged "
+                        "(not tunable).")
+            tables.show_diff(rd, "Against the version in force: ")
+            for n in plan.notes:
+                st.caption(n)
+            for why in rreasons:
+                st.warning(f"Needs a second person's approval: {why}")
+            if st.button("Import rules...", key="pol.rules_import", disabled=bool(note) or rd.is_empty, help=note,
+                         icon=":material/upload:"):
+                pu.request("import_rules", files=rfiles, fmt=rfmt, merge=merge, base=latest)
     st.subheader("Export")
     if versions:
         numbers = [v.number for v in reversed(versions)]

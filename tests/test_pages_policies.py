@@ -316,3 +316,70 @@ def test_session_user_uses_st_user_only_when_login_is_configured(db, monkeypatch
     (db.parent / "roles.toml").write_text("[roles]\nann = ['admin']\n")          # unknown role
     u, err = pu.session_user()
     assert u.roles == frozenset({"viewer"}) and "unknown role" in err
+
+
+# ---------------------------------------------------------------------------------------- deployed rules
+TEAM_RULES = """groups:
+  - name: api
+    rules:
+      - record: job:errors:ratio5m
+        expr: sum by (job) (rate(errors_total[5m]))
+      - alert: CheckoutErrorRatio
+        expr: sum(rate(errors_total[5m])) / sum(rate(requests_total[5m])) > 0.02
+        for: 10m
+        labels: {team: checkout, severity: warning}
+"""
+
+
+def test_import_deployed_rules_then_map_an_expression_to_a_series(db):
+    at = open_page("policies.py")
+    at.text_area(key="pol.rules_text").input("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: 'x >'\n").run()
+    assert "Not importable: pasted rules: group 'g', alert 'A'.expr: not valid PromQL" in texts(at)
+    at.checkbox(key="pol.rules_merge").check().run()
+    at.text_area(key="pol.rules_text").input(TEAM_RULES).run()
+    page = texts(at)
+    assert "The new version: 13 tunable rules, 1 kept unchanged (not tunable)." in page
+    assert "1 added, 0 removed, 0 changed, 12 unchanged" in page
+    at.button(key="pol.rules_import").click().run()
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    s = app_store(db)
+    v2 = pol.get_version(s, "default", 2)
+    assert (v2.source, v2.reason) == ("import", "import-rules pasted rules")
+    assert [c["name"] for c in v2.meta["carried_rules"]] == ["job:errors:ratio5m"]
+    rule = next(r for r in v2.rules() if r.name == "CheckoutErrorRatio")
+    assert rule.promql.startswith("sum(rate(errors_total") and rule.series == "CheckoutErrorRatio"
+    if v2.status != "approved":
+        pytest.skip("import needs approval in this demo")
+    at.text_area(key="pol.rules_text").input("").run()
+    assert frame_with(at, "promql")["rule"].tolist() == ["CheckoutErrorRatio"]
+    assert frame_with(at, "reason")["name"].tolist() == ["job:errors:ratio5m"]
+    # the mapping editor's change goes through the usual confirm dialog and apply
+    at.session_state["policy_ui.pending"] = ("map_series", {"changes": {
+        "CheckoutErrorRatio": 'error_rate_pct{service="checkout"}'}, "base": 2})
+    at.run()
+    at.button(key="pdlg.yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    v3 = pol.get_version(s, "default", 3)
+    mapped = next(r for r in v3.rules() if r.name == "CheckoutErrorRatio")
+    assert mapped.series == 'error_rate_pct{service="checkout"}' and mapped.promql == rule.promql
+    assert v3.meta["carried_rules"] == v2.meta["carried_rules"]
+    assert mapped.matching(s.series_keys()) == ['error_rate_pct{service="checkout"}']
+
+
+def test_series_changes_and_expression_frame():
+    import json
+
+    from ui import policies as pu
+    from ui import policy_tables as tables
+
+    dicts = [{"name": "E", "series": "E", "comparator": ">", "critical": 1.0, "for": "0s", "missing": "resolve",
+              "promql": "a / b"}, {"name": "P", "series": "p", "warning": 1.0}]
+    v = pol.PolicyVersion(policy="default", number=1, parent_number=None, author="a", created_at=None, reason="r",
+                          content=json.dumps(dicts), content_hash="h", effective_at=None, status="approved",
+                          requires_approval=False)
+    frame = tables.expression_frame(v)
+    assert frame.to_dict("records") == [{"rule": "E", "promql": "a / b", "series": "E"}]
+    frame.loc[0, "series"] = 'x{a="1"}'
+    assert pu.series_changes(v, frame) == {"E": 'x{a="1"}'}
+    assert pu.series_changes(v, tables.expression_frame(v)) == {}

@@ -1,8 +1,8 @@
 """The studio against the real Prometheus engine (Debian's ``promtool``).
 
 * ``promtool check rules`` accepts the export of every policy shape the studio holds;
-* the differential property test: random series (scrape gaps as staleness markers) and random rules,
-  exported by the studio, run by ``promtool test rules`` with the replay's firing timeline as the
+* the differential property test: random series (scrape gaps as staleness markers) and random rules
+  (a quarter of them read back through the rule importer first), exported by the studio, run by ``promtool test rules`` with the replay's firing timeline as the
   expected alerts at every evaluation. A failure prints the first differing case (series, rules,
   expected timeline and promtool's report).
 """
@@ -26,6 +26,7 @@ from core.alerting.promtool import (
     series_values,
 )
 from core.alerting.replay import replay
+from core.alerting.rule_import import import_rule_files
 from core.alerting.rules import Rule
 
 pytestmark = pytest.mark.skipif(promtool_binary() is None,
@@ -86,6 +87,9 @@ def random_case(seed: int):
         selectors[key] = f"{key} * 1"
     mapping = PromMapping(selectors=selectors, lookback=lookback)
     values = random_series(rng, key, int(rng.integers(20, 60)))
+    if rng.random() < 0.25:  # through the importer: export, read back, export again
+        text = prometheus_export([rule], mapping).to_yaml()
+        (rule,) = import_rule_files([(f"c{seed}.yml", text)]).rules
     return alert_test_case(rule, values, mapping, name=f"c{seed}")
 
 

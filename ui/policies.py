@@ -213,7 +213,61 @@ def prometheus_export(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_
     sel = {str(s): str(q).strip() for s, q in zip(mapping["series"], mapping["selector"], strict=True)
            if isinstance(s, str) and s and isinstance(q, str) and q.strip()}
     m = PromMapping(selectors=sel, scrape_interval_s=float(scrape_interval_s))
-    return prometheus_export(version.rules(), m, policy=version.policy, version=version.number)
+    return prometheus_export(version.rules(), m, policy=version.policy, version=version.number,
+                             carried=version.meta.get("carried_rules") or ())
+
+
+def rules_import_preview(files: list[tuple[str, str]], fmt: str, merge: bool
+                         ) -> tuple[Any, pol.PolicyDiff | None, list[str], str | None]:
+    """``(plan, diff against the version in force, reasons it needs approval, error)`` of deployed rule
+    files (Prometheus rule files, Grafana alert exports); see :func:`core.policy.versions.plan_rule_import`."""
+    from core.alerting.rule_import import import_rule_files
+
+    store = state.store()
+    try:
+        plan = pol.plan_rule_import(store, import_rule_files(files, fmt), policy=POLICY, merge=merge)
+        new = pol.normalise_rules(plan.rules)
+    except StudioError as exc:
+        return None, None, [], str(exc)
+    return plan, pol.diff(pol.active_version(store, POLICY), new), pol.approval_reasons(store, POLICY, new), None
+
+
+@_PENDING.register("import_rules")
+@st.dialog("Import deployed rules", icon=":material/upload:", on_dismiss=_clear, width="large")
+def import_rules_dialog(files: list, fmt: str, merge: bool, base: int) -> None:
+    names = ", ".join(n for n, _ in files)
+    how = "merged by rule name into the policy" if merge else "replacing the policy's rules"
+    st.markdown(f"Creates **v{base + 1}** from `{names}`, {how}.")
+
+    def write(u: Any, r: str) -> pol.PolicyVersion:
+        from core.alerting.rule_import import import_rule_files
+
+        plan = pol.plan_rule_import(state.store(), import_rule_files([tuple(f) for f in files], fmt),
+                                    policy=POLICY, merge=merge)
+        return pol.import_rules(state.store(), plan, user=u, reason=r, base_version=base)
+
+    _confirm("Import", write, lambda v: f"Imported {names} as v{v.number}; it {_status_msg(v)}.",
+             f"import-rules {names}")
+
+
+def series_changes(version: pol.PolicyVersion, edited: pd.DataFrame) -> dict[str, str]:
+    """Rule name -> new ``series`` from the edited expression table (only real changes)."""
+    now = {r.name: r.series for r in version.rules()}
+    return {str(n): str(s).strip() for n, s in zip(edited["rule"], edited["series"], strict=True)
+            if isinstance(s, str) and s.strip() and now.get(str(n)) not in (None, s.strip())}
+
+
+@_PENDING.register("map_series")
+@st.dialog("Map imported expressions to series", icon=":material/link:", on_dismiss=_clear, width="large")
+def map_series_dialog(changes: dict, base: int) -> None:
+    store = state.store()
+    active = pol.active_version(store, POLICY)
+    new = [dict(r, series=changes.get(r["name"], r["series"])) for r in active.rule_dicts]
+    st.markdown(f"Creates **v{base + 1}**: each rule below replays on the stored series given; its PromQL "
+                "expression is kept for the export.")
+    show_diff(pol.diff(active, new), "Against the version in force: ")
+    _confirm("Save", lambda u, r: pol.apply(store, POLICY, new, base_version=base, user=u, reason=r),
+             lambda v: f"Saved the mapping as v{v.number}; it {_status_msg(v)}.", "map imported expressions")
 
 
 def prometheus_text(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> str:

@@ -88,3 +88,17 @@ def mapping_frame(version: pol.PolicyVersion) -> pd.DataFrame:
             sel = ""
         rows.append({"series": r.series, "selector": sel})
     return pd.DataFrame(rows, columns=["series", "selector"]).drop_duplicates("series", ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- imported rules
+def carried_frame(carried: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rules kept unchanged (not tunable): ``name, source, group, reason, expr``."""
+    rows = [{"name": c.get("name"), "source": c.get("source"), "group": c.get("group"), "reason": c.get("reason"),
+             "expr": (c.get("rule") or {}).get("expr", "")} for c in carried]
+    return pd.DataFrame(rows, columns=["name", "source", "group", "reason", "expr"])
+
+
+def expression_frame(version: pol.PolicyVersion) -> pd.DataFrame:
+    """Rules that compare an imported PromQL expression: ``rule, promql, series`` (series editable)."""
+    rows = [{"rule": r.name, "promql": r.promql, "series": r.series} for r in version.rules() if r.promql]
+    return pd.DataFrame(rows, columns=["rule", "promql", "series"])
