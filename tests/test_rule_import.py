@@ -373,3 +373,20 @@ def test_cli_import_rules(tmp_path, monkeypatch, capsys):
     assert "v3" not in capsys.readouterr().out                      # the bad import wrote nothing
     if promtool_binary():
         assert check_rules(out_file.read_text()).ok
+
+
+@needs_promtool
+def test_readme_examples_import_as_documented():
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "groups:" in b]
+    assert len(blocks) == 2
+    prom, graf = (import_rule_files([(f"readme{i}.yml", b)]) for i, b in enumerate(blocks))
+    hl = next(r for r in prom.rules if r.name == "HighLatency")
+    assert (hl.warning, hl.critical, hl.labels) == (450.0, 900.0, {"team": "web"})
+    assert [c["name"] for c in prom.carried] == ["job:errors:ratio5m"]
+    (cl,) = graf.rules
+    assert (cl.comparator, cl.warning, cl.recovery, cl.missing) == (">", 500.0, 420.0, "nodata")
+    for res in (prom, graf):
+        assert check_rules(prometheus_export(res.rules, carried=res.carried).to_yaml()).ok
