@@ -51,6 +51,7 @@ from core.alerting.prometheus.importer import (
     _parse,
     _plain,
     _str_map,
+    group_rules,
 )
 from core.errors import ValidationError
 
@@ -149,13 +150,7 @@ def grafana_candidates(doc: Any, file: str) -> tuple[list[Candidate], list[str]]
         if not isinstance(g, Mapping) or not isinstance(g.get("name"), str):
             raise ValidationError("each group must be a mapping with a name and rules", path=f"{gp}.name")
         gp = f"{file}: group {g['name']!r}"
-        interval = None
-        if g.get("interval") is not None:
-            _duration(g["interval"], f"{gp}.interval")
-            interval = str(g["interval"])
-        rules = g.get("rules")
-        if not isinstance(rules, list):
-            raise ValidationError("expected a list of rules", path=f"{gp}.rules")
+        interval, rules = group_rules(g, gp)
         for ri, r in enumerate(rules):
             if not isinstance(r, Mapping) or not isinstance(r.get("title"), str) or not r["title"].strip():
                 raise ValidationError("each rule needs a title", path=f"{gp}, rules[{ri}].title")

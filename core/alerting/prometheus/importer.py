@@ -300,6 +300,18 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def group_rules(g: Mapping[str, Any], where: str) -> tuple[str | None, list[Any]]:
+    """A rule group's ``interval`` (as written, checked; None when absent) and its ``rules`` list."""
+    interval = None
+    if g.get("interval") is not None:
+        _duration(g["interval"], f"{where}.interval")
+        interval = str(g["interval"])
+    rules = g.get("rules")
+    if not isinstance(rules, list):
+        raise ValidationError("expected a list of rules", path=f"{where}.rules")
+    return interval, rules
+
+
 def prometheus_candidates(doc: Any, file: str) -> list[Candidate]:
     """Candidates from a parsed Prometheus rule file (``groups:``); ValidationError names the field."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("groups"), list):
@@ -321,13 +333,7 @@ def prometheus_candidates(doc: Any, file: str) -> list[Candidate]:
         if bad:
             raise ValidationError(f"unknown field {bad[0]!r}; expected some of {sorted(GROUP_KEYS)}",
                                   path=f"{gp}.{bad[0]}")
-        interval = None
-        if g.get("interval") is not None:
-            _duration(g["interval"], f"{gp}.interval")
-            interval = str(g["interval"])
-        rules = g.get("rules")
-        if not isinstance(rules, list):
-            raise ValidationError("expected a list of rules", path=f"{gp}.rules")
+        interval, rules = group_rules(g, gp)
         for ri, r in enumerate(rules):
             rp = f"{gp}, rules[{ri}]"
             if not isinstance(r, Mapping):
