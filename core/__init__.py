@@ -59,6 +59,7 @@ _PUBLIC: dict[str, str] = {
     "suggest_rule": "core.alerting.recommend",
     "PromMapping": "core.alerting.prometheus",
     "prometheus_export": "core.alerting.prometheus",
+    "import_rule_files": "core.alerting.rule_import",
     # policy
     "PolicyVersion": "core.policy.versions",
     "policy_from_yaml": "core.policy.policy_yaml",
