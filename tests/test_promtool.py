@@ -128,6 +128,7 @@ def test_harness_finds_a_planted_difference():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_differential_default_suite():
     """A few hundred random cases (every comparator, for, keep_firing_for, consecutive, recovery
     through ALERTS, nodata/keep_last/resolve, mapped expressions): Prometheus == replay everywhere."""
@@ -137,6 +138,7 @@ def test_differential_default_suite():
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)
 def test_differential_bench():
     n, elapsed = _run_differential(range(1000, 4000))
     print(f"differential (bench): {n} cases equal to Prometheus in {elapsed:.1f}s of promtool")

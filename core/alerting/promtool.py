@@ -48,7 +48,7 @@ import yaml
 from core.alerting.prometheus.export import prometheus_export
 from core.alerting.prometheus.mapping import PromMapping, prom_duration
 from core.alerting.replay import replay
-from core.alerting.rules import Rule, as_rule
+from core.alerting.rules import as_rule
 from core.data.frame import parse_key
 from core.errors import StudioError, ValidationError
 
@@ -152,10 +152,6 @@ def _selector_equalities(selector: str) -> dict[str, str]:
     return out
 
 
-def _duration(seconds: float) -> str:
-    return prom_duration(seconds)
-
-
 def alert_test_case(rule: Any, values: pd.Series, mapping: PromMapping | None = None, *, name: str = "case",
                     series: str | None = None, prom_major: int | None = None) -> PromtoolCase:
     """A ``promtool test rules`` case expecting, at every evaluation, what the studio's replay says.
@@ -222,19 +218,26 @@ def alert_test_case(rule: Any, values: pd.Series, mapping: PromMapping | None = 
         expected[alert] = np.logical_or.reduce([p[0] for p in parts])
         for k in range(n):
             exp = [{"exp_labels": lab, "exp_annotations": ann} for mask, lab, ann in parts if mask[k]]
-            tests.append({"eval_time": _duration(k * iv), "alertname": alert, "exp_alerts": exp})
+            tests.append({"eval_time": prom_duration(k * iv), "alertname": alert, "exp_alerts": exp})
     test_doc = {
         "rule_files": [f"{name}.rules.yml"],
-        "evaluation_interval": _duration(iv),
-        "tests": [{"name": name, "interval": _duration(iv),
+        "evaluation_interval": prom_duration(iv),
+        "tests": [{"name": name, "interval": prom_duration(iv),
                    "input_series": [{"series": key, "values": series_values(values.to_numpy(float))}],
                    "alert_rule_test": tests}],
     }
     return PromtoolCase(name, doc, test_doc, expected)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a repeated mapping out again instead of as a YAML anchor and alias (readable test files)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _dump(doc: dict[str, Any]) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=1000)
 
 
 def write_case(case: PromtoolCase, directory: str | Path) -> Path:
@@ -297,5 +300,5 @@ def describe_case(case: PromtoolCase) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PROM2_RANGE_SLACK_S", "CheckResult", "PromtoolCase", "Rule", "alert_test_case", "check_rules",
+__all__ = ["PROM2_RANGE_SLACK_S", "CheckResult", "PromtoolCase", "alert_test_case", "check_rules",
            "describe_case", "promtool_binary", "promtool_version", "run_cases", "series_values", "write_case"]
