@@ -6,6 +6,9 @@ the naive-peeking contrast) and the command line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -282,9 +285,10 @@ def test_decide_rejects_on_a_failed_guardrail_and_without_an_effect():
 
 
 # ------------------------------------------------------------------------------ honesty checks
-def test_aa_false_positive_rate_sequential_within_alpha_naive_peeking_above(pool):
+@pytest.mark.parametrize("days", [30, 60])
+def test_aa_false_positive_rate_sequential_within_alpha_naive_peeking_above(pool, days):
     plan = plan_experiment(pool.mean(), pool.std(ddof=1), mde_d=0.8, stopping="msprt")
-    res = aa_check(pool, plan, runs=1000, units=30, peek="daily", seed=7)
+    res = aa_check(pool, plan, runs=1000, units=days, peek="daily", seed=7)
     seq, naive = res["sequential"], res["naive_peeking"]
     assert seq["runs"] == naive["runs"] == 1000
     assert seq["false_positive_rate"] <= plan.alpha + 0.01
@@ -322,3 +326,13 @@ def test_cli_power_json_and_bad_input(capsys):
     assert res["fixed_horizon"]["planned"] == 0.8 and 0 <= res["sequential"]["achieved"] <= 1
     assert main(["power", "--runs", "50", "--effect", "1", "--split", "0.95"]) == 2
     assert "split" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ benchmark
+@pytest.mark.bench
+def test_bench_experiment_speed_goals():
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "experiment.py"), "--quick"], capture_output=True,
+                          text=True, timeout=600, cwd=root)
+    print(proc.stdout)
+    assert proc.returncode == 0 and "goals met" in proc.stdout, proc.stdout + proc.stderr
