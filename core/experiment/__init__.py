@@ -6,6 +6,8 @@
 * :mod:`core.experiment.sequential`: the anytime-valid normal-mixture sequential test (mSPRT).
 * :mod:`core.experiment.analyse`: Welch and Mann-Whitney tests, effect sizes, guardrails, verdict.
 * :mod:`core.experiment.checks`: the A/A false-positive check and the achieved-power check.
+* :mod:`core.experiment.lifecycle`: experiments in the store (planning, running, completed, stopped),
+  every transition audited.
 
 ``python -m core.experiment {aa,power,run}`` runs them from the command line.
 """
