@@ -122,3 +122,23 @@ def test_advance_refuses_outcomes_that_do_not_continue_the_record(store, plan):
     with pytest.raises(ValidationError, match="do not continue"):
         lifecycle.advance(store, eid, _outcomes(seed=1), units=1)
     assert len(lifecycle.recorded_units(store, eid)) == 5
+
+
+def test_adoption_hands_rule_b_to_the_policy_preview(store, plan):
+    from core.policy import versions as pol
+    from core.policy.identity import User
+
+    ed = User("ed", "ed@example.com", frozenset({"viewer", "editor"}), os_account="ed-os")
+    other = Rule(name="errors", series="err", comparator=">", warning=5.0)
+    pol.apply(store, pol.DEFAULT_POLICY, [RA, other], base_version=0, user=ed, reason="seed")
+    eid = lifecycle.create(store, name="x", series="lat", rule_a=RA, rule_b=RB, plan=plan)
+    with pytest.raises(ValidationError, match="verdict is adopt"):
+        lifecycle.adoption(store, eid)
+    lifecycle.start(store, eid)
+    assert lifecycle.advance(store, eid, _outcomes(), units=None).action == "adopt"
+    rules, prev = lifecycle.adoption(store, eid)
+    assert [r["name"] for r in rules] == ["A", "errors"] and rules[0]["warning"] == 120.0
+    assert prev.diff.affected == ["A"] and prev.base_version == 1
+    v = pol.apply(store, pol.DEFAULT_POLICY, rules, base_version=prev.base_version, user=ed,
+                  reason=f"experiment {eid}: adopt", source="experiment")
+    assert v.number == 2 and pol.active_version(store).rule_dicts[0]["warning"] == 120.0

@@ -22,6 +22,10 @@ whole horizon once (:func:`core.experiment.simulate.simulate`) and :func:`advanc
 units of it, one day or several at a time, deciding after each batch under the plan's stopping rule
 (:func:`core.experiment.analyse.decide`): a verdict of adopt or reject completes the experiment;
 ``extend`` keeps it running until the 60-day limit, where it completes as reject.
+
+Adopting: :func:`adoption` hands rule B of a completed experiment whose verdict is adopt to the
+policy's apply preview (:func:`core.policy.versions.preview`): B takes the place of the policy rule
+named like A. Applying it stays a separate, confirmed step (``versions.apply(..., source="experiment")``).
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from core.data.store import experiments as sql
 from core.errors import ConflictError, NotFound, ValidationError
 from core.experiment.analyse import DEFAULT_DELAY_MARGIN_S, Decision, decide
 from core.experiment.plan import MAX_DAYS, Plan
+from core.policy.versions import DEFAULT_POLICY, Preview, active_version, preview
 
 __all__ = ["STATUSES", "TRANSITIONS", "create", "replan", "start", "advance", "stop", "get", "plan_of",
-           "list_all", "recorded_units"]
+           "list_all", "recorded_units", "adoption"]
 
 STATUSES = ("planning", "running", "completed", "stopped")
 #: audit action -> (statuses it may start from, status it leads to)
@@ -213,3 +218,29 @@ def advance(store: Any, experiment_id: int, outcomes: pd.DataFrame, *, units: in
             _move(store, row, "experiment.complete", actor, reason=dec.reason,
                   result=_json(result), detail={"action": dec.action, "units": n1})
     return dec
+
+
+def adoption(store: Any, experiment_id: int, policy: str = DEFAULT_POLICY,
+             now: Any = None) -> tuple[list[dict[str, Any]], Preview]:
+    """The policy's rules with rule B in place of rule A, and the apply preview of that change.
+
+    Only for a completed experiment whose verdict is adopt (:class:`ValidationError` otherwise).
+    B keeps A's name so the policy's rule is replaced, not duplicated; when the policy in force has
+    no rule of that name, B is added. Writes nothing.
+    """
+    row = get(store, experiment_id)
+    if row["status"] != "completed" or (row["result"] or {}).get("action") != "adopt":
+        verdict = (row["result"] or {}).get("action")
+        raise ValidationError(f"experiment {experiment_id} is {row['status']}"
+                              f"{f' with verdict {verdict}' if verdict else ''}: only a completed experiment "
+                              "whose verdict is adopt hands rule B to the policy", path="status")
+    name_a = row["rule_a"]["name"]
+    b = Rule.from_dict({**row["rule_b"], "name": name_a}, path="rule_b").to_dict()
+    active = active_version(store, policy, now)
+    rules = [dict(r) for r in active.rule_dicts] if active else []
+    at = next((i for i, r in enumerate(rules) if r["name"] == name_a), None)
+    if at is None:
+        rules.append(b)
+    else:
+        rules[at] = b
+    return rules, preview(store, policy, rules, now)
