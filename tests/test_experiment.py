@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, stats
+from scipy.stats import norm
 from statsmodels.stats.power import TTestIndPower
 
 from core.alerting.rules import Rule
@@ -21,6 +22,13 @@ from core.errors import InsufficientDataError, ValidationError
 from core.experiment.__main__ import main
 from core.experiment.analyse import compare, decide, guardrails
 from core.experiment.checks import aa_check, draw_runs, outcome_pool, power_check
+from core.experiment.groupseq import (
+    crossing_probability,
+    drift_for_power,
+    look_fractions,
+    obf_boundaries,
+    obf_spending,
+)
 from core.experiment.plan import fixed_power, plan_experiment, power_curve, sequential_power
 from core.experiment.sequential import msprt_half_width, msprt_log_lr, msprt_reject, running_moments, welch
 from core.experiment.simulate import (
@@ -174,6 +182,23 @@ def test_running_moments_and_welch_match_scipy():
     assert w["df"][-1] == pytest.approx(ref.df)
 
 
+def test_obrien_fleming_boundaries_spend_alpha_as_planned():
+    t = np.array([0.25, 0.5, 0.75, 1.0])
+    c = obf_boundaries(t, 0.05)
+    assert c[0] == pytest.approx(norm.ppf(1 - obf_spending(0.25, 0.05) / 2), abs=1e-5)   # first look: spend alone
+    assert (np.diff(c) < 0).all() and 1.96 < c[-1] < 2.1
+    assert crossing_probability(t, c, 0.0) == pytest.approx(0.05, abs=1e-4)
+    mu = drift_for_power(t, c, 0.8)
+    assert 1.0 < (mu / (norm.ppf(0.975) + norm.ppf(0.8))) ** 2 < 1.05            # a few percent more units
+    rng = np.random.default_rng(0)                                                 # Brownian check
+    dt = np.diff(np.r_[0.0, t])
+    for drift, target in ((0.0, 0.05), (mu, 0.8)):
+        z = np.cumsum(rng.standard_normal((100_000, 4)) * np.sqrt(dt) + drift * dt, axis=1) / np.sqrt(t)
+        assert (np.abs(z) >= c).any(axis=1).mean() == pytest.approx(target, abs=0.006)
+    n, frac = look_fractions(30, 7)
+    assert n.tolist() == [7, 14, 21, 28, 30] and frac[-1] == 1.0
+
+
 # ------------------------------------------------------------------------------ planning
 def test_fixed_plan_matches_statsmodels_and_says_when_too_long():
     p = plan_experiment(1.0, 1.0, mde_d=0.5, stopping="fixed")
@@ -186,12 +211,20 @@ def test_fixed_plan_matches_statsmodels_and_says_when_too_long():
     assert r.n_b < r.n_a and r.units > q.units
 
 
+def test_group_sequential_plan_costs_a_few_percent_over_fixed():
+    fixed = plan_experiment(1.0, 1.0, mde_d=0.8, stopping="fixed")
+    obf = plan_experiment(1.0, 1.0, mde_d=0.8, stopping="obf")
+    assert obf.look_every == 7 and 1.0 < obf.inflation < 1.1
+    assert fixed.units < obf.units <= np.ceil(fixed.units * 1.1)
+    assert fixed.look_every == fixed.units and fixed.inflation == 1.0
+
+
 def test_sequential_plan_is_longer_and_its_power_curve_reaches_the_target():
     fixed = plan_experiment(1.0, 1.0, mde_d=1.0, stopping="fixed")
     seq = plan_experiment(1.0, 1.0, mde_d=1.0, stopping="msprt")
     assert seq.units > fixed.units and seq.tau == pytest.approx(1.0)
     curve = power_curve(seq)
-    assert list(curve.columns) == ["days", "units", "power_fixed", "power_sequential"]
+    assert list(curve.columns) == ["days", "units", "power_fixed", "power_sequential", "power_group_sequential"]
     assert curve["days"].tolist() == list(range(3, 61))
     at = curve.set_index("units")
     assert at.loc[seq.units, "power_sequential"] >= 0.8 > at.loc[seq.units - 1, "power_sequential"]
@@ -268,6 +301,11 @@ def test_decide_adopts_a_clear_improvement_early_and_refuses_to_peek_with_a_fixe
     assert fixed.units > 10
     early = decide(fixed, out.iloc[:10])
     assert early.action == "extend" and "no decision before" in early.reason
+    obf = plan_experiment(3.0, 1.7, mde_rel=-0.5, stopping="obf", look_every=5)
+    g = decide(obf, out)
+    assert g.action == "adopt" and g.units % 5 == 0 and g.units < obf.units and g.stopped_early
+    assert g.primary["obf_boundary"] > 1.96
+    assert decide(obf, out.iloc[:4]).action == "extend"
 
 
 def test_decide_rejects_on_a_failed_guardrail_and_without_an_effect():
@@ -292,13 +330,14 @@ def test_aa_false_positive_rate_sequential_within_alpha_naive_peeking_above(pool
     seq, naive = res["sequential"], res["naive_peeking"]
     assert seq["runs"] == naive["runs"] == 1000
     assert seq["false_positive_rate"] <= plan.alpha + 0.01
+    assert res["group_sequential"]["false_positive_rate"] <= plan.alpha + 0.01
     assert naive["false_positive_rate"] > plan.alpha
     assert naive["interval"][0] > plan.alpha                   # visibly, not by chance
     assert naive["false_positive_rate"] > 2 * seq["false_positive_rate"]
     assert res["fixed_horizon"]["false_positive_rate"] <= plan.alpha + 0.02
 
 
-@pytest.mark.parametrize("stopping", ["fixed", "msprt"])
+@pytest.mark.parametrize("stopping", ["fixed", "msprt", "obf"])
 def test_achieved_power_is_within_five_points_of_planned(pool, stopping):
     plan = plan_experiment(pool.mean(), pool.std(ddof=1), mde_d=1.0, stopping=stopping)
     res = power_check(pool, plan, runs=1000, seed=9)
@@ -336,3 +375,22 @@ def test_bench_experiment_speed_goals():
                           text=True, timeout=600, cwd=root)
     print(proc.stdout)
     assert proc.returncode == 0 and "goals met" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_cli_on_a_stored_series_with_its_incidents(tmp_path, capsys, history):
+    from core.data.store import Store
+
+    db = tmp_path / "s.duckdb"
+    pts = pd.DataFrame({"series": history.name, "ts": history.index, "value": history.to_numpy()})
+    with Store(db) as st:
+        st.write_points(pts, name="h.csv", sha256="h", fmt="long")
+        st.add_incidents(pd.DataFrame({"series": [history.name], "start": [history.index[3 * 1440 + 600]],
+                                       "end": [history.index[3 * 1440 + 700]]}), source="test")
+    assert main(["run", "--db", str(db), "--series", str(history.name), "--threshold-b", "999",
+                 "--pool-days", "20", "--days", "20", "--stopping", "fixed", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["days"] == 20 and res["decision"]["action"] in ("adopt", "reject", "extend")
+    # B never fires: it misses every incident, so it can never be adopted
+    assert res["decision"]["action"] != "adopt"
+    assert main(["aa", "--db", str(db), "--series", "nope", "--runs", "10"]) == 2
+    assert "no stored points" in capsys.readouterr().err

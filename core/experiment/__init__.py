@@ -4,6 +4,7 @@
   random assignment of days to A or B, per-unit outcomes from replaying both rules.
 * :mod:`core.experiment.plan`: power analysis (statsmodels) and the pre-registered stopping rule.
 * :mod:`core.experiment.sequential`: the anytime-valid normal-mixture sequential test (mSPRT).
+* :mod:`core.experiment.groupseq`: group-sequential looks with O'Brien-Fleming-type alpha spending.
 * :mod:`core.experiment.analyse`: Welch and Mann-Whitney tests, effect sizes, guardrails, verdict.
 * :mod:`core.experiment.checks`: the A/A false-positive check and the achieved-power check.
 * :mod:`core.experiment.lifecycle`: experiments in the store (planning, running, completed, stopped),

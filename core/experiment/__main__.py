@@ -130,7 +130,7 @@ def cmd_power(args: argparse.Namespace) -> dict[str, Any]:
                                lower_is_better=_lower_is_better(args.metric))
         r = power_check(y, plan, runs=args.runs, peek=args.peek, seed=args.seed + 2)
         r.update(in_range=plan.in_range, note=plan.note)
-        out["sequential" if stopping == "msprt" else "fixed_horizon"] = r
+        out[{"msprt": "sequential", "obf": "group_sequential", "fixed": "fixed_horizon"}[stopping]] = r
     return out
 
 
@@ -156,16 +156,16 @@ def _text(cmd: str, res: dict[str, Any]) -> str:
     if cmd == "aa":
         lines = [f"A/A check, {res['sequential']['runs']} runs of {res['units']} days, {res['peek']} looks, "
                  f"alpha {res['sequential']['alpha']}:"]
-        for k in ("sequential", "naive_peeking", "fixed_horizon"):
+        for k in ("sequential", "group_sequential", "naive_peeking", "fixed_horizon"):
             r = res[k]
-            lines.append(f"  {k:<14} false-positive rate {r['false_positive_rate']:.3f} "
+            lines.append(f"  {k:<16} false-positive rate {r['false_positive_rate']:.3f} "
                          f"(95% {r['interval'][0]:.3f}-{r['interval'][1]:.3f})")
         return "\n".join(lines)
     if cmd == "power":
         lines = [f"power at effect d={res['effect_d']}, {res['runs']} runs:"]
-        for k in ("sequential", "fixed_horizon"):
+        for k in ("sequential", "group_sequential", "fixed_horizon"):
             r = res[k]
-            lines.append(f"  {k:<14} {r['units']} units: planned {r['planned']:.2f}, achieved {r['achieved']:.3f} "
+            lines.append(f"  {k:<16} {r['units']} units: planned {r['planned']:.2f}, achieved {r['achieved']:.3f} "
                          f"(95% {r['interval'][0]:.3f}-{r['interval'][1]:.3f}) {r['note']}")
         return "\n".join(lines)
     d = res["decision"]

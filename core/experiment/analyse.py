@@ -11,8 +11,9 @@
   clear harm; they are not a second sequential test.
 * :func:`decide`: the verdict under the plan's pre-registered stopping rule. With ``msprt`` the test
   is looked at after every unit and stops at the first look whose mixture likelihood ratio reaches
-  ``1 / alpha`` (:mod:`core.experiment.sequential`); with ``fixed`` nothing is decided before the
-  planned number of units, and then once, by Welch's test.
+  ``1 / alpha`` (:mod:`core.experiment.sequential`); with ``obf`` at the planned looks, where Welch's
+  p-value is compared with the O'Brien-Fleming boundary's nominal level (:mod:`core.experiment.groupseq`); with
+  ``fixed`` nothing is decided before the planned number of units, and then once, by Welch's test.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import InsufficientDataError, ValidationError
+from core.experiment.groupseq import design, obf_reject
 from core.experiment.plan import MAX_DAYS, Plan
 from core.experiment.sequential import msprt_half_width, msprt_log_lr, msprt_looks
 
@@ -201,7 +203,7 @@ def _path(plan: Plan, y: np.ndarray, in_b: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"units": np.arange(1, y.size + 1), "look": look, "diff": w["diff"],
                          "cs_low": np.where(look, w["diff"] - hw, np.nan),
                          "cs_high": np.where(look, w["diff"] + hw, np.nan),
-                         "log_lr": np.where(look, llr, np.nan), "welch_p": w["p"]})
+                         "log_lr": np.where(look, llr, np.nan), "welch_t": w["t"], "welch_p": w["p"]})
 
 
 def decide(plan: Plan, outcomes: pd.DataFrame, *,
@@ -225,10 +227,20 @@ def decide(plan: Plan, outcomes: pd.DataFrame, *,
     at_horizon = y.size >= plan.units
     max_units = MAX_DAYS * plan.units_per_day
     stopped_early = False
+    boundary = None
     if plan.stopping == "msprt":
         crossed = np.flatnonzero(path["look"].to_numpy() & (path["log_lr"].to_numpy() >= log_thr))
         stop = int(crossed[0]) + 1 if crossed.size else y.size
         significant = bool(crossed.size)
+        stopped_early = significant and stop < plan.units
+    elif plan.stopping == "obf":
+        n_k, c_k = design(plan.units, plan.look_every, plan.alpha)
+        seen = n_k <= y.size
+        at = n_k[seen] - 1
+        hit = np.flatnonzero(obf_reject(path["welch_p"].to_numpy()[at], c_k[seen]) & path["look"].to_numpy()[at])
+        significant = bool(hit.size)
+        stop = int(n_k[hit[0]]) if hit.size else min(y.size, plan.units)
+        boundary = float(c_k[hit[0]]) if hit.size else (float(c_k[seen][-1]) if seen.any() else None)
         stopped_early = significant and stop < plan.units
     else:
         stop = min(y.size, plan.units)
@@ -241,14 +253,17 @@ def decide(plan: Plan, outcomes: pd.DataFrame, *,
         return Decision("extend", f"too few units so far: {e}", stop, False, {}, [], path)
     row = path.iloc[stop - 1]
     primary.update(log_lr=_none(row["log_lr"]), log_threshold=log_thr,
-                   cs=[_none(row["cs_low"]), _none(row["cs_high"])], stopping=plan.stopping)
+                   cs=[_none(row["cs_low"]), _none(row["cs_high"])], stopping=plan.stopping, obf_boundary=boundary)
     # guardrails look at every unit seen so far: after a sequential stop the test may go on for them
     guards = guardrails(outcomes if plan.stopping == "msprt" else used, alpha=plan.alpha,
                         delay_margin_s=delay_margin_s)
     better = primary["diff"] < 0 if plan.lower_is_better else primary["diff"] > 0
     m = plan.metric.replace("_", " ")
-    how = (f"the sequential test crossed its boundary after {stop} units" if plan.stopping == "msprt"
-           else f"Welch's test at the planned {plan.units} units gives p = {primary['welch_p']:.3g}")
+    how = {"msprt": f"the sequential test crossed its boundary after {stop} units",
+           "obf": f"|t| = {abs(primary['welch_t'] or 0):.2f} at the look after {stop} units "
+                  f"(O'Brien-Fleming boundary {boundary if boundary is not None else float('nan'):.2f})",
+           "fixed": f"Welch's test at the planned {plan.units} units gives p = {primary['welch_p']:.3g}"
+           }[plan.stopping]
     if significant and not better:
         return Decision("reject", f"B is significantly worse on {m}: {how}", stop, stopped_early, primary,
                         guards, path)
@@ -270,7 +285,8 @@ def decide(plan: Plan, outcomes: pd.DataFrame, *,
     if at_horizon:
         return Decision("reject", f"no difference in {m} of the planned size was detected after {stop} units "
                         "(keep A)", stop, False, primary, guards, path)
-    rule = ("no boundary crossed yet" if plan.stopping == "msprt"
-            else "fixed-horizon plan: no decision before the planned units")
+    rule = {"msprt": "no boundary crossed yet",
+            "obf": f"no boundary crossed at the looks so far (every {plan.look_every} units)",
+            "fixed": "fixed-horizon plan: no decision before the planned units"}[plan.stopping]
     return Decision("extend", f"{y.size} of {plan.units} planned units; {rule}", stop, False, primary, guards,
                     path)

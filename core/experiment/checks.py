@@ -13,7 +13,8 @@ checks separate the two costs:
 **A/A** (:func:`aa_check`): both arms run the same rule, so every rejection is a false positive. The
 false-positive rate is reported for the sequential test (mSPRT, looked at after every day), for
 *naive daily peeking* (Welch's test after every day, stopping at the first p < alpha: the classic
-mistake, whose rate climbs well above alpha) and for the fixed-horizon Welch test at the last day.
+mistake, whose rate climbs well above alpha), for the O'Brien-Fleming group-sequential design with
+weekly looks and for the fixed-horizon Welch test at the last day.
 
 **Power** (:func:`power_check`): B's units are A's pool values shifted by ``effect x sd`` in the
 improving direction (a location-shift model of an effect of Cohen's d = ``effect``); the achieved
@@ -32,6 +33,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from core.alerting.rules import Rule
 from core.errors import InsufficientDataError, ValidationError
+from core.experiment.groupseq import design, obf_reject
 from core.experiment.plan import Plan
 from core.experiment.sequential import msprt_looks
 from core.experiment.simulate import SHAPES, future_days, unit_outcomes
@@ -97,7 +99,11 @@ def _rejections(plan: Plan, y: np.ndarray, in_b: np.ndarray, peek: str) -> dict[
     p = np.nan_to_num(w["p"], nan=1.0)
     naive = ((p < plan.alpha) & w["look"]).any(axis=1)
     fixed = p[:, -1] < plan.alpha
-    return {"sequential": seq, "naive": naive, "fixed": fixed}
+    # group sequential: the plan's looks when it is an O'Brien-Fleming plan, else weekly over these units
+    every = plan.look_every if plan.stopping == "obf" else 7 * plan.units_per_day
+    n_k, c_k = design(units, every, plan.alpha)
+    obf = (obf_reject(p[:, n_k - 1], c_k[None, :]) & w["look"][:, n_k - 1]).any(axis=1)
+    return {"sequential": seq, "group_sequential": obf, "naive": naive, "fixed": fixed}
 
 
 def aa_check(pool: Any, plan: Plan, *, runs: int = 1000, units: int | None = None, peek: str = "daily",
@@ -105,14 +111,16 @@ def aa_check(pool: Any, plan: Plan, *, runs: int = 1000, units: int | None = Non
     """A/A false-positive rates: sequential vs naive peeking vs fixed horizon (module docstring).
 
     ``units`` defaults to the plan's horizon capped at 60 days. Returns ``{"sequential": {...},
-    "naive_peeking": {...}, "fixed_horizon": {...}, "units", "peek"}``, each with ``runs, alpha,
-    false_positive_rate, interval``.
+    "group_sequential": {...}, "naive_peeking": {...}, "fixed_horizon": {...}, "units", "peek"}``, each
+    with ``runs, alpha, false_positive_rate, interval``. ``sequential`` is the mixture test looked at
+    as ``peek`` says; ``group_sequential`` the O'Brien-Fleming design with weekly looks (or the plan's).
     """
     units = int(units or min(plan.units, 60 * plan.units_per_day))
     y, in_b = draw_runs(pool, runs=runs, units=units, split=plan.split, seed=seed)
     r = _rejections(plan, y, in_b, peek)
     return {"units": units, "peek": peek, "stopping": plan.stopping,
             "sequential": rate_summary(r["sequential"], plan.alpha),
+            "group_sequential": rate_summary(r["group_sequential"], plan.alpha),
             "naive_peeking": rate_summary(r["naive"], plan.alpha),
             "fixed_horizon": rate_summary(r["fixed"], plan.alpha)}
 
@@ -129,7 +137,7 @@ def power_check(pool: Any, plan: Plan, *, runs: int = 500, peek: str = "daily",
     shift = plan.mde_d * sd * (-1 if plan.lower_is_better else 1)
     y, in_b = draw_runs(pool, runs=runs, units=plan.units, split=plan.split, shift=shift, seed=seed)
     r = _rejections(plan, y, in_b, peek)
-    hits = r["sequential"] if plan.stopping == "msprt" else r["fixed"]
+    hits = {"msprt": r["sequential"], "obf": r["group_sequential"], "fixed": r["fixed"]}[plan.stopping]
     s = rate_summary(hits, plan.alpha)
     return {"stopping": plan.stopping, "effect_d": plan.mde_d, "units": plan.units, "days": plan.days,
             "runs": s["runs"], "planned": plan.power, "achieved": s["false_positive_rate"],

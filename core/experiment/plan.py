@@ -20,6 +20,10 @@ Required units:
   ``Phi((d - b) / sqrt(V)) + Phi((-d - b) / sqrt(V))``, ``V = 1/n_A + 1/n_B`` in sd units, ``b`` the
   confidence-sequence half-width) is used, which is conservative. Being allowed to stop early costs
   a longer worst-case horizon than the fixed test's.
+* ``stopping="obf"``: group-sequential looks every ``look_every`` units (default weekly) with
+  O'Brien-Fleming-type alpha spending (:mod:`core.experiment.groupseq`): the fixed test's units
+  times the design's inflation factor (a few percent), found by iterating because the number of
+  looks depends on the horizon.
 
 Units are days (``units_per_day`` > 1 for fleets where hosts are the units); the duration must be
 3-60 days, and a plan outside that range says so in ``note`` rather than pretending.
@@ -37,12 +41,13 @@ from scipy.stats import norm
 from statsmodels.stats.power import TTestIndPower
 
 from core.errors import InsufficientDataError, ValidationError
+from core.experiment.groupseq import inflation as obf_inflation
 from core.experiment.sequential import msprt_half_width, msprt_looks
 
 __all__ = ["STOPPING_RULES", "MIN_DAYS", "MAX_DAYS", "Plan", "plan_experiment", "power_curve",
            "fixed_power", "sequential_power", "sequential_power_bound"]
 
-STOPPING_RULES = ("msprt", "fixed")
+STOPPING_RULES = ("msprt", "obf", "fixed")
 MIN_DAYS, MAX_DAYS = 3, 60
 MAX_UNITS = 100_000
 #: the sequential power is simulated up to this many units; beyond, the closed-form bound is used
@@ -70,7 +75,7 @@ class Plan:
         The same as a relative change of the mean, when the plan was made from one.
     alpha, power, split : float
         Significance level (two-sided), target power, share of units in B.
-    stopping : {"msprt", "fixed"}
+    stopping : {"msprt", "obf", "fixed"}
         Stopping rule, chosen here and never changed afterwards.
     min_units : int
         Units per arm before the first sequential look.
@@ -81,6 +86,10 @@ class Plan:
         Whether ``days`` lies in 3-60.
     note : str
         Plain-language caveat (empty when none).
+    look_every : int
+        Units between looks: 1 for ``msprt``, the horizon for ``fixed``, default a week for ``obf``.
+    inflation : float
+        Units of the plan over the fixed test's for the same effect (1 for ``fixed``).
     """
 
     metric: str
@@ -102,6 +111,8 @@ class Plan:
     days: int
     in_range: bool
     note: str = ""
+    look_every: int = 1
+    inflation: float = 1.0
 
     @property
     def tau(self) -> float:
@@ -180,7 +191,7 @@ def _check(alpha: float, power: float, split: float, stopping: str, units_per_da
 def plan_experiment(baseline_mean: float, baseline_sd: float, *, mde_rel: float | None = None,
                     mde_d: float | None = None, alpha: float = 0.05, power: float = 0.8, split: float = 0.5,
                     stopping: str = "msprt", metric: str = "false_episodes", lower_is_better: bool = True,
-                    min_units: int = 5, units_per_day: int = 1) -> Plan:
+                    min_units: int = 5, units_per_day: int = 1, look_every: int | None = None) -> Plan:
     """Required units and duration for the MDE, alpha and power (module docstring).
 
     Raises
@@ -209,10 +220,24 @@ def plan_experiment(baseline_mean: float, baseline_sd: float, *, mde_rel: float 
         d = abs(float(mde_d))
         if not (np.isfinite(d) and d > 0):
             raise ValidationError(f"mde_d must be a finite Cohen's d > 0, got {mde_d}", path="mde_d")
+    if look_every is not None and int(look_every) < 1:
+        raise ValidationError("look_every must be >= 1 unit", path="look_every")
+    n_a_fixed = float(TTestIndPower().solve_power(effect_size=d, alpha=alpha, power=power,
+                                                  ratio=split / (1 - split), alternative="two-sided"))
+    infl, every = 1.0, 1
     if stopping == "fixed":
-        n_a_raw = float(TTestIndPower().solve_power(effect_size=d, alpha=alpha, power=power,
-                                                    ratio=split / (1 - split), alternative="two-sided"))
-        n_a, n_b = math.ceil(n_a_raw), math.ceil(n_a_raw * split / (1 - split))
+        n_a, n_b = math.ceil(n_a_fixed), math.ceil(n_a_fixed * split / (1 - split))
+    elif stopping == "obf":
+        every = int(look_every or 7 * units_per_day)
+        n_fixed = n_a_fixed / (1 - split)
+        units = math.ceil(n_fixed)
+        for _ in range(4):                                  # the looks depend on the horizon: iterate
+            infl = obf_inflation(units, every, float(alpha), float(power))
+            nxt = math.ceil(n_fixed * infl)
+            if nxt == units:
+                break
+            units = nxt
+        n_a, n_b = math.ceil((1 - split) * units), math.ceil(split * units)
     else:
         ok = np.empty(0, dtype=np.int64)
         for m in MC_STAGES:                                 # short horizons first: cheap and precise
@@ -230,6 +255,10 @@ def plan_experiment(baseline_mean: float, baseline_sd: float, *, mde_rel: float 
         n_a = math.ceil((1 - split) * units)
     n_a, n_b = max(n_a, min_units), max(n_b, min_units)
     units = n_a + n_b
+    if stopping == "msprt":
+        infl = units / (n_a_fixed / (1 - split))
+    elif stopping == "fixed":
+        every = units
     days = math.ceil(units / int(units_per_day))
     in_range = MIN_DAYS <= days <= MAX_DAYS
     note = ""
@@ -243,20 +272,26 @@ def plan_experiment(baseline_mean: float, baseline_sd: float, *, mde_rel: float 
                 mde_rel=None if mde_rel is None else float(mde_rel), alpha=float(alpha), power=float(power),
                 split=float(split), stopping=stopping, min_units=int(min_units),
                 units_per_day=int(units_per_day), n_a=int(n_a), n_b=int(n_b), units=int(units), days=int(days),
-                in_range=in_range, note=note)
+                in_range=in_range, note=note, look_every=int(every), inflation=float(infl))
 
 
 def power_curve(plan: Plan, days: Any = None) -> pd.DataFrame:
-    """Power against duration for the plan's effect: ``days, units, power_fixed, power_sequential``.
+    """Power against duration for the plan's effect: ``days, units, power_fixed, power_sequential``,
+    ``power_group_sequential``.
 
     ``power_sequential`` is the probability of having stopped with a rejection by that day
-    (:func:`sequential_power`). Default days 3-60.
+    (:func:`sequential_power`); ``power_group_sequential`` the power of an O'Brien-Fleming design with
+    that horizon, approximated as the fixed test's power at ``units / inflation`` (the inflation of
+    the plan's design when it is one, else of weekly looks over the plan's horizon). Default days 3-60.
     """
     days = np.arange(MIN_DAYS, MAX_DAYS + 1) if days is None else np.asarray(days, dtype=int)
     if days.size == 0 or days.min() < 1:
         raise ValidationError("days must be >= 1", path="days")
     units = days * plan.units_per_day
     seq = _sequential_curve(int(units.max()), plan.mde_d, plan.split, plan.alpha, plan.min_units)
+    infl = plan.inflation if plan.stopping == "obf" else obf_inflation(
+        plan.units, 7 * plan.units_per_day, plan.alpha, plan.power)
     return pd.DataFrame({"days": days, "units": units,
                          "power_fixed": fixed_power(units, plan.mde_d, plan.split, plan.alpha),
-                         "power_sequential": seq[units - 1]})
+                         "power_sequential": seq[units - 1],
+                         "power_group_sequential": fixed_power(units / infl, plan.mde_d, plan.split, plan.alpha)})
