@@ -74,6 +74,14 @@ def test_bootstrap_days_are_whole_past_days_of_the_same_weekday(history):
     assert carried.empty
 
 
+def test_bootstrap_keeps_jittered_samples_in_their_slot(history):
+    jittered = pd.Series(history.to_numpy(), index=history.index + pd.Timedelta("2s"))
+    fut, _, src = bootstrap(jittered, 7, rng=np.random.default_rng(1))
+    past = history.to_numpy().reshape(28, 1440)
+    # the first whole day now starts at the second midnight: source day k is the history's day k + 1
+    np.testing.assert_array_equal(fut.to_numpy().reshape(7, 1440), past[src + 1])
+
+
 def test_bootstrap_weeks_are_consecutive_days(history):
     _, _, src = bootstrap(history, 14, rng=np.random.default_rng(2), block="week")
     assert (np.diff(src[:7]) == 1).all() and (np.diff(src[7:]) == 1).all()

@@ -101,8 +101,9 @@ def _as_series(history: pd.Series | pd.DataFrame) -> pd.Series:
 def _day_matrix(history: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
     """``(values[day, slot], day_start_ns[day], step_ns)`` of the history's complete UTC days.
 
-    Slots without a point are NaN (a gap stays a gap). Days not wholly inside the history's span
-    (the partial first and last day) are left out.
+    The step is the median step; a sample goes to the slot ``[k step, (k + 1) step)`` it falls in
+    (jittered scrapes keep their slot), and slots without a sample are NaN (a gap stays a gap).
+    Days not wholly inside the history's span (the partial first and last day) are left out.
     """
     t = history.index.tz_convert("UTC").as_unit("ns").asi8
     v = history.to_numpy(dtype=float)
@@ -121,10 +122,9 @@ def _day_matrix(history: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
         raise InsufficientDataError(f"history holds {max(n_days, 0)} whole day(s); the seasonal bootstrap "
                                     "needs at least 7 (one of each weekday)")
     keep = (t >= first) & (t < last)
-    pos = (t[keep] - first) // step
-    on_grid = (t[keep] - first) % step == 0
+    pos = (t[keep] - first) // step                   # a jittered sample goes to the slot it falls in
     mat = np.full(n_days * slots, np.nan)
-    mat[pos[on_grid]] = v[keep][on_grid]
+    mat[pos] = v[keep]                                 # (several in one slot: the last one)
     return mat.reshape(n_days, slots), first + np.arange(n_days, dtype=np.int64) * day_ns, step
 
 
