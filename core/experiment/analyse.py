@@ -174,11 +174,14 @@ class Decision:
     stopped_early : bool
         The sequential boundary was crossed before the planned horizon.
     primary : dict
-        :func:`compare` of the primary metric, plus the sequential statistics when the plan is
-        ``msprt``: ``log_lr``, ``log_threshold`` and the confidence sequence ``cs``.
+        :func:`compare` of the primary metric at the stopping look, plus ``stopping``, the mixture
+        test's ``log_lr``, ``log_threshold`` and confidence sequence ``cs`` (given for every plan; they
+        decide only under ``msprt``) and ``obf_boundary`` (the ``|Z|`` boundary of the deciding or
+        latest look under ``obf``, else None).
     guardrails : list of dict
     path : DataFrame
-        Per look: ``units, diff, cs_low, cs_high, log_lr`` (the running estimate and boundary to plot).
+        Per unit: ``units, look, diff, cs_low, cs_high, log_lr, welch_t, welch_p`` (the running
+        estimate, its confidence sequence and the statistics, to plot).
     """
 
     action: str

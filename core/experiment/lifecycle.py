@@ -172,6 +172,8 @@ def advance(store: Any, experiment_id: int, outcomes: pd.DataFrame, *, units: in
         recorded are skipped, so calling this day by day walks through it.
     units : int or None
         Units to add in this step; None runs on, unit by unit, until a verdict or the end of ``outcomes``.
+        With several units at once the batch is recorded whole; the verdict names the look it stopped
+        at (``Decision.units``), which may lie inside the batch.
 
     Returns
     -------
