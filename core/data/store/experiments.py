@@ -1,4 +1,4 @@
-"""SQL of simulated experiments (tables ``experiments``, ``experiment_units``; migration 010).
+"""SQL of simulated experiments (tables ``experiments``, ``experiment_units``; migration 004).
 
 Only reads and writes; which status changes are allowed, and the audit entry of each, live in
 :mod:`core.experiment.lifecycle`, which calls these inside one transaction.

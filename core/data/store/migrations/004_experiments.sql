@@ -1,4 +1,4 @@
--- 010: simulated A/B experiments of alert rules and their per-unit outcomes.
+-- 004: simulated A/B experiments of alert rules and their per-unit outcomes.
 --
 -- An experiment moves planning -> running -> completed, or to stopped (with a reason) from planning
 -- or running; the allowed transitions are enforced in core/experiment/lifecycle.py and every one is
