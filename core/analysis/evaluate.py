@@ -20,69 +20,112 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, make_detector
-from core.analysis.scoring import NAB_PROFILES, nab_probation, nab_score, normalised
-from core.errors import InsufficientDataError, NotFound, StudioError
+from core.analysis.detect import (
+    DEFAULT_DETECTOR,
+    DEFAULT_REFRACTORY_S,
+    DEFAULT_THRESHOLD,
+    AlarmRule,
+    alarm_starts,
+    alarms_from_scores,
+    score_online,
+)
+from core.analysis.scoring import NAB_PROFILES, nab_score, normalised
+from core.data.ingest import load_metrics
+from core.errors import InsufficientDataError, NotFound, StudioError, ValidationError
 
-DEFAULT_NAB_DIR = Path(__file__).resolve().parents[3] / "shared" / "nab"
-DEFAULT_REFRACTORY_S = 6 * 3600.0   # one detection per 6 h episode (an alert is not re-sent)
+DEFAULT_NAB_DIR = Path(os.environ.get("STUDIO_NAB", Path(__file__).resolve().parents[3] / "shared" / "nab"))
 
 
 @dataclass
 class NabRun:
-    """Scores of every file: ``scores[name] = (timestamps, score array)`` and the windows."""
+    """Scores of every file: ``scores[name] = (timestamps, score array)``, the windows, and what
+    reading each file through the ingest path found (``reading[name]``: rows, points, rejected
+    repeats, warnings, error); files that could not be read at all are in ``unreadable``."""
 
     scores: dict[str, tuple[pd.DatetimeIndex, np.ndarray]]
     windows: dict[str, list]
     seconds: float
+    reading: dict[str, dict] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def reading_report(self) -> str:
+        """One line: files read, repeated timestamps dropped, unsorted files, gaps, unreadable files."""
+        r = self.reading.values()
+        rej = sum(x["rejected"] for x in r)
+        unsorted = sum(x["unsorted"] for x in r)
+        gaps = sum(x["gaps"] for x in r)
+        text = (f"read {len(self.reading)} file(s) as an upload stores them: {rej} repeated timestamp(s) "
+                f"dropped (last value kept), {unsorted} file(s) with out-of-order rows sorted, {gaps} gap(s) "
+                "left as gaps")
+        if self.unreadable:
+            text += f"; {len(self.unreadable)} unreadable file(s) not scored: " + "; ".join(
+                f"{k}: {v}" for k, v in self.unreadable.items())
+        return text
+
+
+def read_file(path: Path, name: str | None = None) -> tuple[pd.Series, dict]:
+    """One metric file as a float Series on a sorted, duplicate-free UTC DatetimeIndex, read through
+    :func:`core.data.ingest.load_metrics` (the upload path), plus what reading found.
+
+    Raises
+    ------
+    IngestError
+        The file is malformed (as an upload would be refused).
+    ValidationError
+        The file holds more than one series.
+    """
+    loaded = load_metrics(path, "auto", name or path.name)
+    pts = loaded.points
+    keys = pts["series"].astype(str).unique()
+    if len(keys) != 1:
+        raise ValidationError(f"{path}: expected one series, found {len(keys)}", path=str(path))
+    ts = pd.DatetimeIndex(pts["ts"])
+    s = pd.Series(pd.to_numeric(pts["value"], errors="coerce").to_numpy(dtype=np.float64), index=ts)
+    raw_ts = _raw_order_unsorted(path)
+    steps = np.diff(ts.as_unit("ns").asi8) / 1e9
+    step = np.median(steps) if steps.size else np.nan
+    info = {"rows": loaded.rows, "points": len(s), "rejected": loaded.rejected, "unsorted": raw_ts,
+            "gaps": int((steps > 1.5 * step).sum()) if steps.size else 0, "warnings": list(loaded.warnings)}
+    return s, info
+
+
+def _raw_order_unsorted(path: Path) -> bool:
+    """Whether the file's rows were out of time order before sorting (reported, never fatal)."""
+    try:
+        raw = pd.read_csv(path, usecols=[0]).iloc[:, 0]
+        t = pd.DatetimeIndex(pd.to_datetime(raw, utc=True, errors="coerce").dropna()).as_unit("ns").asi8
+        return bool((np.diff(t) < 0).any())
+    except (ValueError, OSError, pd.errors.ParserError):
+        return False
 
 
 def read_nab_file(path: Path) -> pd.Series:
-    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex."""
-    df = pd.read_csv(path)
-    if list(df.columns[:2]) != ["timestamp", "value"]:
-        raise StudioError(f"{path}: expected columns timestamp,value, got {list(df.columns)}")
-    idx = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True))
-    return pd.Series(pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64), index=idx)
+    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex, read the way an
+    upload stores it (sorted, one row per timestamp, last repeat kept)."""
+    return read_file(path)[0]
 
 
 def score_file(series: pd.Series, detector: str = DEFAULT_DETECTOR) -> np.ndarray:
-    """Causal scores of one file: fitted on its probationary rows (which get NaN), scored after."""
-    n = len(series)
-    k = nab_probation(n)
-    out = np.full(n, np.nan)
-    try:
-        det = make_detector(detector).fit(series.iloc[:k])
-    except InsufficientDataError:
-        return out                       # too little history to say anything: no detections
-    out[k:] = det.score(series.iloc[k:])
-    return out
+    """Causal scores of one file (:func:`core.analysis.detect.score_online`, the ``detect`` path):
+    fitted on its first rows (which get NaN; NAB's probation has the same size), scored after."""
+    return score_online(series, detector)
 
 
-def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float,
+def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float | AlarmRule = DEFAULT_THRESHOLD,
                refractory_s: float = DEFAULT_REFRACTORY_S) -> np.ndarray:
-    """Rows where ``score >= threshold``, keeping only the first of any run within ``refractory_s``
-    seconds after a kept detection (causal: a row is kept or dropped using earlier rows only)."""
-    with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero(score >= threshold)
-    out = np.zeros(score.size, dtype=bool)
-    if cand.size == 0:
-        return out
-    t = ts.as_unit("ns").asi8[cand] / 1e9
-    last = -np.inf
-    for i, ti in zip(cand, t, strict=True):       # loops over detections only, not over points
-        if ti - last >= refractory_s or refractory_s <= 0:
-            out[i] = True
-            last = ti
-    return out
+    """Alarm starts (the ``alert`` column of ``detect``) of one file's scores: the rows that open an
+    alarm under the rule (a threshold and refractory span, or an :class:`AlarmRule`). Causal."""
+    rule = threshold if isinstance(threshold, AlarmRule) else AlarmRule(float(threshold), float(refractory_s))
+    return alarm_starts(alarms_from_scores(ts, score, rule))
 
 
 def _check_files(data_dir: Path, names: list[str]) -> None:
@@ -121,16 +164,21 @@ def run_nab(nab_dir: Path, detector: str = DEFAULT_DETECTOR, files: list[str] | 
                                     "(category/name.csv) or omit --files to score all of them")
     _check_files(nab_dir / "data", names)
     t0 = time.perf_counter()
-    scores = {}
+    scores, reading, unreadable = {}, {}, {}
     for name in names:
-        s = read_nab_file(nab_dir / "data" / name)
+        try:
+            s, info = read_file(nab_dir / "data" / name, name)
+        except StudioError as exc:          # a file an upload would refuse: reported, never fatal
+            unreadable[name] = str(exc)
+            continue
+        reading[name] = info
         scores[name] = (s.index, score_file(s, detector))
-    return NabRun(scores, windows, time.perf_counter() - t0)
+    return NabRun(scores, windows, time.perf_counter() - t0, reading, unreadable)
 
 
-def evaluate(run: NabRun, threshold: float = DEFAULT_THRESHOLD,
+def evaluate(run: NabRun, threshold: float | AlarmRule = DEFAULT_THRESHOLD,
              refractory_s: float = DEFAULT_REFRACTORY_S) -> dict[str, object]:
-    """Normalised score per profile, overall and per category, for one threshold."""
+    """Normalised score per profile, overall and per category, for one alarm rule (or threshold)."""
     files = {n: (ts, detections(ts, sc, threshold, refractory_s)) for n, (ts, sc) in run.scores.items()}
     out: dict[str, object] = {}
     per_cat = []
@@ -219,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         run = run_nab(Path(args.dir), args.detector, args.files)
         print(f"scored {len(run.scores)} files causally in {run.seconds:.1f} s "
               f"(detector {args.detector}, refractory {args.refractory_s:g} s)")
+        print(run.reading_report())
         if args.sweep:
             print("threshold  standard  low_FP  low_FN")
             for thr in SWEEP_THRESHOLDS:

@@ -125,13 +125,18 @@ def forecast_text(fc: Forecast, bt: Backtest | None) -> str:
 
 
 def anomaly_text(a: Analysis) -> str:
-    """How many points of the range were flagged, and how the detectors were trained."""
+    """How many alarms the range holds (and flagged points), the alert load per week, the rule, and how
+    the detectors were trained."""
     d = a.detections
     if d is None:
         return "Anomaly detection not run."
     if not d.sufficient:
         return _insufficient("anomaly detection", d.reason) + (f" ({d.note})" if d.note else "")
-    return f"{len(d.anomalies)} anomalies in the range ({d.note})"
+    rate = (f"; {d.alarms_per_week:.1f} per week over {d.scored_days:.1f} scored days"
+            if np.isfinite(d.alarms_per_week) else "")
+    rule = f" Rule: {d.rule.describe()}." if d.rule is not None else ""
+    return (f"{len(d.anomalies)} anomalies (alarms) in the range, from {len(d.flagged)} point(s) at score >= "
+            f"{d.threshold:.6g}{rate} ({d.note}).{rule}")
 
 
 def outage_text(a: Analysis, excluded: bool = True) -> str:
