@@ -216,3 +216,30 @@ def test_detect_alerts_equal_evaluation_detections_on_every_nab_file(nab_dir, tm
         assert (pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True)) == ts).all(), name
         np.testing.assert_allclose(df["score"].to_numpy(), score, rtol=1e-5, equal_nan=True, err_msg=name)
         assert (df["alert"].to_numpy() == 1).tolist() == detections(ts, score).tolist(), name
+
+
+def test_nested_loco_chooses_design_and_rule_without_the_held_out_category():
+    from core.analysis.evaluate import NabRun, candidate_table, loco_rules, nested_loco
+
+    # design "good" fires at the window start of every file; design "bad" fires only outside windows
+    # except in category c, where it is the only one that catches the window
+    ts = pd.date_range("2026-01-01", periods=1000, freq="5min", tz="UTC")
+    win = [[str(ts[500]), str(ts[509])]]
+
+    def sc(row):
+        s = np.zeros(1000)
+        s[row] = 0.999
+        return s
+
+    wins = {f"{c}/f.csv": win for c in "abcd"}
+    good = NabRun({f"{c}/f.csv": (ts, sc(800 if c == "c" else 500)) for c in "abcd"}, wins, 0.0)
+    bad = NabRun({f"{c}/f.csv": (ts, sc(500 if c == "c" else 800)) for c in "abcd"}, wins, 0.0)
+    table = candidate_table({"good": good, "bad": bad}, loco_rules((0.99,), (6.0,)))
+    lo, pooled, dev = nested_loco(table, "standard")
+    lo = lo.set_index("category")
+    # held-out c: chosen on a, b and d -> "good", which misses c's window (held-out score below 0)
+    assert lo.loc["c", "design"] == "good" and lo.loc["c", "held_out"] < 0
+    assert lo.loc["a", "design"] == "good" and lo.loc["a", "held_out"] == pytest.approx(100.0)
+    assert dev["design"] == "good"
+    # pooled = normalised sum over held-out categories: three perfect files, one miss with one FP
+    assert pooled == pytest.approx(100 * (lo["raw"].sum() - lo["null"].sum()) / (lo["perfect"].sum() - lo["null"].sum()))

@@ -36,6 +36,7 @@ from core.analysis.detect import (
     AlarmRule,
     alarm_starts,
     alarms_from_scores,
+    detector_names,
     score_online,
 )
 from core.analysis.scoring import NAB_PROFILES, nab_score, normalised
@@ -244,6 +245,103 @@ def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_TH
     return pd.DataFrame(rows)
 
 
+#: Designs and alarm rules the nested leave-one-category-out estimate chooses among (``--loco``).
+LOCO_DESIGNS = ("ensemble", "ensemble_burst")
+LOCO_REFRACTORY_H = (6.0, 12.0, 24.0)
+
+
+def loco_rules(thresholds: tuple[float, ...] = SWEEP_THRESHOLDS,
+               refractory_h: tuple[float, ...] = LOCO_REFRACTORY_H) -> dict[tuple[float, float], AlarmRule]:
+    """The alarm-rule grid: every threshold with every refractory span (hours), keyed (threshold, hours)."""
+    return {(t, h): AlarmRule(t, h * 3600.0) for t in thresholds for h in refractory_h}
+
+
+def candidate_table(runs: dict[str, NabRun], rules: dict[tuple[float, float], AlarmRule]) -> pd.DataFrame:
+    """NAB outcome of every (design, rule) per file and profile: columns ``design, threshold,
+    refractory_h, name, category, profile, raw, null, perfect, tp, fp, fn, windows``. Scores are
+    computed once per design (``runs``) and every rule is applied to them (the ``detect`` path)."""
+    rows = []
+    for design, run in runs.items():
+        for (thr, hours), rule in rules.items():
+            files = {n: (ts, detections(ts, sc, rule)) for n, (ts, sc) in run.scores.items()}
+            for prof in NAB_PROFILES:
+                pf = nab_score(files, run.windows, prof).per_file
+                rows.append(pf.assign(design=design, threshold=thr, refractory_h=hours, profile=prof))
+    out = pd.concat(rows, ignore_index=True)
+    out["category"] = out["name"].str.split("/").str[0]
+    return out
+
+
+def nested_loco(table: pd.DataFrame, profile: str = "standard") -> tuple[pd.DataFrame, float | None, dict]:
+    """Nested leave-one-category-out: for each category, choose the design and alarm rule that score
+    best (``profile``, normalised) on the *other* categories, then score it with that choice.
+
+    Returns the per-category table (``category, design, threshold, refractory_h, held_out, tp, fp,
+    windows, raw, null, perfect``), the pooled held-out normalised score (every category's raw, null
+    and perfect summed, so a category without windows still pays for its false alarms) and the
+    whole-dev-set choice (``design, threshold, refractory_h, score``: chosen and scored on all
+    categories, in-sample).
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 categories have labelled windows.
+    """
+    t = table[table["profile"] == profile]
+    keys = ["design", "threshold", "refractory_h"]
+    cols = ["raw", "null", "perfect", "tp", "fp", "windows"]
+    per_cat = t.groupby([*keys, "category"])[cols].sum()
+    cats = sorted(t["category"].unique())
+    with_windows = [c for c in cats if t[t["category"] == c]["windows"].sum() > 0]
+    if len(with_windows) < 2:
+        raise InsufficientDataError(
+            f"nested leave-one-category-out needs at least 2 categories with windows; got {len(with_windows)}")
+
+    def best(keep: list[str]) -> tuple[tuple, float]:
+        g = per_cat[per_cat.index.get_level_values("category").isin(keep)].groupby(level=[0, 1, 2]).sum()
+        score = 100.0 * (g["raw"] - g["null"]) / (g["perfect"] - g["null"])
+        k = score.idxmax()                    # first best in (design, threshold, refractory) order
+        return k, float(score.loc[k])
+
+    rows = []
+    for c in cats:
+        k, _ = best([o for o in cats if o != c])
+        g = per_cat.loc[(*k, c)]
+        rows.append({"category": c, "design": k[0], "threshold": k[1], "refractory_h": k[2],
+                     "held_out": normalised(g["raw"], g["null"], g["perfect"]),
+                     **{x: g[x] for x in cols}})
+    lo = pd.DataFrame(rows)
+    pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
+    k, sc = best(cats)
+    return lo, pooled, {"design": k[0], "threshold": k[1], "refractory_h": k[2], "score": sc}
+
+
+def run_designs(nab_dir: Path, designs: tuple[str, ...] = LOCO_DESIGNS,
+                files: list[str] | None = None) -> dict[str, NabRun]:
+    """Score every design once on the NAB files (reused across the whole rule grid)."""
+    return {d: run_nab(nab_dir, d, files) for d in designs}
+
+
+def print_nested(runs: dict[str, NabRun], rules: dict[tuple[float, float], AlarmRule] | None = None) -> None:
+    """Print the nested leave-one-category-out estimate per profile and category, and the whole dev set."""
+    table = candidate_table(runs, loco_rules() if rules is None else rules)
+    print(f"nested leave-one-category-out: design ({', '.join(runs)}) and alarm rule (threshold x "
+          "refractory) chosen on the other categories, the held-out category scored with that choice")
+    pooled_all, whole = {}, {}
+    for prof in NAB_PROFILES:
+        lo, pooled, dev = nested_loco(table, prof)
+        pooled_all[prof], whole[prof] = pooled, dev
+        print(f"[{prof}]")
+        print(lo[["category", "design", "threshold", "refractory_h", "held_out", "tp", "fp", "windows"]]
+              .to_string(index=False, float_format=lambda v: f"{v:8.6g}"))
+    print("pooled nested estimate:  " + "  ".join(f"{p} {_fmt(v)}" for p, v in pooled_all.items()))
+    print("whole dev set (chosen on all categories, in-sample):")
+    for p, d in whole.items():
+        print(f"  {p}: {d['design']} threshold {d['threshold']:g} refractory {d['refractory_h']:g} h -> "
+              f"{_fmt(d['score'])}")
+
+
+
 def _fmt(x: float | None) -> str:
     return "   n/a" if x is None or not np.isfinite(x) else f"{x:6.1f}"
 
@@ -253,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("nab", help="score the default detector on the NAB subset")
     p.add_argument("dir", nargs="?", default=str(DEFAULT_NAB_DIR), help="NAB directory (windows.json, data/)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR)
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=detector_names())
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--refractory-s", type=float, default=DEFAULT_REFRACTORY_S,
                    help="suppress detections this many seconds after one (NAB adapter)")
@@ -261,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="print scores for a range of thresholds")
     p.add_argument("--per-file", action="store_true", help="print the standard-profile per-file table")
     p.add_argument("--loco", action="store_true",
-                   help="leave-one-category-out: choose the threshold on the other categories, score each one")
+                   help="nested leave-one-category-out: choose design and alarm rule on the other "
+                        "categories, score each one (per profile), and the whole dev set")
     args = ap.parse_args(argv)
     try:
         run = run_nab(Path(args.dir), args.detector, args.files)
@@ -283,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         print("per category (normalised; n/a = no labelled window; fp = detections outside windows):")
         print(table.to_string(float_format=lambda v: f"{v:6.1f}"))
         if args.loco:
+            others = tuple(d for d in LOCO_DESIGNS if d != args.detector)
+            runs = {args.detector: run, **run_designs(Path(args.dir), others, args.files)}
+            print_nested(runs)
             lo = leave_one_category_out(run, refractory_s=args.refractory_s)
             pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
-            print("leave-one-category-out (standard; threshold chosen on the other categories):")
+            print(f"threshold-only leave-one-category-out ({args.detector}, standard, refractory "
+                  f"{args.refractory_s:g} s):")
             print(lo[["category", "threshold", "held_out", "in_sample"]].to_string(
                 index=False, float_format=lambda v: f"{v:8.6g}"))
             print(f"pooled held-out normalised score: {_fmt(pooled)}")

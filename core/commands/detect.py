@@ -32,8 +32,8 @@ from core.analysis.detect import (
     DEFAULT_DETECTOR,
     DEFAULT_REFRACTORY_S,
     DEFAULT_THRESHOLD,
-    DETECTORS,
     AlarmRule,
+    detector_names,
     run_detection,
 )
 from core.data.ingest import load_metrics
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="-", help="output CSV (default: standard output)")
     parser.add_argument("--format", default="auto", help="input format (default: detected)")
     parser.add_argument("--series", default=None, help="series key to score when the file holds several")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS))
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=detector_names())
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"a row is over threshold when score >= this (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--false-alarms-per-week", type=float, default=None,
