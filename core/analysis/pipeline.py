@@ -116,7 +116,9 @@ class Detections:
     ``alarm_id``, ``end``: its last point at or above the threshold, and ``points``: how many there
     were); ``flagged`` holds every point at or above the threshold (``explain()`` rows and
     ``alarm_id``); ``alarms_per_week`` is the number of alarms per week of scored time (the alert load
-    this sensitivity gives on this history); ``rule`` is the alarm rule; ``train_start``/``train_end``
+    this sensitivity gives on this history) and ``false_alarms_per_week`` the same without alarms that
+    open inside a labelled incident (the false-alarm rate measured on this history); ``rule`` is the
+    alarm rule; ``train_start``/``train_end``
     bound the training window (never scored); ``n_scored`` counts the finite points scored after it.
     ``scope`` is "before" when the window lies before the reported range (every point of the range
     is scored) and "within" when it is the start of the data (not scored); ``note`` says so in words.
@@ -138,6 +140,7 @@ class Detections:
     rule: Any = None
     scored_days: float = 0.0
     alarms_per_week: float = float("nan")
+    false_alarms_per_week: float = float("nan")
 
     def summary(self) -> str:
         if not self.sufficient:
@@ -648,6 +651,12 @@ def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask:
             train_excl = excl_all | flat[1] if exclude_outages else excl_all
             detections = detect(s_all, detector=detector, threshold=threshold, train_days=train_days,
                                 exclude=train_excl, score_from=None if start is None else t_start)
+
+    if detections is not None and detections.sufficient and detections.scored_days > 0:
+        pos = s_all.index.get_indexer(pd.DatetimeIndex(detections.anomalies["ts"]))
+        in_incident = excl_all[pos[pos >= 0]].sum() if len(pos) else 0
+        detections.false_alarms_per_week = (len(detections.anomalies) - int(in_incident)) / (
+            detections.scored_days / 7.0)
 
     with clock.stage("outages"):
         flat_rows, flat_mask = flat if flat is not None else _flat_runs(s_all, FLAT_MIN_POINTS, STUCK_MAX_REPEAT)
