@@ -1,18 +1,18 @@
 """Evaluate the default detector on the labelled NAB subset: ``python -m core.eval nab [DIR]``.
 
-Each file is scored causally on its own: the detector is fitted on the file's probationary period
-(the first 15% of rows, at most 750, which NAB ignores anyway) and scores every later row using only
-that row and earlier rows. A row whose score is at or above the one shared threshold is a detection.
-
-NAB adapter (documented, the raw score stays honest): after a detection, further detections within
-``refractory_s`` seconds are suppressed, the way an alert is not re-sent while the same episode is
-still open. NAB rewards the earliest detection of a window and charges every extra detection outside
-it; an on-call engineer would likewise get one page per episode, not one per row.
+Each file is read the way an upload stores it (:func:`core.data.ingest.load_metrics`: sorted, one
+row per timestamp, the last repeat kept; repeats, unsorted rows and gaps are counted in the report, a
+file an upload would refuse is listed and skipped) and scored causally on its own by the same code
+as ``python -m core detect``: the detector is fitted on the file's first rows (15%, at most 750, which
+NAB's probation ignores anyway) and scores every later row using only that row and earlier rows; the
+scores then go through the alarm rule (:class:`core.analysis.detect.AlarmRule`: threshold, then a
+refractory span in which repeats belong to the open alarm). A detection is an alarm start, the
+``alert`` column of ``detect``, so the figures describe what users get.
 
 The threshold is chosen once on this subset with ``--sweep`` (the table it prints is the evidence)
 and then fixed in :data:`core.analysis.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file. ``--loco``
-checks that choice out of sample: the threshold is picked on five labelled categories and the sixth
-is scored with it, for each category in turn.
+gives the nested leave-one-category-out estimate: the design and alarm rule are chosen on the other
+labelled categories and the held-out one is scored with that choice, for each category in turn.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ from core.errors import NotFound, ValidationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__              # --help documents the output columns
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("file", help="metric file (any format ingest reads)")
     parser.add_argument("--out", default="-", help="output CSV (default: standard output)")
     parser.add_argument("--format", default="auto", help="input format (default: detected)")

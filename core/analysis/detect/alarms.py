@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.detect.base import DEFAULT_THRESHOLD
+from core.analysis.detect.base import infer_step_s as typical_step_s  # median step, seconds
 from core.errors import ValidationError
 
 WEEK_S = 7 * 86400.0
@@ -78,15 +79,6 @@ class AlarmRule:
         sens = (f"{self.false_alarms_per_week:g} expected false alarms per week"
                 if self.false_alarms_per_week is not None else f"score >= {self.threshold:g}")
         return f"{sens}, one alarm per {self.refractory_s / 3600:g} h episode"
-
-
-def typical_step_s(ts: pd.DatetimeIndex) -> float:
-    """Median step between consecutive timestamps, seconds (NaN with fewer than two)."""
-    if len(ts) < 2:
-        return float("nan")
-    d = np.diff(ts.as_unit("ns").asi8) / 1e9
-    d = d[d > 0]
-    return float(np.median(d)) if d.size else float("nan")
 
 
 def alarm_ids(ts: pd.DatetimeIndex, score: np.ndarray, rule: AlarmRule = AlarmRule(),

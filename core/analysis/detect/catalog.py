@@ -6,7 +6,7 @@ from typing import Any
 
 from core.analysis.detect.base import Detector
 from core.analysis.detect.ensemble import EnsembleDetector
-from core.analysis.detect.registry import MEMBERS
+from core.analysis.detect.registry import MEMBERS, make_member
 from core.errors import ValidationError
 
 DETECTORS: dict[str, type[Detector]] = {**MEMBERS, EnsembleDetector.name: EnsembleDetector}
@@ -32,9 +32,8 @@ def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> Detector:
     if name in PRESETS:
         cls, preset = PRESETS[name]
         return cls(**{**preset, "name": name, **params})
-    try:
-        cls = DETECTORS[name]
-    except KeyError:
-        raise ValidationError(f"unknown detector {name!r}; expected one of {detector_names()}",
-                              path="detector") from None
-    return cls(**params)
+    if name == EnsembleDetector.name:
+        return EnsembleDetector(**params)
+    if name not in MEMBERS:
+        raise ValidationError(f"unknown detector {name!r}; expected one of {detector_names()}", path="detector")
+    return make_member(name, **params)
