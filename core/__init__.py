@@ -49,6 +49,8 @@ _PUBLIC: dict[str, str] = {
     "compute_baseline": "core.analysis.baseline",
     "make_detector": "core.analysis.detect",
     "score_online": "core.analysis.detect",
+    "run_detection": "core.analysis.detect",
+    "AlarmRule": "core.analysis.detect",
     "DEFAULT_THRESHOLD": "core.analysis.detect",
     "score_events": "core.analysis.scoring",
     # alerting

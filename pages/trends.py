@@ -54,9 +54,20 @@ outages = c[4].toggle("Exclude detected outages", value=True, key="trends.outage
                       help="Leave detected outages (runs of 3+ anomalies a few points apart, and stuck "
                            "values of a continuous metric) out of the baseline and the band's history.")
 
+d = st.columns([2, 2, 3])
+detector = d[0].selectbox("Detector", tr.DETECTOR_CHOICES, key="trends.detector",
+                          format_func=tr.detector_label,
+                          help="The anomaly detector: the default ensemble, its variant for bursty series, "
+                               "or a single member.")
+sensitivity = d[1].selectbox("Sensitivity", tr.SENSITIVITIES, key="trends.sensitivity",
+                             format_func=tr.sensitivity_label,
+                             help="A target number of false alarms per week (the score threshold is set "
+                                  "from the series' sampling step), or the default score threshold. "
+                                  "Repeats within 6 hours of an alarm belong to it.")
+
 start, end = ex.resolve_range(choice, row["first_ts"], row["last_ts"], dates)
 try:
-    res = tr.cached_analysis(key, start, end, exclude, outages, horizon)
+    res = tr.cached_analysis(key, start, end, exclude, outages, horizon, detector, sensitivity)
 except StudioError as exc:
     st.warning(f"Insufficient data: {exc}")
     st.stop()
@@ -69,10 +80,15 @@ st.caption(f"{key} ({kind}{', ' + res.unit if res.unit else ''}): {res.n_points:
 left, right = st.columns([3, 1])
 with left:
     st.plotly_chart(tr.trends_figure(disp, res), width="stretch", key="trends.chart")
-    st.caption(wd.band_text(res) + " Red circles: anomalies (hover for score, detectors, expected range "
+    st.caption(wd.band_text(res) + " Red circles: anomalies, one per alarm (hover for score, detectors, expected range "
                "and confidence). Red shading: incidents; amber: detected outages. Purple dashed lines and "
                "diamonds: level shifts (at the new level). Orange: forecast with 80%/95% intervals.")
     st.markdown(f"**Anomalies.** {wd.anomaly_text(res)}")
+    alarms = wd.alarm_frame(res)
+    if len(alarms):
+        st.dataframe(alarms, hide_index=True, key="trends.alarm_table",
+                     column_config={"start": st.column_config.DatetimeColumn("start (UTC)"),
+                                    "last flagged point": st.column_config.DatetimeColumn("last flagged (UTC)")})
     st.markdown(f"**Outages.** {wd.outage_text(res, outages)}")
     if len(res.outages):
         st.dataframe(tr.outage_table(res), hide_index=True, key="trends.outage_table",

@@ -92,8 +92,11 @@ def test_spike_is_flagged_after_training_and_never_inside_it():
     a = analyse(s, horizon_days=1, run_backtest=False)
     d = a.detections
     assert d.sufficient and d.train_end == at(3) - pd.Timedelta("15s")   # a quarter of the 12 d - 1 min span
-    flagged = a.anomalies
+    flagged = a.detections.flagged
     assert at(8.5) in set(flagged["ts"])
+    # every flagged point belongs to an alarm; each alarm is one row of anomalies, at its first point
+    assert (flagged["alarm_id"] > 0).all() and len(a.anomalies) == flagged["alarm_id"].nunique()
+    assert a.anomalies["points"].sum() == len(flagged)
     row = flagged[flagged["ts"] == at(8.5)].iloc[0]
     assert row["score"] >= DEFAULT_THRESHOLD and row["value"] == pytest.approx(s[at(8.5)])
     assert row["expected"] == pytest.approx(100 + 10 * np.sin(np.pi), abs=1.5)   # 12:00 -> sin(pi) = 0
@@ -109,7 +112,9 @@ def test_detect_is_causal_appending_data_changes_no_earlier_flag():
     assert full.train_end == part.train_end == at(2)
     early = full.anomalies[full.anomalies["ts"] < at(9)].reset_index(drop=True)
     pd.testing.assert_frame_equal(early, part.anomalies)
-    assert at(6.25) in set(part.anomalies["ts"])
+    early = full.flagged[full.flagged["ts"] < at(9)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(early, part.flagged)
+    assert at(6.25) in set(part.flagged["ts"])
 
 
 def test_incident_points_are_left_out_of_detector_training():
@@ -205,7 +210,7 @@ def test_analyse_range_trains_before_the_range_and_scores_all_of_it():
     d = a.detections
     assert d.scope == "before" and d.train_start == at(3) and d.train_end == at(10)
     assert d.n_train == 7 * 1440 and d.n_scored == 4 * 1440 == a.n_points
-    assert "before the range" in a.anomaly_note and at(12.5) in set(a.anomalies["ts"])
+    assert "before the range" in a.anomaly_note and at(12.5) in set(a.detections.flagged["ts"])
     assert a.values.index[0] == at(10) and len(a.hourly) == 4 * 24
     assert a.band["ts"].iloc[0] == at(10) and len(a.band) == 4 * 24
     # too little history before the range: the range's first quarter trains and is not scored
@@ -269,7 +274,7 @@ def test_a_lone_spike_is_not_an_outage():
     s = daily_noise(14, seed=3, sd=1.0)
     s[at(12) + pd.Timedelta("10h")] += 60
     a = analyse(s, horizon_days=1, run_backtest=False)
-    assert at(12) + pd.Timedelta("10h") in set(a.anomalies["ts"])
+    assert at(12) + pd.Timedelta("10h") in set(a.detections.flagged["ts"])
     assert a.outages.empty
 
 

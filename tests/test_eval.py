@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,14 +61,19 @@ def test_detect_command_writes_scores_and_alerts(nab_dir, tmp_path):
     out = tmp_path / "out.csv"
     assert core_main(["detect", str(src), "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["timestamp", "value", "score", "alert"]
+    assert list(df.columns) == ["timestamp", "value", "score", "alert", "alarm_id"]
     n = len(read_nab_file(src))
     assert len(df) == n
     k = nab_probation(n)
     assert df["score"].iloc[:k].isna().all() and (df["alert"].iloc[:k] == 0).all()
     assert set(df["alert"].unique()) <= {0, 1}
-    assert ((df["score"] >= DEFAULT_THRESHOLD) == (df["alert"] == 1)).all()
-    assert df["alert"].sum() >= 1
+    # an alert opens an alarm on an over-threshold row; every over-threshold row is in an alarm
+    assert (df.loc[df["alert"] == 1, "score"] >= DEFAULT_THRESHOLD).all()
+    assert (df.loc[df["score"] >= DEFAULT_THRESHOLD, "alarm_id"] > 0).all()
+    assert df["alert"].sum() == df["alarm_id"].max() >= 1
+    # the alarm id runs from its alert row over the 6 h refractory span (5-min data: 72 rows)
+    first = int(np.flatnonzero(df["alert"] == 1)[0])
+    assert (df["alarm_id"].iloc[first:first + 72] == 1).all() and df["alarm_id"].iloc[first + 72] != 1
 
 
 def test_detect_command_errors(tmp_path, capsys):
@@ -158,3 +165,81 @@ def test_loco_command_with_one_category_exits_2(nab_dir, capsys):
     assert main(["nab", str(nab_dir), "--files", FILES[1], "--loco"]) == 2
     err = capsys.readouterr().err
     assert "leave-one-category-out needs at least 2 categories with windows" in err and "Traceback" not in err
+
+
+def test_evaluation_reads_real_files_like_an_upload(tmp_path, capsys):
+    """Duplicate and out-of-order timestamps (NAB's own data has them) never stop the evaluation:
+    the file is read as an upload stores it and what was dropped or sorted is reported."""
+    ts = pd.date_range("2026-01-01", periods=1200, freq="5min", tz="UTC")
+    rng = np.random.default_rng(3)
+    v = 10 + rng.normal(0, 1, ts.size)
+    v[900] = 60.0
+    df = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": v})
+    messy = pd.concat([df.iloc[:500], df.iloc[[498, 499]].assign(value=[10.0, 10.0]), df.iloc[520:600],
+                       df.iloc[500:520], df.iloc[600:]])          # two repeats, 20 rows out of order
+    f = tmp_path / "data" / "cat" / "messy.csv"
+    f.parent.mkdir(parents=True)
+    messy.to_csv(f, index=False)
+    (tmp_path / "windows.json").write_text(json.dumps({"cat/messy.csv": [[str(ts[890]), str(ts[910])]]}))
+    run = run_nab(tmp_path)
+    info = run.reading["cat/messy.csv"]
+    assert info["rejected"] == 2 and info["unsorted"] and info["points"] == 1200
+    r = evaluate(run)
+    assert r["per_file"].set_index("name").loc["cat/messy.csv", "tp"] == 1
+    assert main(["nab", str(tmp_path)]) == 0
+    assert "2 repeated timestamp(s) dropped" in capsys.readouterr().out
+    # the detect command reads it the same way and alerts on the same row
+    out = tmp_path / "d.csv"
+    assert core_main(["detect", str(f), "--out", str(out)]) == 0
+    got = pd.read_csv(out)
+    assert np.flatnonzero(got["alert"]).tolist() == np.flatnonzero(detections(*run.scores["cat/messy.csv"])).tolist()
+
+
+def test_unreadable_file_is_reported_not_fatal(tmp_path, capsys):
+    d = _tiny_nab(tmp_path)
+    (d / "data" / "catB" / "two.csv").write_text("timestamp,value\nnot a time,1\n")
+    run = run_nab(d)
+    assert list(run.unreadable) == ["catB/two.csv"] and list(run.scores) == ["catA/one.csv"]
+    assert "unreadable" in run.reading_report()
+
+
+@pytest.mark.slow
+def test_detect_alerts_equal_evaluation_detections_on_every_nab_file(nab_dir, tmp_path):
+    """One pipeline: for every NAB file the ``alert`` column of ``python -m core detect`` is the
+    evaluation's detections at the default rule."""
+    run = run_nab(nab_dir)
+    assert not run.unreadable
+    for name, (ts, score) in run.scores.items():
+        out = tmp_path / "out.csv"
+        assert core_main(["detect", str(nab_dir / "data" / name), "--out", str(out)]) == 0
+        df = pd.read_csv(out)
+        assert (pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True)) == ts).all(), name
+        np.testing.assert_allclose(df["score"].to_numpy(), score, rtol=1e-5, equal_nan=True, err_msg=name)
+        assert (df["alert"].to_numpy() == 1).tolist() == detections(ts, score).tolist(), name
+
+
+def test_nested_loco_chooses_design_and_rule_without_the_held_out_category():
+    from core.analysis.evaluate import NabRun, candidate_table, loco_rules, nested_loco
+
+    # design "good" fires at the window start of every file; design "bad" fires only outside windows
+    # except in category c, where it is the only one that catches the window
+    ts = pd.date_range("2026-01-01", periods=1000, freq="5min", tz="UTC")
+    win = [[str(ts[500]), str(ts[509])]]
+
+    def sc(row):
+        s = np.zeros(1000)
+        s[row] = 0.999
+        return s
+
+    wins = {f"{c}/f.csv": win for c in "abcd"}
+    good = NabRun({f"{c}/f.csv": (ts, sc(800 if c == "c" else 500)) for c in "abcd"}, wins, 0.0)
+    bad = NabRun({f"{c}/f.csv": (ts, sc(500 if c == "c" else 800)) for c in "abcd"}, wins, 0.0)
+    table = candidate_table({"good": good, "bad": bad}, loco_rules((0.99,), (6.0,)))
+    lo, pooled, dev = nested_loco(table, "standard")
+    lo = lo.set_index("category")
+    # held-out c: chosen on a, b and d -> "good", which misses c's window (held-out score below 0)
+    assert lo.loc["c", "design"] == "good" and lo.loc["c", "held_out"] < 0
+    assert lo.loc["a", "design"] == "good" and lo.loc["a", "held_out"] == pytest.approx(100.0)
+    assert dev["design"] == "good"
+    # pooled = normalised sum over held-out categories: three perfect files, one miss with one FP
+    assert pooled == pytest.approx(100 * (lo["raw"].sum() - lo["null"].sum()) / (lo["perfect"].sum() - lo["null"].sum()))

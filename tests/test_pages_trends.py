@@ -402,6 +402,39 @@ def test_page_controls_filter_resolution_and_exclusion(small_trends_db):
     assert "No series matches" in page_text(at)
 
 
+def test_page_detector_and_sensitivity_controls(small_trends_db):
+    """The user picks the detector and a false-alarm rate per week; the page reports the alarm load
+    on this history and explains each alarm by its members, as core computes them."""
+    from core.analysis.detect import AlarmRule
+    from core.analysis.explore import resolve_range
+    from core.analysis.wording import alarm_frame
+    from ui import state
+
+    at = run_page(small_trends_db)
+    assert at.selectbox(key="trends.detector").value == "ensemble"
+    assert at.selectbox(key="trends.sensitivity").value is None
+    at.selectbox(key="trends.sensitivity").set_value(10.0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = page_text(at)
+    assert "per week outside labelled incidents" in text and "10 expected false alarms per week" in text
+    key = at.selectbox(key="trends.series").value
+    s = state._store(str(small_trends_db))
+    pts, inc = s.get_points(key), s.list_incidents(key)
+    start, end = resolve_range("last 7 days", pts["ts"].min(), pts["ts"].max())
+    want = run_range(pts, key, "histogram_quantile", "ms", start=start, end=end, incidents=inc,
+                     threshold=AlarmRule(false_alarms_per_week=10.0))
+    # 5-minute data: 10 per week sets the threshold to 1 - 10 * 300 / 604800
+    assert want.detections.threshold == pytest.approx(1 - 10 * 300 / 604800)
+    frame = alarm_frame(want)
+    assert len(frame) >= 1 and frame["explained by"].str.len().gt(0).all()
+    assert f"{len(frame)} anomalies (alarms) in the range" in text
+    assert f"{want.detections.false_alarms_per_week:.1f} per week outside labelled incidents" in text
+    assert any(len(d.value) == len(frame) and "explained by" in d.value.columns for d in at.dataframe)
+    at.selectbox(key="trends.detector").set_value("ensemble_burst").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Anomalies." in page_text(at)
+
+
 def test_a_write_invalidates_the_cached_analysis(tmp_path):
     """The analysis is cached by (db path, series, range, options); ui.state.after_write() clears it."""
     from tests.apptest_util import studio_db

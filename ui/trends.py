@@ -16,14 +16,30 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, AlarmRule, detector_names
 from core.analysis.explore import display_values
 from core.analysis.pipeline import Analysis, analyse_range, forecast_from
 from core.analysis.wording import shifts_frame
 from core.data.frame import series_values
 
+#: Detectors offered on the page (first = default) and sensitivities (None = the default score threshold).
+DETECTOR_CHOICES = (DEFAULT_DETECTOR, *[n for n in detector_names() if n != DEFAULT_DETECTOR])
+SENSITIVITIES = (None, 0.5, 1.0, 2.0, 5.0, 10.0)
 MAX_MARKERS = 500         # anomaly markers drawn (the highest scores)
 MAX_SHADES = 200          # incident and outage windows shaded
 DOW = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+# ---------------------------------------------------------------------------- control labels
+def detector_label(name: str) -> str:
+    """Selectbox label of a detector name."""
+    return {DEFAULT_DETECTOR: f"{DEFAULT_DETECTOR} (default)",
+            "ensemble_burst": "ensemble_burst (for bursty series)"}.get(name, name)
+
+
+def sensitivity_label(value: float | None) -> str:
+    """Selectbox label of a sensitivity (false alarms per week, or the default threshold)."""
+    return f"default (score >= {DEFAULT_THRESHOLD:g})" if value is None else f"{value:g} false alarms / week"
 
 
 # ---------------------------------------------------------------------------- cached calls
@@ -46,13 +62,15 @@ def _values(key: str) -> pd.Series:
 
 @st.cache_data(show_spinner="Analysing the series...", max_entries=32)
 def _cached_analysis(path: str, key: str, start: str, end: str, exclude_incidents: bool,
-                     exclude_outages: bool) -> Analysis:
+                     exclude_outages: bool, detector: str = DEFAULT_DETECTOR,
+                     false_alarms_per_week: float | None = None) -> Analysis:
     from ui import state
 
     kind, unit = _meta(key)
+    rule = AlarmRule(false_alarms_per_week=false_alarms_per_week)
     return analyse_range(_values(key), start=start, end=end, kind=kind, unit=unit,
                          incidents=state.incidents(key), series=key, exclude_incidents=exclude_incidents,
-                         exclude_outages=exclude_outages, horizon_days=None)
+                         exclude_outages=exclude_outages, horizon_days=None, detector=detector, threshold=rule)
 
 
 @st.cache_data(show_spinner="Forecasting...", max_entries=32)
@@ -70,15 +88,18 @@ def _cached_display(path: str, key: str, start: str, end: str, resolution: str, 
 
 
 def cached_analysis(key: str, start: pd.Timestamp, end: pd.Timestamp, exclude_incidents: bool = True,
-                    exclude_outages: bool = True, horizon: float = 2.0) -> Analysis:
+                    exclude_outages: bool = True, horizon: float = 2.0, detector: str = DEFAULT_DETECTOR,
+                    false_alarms_per_week: float | None = None) -> Analysis:
     """:func:`core.analysis.pipeline.analyse_range` of a stored series, cached per (db path, series, range,
-    exclusions); the forecast is cached apart (per db path, series, end, horizon) so changing the
-    range start or an exclusion does not refit it."""
+    exclusions, detector, sensitivity); the forecast is cached apart (per db path, series, end,
+    horizon) so changing the range start, an exclusion or the detector does not refit it.
+    ``false_alarms_per_week`` None is the default alarm rule (score threshold)."""
     from ui import state
 
     path = state.db_path()
     res = _cached_analysis(path, key, start.isoformat(), end.isoformat(), bool(exclude_incidents),
-                           bool(exclude_outages))
+                           bool(exclude_outages), str(detector),
+                           None if false_alarms_per_week is None else float(false_alarms_per_week))
     fc, bt = _cached_forecast(path, key, end.isoformat(), float(horizon))
     return replace(res, forecast=fc, backtest=bt)
 

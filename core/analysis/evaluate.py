@@ -1,18 +1,18 @@
 """Evaluate the default detector on the labelled NAB subset: ``python -m core.eval nab [DIR]``.
 
-Each file is scored causally on its own: the detector is fitted on the file's probationary period
-(the first 15% of rows, at most 750, which NAB ignores anyway) and scores every later row using only
-that row and earlier rows. A row whose score is at or above the one shared threshold is a detection.
-
-NAB adapter (documented, the raw score stays honest): after a detection, further detections within
-``refractory_s`` seconds are suppressed, the way an alert is not re-sent while the same episode is
-still open. NAB rewards the earliest detection of a window and charges every extra detection outside
-it; an on-call engineer would likewise get one page per episode, not one per row.
+Each file is read the way an upload stores it (:func:`core.data.ingest.load_metrics`: sorted, one
+row per timestamp, the last repeat kept; repeats, unsorted rows and gaps are counted in the report, a
+file an upload would refuse is listed and skipped) and scored causally on its own by the same code
+as ``python -m core detect``: the detector is fitted on the file's first rows (15%, at most 750, which
+NAB's probation ignores anyway) and scores every later row using only that row and earlier rows; the
+scores then go through the alarm rule (:class:`core.analysis.detect.AlarmRule`: threshold, then a
+refractory span in which repeats belong to the open alarm). A detection is an alarm start, the
+``alert`` column of ``detect``, so the figures describe what users get.
 
 The threshold is chosen once on this subset with ``--sweep`` (the table it prints is the evidence)
 and then fixed in :data:`core.analysis.detect.DEFAULT_THRESHOLD`; it is not re-tuned per file. ``--loco``
-checks that choice out of sample: the threshold is picked on five labelled categories and the sixth
-is scored with it, for each category in turn.
+gives the nested leave-one-category-out estimate: the design and alarm rule are chosen on the other
+labelled categories and the held-out one is scored with that choice, for each category in turn.
 """
 
 from __future__ import annotations
@@ -20,69 +20,113 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, make_detector
-from core.analysis.scoring import NAB_PROFILES, nab_probation, nab_score, normalised
-from core.errors import InsufficientDataError, NotFound, StudioError
+from core.analysis.detect import (
+    DEFAULT_DETECTOR,
+    DEFAULT_REFRACTORY_S,
+    DEFAULT_THRESHOLD,
+    AlarmRule,
+    alarm_starts,
+    alarms_from_scores,
+    detector_names,
+    score_online,
+)
+from core.analysis.scoring import NAB_PROFILES, nab_score, normalised
+from core.data.ingest import load_metrics
+from core.errors import InsufficientDataError, NotFound, StudioError, ValidationError
 
-DEFAULT_NAB_DIR = Path(__file__).resolve().parents[3] / "shared" / "nab"
-DEFAULT_REFRACTORY_S = 6 * 3600.0   # one detection per 6 h episode (an alert is not re-sent)
+DEFAULT_NAB_DIR = Path(os.environ.get("STUDIO_NAB", Path(__file__).resolve().parents[3] / "shared" / "nab"))
 
 
 @dataclass
 class NabRun:
-    """Scores of every file: ``scores[name] = (timestamps, score array)`` and the windows."""
+    """Scores of every file: ``scores[name] = (timestamps, score array)``, the windows, and what
+    reading each file through the ingest path found (``reading[name]``: rows, points, rejected
+    repeats, warnings, error); files that could not be read at all are in ``unreadable``."""
 
     scores: dict[str, tuple[pd.DatetimeIndex, np.ndarray]]
     windows: dict[str, list]
     seconds: float
+    reading: dict[str, dict] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def reading_report(self) -> str:
+        """One line: files read, repeated timestamps dropped, unsorted files, gaps, unreadable files."""
+        r = self.reading.values()
+        rej = sum(x["rejected"] for x in r)
+        unsorted = sum(x["unsorted"] for x in r)
+        gaps = sum(x["gaps"] for x in r)
+        text = (f"read {len(self.reading)} file(s) as an upload stores them: {rej} repeated timestamp(s) "
+                f"dropped (last value kept), {unsorted} file(s) with out-of-order rows sorted, {gaps} gap(s) "
+                "left as gaps")
+        if self.unreadable:
+            text += f"; {len(self.unreadable)} unreadable file(s) not scored: " + "; ".join(
+                f"{k}: {v}" for k, v in self.unreadable.items())
+        return text
+
+
+def read_file(path: Path, name: str | None = None) -> tuple[pd.Series, dict]:
+    """One metric file as a float Series on a sorted, duplicate-free UTC DatetimeIndex, read through
+    :func:`core.data.ingest.load_metrics` (the upload path), plus what reading found.
+
+    Raises
+    ------
+    IngestError
+        The file is malformed (as an upload would be refused).
+    ValidationError
+        The file holds more than one series.
+    """
+    loaded = load_metrics(path, "auto", name or path.name)
+    pts = loaded.points
+    keys = pts["series"].astype(str).unique()
+    if len(keys) != 1:
+        raise ValidationError(f"{path}: expected one series, found {len(keys)}", path=str(path))
+    ts = pd.DatetimeIndex(pts["ts"])
+    s = pd.Series(pd.to_numeric(pts["value"], errors="coerce").to_numpy(dtype=np.float64), index=ts)
+    raw_ts = _raw_order_unsorted(path)
+    steps = np.diff(ts.as_unit("ns").asi8) / 1e9
+    step = np.median(steps) if steps.size else np.nan
+    info = {"rows": loaded.rows, "points": len(s), "rejected": loaded.rejected, "unsorted": raw_ts,
+            "gaps": int((steps > 1.5 * step).sum()) if steps.size else 0, "warnings": list(loaded.warnings)}
+    return s, info
+
+
+def _raw_order_unsorted(path: Path) -> bool:
+    """Whether the file's rows were out of time order before sorting (reported, never fatal)."""
+    try:
+        raw = pd.read_csv(path, usecols=[0]).iloc[:, 0]
+        t = pd.DatetimeIndex(pd.to_datetime(raw, utc=True, errors="coerce").dropna()).as_unit("ns").asi8
+        return bool((np.diff(t) < 0).any())
+    except (ValueError, OSError, pd.errors.ParserError):
+        return False
 
 
 def read_nab_file(path: Path) -> pd.Series:
-    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex."""
-    df = pd.read_csv(path)
-    if list(df.columns[:2]) != ["timestamp", "value"]:
-        raise StudioError(f"{path}: expected columns timestamp,value, got {list(df.columns)}")
-    idx = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True))
-    return pd.Series(pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64), index=idx)
+    """One NAB csv (``timestamp,value``) as a float Series on a UTC DatetimeIndex, read the way an
+    upload stores it (sorted, one row per timestamp, last repeat kept)."""
+    return read_file(path)[0]
 
 
 def score_file(series: pd.Series, detector: str = DEFAULT_DETECTOR) -> np.ndarray:
-    """Causal scores of one file: fitted on its probationary rows (which get NaN), scored after."""
-    n = len(series)
-    k = nab_probation(n)
-    out = np.full(n, np.nan)
-    try:
-        det = make_detector(detector).fit(series.iloc[:k])
-    except InsufficientDataError:
-        return out                       # too little history to say anything: no detections
-    out[k:] = det.score(series.iloc[k:])
-    return out
+    """Causal scores of one file (:func:`core.analysis.detect.score_online`, the ``detect`` path):
+    fitted on its first rows (which get NaN; NAB's probation has the same size), scored after."""
+    return score_online(series, detector)
 
 
-def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float,
+def detections(ts: pd.DatetimeIndex, score: np.ndarray, threshold: float | AlarmRule = DEFAULT_THRESHOLD,
                refractory_s: float = DEFAULT_REFRACTORY_S) -> np.ndarray:
-    """Rows where ``score >= threshold``, keeping only the first of any run within ``refractory_s``
-    seconds after a kept detection (causal: a row is kept or dropped using earlier rows only)."""
-    with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero(score >= threshold)
-    out = np.zeros(score.size, dtype=bool)
-    if cand.size == 0:
-        return out
-    t = ts.as_unit("ns").asi8[cand] / 1e9
-    last = -np.inf
-    for i, ti in zip(cand, t, strict=True):       # loops over detections only, not over points
-        if ti - last >= refractory_s or refractory_s <= 0:
-            out[i] = True
-            last = ti
-    return out
+    """Alarm starts (the ``alert`` column of ``detect``) of one file's scores: the rows that open an
+    alarm under the rule (a threshold and refractory span, or an :class:`AlarmRule`). Causal."""
+    rule = threshold if isinstance(threshold, AlarmRule) else AlarmRule(float(threshold), float(refractory_s))
+    return alarm_starts(alarms_from_scores(ts, score, rule))
 
 
 def _check_files(data_dir: Path, names: list[str]) -> None:
@@ -121,16 +165,21 @@ def run_nab(nab_dir: Path, detector: str = DEFAULT_DETECTOR, files: list[str] | 
                                     "(category/name.csv) or omit --files to score all of them")
     _check_files(nab_dir / "data", names)
     t0 = time.perf_counter()
-    scores = {}
+    scores, reading, unreadable = {}, {}, {}
     for name in names:
-        s = read_nab_file(nab_dir / "data" / name)
+        try:
+            s, info = read_file(nab_dir / "data" / name, name)
+        except StudioError as exc:          # a file an upload would refuse: reported, never fatal
+            unreadable[name] = str(exc)
+            continue
+        reading[name] = info
         scores[name] = (s.index, score_file(s, detector))
-    return NabRun(scores, windows, time.perf_counter() - t0)
+    return NabRun(scores, windows, time.perf_counter() - t0, reading, unreadable)
 
 
-def evaluate(run: NabRun, threshold: float = DEFAULT_THRESHOLD,
+def evaluate(run: NabRun, threshold: float | AlarmRule = DEFAULT_THRESHOLD,
              refractory_s: float = DEFAULT_REFRACTORY_S) -> dict[str, object]:
-    """Normalised score per profile, overall and per category, for one threshold."""
+    """Normalised score per profile, overall and per category, for one alarm rule (or threshold)."""
     files = {n: (ts, detections(ts, sc, threshold, refractory_s)) for n, (ts, sc) in run.scores.items()}
     out: dict[str, object] = {}
     per_cat = []
@@ -196,6 +245,103 @@ def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_TH
     return pd.DataFrame(rows)
 
 
+#: Designs and alarm rules the nested leave-one-category-out estimate chooses among (``--loco``).
+LOCO_DESIGNS = ("ensemble", "ensemble_burst")
+LOCO_REFRACTORY_H = (6.0, 12.0, 24.0)
+
+
+def loco_rules(thresholds: tuple[float, ...] = SWEEP_THRESHOLDS,
+               refractory_h: tuple[float, ...] = LOCO_REFRACTORY_H) -> dict[tuple[float, float], AlarmRule]:
+    """The alarm-rule grid: every threshold with every refractory span (hours), keyed (threshold, hours)."""
+    return {(t, h): AlarmRule(t, h * 3600.0) for t in thresholds for h in refractory_h}
+
+
+def candidate_table(runs: dict[str, NabRun], rules: dict[tuple[float, float], AlarmRule]) -> pd.DataFrame:
+    """NAB outcome of every (design, rule) per file and profile: columns ``design, threshold,
+    refractory_h, name, category, profile, raw, null, perfect, tp, fp, fn, windows``. Scores are
+    computed once per design (``runs``) and every rule is applied to them (the ``detect`` path)."""
+    rows = []
+    for design, run in runs.items():
+        for (thr, hours), rule in rules.items():
+            files = {n: (ts, detections(ts, sc, rule)) for n, (ts, sc) in run.scores.items()}
+            for prof in NAB_PROFILES:
+                pf = nab_score(files, run.windows, prof).per_file
+                rows.append(pf.assign(design=design, threshold=thr, refractory_h=hours, profile=prof))
+    out = pd.concat(rows, ignore_index=True)
+    out["category"] = out["name"].str.split("/").str[0]
+    return out
+
+
+def nested_loco(table: pd.DataFrame, profile: str = "standard") -> tuple[pd.DataFrame, float | None, dict]:
+    """Nested leave-one-category-out: for each category, choose the design and alarm rule that score
+    best (``profile``, normalised) on the *other* categories, then score it with that choice.
+
+    Returns the per-category table (``category, design, threshold, refractory_h, held_out, tp, fp,
+    windows, raw, null, perfect``), the pooled held-out normalised score (every category's raw, null
+    and perfect summed, so a category without windows still pays for its false alarms) and the
+    whole-dev-set choice (``design, threshold, refractory_h, score``: chosen and scored on all
+    categories, in-sample).
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 categories have labelled windows.
+    """
+    t = table[table["profile"] == profile]
+    keys = ["design", "threshold", "refractory_h"]
+    cols = ["raw", "null", "perfect", "tp", "fp", "windows"]
+    per_cat = t.groupby([*keys, "category"])[cols].sum()
+    cats = sorted(t["category"].unique())
+    with_windows = [c for c in cats if t[t["category"] == c]["windows"].sum() > 0]
+    if len(with_windows) < 2:
+        raise InsufficientDataError(
+            f"nested leave-one-category-out needs at least 2 categories with windows; got {len(with_windows)}")
+
+    def best(keep: list[str]) -> tuple[tuple, float]:
+        g = per_cat[per_cat.index.get_level_values("category").isin(keep)].groupby(level=[0, 1, 2]).sum()
+        score = 100.0 * (g["raw"] - g["null"]) / (g["perfect"] - g["null"])
+        k = score.idxmax()                    # first best in (design, threshold, refractory) order
+        return k, float(score.loc[k])
+
+    rows = []
+    for c in cats:
+        k, _ = best([o for o in cats if o != c])
+        g = per_cat.loc[(*k, c)]
+        rows.append({"category": c, "design": k[0], "threshold": k[1], "refractory_h": k[2],
+                     "held_out": normalised(g["raw"], g["null"], g["perfect"]),
+                     **{x: g[x] for x in cols}})
+    lo = pd.DataFrame(rows)
+    pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
+    k, sc = best(cats)
+    return lo, pooled, {"design": k[0], "threshold": k[1], "refractory_h": k[2], "score": sc}
+
+
+def run_designs(nab_dir: Path, designs: tuple[str, ...] = LOCO_DESIGNS,
+                files: list[str] | None = None) -> dict[str, NabRun]:
+    """Score every design once on the NAB files (reused across the whole rule grid)."""
+    return {d: run_nab(nab_dir, d, files) for d in designs}
+
+
+def print_nested(runs: dict[str, NabRun], rules: dict[tuple[float, float], AlarmRule] | None = None) -> None:
+    """Print the nested leave-one-category-out estimate per profile and category, and the whole dev set."""
+    table = candidate_table(runs, loco_rules() if rules is None else rules)
+    print(f"nested leave-one-category-out: design ({', '.join(runs)}) and alarm rule (threshold x "
+          "refractory) chosen on the other categories, the held-out category scored with that choice")
+    pooled_all, whole = {}, {}
+    for prof in NAB_PROFILES:
+        lo, pooled, dev = nested_loco(table, prof)
+        pooled_all[prof], whole[prof] = pooled, dev
+        print(f"[{prof}]")
+        print(lo[["category", "design", "threshold", "refractory_h", "held_out", "tp", "fp", "windows"]]
+              .to_string(index=False, float_format=lambda v: f"{v:8.6g}"))
+    print("pooled nested estimate:  " + "  ".join(f"{p} {_fmt(v)}" for p, v in pooled_all.items()))
+    print("whole dev set (chosen on all categories, in-sample):")
+    for p, d in whole.items():
+        print(f"  {p}: {d['design']} threshold {d['threshold']:g} refractory {d['refractory_h']:g} h -> "
+              f"{_fmt(d['score'])}")
+
+
+
 def _fmt(x: float | None) -> str:
     return "   n/a" if x is None or not np.isfinite(x) else f"{x:6.1f}"
 
@@ -205,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("nab", help="score the default detector on the NAB subset")
     p.add_argument("dir", nargs="?", default=str(DEFAULT_NAB_DIR), help="NAB directory (windows.json, data/)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR)
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=detector_names())
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     p.add_argument("--refractory-s", type=float, default=DEFAULT_REFRACTORY_S,
                    help="suppress detections this many seconds after one (NAB adapter)")
@@ -213,12 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="print scores for a range of thresholds")
     p.add_argument("--per-file", action="store_true", help="print the standard-profile per-file table")
     p.add_argument("--loco", action="store_true",
-                   help="leave-one-category-out: choose the threshold on the other categories, score each one")
+                   help="nested leave-one-category-out: choose design and alarm rule on the other "
+                        "categories, score each one (per profile), and the whole dev set")
     args = ap.parse_args(argv)
     try:
         run = run_nab(Path(args.dir), args.detector, args.files)
         print(f"scored {len(run.scores)} files causally in {run.seconds:.1f} s "
               f"(detector {args.detector}, refractory {args.refractory_s:g} s)")
+        print(run.reading_report())
         if args.sweep:
             print("threshold  standard  low_FP  low_FN")
             for thr in SWEEP_THRESHOLDS:
@@ -234,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         print("per category (normalised; n/a = no labelled window; fp = detections outside windows):")
         print(table.to_string(float_format=lambda v: f"{v:6.1f}"))
         if args.loco:
+            others = tuple(d for d in LOCO_DESIGNS if d != args.detector)
+            runs = {args.detector: run, **run_designs(Path(args.dir), others, args.files)}
+            print_nested(runs)
             lo = leave_one_category_out(run, refractory_s=args.refractory_s)
             pooled = normalised(lo["raw"].sum(), lo["null"].sum(), lo["perfect"].sum())
-            print("leave-one-category-out (standard; threshold chosen on the other categories):")
+            print(f"threshold-only leave-one-category-out ({args.detector}, standard, refractory "
+                  f"{args.refractory_s:g} s):")
             print(lo[["category", "threshold", "held_out", "in_sample"]].to_string(
                 index=False, float_format=lambda v: f"{v:8.6g}"))
             print(f"pooled held-out normalised score: {_fmt(pooled)}")

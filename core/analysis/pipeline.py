@@ -16,8 +16,10 @@ forecast and backtest). The stages, in order:
     ``min(train_days, span / 4)`` of the range, which is then never scored (a model is not judged on
     the data it was fitted on). Incident, ``mask`` and stuck-value points are left out of training
     as missing. Every scored point uses only itself and earlier points.
-    ``anomalies`` are the detector's ``explain()`` rows at or above the threshold
-    (:data:`core.analysis.detect.DEFAULT_THRESHOLD` unless given).
+    Scores then go through the same alarm rule as ``python -m core detect`` and the NAB evaluation
+    (:class:`core.analysis.detect.AlarmRule`: a threshold or a target false-alarm rate per week, and a
+    refractory span): ``anomalies`` are the alarms (one row per alarm, at the point that opened it,
+    with the detector's ``explain()`` columns); ``flagged`` every point at or above the threshold.
 ``outages``
     detected outages (definition below), left out of the baseline when ``exclude_outages``.
 ``baseline``
@@ -109,8 +111,14 @@ OUTAGE_COLUMNS = ["start", "end", "points", "cause"]
 class Detections:
     """Result of the ``detect`` stage.
 
-    ``anomalies`` holds one row per flagged point (``ts, value, score, detectors, expected, lower,
-    upper, confidence``, see :meth:`core.analysis.detect.Detector.explain`); ``train_start``/``train_end``
+    ``anomalies`` holds one row per alarm, at the point that opened it (``ts, value, score, detectors,
+    expected, lower, upper, confidence``, see :meth:`core.analysis.detect.Detector.explain`, plus
+    ``alarm_id``, ``end``: its last point at or above the threshold, and ``points``: how many there
+    were); ``flagged`` holds every point at or above the threshold (``explain()`` rows and
+    ``alarm_id``); ``alarms_per_week`` is the number of alarms per week of scored time (the alert load
+    this sensitivity gives on this history) and ``false_alarms_per_week`` the same without alarms that
+    open inside a labelled incident (the false-alarm rate measured on this history); ``rule`` is the
+    alarm rule; ``train_start``/``train_end``
     bound the training window (never scored); ``n_scored`` counts the finite points scored after it.
     ``scope`` is "before" when the window lies before the reported range (every point of the range
     is scored) and "within" when it is the start of the data (not scored); ``note`` says so in words.
@@ -128,12 +136,18 @@ class Detections:
     skipped: dict[str, str] = field(default_factory=dict)
     scope: str = "within"
     note: str = ""
+    flagged: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    rule: Any = None
+    scored_days: float = 0.0
+    alarms_per_week: float = float("nan")
+    false_alarms_per_week: float = float("nan")
 
     def summary(self) -> str:
         if not self.sufficient:
             return f"no anomaly detection: {self.reason}"
-        return (f"{len(self.anomalies)} anomalous point(s) among {self.n_scored} scored at score >= "
-                f"{self.threshold:g} ({self.detector}, trained on {self.train_start} to {self.train_end})")
+        return (f"{len(self.anomalies)} alarm(s) ({len(self.flagged)} point(s) at score >= {self.threshold:g}) "
+                f"among {self.n_scored} scored ({self.detector}, trained on {self.train_start} to "
+                f"{self.train_end})")
 
 
 @dataclass
@@ -180,10 +194,10 @@ class Analysis:
 
     @property
     def anomalies(self) -> pd.DataFrame:
-        """The flagged points of the ``detect`` stage (empty when it did not run)."""
+        """The alarms of the ``detect`` stage, one row per alarm (empty when it did not run)."""
         if self.detections is None or not self.detections.sufficient:
             return pd.DataFrame(columns=["ts", "value", "score", "detectors", "expected", "lower", "upper",
-                                         "confidence"])
+                                         "confidence", "alarm_id", "end", "points"])
         return self.detections.anomalies
 
     def summary(self) -> dict[str, Any]:
@@ -259,8 +273,10 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
         Values on a sorted UTC DatetimeIndex (NaN = missing).
     detector : str or core.analysis.detect.Detector
         Registry name (default ``"ensemble"``) or an unfitted detector instance.
-    threshold : float, optional
-        Score at or above which a point is flagged; default :data:`core.analysis.detect.DEFAULT_THRESHOLD`.
+    threshold : float or core.analysis.detect.AlarmRule, optional
+        Score at or above which a point is flagged (default
+        :data:`core.analysis.detect.DEFAULT_THRESHOLD`), or a whole alarm rule (a threshold or a target
+        false-alarm rate per week, and a refractory span).
     train_days : float
         Training window, days.
     exclude : array of bool, optional
@@ -279,9 +295,11 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
     Detections
         ``sufficient=False`` with the reason when the training part is too thin to calibrate.
     """
-    from core.analysis.detect import DEFAULT_THRESHOLD, make_detector
+    from core.analysis.detect import AlarmRule, alarm_ids, alarm_starts, make_detector, typical_step_s
 
-    thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    rule = threshold if isinstance(threshold, AlarmRule) else (
+        AlarmRule() if threshold is None else AlarmRule(float(threshold)))
+    thr = rule.threshold
     det = make_detector(detector) if isinstance(detector, str) else detector
     name = getattr(det, "name", type(det).__name__)
     s = values.where(~exclude) if exclude is not None and exclude.any() else values
@@ -306,7 +324,8 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
         train, scored = s[is_train], values[~is_train]
     n_train = int(np.isfinite(train.to_numpy()).sum())
     n_scored = int(np.isfinite(scored.to_numpy()).sum())
-    base = Detections(False, "", name, thr, t0, cut, n_train, n_scored, scope=scope)
+    thr = rule.threshold_for(typical_step_s(train.index))      # from the training window: causal
+    base = Detections(False, "", name, thr, t0, cut, n_train, n_scored, scope=scope, rule=rule)
     if score_from is not None and scope == "within":
         why = ("no history before the range" if n_before == 0 else
                f"too little history before the range ({n_before} points; {min_train_points} needed)")
@@ -321,10 +340,23 @@ def detect(values: pd.Series, *, detector: Any = "ensemble", threshold: float | 
         return base
     try:
         det.fit(train)
-        base.anomalies = det.explain(scored, thr).reset_index(drop=True)
+        flagged = det.explain(scored, thr).reset_index(drop=True)
     except InsufficientDataError as exc:
         base.reason = f"training window {t0} to {cut} ({n_train} points): {exc}"
         return base
+    # the alarm rule on the flagged points gives the same alarms as on every score (points below the
+    # threshold never open one and an alarm's span is measured in time)
+    ids = alarm_ids(pd.DatetimeIndex(flagged["ts"]), flagged["score"].to_numpy(dtype=np.float64),
+                    AlarmRule(thr, rule.refractory_s))
+    flagged["alarm_id"] = ids
+    g = flagged.groupby("alarm_id")["ts"]
+    alarms = flagged[alarm_starts(ids)].reset_index(drop=True)
+    alarms["end"] = g.max().reindex(alarms["alarm_id"]).to_numpy()
+    alarms["points"] = g.size().reindex(alarms["alarm_id"]).to_numpy()
+    base.flagged, base.anomalies = flagged, alarms
+    base.scored_days = (scored.index[-1] - scored.index[0]).total_seconds() / 86400.0 if len(scored) > 1 else 0.0
+    if base.scored_days > 0:
+        base.alarms_per_week = len(alarms) / (base.scored_days / 7.0)
     base.sufficient = True
     base.skipped = dict(getattr(det, "skipped_", {}) or {})
     return base
@@ -620,9 +652,15 @@ def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask:
             detections = detect(s_all, detector=detector, threshold=threshold, train_days=train_days,
                                 exclude=train_excl, score_from=None if start is None else t_start)
 
+    if detections is not None and detections.sufficient and detections.scored_days > 0:
+        pos = s_all.index.get_indexer(pd.DatetimeIndex(detections.anomalies["ts"]))
+        in_incident = excl_all[pos[pos >= 0]].sum() if len(pos) else 0
+        detections.false_alarms_per_week = (len(detections.anomalies) - int(in_incident)) / (
+            detections.scored_days / 7.0)
+
     with clock.stage("outages"):
         flat_rows, flat_mask = flat if flat is not None else _flat_runs(s_all, FLAT_MIN_POINTS, STUCK_MAX_REPEAT)
-        flagged = detections.anomalies if detections is not None and detections.sufficient else None
+        flagged = detections.flagged if detections is not None and detections.sufficient else None
         ep_rows, ep_mask = _episodes(s_all, flagged, OUTAGE_MIN_FLAGS, OUTAGE_MERGE_STEPS)
         out_all = ep_mask | flat_mask
         outages = _overlapping(_outage_frame(ep_rows + flat_rows), t_start, t_end)

@@ -125,13 +125,19 @@ def forecast_text(fc: Forecast, bt: Backtest | None) -> str:
 
 
 def anomaly_text(a: Analysis) -> str:
-    """How many points of the range were flagged, and how the detectors were trained."""
+    """How many alarms the range holds (and flagged points), the alert load per week, the rule, and how
+    the detectors were trained."""
     d = a.detections
     if d is None:
         return "Anomaly detection not run."
     if not d.sufficient:
         return _insufficient("anomaly detection", d.reason) + (f" ({d.note})" if d.note else "")
-    return f"{len(d.anomalies)} anomalies in the range ({d.note})"
+    rate = (f"; {d.alarms_per_week:.1f} per week over {d.scored_days:.1f} scored days, "
+            f"{d.false_alarms_per_week:.1f} per week outside labelled incidents (the false-alarm rate this "
+            "sensitivity gave on this history)" if np.isfinite(d.false_alarms_per_week) else "")
+    rule = f" Rule: {d.rule.describe()}." if d.rule is not None else ""
+    return (f"{len(d.anomalies)} anomalies (alarms) in the range, from {len(d.flagged)} point(s) at score >= "
+            f"{d.threshold:.6g}{rate} ({d.note}).{rule}")
 
 
 def outage_text(a: Analysis, excluded: bool = True) -> str:
@@ -169,3 +175,34 @@ def shifts_text(cp: ChangePoints, unit: str = "", top: int = 3) -> str:
     more = f" (largest {top} of {len(df)})" if len(df) > top else ""
     how = " (multiplicative: fitted on the log scale)" if cp.scale == "log" else ""
     return f"Level shifts{more}{how}: {items}.{caveat}"
+
+
+#: What each detector member's agreement means, in words (the anomaly explanations).
+MEMBER_TEXT = {
+    "seasonal_z": "unusual for this hour of the day/week",
+    "cusum": "a sustained shift away from the recent level",
+    "ewma_residual": "far from the short-term forecast",
+    "drift_z": "level differs from the same time last week",
+    "dist_change": "the last two hours' distribution changed",
+    "iforest": "an unusual pattern of recent values",
+}
+
+
+def member_reasons(members: str) -> str:
+    """A comma-separated list of detector members as the reasons they give ("" for none)."""
+    names = [m for m in str(members or "").split(",") if m]
+    return "; ".join(f"{m}: {MEMBER_TEXT.get(m, m)}" for m in names)
+
+
+def alarm_frame(a: Analysis) -> pd.DataFrame:
+    """The alarms of an analysis as a table for people: ``start, value, score, explained by, expected,
+    lower, upper, last flagged point, flagged points`` (one row per alarm, in time order)."""
+    an = a.anomalies
+    if not len(an):
+        return pd.DataFrame(columns=["start", "value", "score", "explained by", "expected", "lower", "upper",
+                                     "last flagged point", "flagged points"])
+    return pd.DataFrame({"start": an["ts"], "value": an["value"], "score": an["score"],
+                         "explained by": [member_reasons(m) or "combined evidence of several members"
+                                          for m in an["detectors"]],
+                         "expected": an["expected"], "lower": an["lower"], "upper": an["upper"],
+                         "last flagged point": an["end"], "flagged points": an["points"]}).reset_index(drop=True)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import erfc
 
 from core.analysis.detect.base import DEFAULT_THRESHOLD, Detector, TailCalibrator, as_series, infer_step_s
 from core.analysis.detect.registry import make_member
@@ -18,6 +19,25 @@ from core.errors import InsufficientDataError, ValidationError
 #: ``drift_z`` (level against the previous week) and ``dist_change`` (histogram of the last two hours
 #: against the week before) catch slow and shape changes the point detectors adapt to.
 DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change")
+MIN_SMOOTH_BASELINE = 200   # points the surprise-level baseline needs before it is used
+
+
+def surprise_level(p: np.ndarray, short: int, baseline: int) -> np.ndarray:
+    """Causal tail probability of the recent surprise level (see :class:`EnsembleDetector`).
+
+    ``x = -log10 p`` (p clipped to [1e-12, 1]; NaN stays missing), ``m`` its mean over the last
+    ``short`` points, ``mu, sd`` its mean and standard deviation over the ``baseline`` points before
+    those; returns ``P(Z >= (m - mu) / sd)`` for a standard normal ``Z`` (NaN while the baseline holds
+    fewer than :data:`MIN_SMOOTH_BASELINE` finite points).
+    """
+    x = pd.Series(-np.log10(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)))
+    m = x.rolling(short, min_periods=1).mean()
+    past = x.shift(short).rolling(baseline, min_periods=MIN_SMOOTH_BASELINE)
+    z = ((m - past.mean()) / np.maximum(past.std(), 1e-3)).to_numpy()
+    out = np.full(z.size, np.nan)
+    ok = np.isfinite(z)
+    out[ok] = 0.5 * erfc(z[ok] / np.sqrt(2.0))
+    return out
 
 
 
@@ -32,17 +52,37 @@ class EnsembleDetector(Detector):
     cannot be fitted on too short a history are left out (``skipped_`` says which and why); if none
     can, :class:`InsufficientDataError`.
 
+    With ``smooth_points > 0`` the combined probability also passes a *surprise-level* test (in the
+    spirit of Numenta's anomaly likelihood), for bursty series whose rare points come in clusters:
+    ``x = -log10 p`` is averaged over the last ``smooth_points`` points (the point included) and
+    compared with the mean and standard deviation of ``x`` over the ``smooth_baseline`` points before
+    that short window; the Gaussian tail probability of that z-score is ``p_level`` and the final
+    probability is ``max(p, p_level)``: a point is flagged only if it is rare on its own *and* the
+    recent level of surprise is unusual for this series. Causal (earlier points only); where the
+    baseline holds fewer than ``MIN_SMOOTH_BASELINE`` points, ``p`` is used alone.
+
     Parameters
     ----------
     members : sequence of str or Detector
         Registry names (see :data:`core.analysis.detect.DETECTORS`) or detector instances.
+    smooth_points : int
+        Short window of the surprise-level test, points (0 = off).
+    smooth_baseline : int
+        Baseline window of the surprise-level test, points.
+    name : str, optional
+        Registry name of this configuration (shown in explanations).
     """
 
     name = "ensemble"
 
-    def __init__(self, members: Sequence[str | Detector] = DEFAULT_MEMBERS) -> None:
+    def __init__(self, members: Sequence[str | Detector] = DEFAULT_MEMBERS, smooth_points: int = 0,
+                 smooth_baseline: int = 2016, name: str | None = None) -> None:
         super().__init__()
         self.members = tuple(members)
+        self.smooth_points = int(smooth_points)
+        self.smooth_baseline = int(smooth_baseline)
+        if name:
+            self.name = name
 
     def fit(self, history: pd.Series) -> EnsembleDetector:
         h = as_series(history, "history")
@@ -102,8 +142,16 @@ class EnsembleDetector(Detector):
             simes = np.where(np.isfinite(srt), m[:, None] * srt / rank, np.inf).min(axis=1)
         return np.where(m > 0, np.minimum(1.0, simes), np.nan)
 
+    def _combined(self, pv: np.ndarray) -> np.ndarray:
+        """Simes' combination, then the surprise-level test when ``smooth_points > 0``."""
+        p = self.combine(pv)
+        if self.smooth_points <= 0:
+            return p
+        lvl = surprise_level(p, self.smooth_points, self.smooth_baseline)
+        return np.where(np.isfinite(lvl), np.maximum(p, lvl), p)      # a missing point stays NaN
+
     def pvalue(self, series: pd.Series) -> np.ndarray:
-        return self.combine(self.member_pvalues(series).to_numpy())
+        return self._combined(self.member_pvalues(series).to_numpy())
 
     def raw(self, series: pd.Series):
         p = self.pvalue(series)
@@ -124,7 +172,7 @@ class EnsembleDetector(Detector):
             raise ValidationError(f"threshold must be in (0, 1), got {threshold}", path="threshold")
         s = as_series(series)
         pv, bands = self._member_outputs(s)
-        p = self.combine(pv.to_numpy())
+        p = self._combined(pv.to_numpy())
         score = 1.0 - p
         hit = np.flatnonzero(score >= threshold)
         agree = pv.to_numpy() <= (1.0 - threshold)          # NaN compares False

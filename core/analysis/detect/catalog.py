@@ -1,0 +1,39 @@
+"""Every detector by registry name (the members and the ensemble) and :func:`make_detector`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.analysis.detect.base import Detector
+from core.analysis.detect.ensemble import EnsembleDetector
+from core.analysis.detect.registry import MEMBERS, make_member
+from core.errors import ValidationError
+
+DETECTORS: dict[str, type[Detector]] = {**MEMBERS, EnsembleDetector.name: EnsembleDetector}
+
+#: Named configurations (registry name -> class and constructor parameters), chosen like any detector.
+#: ``ensemble_burst``: the ensemble without the EWMA member, with the surprise-level test (5 points
+#: against the previous 2016, a week of 5-minute data) for bursty series; see the README for the
+#: nested leave-one-category-out evidence.
+PRESETS: dict[str, tuple[type[Detector], dict[str, Any]]] = {
+    "ensemble_burst": (EnsembleDetector, {"members": ("seasonal_z", "cusum", "drift_z", "dist_change"),
+                                          "smooth_points": 5, "smooth_baseline": 2016}),
+}
+DEFAULT_DETECTOR = "ensemble"
+
+
+def detector_names() -> list[str]:
+    """Every name :func:`make_detector` accepts, sorted."""
+    return sorted([*DETECTORS, *PRESETS])
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> Detector:
+    """A new detector from the registry by name, with keyword parameters for its constructor."""
+    if name in PRESETS:
+        cls, preset = PRESETS[name]
+        return cls(**{**preset, "name": name, **params})
+    if name == EnsembleDetector.name:
+        return EnsembleDetector(**params)
+    if name not in MEMBERS:
+        raise ValidationError(f"unknown detector {name!r}; expected one of {detector_names()}", path="detector")
+    return make_member(name, **params)
