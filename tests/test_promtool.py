@@ -163,6 +163,14 @@ def test_plain_gap_is_a_documented_difference():
 
 
 # ---------------------------------------------------------------------------------------- check rules
+CARRIED = [{"source": "prometheus", "group": "team", "interval": "30s", "name": "job:x:sum", "reason": "a recording rule",
+            "rule": {"record": "job:x:sum", "expr": "sum by (job) (rate(x[5m]))"}},
+           {"source": "prometheus", "group": "team", "interval": "30s", "name": "Down", "reason": "==",
+            "rule": {"alert": "Down", "expr": "up == 0", "for": "2m", "labels": {"severity": "critical"}}},
+           {"source": "grafana", "group": "g", "interval": "1m", "name": "Band", "reason": "range",
+            "rule": {"title": "Band", "condition": "B", "data": []}}]
+
+
 def _shapes() -> list[tuple[str, list[Rule], PromMapping]]:
     k = 'latency_ms{service="api"}'
     base = dict(name="Lat", series=k, comparator=">", warning=200.0, critical=400.0)
@@ -180,15 +188,26 @@ def _shapes() -> list[tuple[str, list[Rule], PromMapping]]:
         ("interval", [Rule(**base, interval_s=300), Rule(name="Other", series=k, warning=1.0)], PromMapping()),
         ("severity_labels", [Rule(**base, severity_labels={"warning": "ticket", "critical": "page"})],
          PromMapping(extra_labels={"source": "studio"})),
+        ("no_severity_label", [Rule(name="N", series=k, critical=5.0, severity_labels={"critical": ""})],
+         PromMapping()),
+        ("imported_expression", [Rule(name="E", series="E", critical=0.02, recovery=0.01, missing="nodata",
+                                      promql="sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))")],
+         PromMapping()),
+        ("carried", [Rule(**base)], PromMapping()),
     ]
 
 
 @pytest.mark.parametrize("shape, rules, mapping", _shapes(), ids=[s[0] for s in _shapes()])
 def test_promtool_check_rules_accepts_every_export_shape(shape, rules, mapping):
-    text = prometheus_export(rules, mapping, policy=shape).to_yaml()
-    res = check_rules(text)
+    exp = prometheus_export(rules, mapping, policy=shape, carried=CARRIED if shape == "carried" else ())
+    res = check_rules(exp.to_yaml())
     assert res.ok, res.output
     assert "SUCCESS" in res.output
+    if shape == "carried":
+        doc = exp.doc
+        team = next(g for g in doc["groups"] if g["name"] == "team")
+        assert team["interval"] == "30s" and team["rules"] == [c["rule"] for c in CARRIED[:2]]
+        assert any("Band" in w and "Grafana" in w for w in exp.warnings)
 
 
 def test_promtool_check_rules_rejects_a_broken_file():

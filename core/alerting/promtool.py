@@ -258,9 +258,10 @@ def _split_report(output: str) -> dict[str, str]:
     return out
 
 
-def run_cases(cases: Sequence[PromtoolCase], *, batch: int = 200,
+def run_cases(cases: Sequence[PromtoolCase], *, batch: int = 200, workers: int = 2,
               timeout_s: float = 600.0) -> dict[str, str | None]:
-    """Run cases with ``promtool test rules`` (``batch`` test files per invocation).
+    """Run cases with ``promtool test rules``: at most ``batch`` test files per invocation, up to
+    ``workers`` invocations at a time.
 
     Returns
     -------
@@ -268,19 +269,27 @@ def run_cases(cases: Sequence[PromtoolCase], *, batch: int = 200,
         Case name -> None when Prometheus fired exactly the alerts the replay expected at every
         evaluation, else promtool's report of the differences (evaluation time, expected, got).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     exe = _need_binary()
     names = [c.name for c in cases]
     if len(set(names)) != len(names):
         raise ValidationError("case names must be unique", path="cases.name")
+    size = max(1, min(batch, -(-len(cases) // max(1, workers))))
     result: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory(prefix="studio-promtool-") as d:
-        for i in range(0, len(cases), batch):
-            chunk = cases[i:i + batch]
-            files = [write_case(c, d) for c in chunk]
-            out = subprocess.run([exe, "test", "rules", *[f.name for f in files]], cwd=d,
-                                 capture_output=True, text=True, check=False, timeout=timeout_s)
+        chunks = [list(cases[i:i + size]) for i in range(0, len(cases), size)]
+        files = [[write_case(c, d) for c in chunk] for chunk in chunks]
+
+        def run(paths: list[Path]) -> subprocess.CompletedProcess:
+            return subprocess.run([exe, "test", "rules", *[f.name for f in paths]], cwd=d,
+                                  capture_output=True, text=True, check=False, timeout=timeout_s)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            outs = list(pool.map(run, files))
+        for chunk, paths, out in zip(chunks, files, outs, strict=True):
             report = _split_report(out.stdout + out.stderr)
-            for c, f in zip(chunk, files, strict=True):
+            for c, f in zip(chunk, paths, strict=True):
                 body = report.get(f.name)
                 if body is None:
                     result[c.name] = f"promtool printed nothing for {f.name}:\n{out.stdout}{out.stderr}"
