@@ -20,8 +20,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alerting.replay import replay, replay_reference, sweep  # noqa: E402
+from core.alerting.replay import replay, replay_reference  # noqa: E402
 from core.alerting.rules import Rule  # noqa: E402
+from core.alerting.sweep import sweep  # noqa: E402
 
 N_INCIDENTS = 20
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, DETECTORS, score_online
-from core.data.ingest import read_metrics
+from core.commands._source import read_file
 from core.errors import NotFound, ValidationError
 
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold < 1.0:
         raise ValidationError(f"must be in (0, 1), got {args.threshold}", path="--threshold")
-    points = read_metrics(Path(args.file)).points
+    points = read_file(Path(args.file)).points      # as ingest reads it; its report and warnings on stderr
     keys = sorted(points["series"].astype(str).unique())
     key = args.series
     if key is None:

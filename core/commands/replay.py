@@ -1,6 +1,7 @@
-"""Replay a threshold rule over a metric file: alert episodes, alert load and accuracy against incidents.
+"""Replay a threshold rule over a metric file or a stored series: alert episodes, alert load and accuracy.
 
-Example::
+The file is read as ``python -m core ingest`` reads it (its report and warnings go to standard
+error); without a file, ``--series KEY`` replays the series stored in ``--db``. Example::
 
     python -m core replay latency.csv --comparator '>' --threshold 250 --for 5m \\
         --keep-firing-for 10m --recovery 200 --incidents incidents.csv --json
@@ -17,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
+from core.commands._source import add_source_arguments, load_series
 from core.errors import ValidationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="metric export (any format core.data.ingest reads)")
-    parser.add_argument("--series", help="series key to replay (required when the file holds several)")
+    add_source_arguments(parser, what="replay")
     parser.add_argument("--comparator", default=">", choices=COMPARATORS, help="alert when value <cmp> threshold")
     parser.add_argument("--threshold", type=float, help="trigger value of the level named by --severity")
     parser.add_argument("--severity", default="critical", choices=SEVERITIES,
@@ -77,24 +78,12 @@ def _rule(args: argparse.Namespace, key: str) -> Rule:
 
 def run(args: argparse.Namespace) -> int:
     from core.alerting.replay import replay
-    from core.data.ingest import read_metrics
 
-    parsed = read_metrics(args.file)
-    points = parsed.points
-    keys = [str(k) for k in pd.unique(points["series"])]
-    if args.series is not None:
-        if args.series not in keys:
-            raise ValidationError(f"series {args.series!r} not in {args.file}; it holds {keys[:10]}",
-                                  path="--series")
-        key = args.series
-    elif len(keys) == 1:
-        key = keys[0]
-    else:
-        raise ValidationError(f"{args.file} holds {len(keys)} series; choose one with --series "
-                              f"(e.g. {keys[0]!r})", path="--series")
+    rule = _rule(args, "*")              # bad options are reported before the file is read
+    key, points = load_series(args)
     rule = _rule(args, key)
     lookback = parse_duration(args.lookback, path="--lookback") if args.lookback else None
-    result = replay(rule, points[points["series"] == key], lookback_s=lookback)
+    result = replay(rule, points, lookback_s=lookback)
     incidents = None
     if args.incidents:
         from core.data.incidents import read_incidents

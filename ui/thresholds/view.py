@@ -18,8 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.alerting.replay import Replay, replay, sweep
+from core.alerting.replay import Replay, replay
 from core.alerting.rules import Rule
+from core.alerting.sweep import sweep
 from ui import state
 from ui.thresholds.editor import SeriesData, _series_data
 
@@ -202,7 +203,7 @@ def recovery_offset(rule: Rule, level: str) -> float | None:
 
 
 def sweep_for(data: SeriesData, rule: Rule, level: str, lo: float, hi: float) -> pd.DataFrame:
-    """Cached :func:`core.alerting.replay.sweep` of ``level`` over ``[lo, hi]`` with the rule's other settings."""
+    """Cached :func:`core.alerting.sweep.sweep` of ``level`` over ``[lo, hi]`` with the rule's other settings."""
     return _sweep(state.db_path(), data.key, rule.comparator, float(lo), float(hi), rule.for_s,
                   rule.keep_firing_for_s, recovery_offset(rule, level), rule.consecutive, rule.missing,
                   rule.interval_s)
