@@ -409,9 +409,10 @@ def auto_levels(points: pd.Series | pd.DataFrame | np.ndarray, comparator: str, 
 
     The tail probabilities are geometrically spaced from 0.5 (the median) to ``1 / finite points``
     (about the most extreme value), so p50, p90, p99, p99.9 ... each get a share of the levels.
-    Quantiles of the raw finite values (``numpy.quantile``, never averaged). Repeated values (a
-    series with few distinct values) are kept once, so fewer than ``n`` levels may come back.
-    Ascending.
+    Quantiles of the raw finite values, never averaged, taken as observed values (the empirical
+    quantile, ``numpy.quantile(method="inverted_cdf")``): a level between two observed values
+    would behave exactly like one of them. Repeated values (a series with few distinct values) are
+    kept once, so fewer than ``n`` levels may come back. Ascending.
 
     Raises
     ------
@@ -433,4 +434,4 @@ def auto_levels(points: pd.Series | pd.DataFrame | np.ndarray, comparator: str, 
         raise InsufficientDataError(f"{finite.size} finite value(s): levels from quantiles need at least 2")
     tail = np.geomspace(0.5, min(0.5, 1.0 / finite.size), int(n)) if n > 1 else np.array([0.5])
     p = 1.0 - tail if comparator in (">", ">=") else tail
-    return np.unique(np.quantile(finite, p))
+    return np.unique(np.quantile(finite, p, method="inverted_cdf"))
