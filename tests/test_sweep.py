@@ -213,6 +213,13 @@ def test_auto_levels_follow_the_comparator_tail():
     assert auto_levels(v, ">", 4).tolist() == [1000.0, 1900.0, 1990.0, 1999.0]
     assert auto_levels(v, "<=", 4).tolist() == [1.0, 10.0, 100.0, 1000.0]
     assert auto_levels(v, ">", 1).tolist() == [1000.0]
+    # a month of continuous values: 200 distinct levels, the top ones consecutive order statistics
+    w = np.random.default_rng(1).gamma(2.0, 5.0, 43_200)
+    lv = auto_levels(w, ">", 200)
+    assert lv.size == 200 and lv[0] == np.quantile(w, 0.5, method="inverted_cdf") and lv[-1] == w.max()
+    assert lv[-5:].tolist() == np.sort(w)[-5:].tolist()
+    lv = auto_levels(w, "<", 200)
+    assert lv.size == 200 and lv[0] == w.min() and lv[-1] == np.quantile(w, 0.5, method="inverted_cdf")
     # observed values only, each once (8 finite values: from the median to the 7th of 8)
     assert auto_levels(np.array([1, 1, 1, 2, 2, 2, 3, 3, NAN]), ">", 20).tolist() == [2.0, 3.0]
     with pytest.raises(InsufficientDataError):

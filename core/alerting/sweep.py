@@ -410,8 +410,11 @@ def auto_levels(points: pd.Series | pd.DataFrame | np.ndarray, comparator: str, 
     The tail probabilities are geometrically spaced from 0.5 (the median) to ``1 / finite points``
     (about the most extreme value), so p50, p90, p99, p99.9 ... each get a share of the levels.
     Quantiles of the raw finite values, never averaged, taken as observed values (the empirical
-    quantile, ``numpy.quantile(method="inverted_cdf")``): a level between two observed values
-    would behave exactly like one of them. Repeated values (a series with few distinct values) are
+    quantile, as ``numpy.quantile(method="inverted_cdf")``): a level between two observed values
+    would behave exactly like one of them. Deep in the tail, where neighbouring probabilities fall on
+    the same order statistic, the next order statistics outwards are taken instead (up to the most
+    extreme value, never past the median), so ``n`` distinct ranks come back while the series has
+    them; tied values (a series with few distinct values) are
     kept once, so fewer than ``n`` levels may come back. Ascending.
 
     Raises
@@ -432,6 +435,14 @@ def auto_levels(points: pd.Series | pd.DataFrame | np.ndarray, comparator: str, 
     finite = vals[np.isfinite(vals)]
     if finite.size < 2:
         raise InsufficientDataError(f"{finite.size} finite value(s): levels from quantiles need at least 2")
-    tail = np.geomspace(0.5, min(0.5, 1.0 / finite.size), int(n)) if n > 1 else np.array([0.5])
-    p = 1.0 - tail if comparator in (">", ">=") else tail
-    return np.unique(np.quantile(finite, p, method="inverted_cdf"))
+    nf = finite.size
+    srt = np.sort(finite)
+    tail = np.geomspace(0.5, min(0.5, 1.0 / nf), int(n)) if n > 1 else np.array([0.5])
+    step = np.arange(tail.size)
+    if comparator in (">", ">="):       # ranks of the (1 - tail)-quantiles, pushed apart upwards
+        rank = np.ceil(nf * (1.0 - tail) - 1e-9).astype(np.int64) - 1
+        rank = np.maximum(np.minimum(np.maximum.accumulate(rank - step) + step, nf - tail.size + step), rank[0])
+    else:                               # ranks of the tail-quantiles, pushed apart downwards
+        rank = np.ceil(nf * tail - 1e-9).astype(np.int64) - 1
+        rank = np.minimum(np.maximum(np.minimum.accumulate(rank + step) - step, tail.size - 1 - step), rank[0])
+    return np.unique(srt[np.clip(rank, 0, nf - 1)])
