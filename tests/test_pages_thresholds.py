@@ -548,4 +548,6 @@ def test_grid_helpers():
     assert colour_options(5) == ["episodes / week", "recall", "false alarms / week"]
     ev = {"selection": {"points": [{"x": "10m", "y": "350", "customdata": [350.0, 600.0]}]}}
     assert cell_of_selection(ev) == (350.0, 600.0)
+    ev = {"selection": {"points": [{"x": "10m", "y": "350", "customdata": {"1": 600.0, "0": 350.0}}]}}
+    assert cell_of_selection(ev) == (350.0, 600.0)                     # as the browser sends it
     assert cell_of_selection({"selection": {"points": []}}) is None and cell_of_selection(None) is None

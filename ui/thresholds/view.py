@@ -361,11 +361,11 @@ def grid_figure(grid: SweepGrid, current: tuple[float, float] | None, colour: st
         lo_t, hi_t = math.floor(math.log10(floor)), math.ceil(math.log10(max(pos.max(), floor * 10))) if pos.size \
             else 1
         ticks = list(range(lo_t, hi_t + 1))
-        colorbar = {"title": {"text": colour}, "tickvals": ticks,
+        colorbar = {"title": {"text": colour, "side": "right"}, "tickvals": ticks,
                     "ticktext": ["0"] + [f"{10.0 ** t:g}" for t in ticks[1:]]}
     else:
         z[r, c] = raw
-        colorbar = {"title": {"text": colour}}
+        colorbar = {"title": {"text": colour, "side": "right"}}
     has_inc = "caught" in cells.columns
     text = []
     for row in cells.itertuples(index=False):
@@ -407,6 +407,8 @@ def cell_of_selection(event: Any) -> tuple[float, float] | None:
         points = getattr(getattr(event, "selection", None), "points", None)
     for p in points or []:
         cd = p.get("customdata") if isinstance(p, Mapping) else None
+        if isinstance(cd, Mapping):          # the browser may send an array as {"0": ..., "1": ...}
+            cd = [cd[k] for k in sorted(cd, key=lambda k: int(k))]
         if cd is not None and len(cd) >= 2:
             return float(cd[0]), float(cd[1])
     return None
