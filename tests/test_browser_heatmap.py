@@ -4,15 +4,11 @@ sends it, which AppTest cannot produce). Skipped when Chromium or Playwright is 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.apptest_util import ROOT
-from tests.test_browser import _free_port, _shot_dir, _wait_healthy, browser_page  # noqa: F401 (fixture)
+from tests.test_browser import _shot_dir, browser_page, serve_app  # noqa: F401 (browser_page: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -21,26 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def demo_server(tmp_path, demo_db_bytes):
     db = tmp_path / "demo.duckdb"
     db.write_bytes(demo_db_bytes)
-    port = _free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-           "STUDIO_ROLES": str(tmp_path / "none.toml")}
-    cmd = [sys.executable, "-m", "ui.serve", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    with serve_app(db, tmp_path, STUDIO_ROLES=str(tmp_path / "none.toml")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def _settled(page, want_for: str | None = None, timeout_s: float = 60) -> str:
