@@ -337,6 +337,17 @@ def test_stored_series_gives_what_the_file_gives(messy, tmp_path, roles_env, cap
     assert json.loads(capsys.readouterr().out) == stored
     assert cli_main(["replay", "--db", db, "--series", "nope", "--threshold", "4"]) == 2
     assert "'nope' is not stored" in capsys.readouterr().err
+    # incident windows: from a file, or the ones stored for the series (--incidents stored)
+    inc = tmp_path / "inc.csv"
+    inc.write_text("series,start,end\nlat,2026-01-01 00:05:00,2026-01-01 00:06:00\n")
+    assert cli_main(["incidents", "--db", db, str(inc)]) == 0
+    capsys.readouterr()
+    assert cli_main(["sweep", str(messy), *args, "--incidents", str(inc)]) == 0
+    with_file = json.loads(capsys.readouterr().out)
+    assert cli_main(["sweep", "--db", db, "--series", "lat", *args, "--incidents", "stored"]) == 0
+    stored_inc = json.loads(capsys.readouterr().out)
+    # caught by the breach at 00:06 when it fires at once, missed with a 1m for (a single breach)
+    assert stored_inc == with_file and [c["recall"] for c in stored_inc["cells"]] == [1.0, 0.0, 1.0, 0.0]
 
 
 @pytest.mark.skipif(not (NAB_DIR / "data" / NAB).exists(), reason="NAB subset not present")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,28 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
                                          "and without a file)")
     parser.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                         help="layout of the file (default: detect it)")
+
+
+def add_incident_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--incidents`` (a file, or ``stored``) and ``--early``."""
+    parser.add_argument("--incidents", help="incident windows: a CSV series,start,end or NAB windows.json, or "
+                                            "'stored' for this series' windows stored in --db")
+    parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
+
+
+def load_incidents(args: argparse.Namespace, key: str) -> pd.DataFrame | None:
+    """The incident windows ``--incidents`` names (None without it): read from the file, or, for
+    ``stored`` (when no such file exists), the series' own and the global windows stored in ``--db``."""
+    if not args.incidents:
+        return None
+    if args.incidents == "stored" and not Path(args.incidents).exists():
+        from core.data.store import Store
+
+        with (Store(args.db, read_only=True) if args.db else Store(read_only=True)) as store:
+            return store.list_incidents(key)
+    from core.data.incidents import read_incidents
+
+    return read_incidents(args.incidents)
 
 
 def read_file(path: Any, fmt: str = "auto", out: Any = None) -> LoadedMetrics:

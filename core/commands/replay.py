@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
-from core.commands._source import add_source_arguments, load_series
+from core.commands._source import add_incident_arguments, add_source_arguments, load_incidents, load_series
 from core.errors import ValidationError
 
 
@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", help="evaluation interval, e.g. 1m (default: the series resolution)")
     parser.add_argument("--lookback", help="the export's lookback (default 10m): how long keep_last carries a "
                                            "value and how long a gap lasts before it is a no-data episode")
-    parser.add_argument("--incidents", help="incident windows (CSV series,start,end or NAB windows.json)")
-    parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
+    add_incident_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -84,11 +83,7 @@ def run(args: argparse.Namespace) -> int:
     rule = _rule(args, key)
     lookback = parse_duration(args.lookback, path="--lookback") if args.lookback else None
     result = replay(rule, points, lookback_s=lookback)
-    incidents = None
-    if args.incidents:
-        from core.data.incidents import read_incidents
-
-        incidents = read_incidents(args.incidents)
+    incidents = load_incidents(args, key)
     early = parse_duration(args.early, path="--early")
     summaries = {"any": result.summary(None, incidents, early)}
     if len(rule.triggers()) > 1:

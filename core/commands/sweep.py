@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.alerting.rules import COMPARATORS, MISSING_MODES, format_duration, parse_duration
-from core.commands._source import add_source_arguments, load_series
+from core.commands._source import add_incident_arguments, add_source_arguments, load_incidents, load_series
 from core.errors import ValidationError
 
 #: JSON cell field -> column of :attr:`core.alerting.sweep.SweepGrid.cells`
@@ -47,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missing", default="nodata", choices=MISSING_MODES, help="missing-data behaviour")
     parser.add_argument("--interval", help="evaluation interval, e.g. 1m (default: the series resolution)")
     parser.add_argument("--lookback", help="the export's lookback (default 10m): how long keep_last carries a value")
-    parser.add_argument("--incidents", help="incident windows (CSV series,start,end or NAB windows.json)")
-    parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
+    add_incident_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -107,11 +106,7 @@ def run(args: argparse.Namespace) -> int:
     key, points = load_series(args)
     if levels is None:
         levels = auto_levels(points, args.comparator, args.auto)
-    incidents = None
-    if args.incidents:
-        from core.data.incidents import read_incidents
-
-        incidents = read_incidents(args.incidents)
+    incidents = load_incidents(args, key)
     grid = sweep_grid(points, args.comparator, levels, fors, keep_firing_for_s=keep,
                       recovery_offset=args.recovery_offset, consecutive=args.consecutive, missing=args.missing,
                       interval_s=interval, series=key, incidents=incidents, early_s=early, lookback_s=lookback)
