@@ -152,7 +152,7 @@ colour = (st.radio("Colour by", options, horizontal=True, key="thr.grid_colour",
           if len(options) > 1 else options[0])
 try:
     grid = tv.grid_for(data, rule, level, tv.grid_levels(data, rule.comparator, lo, hi, step),
-                       tv.grid_fors(view.replay.interval_s, rule.for_s))
+                       view.replay.interval_s)
     st.plotly_chart(tv.grid_figure(grid, (rule.triggers()[level], rule.for_s), colour, data.unit,
                                    step_decimals(step)),
                     key=tv.GRID_KEY, on_select=partial(tv.on_grid_select, level), selection_mode="points")

@@ -551,3 +551,17 @@ def test_grid_helpers():
     ev = {"selection": {"points": [{"x": "10m", "y": "350", "customdata": {"1": 600.0, "0": 350.0}}]}}
     assert cell_of_selection(ev) == (350.0, 600.0)                     # as the browser sends it
     assert cell_of_selection({"selection": {"points": []}}) is None and cell_of_selection(None) is None
+
+
+def test_heat_map_follows_a_typed_for_and_a_dragged_level(db):
+    at = open_checkout(db)
+    at.text_input(key="thr.for").input("45m")
+    at.slider(key="thr.w").set_value(372.0).run()
+    spec = grid_spec(ok(at))
+    heat = spec["data"][0]
+    # the typed for is a column of its own, the dragged level a row of its own; the rest stays
+    assert heat["x"] == ["0s", "5m", "10m", "15m", "30m", "45m", "1h", "2h"]
+    assert "372" in heat["y"] and "450" not in heat["y"]
+    assert current_cell(spec) == ("45m", "372")
+    sm = _cell_summary(db, 372.0, 2700.0)
+    assert f"{sm['episodes']} episode(s), {sm['episodes_per_week']:.2f} / week" in cell_texts(spec)[("45m", "372")]

@@ -302,31 +302,38 @@ def _grid_chunk(path: str, key: str, comparator: str, levels: tuple[float, ...],
                       series=key, incidents=data.incidents if len(data.incidents) else None)
 
 
-def grid_for(data: SeriesData, rule: Rule, level: str, levels: list[float], fors: list[float],
+def grid_for(data: SeriesData, rule: Rule, level: str, levels: list[float], interval_s: float,
              *, slow_s: float = 1.0) -> SweepGrid:
     """The level x for grid of ``level`` with the rule's other settings, at the rule's evaluation
-    interval, rows ascending. The rule's own level is added as a row of its own when it is not one of
-    ``levels`` (its own cached chunk, so moving the slider does not sweep the other rows again).
-    Cached per chunk of levels (cleared on every write). A grid that takes longer than ``slow_s``
-    seconds shows a progress bar while the remaining chunks run."""
-    n_eval = len(data.values) if rule.interval_s is None else max(
-        1, int((data.values.index[-1] - data.values.index[0]).total_seconds() // rule.interval_s) + 1)
-    per = max(1, GRID_CHUNK_CELLS // max(1, n_eval))
-    chunks = [tuple(levels[i:i + per]) for i in range(0, len(levels), per)]
+    interval (``interval_s`` seconds): rows ``levels`` plus the rule's own level, columns
+    :func:`grid_fors` (with the rule's own ``for``), level-major and ascending.
+
+    Swept in cached chunks (cleared on every write): the fixed rows x fixed columns in chunks of
+    levels, the rule's own level and its own ``for`` each on their own, so moving the slider or
+    typing a ``for`` sweeps one row or one column, not the grid. A grid that takes longer than
+    ``slow_s`` seconds shows a progress bar while the remaining chunks run."""
+    fors = grid_fors(interval_s, rule.for_s)
+    base = grid_fors(interval_s, None)
+    extra = tuple(f for f in fors if f not in base)
+    n_eval = max(1, int((data.values.index[-1] - data.values.index[0]).total_seconds() // interval_s) + 1)
+    per = max(1, GRID_CHUNK_CELLS // n_eval)
+    jobs = [(tuple(levels[i:i + per]), tuple(base)) for i in range(0, len(levels), per)]
+    if extra:
+        jobs += [(tuple(levels[i:i + per]), extra) for i in range(0, len(levels), per)]
     own = float(rule.triggers()[level])
     if own not in levels:
-        chunks.append((own,))
-    args = (rule.comparator, tuple(fors), rule.keep_firing_for_s, recovery_offset(rule, level), rule.consecutive,
-            rule.missing, rule.interval_s)
+        jobs.append(((own,), tuple(base) + extra))
+    shape = (rule.keep_firing_for_s, recovery_offset(rule, level), rule.consecutive, rule.missing, rule.interval_s)
     slot, t0, parts = st.empty(), time.perf_counter(), []
-    for i, chunk in enumerate(chunks):
-        parts.append(_grid_chunk(state.db_path(), data.key, args[0], chunk, *args[1:]))
-        if time.perf_counter() - t0 > slow_s and i + 1 < len(chunks):
-            slot.progress((i + 1) / len(chunks), text=f"Sweeping {len(levels)} levels x {len(fors)} for periods "
-                                                      f"over {n_eval:,} evaluations...")
+    for i, (lv, fs) in enumerate(jobs):
+        parts.append(_grid_chunk(state.db_path(), data.key, rule.comparator, lv, fs, *shape))
+        if time.perf_counter() - t0 > slow_s and i + 1 < len(jobs):
+            slot.progress((i + 1) / len(jobs), text=f"Sweeping {len(levels) + 1} levels x {len(fors)} for periods "
+                                                    f"over {n_eval:,} evaluations...")
     slot.empty()
     first = parts[0]
-    cells = pd.concat([p.cells for p in parts], ignore_index=True).sort_values("level", kind="stable")
+    cells = pd.concat([p.cells for p in parts], ignore_index=True)
+    cells = cells[cells["for_s"].isin(fors)].sort_values(["level", "for_s"], kind="stable")
     return SweepGrid(first.series, first.comparator, first.interval_s, first.span_s, cells.reset_index(drop=True))
 
 
