@@ -1,7 +1,9 @@
 """Benchmark rule replay and threshold sweeps: ``python bench/replay.py [--quick]``.
 
 Prints the timings against the speed goals (one rule over 1M points <= 50 ms; 200 thresholds over a
-43,200-point series <= 200 ms, also when each threshold is scored against incident windows) and, for
+43,200-point series <= 200 ms, also when each threshold is scored against incident windows; a grid of
+200 levels x 8 ``for`` periods over the same month, scored against incidents, <= 500 ms, printed beside
+the single replay of one of its cells and the loop of one-``for`` sweeps it replaces) and, for
 scale, the ratio to baselines timed in the same process: a bare numpy comparison ``values > threshold``
 over the same array(s), the plain reference loop (:func:`core.alerting.replay.replay_reference`) on a slice,
 extrapolated per point, and the per-threshold path for incident scoring (replay each threshold, score
@@ -20,13 +22,16 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alerting.replay import replay, replay_reference, sweep  # noqa: E402
+from core.alerting.replay import replay, replay_reference  # noqa: E402
 from core.alerting.rules import Rule  # noqa: E402
+from core.alerting.sweep import auto_levels, sweep, sweep_grid  # noqa: E402
 
 N_INCIDENTS = 20
 
 GOAL_REPLAY_MS = 50.0
 GOAL_SWEEP_MS = 200.0
+GOAL_GRID_MS = 500.0
+FORS = ["0s", "1m", "2m", "5m", "10m", "15m", "30m", "1h"]
 
 
 def series(n: int, seed: int = 0, nan_share: float = 0.001) -> pd.Series:
@@ -94,6 +99,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     sub = thr[::10]
     t_loop_inc = best_ms(lambda: per_threshold(sub), 1) * (thr.size / sub.size)
 
+    # the level x for grid: 200 levels from the series' quantiles x 8 pending periods, scored
+    levels = auto_levels(v2, ">", 200)
+    grid_kw = dict(keep_firing_for_s="10m", recovery_offset=10, incidents=inc)
+    sweep_grid(s2, ">", levels, FORS, **grid_kw)
+    t_grid = best_ms(lambda: sweep_grid(s2, ">", levels, FORS, **grid_kw), repeat)
+    t_grid_plain = best_ms(lambda: sweep_grid(s2, ">", levels, FORS), repeat)
+    t_grid_sweeps = best_ms(lambda: [sweep(s2, ">", levels, for_s=f, **grid_kw) for f in FORS], repeat)
+    one = Rule("x", "m", ">", critical=float(levels[100]), recovery=float(levels[100]) - 10, for_s="5m",
+               keep_firing_for_s="10m")
+    t_one = best_ms(lambda: replay(one, s2).summary(incidents=inc), repeat)
+    n_cells = levels.size * len(FORS)
+
     print(f"replay, 2 levels, {len(s):,} points ({n_eps} episodes): {t_replay:8.1f} ms "
           f"(goal <= {GOAL_REPLAY_MS:.0f} ms) {'OK' if t_replay <= GOAL_REPLAY_MS else 'SLOW'}")
     print(f"  baseline bare numpy `values > t` + sum: {t_bare:8.2f} ms  -> replay is {t_replay / t_bare:6.1f}x")
@@ -110,7 +127,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"{t_sweep_inc / t_bare2:6.1f}x")
     print(f"  baseline per-threshold replay + score_events (from {sub.size}, extrapolated): {t_loop_inc:8.0f} ms  "
           f"-> sweep is {t_loop_inc / t_sweep_inc:6.1f}x faster")
-    return {"replay_ms": t_replay, "bare_ms": t_bare, "reference_ms": t_ref, "sweep_ms": t_sweep,
+    print(f"grid, {levels.size} levels x {len(FORS)} for x {len(s2):,} points, keep/recovery + {len(inc)} "
+          f"incidents scored: {t_grid:8.1f} ms (goal <= {GOAL_GRID_MS:.0f} ms) "
+          f"{'OK' if t_grid <= GOAL_GRID_MS else 'SLOW'}; plain {t_grid_plain:.1f} ms")
+    print(f"  baseline one replay + summary of a single cell: {t_one:8.2f} ms  -> the grid of {n_cells:,} cells "
+          f"costs {t_grid / t_one:5.1f} single replays ({n_cells * t_one / t_grid:6.0f}x faster than replaying "
+          "each cell)")
+    print(f"  baseline {len(FORS)} one-for sweeps (same options): {t_grid_sweeps:8.1f} ms  -> grid is "
+          f"{t_grid_sweeps / t_grid:5.1f}x faster")
+    print(f"  baseline bare numpy 200 x `values > t` + sum: {t_bare2:8.2f} ms  -> grid is {t_grid / t_bare2:6.1f}x")
+    return {"replay_ms": t_replay, "grid_ms": t_grid, "grid_plain_ms": t_grid_plain, "one_replay_ms": t_one,
+            "grid_sweeps_ms": t_grid_sweeps, "bare_ms": t_bare, "reference_ms": t_ref, "sweep_ms": t_sweep,
             "sweep_plain_ms": t_sweep_plain, "bare_sweep_ms": t_bare2, "sweep_incidents_ms": t_sweep_inc,
             "per_threshold_incidents_ms": t_loop_inc}
 

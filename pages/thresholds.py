@@ -1,6 +1,8 @@
 """Thresholds: replay a series' alert rule over its history, tune it with evidence, apply it as a new
 policy version (preview, approval check, optimistic concurrency). Logic lives in ui/thresholds/."""
 
+from functools import partial
+
 import streamlit as st
 
 from core.alerting.recommend import step_decimals
@@ -70,6 +72,7 @@ else:
 
 # ---------------------------------------------------------------- editor
 te.init_editor((key, base_rule["name"], is_new), base_rule, data)
+te.take_cell()                     # a heat-map cell picked on the last run fills the level and for
 K = te.KEYS
 c = st.columns([1, 1, 1, 1, 1, 1.3])
 c[0].selectbox("Comparator", COMPARATORS, key=K["comparator"], on_change=te.on_comparator, args=(data,))
@@ -139,6 +142,26 @@ with right:
         st.caption("In-sample, over the stored history." + (f" {gate[0].upper()}{gate[1:]}." if gate else ""))
     except StudioError as exc:
         st.caption(f"Sweep unavailable: {exc}")
+
+# ---------------------------------------------------------------- level x for grid
+st.subheader(f"When would it have fired? {level.capitalize()} level x for")
+n_inc = len(data.incidents)
+options = tv.colour_options(n_inc)
+colour = (st.radio("Colour by", options, horizontal=True, key="thr.grid_colour",
+                   help="Episodes per week and false alarms per week on a log scale")
+          if len(options) > 1 else options[0])
+try:
+    grid = tv.grid_for(data, rule, level, tv.grid_levels(data, rule.comparator, lo, hi, step),
+                       view.replay.interval_s)
+    st.plotly_chart(tv.grid_figure(grid, (rule.triggers()[level], rule.for_s), colour, data.unit,
+                                   step_decimals(step)),
+                    key=tv.GRID_KEY, on_select=partial(tv.on_grid_select, level), selection_mode="points")
+    st.caption(f"Each cell replays this rule with that {level} level and that for (the other settings as "
+               f"edited), every {tv.fmt_dur(grid.interval_s)} over the stored history: in-sample. A longer for "
+               "buys silence at the cost of detection delay. Click a cell to put its level and for into the "
+               "editor above; the outlined cell is the current rule.")
+except StudioError as exc:
+    st.caption(f"Grid unavailable: {exc}")
 
 # ---------------------------------------------------------------- apply
 user, user_error = session_user()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,13 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise AssertionError(f"streamlit not healthy after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A running ``streamlit run app.py`` over a small database; yields its base URL."""
-    db = build_small_db(tmp_path / "browser.duckdb")
+@contextmanager
+def serve_app(db: Path, tmp_path: Path, **env_extra: str):
+    """Run the app (``python -m ui.serve run app.py``) over ``db`` on a free localhost port until the
+    block ends; yields its base URL. ``env_extra``: more environment variables (e.g. STUDIO_ROLES)."""
     port = _free_port()
     log = tmp_path / "streamlit.log"
-    env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **env_extra}
     cmd = [sys.executable, "-m", "ui.serve", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
@@ -74,6 +75,13 @@ def server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A running ``streamlit run app.py`` over a small database; yields its base URL."""
+    with serve_app(build_small_db(tmp_path / "browser.duckdb"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

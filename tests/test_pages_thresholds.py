@@ -69,7 +69,7 @@ def test_renders_first_series_with_its_active_rule(db):
     assert metrics(at)["Incidents caught"] == "none labelled"        # api-gateway is the "normal" service
     assert metrics(at)["Precision"] == "insufficient"
     assert at.button(key="thr.apply").disabled                       # nothing edited yet
-    assert len(at.get("plotly_chart")) == 2                          # replay chart + sweep
+    assert len(at.get("plotly_chart")) == 3                          # replay chart, sweep, level x for grid
 
 
 def test_slider_moves_summary_in_the_right_direction_and_matches_hand_count(db):
@@ -421,3 +421,147 @@ def test_slider_rerun_time_of_the_whole_page_on_30_days(tmp_path, monkeypatch):
     assert pcts == sorted(pcts, reverse=True) and pcts[0] > pcts[-1]
     print(f"\npage rerun after a slider move, 43,200 points: median {np.median(times) * 1000:.0f} ms")
     assert np.median(times) < 3.0
+
+
+# ---------------------------------------------------------------------------- level x for heat map
+def grid_spec(at) -> dict:
+    import json
+
+    el = next(e for e in at.get("plotly_chart") if getattr(e, "key", None) == "thr.grid")
+    return json.loads(el.proto.spec)
+
+
+def typed_array(z) -> np.ndarray:
+    """A plotly figure's array as JSON gives it: a list, or a base64 typed array ``{dtype, bdata, shape}``."""
+    import base64
+
+    if isinstance(z, dict):
+        a = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        shape = z.get("shape")
+        return a.reshape([int(x) for x in str(shape).split(",")]) if shape else a
+    return np.asarray(z, dtype=float)
+
+
+def cell_texts(spec) -> dict[tuple[str, str], str]:
+    cells = next(t for t in spec["data"] if t.get("name") == "cells")
+    return {(x, y): t for x, y, t in zip(cells["x"], cells["y"], cells["text"], strict=True)}
+
+
+def current_cell(spec) -> tuple[str, str]:
+    cur = next(t for t in spec["data"] if t.get("name") == "current rule")
+    return cur["x"][0], cur["y"][0]
+
+
+def _cell_summary(db, level: float, for_s: float) -> dict:
+    """What replaying CheckoutLatencyHigh with only this warning level and this for reports (the spec
+    of a cell: the other settings as in force, the recovery offset held)."""
+    from core.alerting.replay import replay
+
+    s = app_store(db)
+    d = next(r for r in pol.active_version(s, "default").rule_dicts if r["name"] == "CheckoutLatencyHigh")
+    rec = None if d.get("recovery") is None else level - abs(d["warning"] - d["recovery"])
+    one = Rule.from_dict({**{k: v for k, v in d.items() if k not in ("critical", "recovery")}, "warning": level,
+                          "for": for_s, **({"recovery": rec} if rec is not None else {})})
+    pts = s.get_points(CHECKOUT)
+    return replay(one, pts, series=CHECKOUT).summary(incidents=s.list_incidents(CHECKOUT))
+
+
+def test_heat_map_of_levels_by_for_for_the_rule_being_edited(db):
+    at = open_checkout(db)
+    spec = grid_spec(at)
+    heat = spec["data"][0]
+    assert heat["type"] == "heatmap" and spec["layout"]["xaxis"]["type"] == "category"
+    # 5-minute evaluations: 1m (the rule's for), 2m and 5m are one column; 0s .. 2h otherwise
+    assert heat["x"] == ["0s", "1m", "10m", "15m", "30m", "1h", "2h"]
+    levels = [float(y) for y in heat["y"]]
+    assert levels == sorted(levels) and len(levels) >= 15 and 450.0 in levels    # the rule's own level is a row
+    assert current_cell(spec) == ("1m", "450")
+    # colour: log10 of episodes per week; the current rule never fires (max 395.6 ms): bottom of the scale
+    assert heat["colorbar"]["title"]["text"] == "episodes / week"
+    # every hovered number is what a replay of that one level and for reports
+    texts_ = cell_texts(spec)
+    mid = next(y for y in heat["y"] if float(y) >= 290)
+    for (x, y) in [("0s", heat["y"][0]), ("10m", mid), ("1m", "450")]:
+        for_s = {"0s": 0.0, "1m": 60.0, "10m": 600.0}[x]
+        sm = _cell_summary(db, float(y), for_s)
+        n = sm["incidents"]
+        delay = "-" if not sm["tp"] else None
+        t = texts_[(x, y)]
+        assert f"{sm['episodes']} episode(s), {sm['episodes_per_week']:.2f} / week, in alert " \
+               f"{sm['time_in_alert_pct']:.2f}%" in t, t
+        assert f"incidents caught {sm['tp']}/{n}, missed {n - sm['tp']}" in t
+        if delay:
+            assert "median detection delay -" in t
+    assert "incidents caught 1/1" in texts_[("10m", mid)] and "incidents caught 0/1" in texts_[("1m", "450")]
+
+
+def test_selected_cell_fills_the_editor_and_apply_previews_it(db):
+    at = open_checkout(db)
+    y = next(y for y in grid_spec(at)["data"][0]["y"] if float(y) >= 340)
+    hover = cell_texts(grid_spec(at))[("10m", y)]
+    # what the heat map's selection callback stores; the page applies it before the editor is drawn
+    at.session_state["thr.cell"] = ("warning", float(y), 600.0)
+    at.run()
+    ok(at)
+    assert at.slider(key="thr.w").value == float(y) and at.text_input(key="thr.for").value == "10m"
+    assert at.slider(key="thr.c").value == 900.0                       # the other level is untouched
+    assert current_cell(grid_spec(at)) == ("10m", y)
+    # the summary cards (judging the warning level) show the cell's numbers
+    epw = float(hover.split(" / week")[0].split(", ")[-1])
+    assert metrics(at)["Episodes / week"] == f"{epw:.1f}"
+    assert not at.button(key="thr.apply").disabled
+    at.button(key="thr.apply").click().run()
+    diff = next(df.value for df in ok(at).dataframe if "field" in df.value.columns)
+    assert sorted(diff[["field", "before", "after"]].values.tolist()) == [
+        ["for", "1m", "10m"], ["warning", "450.0", f"{float(y)}"]]
+    assert len(pol.history(app_store(db))) == 1                       # nothing written before the confirm
+
+
+def test_heat_map_colour_toggle_and_chunks(db, monkeypatch):
+    at = ok(open_page("thresholds.py"))
+    assert "thr.grid_colour" not in [r.key for r in at.radio]          # no incidents labelled: one colour
+    at.selectbox(key="thr.series").set_value(CHECKOUT).run()
+    radio = ok(at).radio(key="thr.grid_colour")
+    # one labelled incident: a count caught, never a recall rate from fewer than 5
+    assert radio.options == ["episodes / week", "incidents caught", "false alarms / week"]
+    before = cell_texts(grid_spec(at))
+    radio.set_value("incidents caught").run()
+    heat = grid_spec(ok(at))["data"][0]
+    assert heat["colorbar"]["title"]["text"] == "incidents caught"
+    assert set(np.unique(typed_array(heat["z"]))) == {0.0, 1.0}
+    # swept in small cached chunks of levels: the same cells
+    import ui.thresholds.view as tv
+
+    monkeypatch.setattr(tv, "GRID_CHUNK_CELLS", 2000)
+    tv._grid_chunk.clear()
+    at.run()
+    assert cell_texts(grid_spec(ok(at))) == before
+
+
+def test_grid_helpers():
+    from ui.thresholds.view import cell_of_selection, colour_options, grid_fors
+
+    assert grid_fors(300, 60) == [0, 60, 600, 900, 1800, 3600, 7200]
+    assert grid_fors(300, 300) == [0, 300, 600, 900, 1800, 3600, 7200]
+    assert grid_fors(60, 45) == [0, 45, 120, 300, 600, 900, 1800, 3600, 7200]
+    assert colour_options(0) == ["episodes / week"]
+    assert colour_options(5) == ["episodes / week", "recall", "false alarms / week"]
+    ev = {"selection": {"points": [{"x": "10m", "y": "350", "customdata": [350.0, 600.0]}]}}
+    assert cell_of_selection(ev) == (350.0, 600.0)
+    ev = {"selection": {"points": [{"x": "10m", "y": "350", "customdata": {"1": 600.0, "0": 350.0}}]}}
+    assert cell_of_selection(ev) == (350.0, 600.0)                     # as the browser sends it
+    assert cell_of_selection({"selection": {"points": []}}) is None and cell_of_selection(None) is None
+
+
+def test_heat_map_follows_a_typed_for_and_a_dragged_level(db):
+    at = open_checkout(db)
+    at.text_input(key="thr.for").input("45m")
+    at.slider(key="thr.w").set_value(372.0).run()
+    spec = grid_spec(ok(at))
+    heat = spec["data"][0]
+    # the typed for is a column of its own, the dragged level a row of its own; the rest stays
+    assert heat["x"] == ["0s", "5m", "10m", "15m", "30m", "45m", "1h", "2h"]
+    assert "372" in heat["y"] and "450" not in heat["y"]
+    assert current_cell(spec) == ("45m", "372")
+    sm = _cell_summary(db, 372.0, 2700.0)
+    assert f"{sm['episodes']} episode(s), {sm['episodes_per_week']:.2f} / week" in cell_texts(spec)[("45m", "372")]

@@ -27,9 +27,9 @@ from core.alerting.replay import (
     replay,
     replay_all,
     replay_reference,
-    sweep,
 )
 from core.alerting.rules import Rule
+from core.alerting.sweep import sweep
 from core.errors import InsufficientDataError, ValidationError
 
 NAN = float("nan")

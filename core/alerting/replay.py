@@ -52,8 +52,10 @@ Everything is causal: the state at an evaluation depends only on that evaluation
 
 :func:`replay` is vectorised with no Python loop over points: one pass finds the runs of breaching
 (and holding) evaluations with ``np.diff``/``flatnonzero``, then pending, keep-firing and hysteresis
-are resolved on the run boundaries with ``searchsorted`` (cost O(runs)). :func:`sweep` does the same
-for many thresholds at once by laying the candidate rows end to end. ``_firing`` states the same
+are resolved on the run boundaries with ``searchsorted`` (cost O(runs)).
+:func:`core.alerting.sweep.sweep` does the same for many thresholds at once by laying the candidate
+rows end to end, and :func:`core.alerting.sweep.sweep_grid` for many thresholds and ``for`` periods
+(the breach runs are found once and each ``for`` costs O(runs)). ``_firing`` states the same
 semantics point by point (``maximum.accumulate`` of last-true indices) and
 :func:`replay_reference` as a plain state-machine loop over evaluations; tests check all three agree.
 
@@ -66,7 +68,6 @@ is ``max(interval, resolution)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -75,10 +76,10 @@ import numpy as np
 import pandas as pd
 
 from core.alerting.prometheus import PromMapping
-from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
+from core.alerting.rules import SEVERITIES, Rule, format_duration, parse_duration
 from core.errors import InsufficientDataError, ValidationError
 
-__all__ = ["Replay", "replay", "replay_all", "replay_reference", "sweep", "evaluation_grid", "keep_last_window_s",
+__all__ = ["Replay", "replay", "replay_all", "replay_reference", "evaluation_grid", "keep_last_window_s",
            "EPISODE_COLUMNS", "DEFAULT_LOOKBACK_S"]
 
 EPISODE_COLUMNS = ["start", "end", "severity", "peak", "duration_s", "state", "open"]
@@ -314,19 +315,27 @@ def _fire_runs(b: np.ndarray, h: np.ndarray | None, reset_idx: np.ndarray, run_n
 
     * fire: the part of each breach run from its ``run_need``-th evaluation on;
     * extended hold: each hold run ``[hs, he)`` lengthened to ``he + keep_evals``, cut at the first
-      reset (the row separators of :func:`sweep`) at or after ``he``, and merged with the next hold run
-      when they touch;
+      reset (the row separators of :func:`core.alerting.sweep.sweep`) at or after ``he``, and
+      merged with the next hold run when they touch;
     * firing: from the first fire inside an extended-hold run to the end of that run.
 
     ``reset_idx`` must be sorted; ``h`` None means the hold is the breach itself.
     """
-    n = b.size
     bs, be = _runs(b)
+    hs, he = _runs(h) if h is not None else (bs, be)
+    return _fire_from_runs(bs, be, hs, he, b.size, reset_idx, run_need, keep_evals, h is None)
+
+
+def _fire_from_runs(bs: np.ndarray, be: np.ndarray, hs: np.ndarray, he: np.ndarray, n: int,
+                    reset_idx: np.ndarray, run_need: int, keep_evals: int,
+                    hold_is_breach: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fire_runs` from the runs already found: breach runs ``[bs, be)``, hold runs ``[hs, he)``
+    (the breach runs themselves when ``hold_is_breach``) over ``n`` evaluations. O(runs); lets a
+    sweep over several ``for`` periods find the runs once."""
     long_enough = (be - bs) >= run_need
     fs, fe = bs[long_enough] + (run_need - 1), be[long_enough]
-    if h is None and keep_evals == 0:
+    if hold_is_breach and keep_evals == 0:
         return fs, fe
-    hs, he = _runs(h) if h is not None else (bs, be)
     if keep_evals > 0 and hs.size:
         ext = np.minimum(he + keep_evals, n)
         if reset_idx.size:
@@ -808,187 +817,3 @@ def replay_reference(rule: Rule, points: pd.Series | pd.DataFrame, severity: str
               "open": np.array([r[5] for r in rows], dtype=bool),
               "order": np.array([r[6] for r in rows], dtype=np.int64)}]
     return _episode_frame(parts)
-
-
-def _row_median(a: np.ndarray) -> np.ndarray:
-    """Median of the finite values of each row (NaN where a row has none), as ``np.median`` gives it."""
-    if a.shape[1] == 0:
-        return np.full(a.shape[0], np.nan)
-    a = np.sort(np.where(np.isfinite(a), a, np.nan), axis=1)        # NaN sorts last
-    k = np.isfinite(a).sum(axis=1)
-    r = np.arange(a.shape[0])
-    lo, hi = a[r, np.maximum(k - 1, 0) // 2], a[r, k // 2]    # the middle one, or the middle two
-    return np.where(k > 0, (lo + hi) / 2, np.nan)
-
-
-def _score_sweep(row: np.ndarray, ls: np.ndarray, le: np.ndarray, m: int, tg: np.ndarray,
-                 inc_s: np.ndarray, inc_e: np.ndarray, early_s: float) -> dict[str, np.ndarray]:
-    """Event scores of every candidate threshold's episodes at once.
-
-    ``row, ls, le``: the firing runs of all candidates (candidate index, start and exclusive end as
-    evaluation indices, ``le == n``: still firing at the end), sorted by ``(row, ls)``. ``inc_s,
-    inc_e``: incident windows in epoch seconds (NaN end: open incident). Gives, per candidate, the
-    numbers :func:`core.analysis.scoring.score_events` gives for that candidate's episodes (the tests check
-    they are identical), without a loop over candidates:
-
-    * times are compared as the same float seconds, turned into evaluation indices with
-      ``searchsorted``: an episode matches an incident iff ``ls < ke`` (starts no later than the
-      incident end) and ``le >= ks`` (ends, or is still firing, no earlier than the incident start
-      minus ``early_s``);
-    * a candidate's episodes are disjoint and sorted, so the ones matching an incident are one
-      contiguous block ``[j0, j1]``: first start = start of ``j0``, last end = end of ``j1``;
-    * an episode is a false alarm when no block covers it (a cumulative sum of block edges);
-      precision, recall and F1 then come from :func:`core.analysis.scoring.event_rates` (caught incidents
-      and false alarms), the definition ``score_events`` uses.
-
-    Cost O(candidates x incidents x log episodes).
-    """
-    from core.analysis.scoring import event_rates
-
-    n = tg.size
-    sec = tg.astype(np.float64) / 1e9                  # the seconds score_events reads timestamps as
-    n_a = np.bincount(row, minlength=m)
-    n_i = inc_s.size
-    nan = np.full(m, np.nan)
-    if n_i == 0:                                        # nothing to judge against
-        return {"precision": nan, "recall": nan.copy(), "f1": nan.copy(), "false_alarms": nan.copy(),
-                "detection_delay_s": nan.copy(), "reset_time_s": nan.copy()}
-    ke = np.searchsorted(sec, np.where(np.isnan(inc_e), np.inf, inc_e), side="right")
-    ks = np.searchsorted(sec, inc_s - early_s, side="left")
-    w = np.int64(n + 2)
-    base = np.arange(m, dtype=np.int64)[:, None] * w    # (m, 1): candidate r's keys live in [r w, (r+1) w)
-    j0 = np.searchsorted(row * w + le, base + ks[None, :], side="left")       # first episode ending late enough
-    j1 = np.searchsorted(row * w + ls, base + ke[None, :], side="left") - 1   # last episode starting early enough
-    caught = j0 <= j1                                   # (m, incidents)
-    n_eps = row.size
-    c0, c1 = np.minimum(j0, max(n_eps - 1, 0)), np.maximum(j1, 0)
-    if n_eps:
-        a_end = np.where(le < n, sec[np.minimum(le, n - 1)], np.nan)      # NaN: still firing
-        delay = np.where(caught, sec[ls[c0]] - inc_s[None, :], np.nan)
-        reset = np.where(caught, a_end[c1] - inc_e[None, :], np.nan)
-        edges = np.bincount(j0[caught], minlength=n_eps + 1) - np.bincount(j1[caught] + 1, minlength=n_eps + 1)
-        hit = np.bincount(row, weights=np.cumsum(edges)[:n_eps] > 0, minlength=m)
-    else:
-        delay = reset = np.full(caught.shape, np.nan)
-        hit = np.zeros(m)
-    n_caught = caught.sum(axis=1)
-    fp = n_a - hit                                      # episodes that overlap no incident: false alarms
-    rates = event_rates(n_caught, fp, np.full(m, n_i))
-    return {**rates, "false_alarms": fp.astype(np.int64),
-            "detection_delay_s": np.where(n_caught > 0, _row_median(delay), np.nan),
-            "reset_time_s": np.where(n_caught > 0, _row_median(reset), np.nan)}
-
-
-def sweep(points: pd.Series | pd.DataFrame, comparator: str, thresholds: Sequence[float] | np.ndarray, *,
-          for_s: float | str = 0.0, keep_firing_for_s: float | str = 0.0, recovery_offset: float | None = None,
-          consecutive: int = 1, missing: str = "nodata", interval_s: float | str | None = None,
-          series: str | None = None, resolution_s: float | None = None, incidents: pd.DataFrame | None = None,
-          early_s: float = 0.0, block: int = 2_000_000, lookback_s: float | str | None = None) -> pd.DataFrame:
-    """Replay one rule shape at many candidate thresholds at once (vectorised across thresholds).
-
-    Parameters
-    ----------
-    comparator : {">", ">=", "<", "<="}
-    thresholds : array of float
-        Candidate trigger values (finite).
-    for_s, keep_firing_for_s, consecutive, missing, interval_s
-        As in :class:`core.alerting.rules.Rule` (durations in seconds or ``"5m"`` strings).
-    recovery_offset : float, optional
-        Hysteresis as a distance from each threshold (> 0): recovery = threshold - offset for
-        ``>``/``>=``, threshold + offset for ``<``/``<=``.
-    incidents : DataFrame, optional
-        Incident windows ``start, end`` (a ``series`` column keeps this series' rows and global
-        ones); adds precision, recall, f1, false_alarms (episodes overlapping no incident),
-        detection_delay_s and reset_time_s per threshold: the numbers
-        :func:`core.analysis.scoring.score_events` gives for that threshold's episodes (its ``fp`` for
-        false_alarms; NaN where it gives None), computed for all thresholds at once.
-    early_s : float
-        Seconds before an incident an alert may start and still count as catching it.
-    block : int
-        Work in blocks of about this many (threshold x evaluation) cells to bound memory.
-    lookback_s : float or str, optional
-        How long ``missing="keep_last"`` carries a value, as in :func:`replay`.
-
-    Returns
-    -------
-    DataFrame
-        One row per threshold (input order): ``threshold, episodes, episodes_per_week,
-        time_in_alert_s, time_in_alert_pct`` (+ incident columns). Firing sets shrink as a ``>``
-        threshold rises, so time in alert never increases; the episode count can go either way.
-    """
-    if comparator not in COMPARATORS:
-        raise ValidationError(f"unknown comparator {comparator!r}; expected one of {list(COMPARATORS)}",
-                              path="comparator")
-    if missing not in MISSING_MODES:
-        raise ValidationError(f"unknown missing-data mode {missing!r}; expected one of {list(MISSING_MODES)}",
-                              path="missing")
-    thr = np.asarray(thresholds, dtype=np.float64).ravel()
-    if thr.size == 0 or not np.isfinite(thr).all():
-        raise ValidationError("thresholds must be a non-empty array of finite numbers", path="thresholds")
-    if recovery_offset is not None and not (math.isfinite(recovery_offset) and recovery_offset > 0):
-        raise ValidationError(f"recovery_offset must be a finite number > 0, got {recovery_offset!r}",
-                              path="recovery_offset")
-    if isinstance(consecutive, bool) or int(consecutive) != consecutive or consecutive < 1:
-        raise ValidationError(f"consecutive must be a whole number >= 1, got {consecutive!r}", path="consecutive")
-    if not (math.isfinite(early_s) and early_s >= 0):
-        raise ValidationError(f"early_s must be a finite number of seconds >= 0, got {early_s!r}", path="early_s")
-    f_s = parse_duration(for_s, path="for")
-    k_s = parse_duration(keep_firing_for_s, path="keep_firing_for")
-    i_s = parse_duration(interval_s, path="interval") if interval_s is not None else None
-    key, t, v = _one_series(points, None, series)
-    tg, x, interval, src = _grid(t, v, i_s, resolution_s)
-    miss = np.isnan(x)
-    if missing == "keep_last" and miss.any():
-        window = keep_last_window_s(f_s, int(consecutive), interval / _NS, lookback_s)
-        x = _carry(x, tg, src, int(round(window * _NS)))
-    base = np.array([x.size], dtype=np.int64)   # each row ends in a separator that stops everything
-    run_need, keep_evals = _counts(f_s, k_s, int(consecutive), interval)
-    n = x.size
-    width = n + 1
-    span = float(tg[-1] - tg[0]) / _NS
-    up = comparator in (">", ">=")
-    episodes = np.zeros(thr.size, dtype=np.int64)
-    alert_evals = np.zeros(thr.size, dtype=np.float64)
-    per_block = max(1, block // width)
-    ep_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for a in range(0, thr.size, per_block):
-        tb = thr[a:a + per_block, None]
-        k = tb.shape[0]
-        # all k candidate rows laid end to end, a False/reset separator after each row
-        b = np.zeros((k, width), dtype=bool)
-        b[:, :n] = _breach(x[None, :], tb, comparator)
-        h = None
-        if recovery_offset is not None:
-            rec = tb - recovery_offset if up else tb + recovery_offset
-            h = np.zeros((k, width), dtype=bool)
-            h[:, :n] = (x[None, :] >= rec) if up else (x[None, :] <= rec)
-            h = h.ravel()
-        reset_idx = ((np.arange(k, dtype=np.int64) * width)[:, None] + base[None, :]).ravel()
-        s, e = _fire_runs(b.ravel(), h, reset_idx, run_need, keep_evals)
-        row = s // width
-        ls, le = s - row * width, e - row * width
-        episodes[a:a + k] = np.bincount(row, minlength=k)
-        alert_evals[a:a + k] = np.bincount(row, weights=np.minimum(le, n - 1) - ls, minlength=k)
-        if incidents is not None:
-            ep_parts.append((row + a, ls, le))
-    t_alert = alert_evals * (interval / _NS)
-    out = pd.DataFrame({
-        "threshold": thr, "episodes": episodes,
-        "episodes_per_week": episodes / (span / WEEK_S) if span > 0 else np.nan,
-        "time_in_alert_s": t_alert,
-        "time_in_alert_pct": 100.0 * t_alert / span if span > 0 else np.nan,
-    })
-    if incidents is not None:
-        from core.analysis.scoring import _episodes as _window_seconds
-
-        inc = incidents
-        if "series" in inc.columns and key is not None:
-            inc = inc[inc["series"].isna() | (inc["series"] == key)]
-        inc_s, inc_e = _window_seconds(inc, "incidents")
-        if ep_parts:
-            row, ls, le = (np.concatenate(c) for c in zip(*ep_parts, strict=True))
-        else:
-            row = ls = le = np.empty(0, np.int64)
-        for c, vals in _score_sweep(row, ls, le, thr.size, tg, inc_s, inc_e, early_s).items():
-            out[c] = vals
-    return out

@@ -36,7 +36,7 @@ from core.analysis.detect import (
     detector_names,
     run_detection,
 )
-from core.data.ingest import load_metrics
+from core.commands._source import read_file
 from core.errors import NotFound, ValidationError
 
 
@@ -60,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rule = AlarmRule(args.threshold, args.refractory_s, args.false_alarms_per_week)
-    loaded = load_metrics(Path(args.file), args.format)
-    print(loaded.report(), file=sys.stderr)
-    points = loaded.points
+    points = read_file(Path(args.file), args.format).points   # as ingest reads it; report and warnings on stderr
     keys = sorted(points["series"].astype(str).unique())
     key = args.series
     if key is None:

@@ -1,6 +1,7 @@
-"""Replay a threshold rule over a metric file: alert episodes, alert load and accuracy against incidents.
+"""Replay a threshold rule over a metric file or a stored series: alert episodes, alert load and accuracy.
 
-Example::
+The file is read as ``python -m core ingest`` reads it (its report and warnings go to standard
+error); without a file, ``--series KEY`` replays the series stored in ``--db``. Example::
 
     python -m core replay latency.csv --comparator '>' --threshold 250 --for 5m \\
         --keep-firing-for 10m --recovery 200 --incidents incidents.csv --json
@@ -17,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
+from core.commands._source import add_incident_arguments, add_source_arguments, load_incidents, load_series
 from core.errors import ValidationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="metric export (any format core.data.ingest reads)")
-    parser.add_argument("--series", help="series key to replay (required when the file holds several)")
+    add_source_arguments(parser, what="replay")
     parser.add_argument("--comparator", default=">", choices=COMPARATORS, help="alert when value <cmp> threshold")
     parser.add_argument("--threshold", type=float, help="trigger value of the level named by --severity")
     parser.add_argument("--severity", default="critical", choices=SEVERITIES,
@@ -37,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", help="evaluation interval, e.g. 1m (default: the series resolution)")
     parser.add_argument("--lookback", help="the export's lookback (default 10m): how long keep_last carries a "
                                            "value and how long a gap lasts before it is a no-data episode")
-    parser.add_argument("--incidents", help="incident windows (CSV series,start,end or NAB windows.json)")
-    parser.add_argument("--early", default="0s", help="an alert this long before an incident still counts")
+    add_incident_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -77,29 +77,13 @@ def _rule(args: argparse.Namespace, key: str) -> Rule:
 
 def run(args: argparse.Namespace) -> int:
     from core.alerting.replay import replay
-    from core.data.ingest import read_metrics
 
-    parsed = read_metrics(args.file)
-    points = parsed.points
-    keys = [str(k) for k in pd.unique(points["series"])]
-    if args.series is not None:
-        if args.series not in keys:
-            raise ValidationError(f"series {args.series!r} not in {args.file}; it holds {keys[:10]}",
-                                  path="--series")
-        key = args.series
-    elif len(keys) == 1:
-        key = keys[0]
-    else:
-        raise ValidationError(f"{args.file} holds {len(keys)} series; choose one with --series "
-                              f"(e.g. {keys[0]!r})", path="--series")
+    rule = _rule(args, "*")              # bad options are reported before the file is read
+    key, points = load_series(args)
     rule = _rule(args, key)
     lookback = parse_duration(args.lookback, path="--lookback") if args.lookback else None
-    result = replay(rule, points[points["series"] == key], lookback_s=lookback)
-    incidents = None
-    if args.incidents:
-        from core.data.incidents import read_incidents
-
-        incidents = read_incidents(args.incidents)
+    result = replay(rule, points, lookback_s=lookback)
+    incidents = load_incidents(args, key)
     early = parse_duration(args.early, path="--early")
     summaries = {"any": result.summary(None, incidents, early)}
     if len(rule.triggers()) > 1:

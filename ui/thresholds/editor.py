@@ -20,7 +20,7 @@ import streamlit as st
 
 from core.alerting import recommend
 from core.alerting.recommend import snap, step_decimals
-from core.alerting.rules import KNOWN_UNITS, Rule
+from core.alerting.rules import KNOWN_UNITS, Rule, format_duration
 from core.data.frame import parse_key, series_values
 from core.errors import InsufficientDataError, StudioError
 from core.policy import versions as pol
@@ -42,6 +42,11 @@ LOADED, CTX, DRAFT, DIALOG, FLASH = "thr.loaded", "thr.ctx", "thr.draft", "thr.d
 
 
 SUGGESTION = "thr.suggestion"
+
+
+#: a heat-map cell picked on the last run, ``(level name, level value, for seconds)``, applied to the
+#: editor by :func:`take_cell` before its widgets are drawn
+CELL = "thr.cell"
 
 
 #: editor field -> widget key
@@ -246,6 +251,21 @@ def init_editor(ctx: tuple[Any, ...], rule: Mapping[str, Any], data: SeriesData)
         ss[KEYS[f]] = v
     ss[CTX] = ctx
     ss["thr.dir"] = ss[KEYS["comparator"]][0]
+
+
+def take_cell() -> tuple[str, float, float] | None:
+    """Fill the editor from a heat-map cell picked on the last run (:data:`CELL`), if any: its level
+    goes to that level's slider (switched on) and its pending period to ``for``; the other settings
+    stay. Call after :func:`init_editor` and before the widgets are drawn. Returns the cell applied."""
+    ss = st.session_state
+    cell = ss.pop(CELL, None)
+    if cell is None:
+        return None
+    level, value, for_s = cell
+    ss[KEYS[level]] = float(value)
+    ss[KEYS[f"has_{level}"]] = True
+    ss[KEYS["for"]] = format_duration(float(for_s))
+    return str(level), float(value), float(for_s)
 
 
 def on_comparator(data: SeriesData) -> None:

@@ -18,10 +18,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.alerting.replay import Replay, replay, sweep
+from core.alerting.replay import Replay, replay
 from core.alerting.rules import Rule
+from core.alerting.sweep import SweepGrid, auto_levels, sweep, sweep_grid
 from ui import state
-from ui.thresholds.editor import SeriesData, _series_data
+from ui.thresholds.editor import CELL, SeriesData, _series_data
 
 #: a recall rate needs at least this many labelled incidents; below it the page shows counts only
 MIN_INCIDENTS_RATE = 5
@@ -202,7 +203,7 @@ def recovery_offset(rule: Rule, level: str) -> float | None:
 
 
 def sweep_for(data: SeriesData, rule: Rule, level: str, lo: float, hi: float) -> pd.DataFrame:
-    """Cached :func:`core.alerting.replay.sweep` of ``level`` over ``[lo, hi]`` with the rule's other settings."""
+    """Cached :func:`core.alerting.sweep.sweep` of ``level`` over ``[lo, hi]`` with the rule's other settings."""
     return _sweep(state.db_path(), data.key, rule.comparator, float(lo), float(hi), rule.for_s,
                   rule.keep_firing_for_s, recovery_offset(rule, level), rule.consecutive, rule.missing,
                   rule.interval_s)
@@ -241,3 +242,198 @@ def sweep_figure(sw: pd.DataFrame, current: float, unit: str | None = None, *, n
                               "visible": bool(show_recall)},
                       legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+# ---------------------------------------------------------------------------- level x for grid
+#: widget key of the heat map (its selection state)
+GRID_KEY = "thr.grid"
+
+
+#: rows of the heat map: levels from the series' own quantiles (dense in the comparator's tail)
+GRID_LEVELS = 24
+
+
+#: pending periods offered as columns (those that differ at the evaluation interval)
+GRID_FORS = (0, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+
+
+#: (level x evaluation) cells per cached chunk of the grid: a chunk takes well under a second
+GRID_CHUNK_CELLS = 6_000_000
+
+
+#: colour choices of the heat map: label -> (cells column, log colour scale)
+GRID_COLOURS = {"episodes / week": ("episodes_per_week", True), "recall": ("recall", False),
+                "incidents caught": ("caught", False), "false alarms / week": ("false_alarms_per_week", True)}
+
+
+def grid_fors(interval_s: float, current: float | None = None) -> list[float]:
+    """Columns of the heat map (seconds, ascending): :data:`GRID_FORS` and the rule's current ``for``,
+    one per number of evaluations they need at ``interval_s`` (``1m``, ``2m`` and ``5m`` are the same
+    rule at a 5-minute interval): the current ``for`` if it is among them, else the whole multiple of
+    the interval, else the shortest."""
+    groups: dict[float, list[float]] = {}
+    for f in sorted({*map(float, GRID_FORS), *([float(current)] if current is not None else [])}):
+        need = math.ceil(round(f / interval_s, 9)) if interval_s > 0 else f
+        groups.setdefault(need, []).append(f)
+    out = []
+    for need, fs in groups.items():
+        pick = [f for f in fs if f == current] or [f for f in fs if f == need * interval_s] or fs[:1]
+        out.append(pick[0])
+    return sorted(out)
+
+
+def grid_levels(data: SeriesData, comparator: str, lo: float, hi: float, step: float,
+                n: int = GRID_LEVELS) -> list[float]:
+    """Rows of the heat map: :func:`core.alerting.sweep.auto_levels` of the raw points, on the slider
+    grid (so a selected cell is a slider value) and inside the slider range, ascending."""
+    from core.alerting.recommend import snap
+
+    lv = auto_levels(data.values.to_numpy(), comparator, n)
+    return sorted({snap(float(x), step) for x in lv if lo <= snap(float(x), step) <= hi})
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _grid_chunk(path: str, key: str, comparator: str, levels: tuple[float, ...], fors: tuple[float, ...],
+                keep_s: float, rec_offset: float | None, consecutive: int, missing: str,
+                interval_s: float | None) -> SweepGrid:
+    data = _series_data(path, key)
+    return sweep_grid(data.values, comparator, list(levels), list(fors), keep_firing_for_s=keep_s,
+                      recovery_offset=rec_offset, consecutive=consecutive, missing=missing, interval_s=interval_s,
+                      series=key, incidents=data.incidents if len(data.incidents) else None)
+
+
+def grid_for(data: SeriesData, rule: Rule, level: str, levels: list[float], interval_s: float,
+             *, slow_s: float = 1.0) -> SweepGrid:
+    """The level x for grid of ``level`` with the rule's other settings, at the rule's evaluation
+    interval (``interval_s`` seconds): rows ``levels`` plus the rule's own level, columns
+    :func:`grid_fors` (with the rule's own ``for``), level-major and ascending.
+
+    Swept in cached chunks (cleared on every write): the fixed rows x fixed columns in chunks of
+    levels, the rule's own level and its own ``for`` each on their own, so moving the slider or
+    typing a ``for`` sweeps one row or one column, not the grid. A grid that takes longer than
+    ``slow_s`` seconds shows a progress bar while the remaining chunks run."""
+    fors = grid_fors(interval_s, rule.for_s)
+    base = grid_fors(interval_s, None)
+    extra = tuple(f for f in fors if f not in base)
+    n_eval = max(1, int((data.values.index[-1] - data.values.index[0]).total_seconds() // interval_s) + 1)
+    per = max(1, GRID_CHUNK_CELLS // n_eval)
+    jobs = [(tuple(levels[i:i + per]), tuple(base)) for i in range(0, len(levels), per)]
+    if extra:
+        jobs += [(tuple(levels[i:i + per]), extra) for i in range(0, len(levels), per)]
+    own = float(rule.triggers()[level])
+    if own not in levels:
+        jobs.append(((own,), tuple(base) + extra))
+    shape = (rule.keep_firing_for_s, recovery_offset(rule, level), rule.consecutive, rule.missing, rule.interval_s)
+    slot, t0, parts = st.empty(), time.perf_counter(), []
+    for i, (lv, fs) in enumerate(jobs):
+        parts.append(_grid_chunk(state.db_path(), data.key, rule.comparator, lv, fs, *shape))
+        if time.perf_counter() - t0 > slow_s and i + 1 < len(jobs):
+            slot.progress((i + 1) / len(jobs), text=f"Sweeping {len(levels) + 1} levels x {len(fors)} for periods "
+                                                    f"over {n_eval:,} evaluations...")
+    slot.empty()
+    first = parts[0]
+    cells = pd.concat([p.cells for p in parts], ignore_index=True)
+    cells = cells[cells["for_s"].isin(fors)].sort_values(["level", "for_s"], kind="stable")
+    return SweepGrid(first.series, first.comparator, first.interval_s, first.span_s, cells.reset_index(drop=True))
+
+
+def _log_z(v: np.ndarray, floor: float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(v), np.log10(np.maximum(v, floor)), np.nan)
+
+
+def grid_figure(grid: SweepGrid, current: tuple[float, float] | None, colour: str = "episodes / week",
+                unit: str | None = None, decimals: int = 2, height: int = 460) -> go.Figure:
+    """Heat map of a level x for grid: levels as rows, ``for`` as columns, colour as chosen
+    (:data:`GRID_COLOURS`; rates on a log scale, a zero shown at the bottom of the scale), hover with
+    episodes, time in alert and, with incidents, caught / missed and the median detection delay. The
+    current rule's cell (``(level, for_s)``) is outlined. An invisible marker per cell makes the cells
+    selectable (``customdata = [level, for_s]``)."""
+    cells = grid.cells
+    col, log = GRID_COLOURS[colour]
+    levels = list(dict.fromkeys(cells["level"].tolist()))
+    fors = list(dict.fromkeys(cells["for_s"].tolist()))
+    ylab = [f"{lv:.{decimals}f}" for lv in levels]
+    xlab = [fmt_dur(f) for f in fors]
+    li = {lv: i for i, lv in enumerate(levels)}
+    fi = {f: j for j, f in enumerate(fors)}
+    r = cells["level"].map(li).to_numpy()
+    c = cells["for_s"].map(fi).to_numpy()
+    raw = cells[col].to_numpy(dtype=float)
+    z = np.full((len(levels), len(fors)), np.nan)
+    if log:
+        pos = raw[np.isfinite(raw) & (raw > 0)]
+        floor = 10 ** math.floor(math.log10(pos.min())) / 10 if pos.size else 0.01
+        z[r, c] = _log_z(raw, floor)
+        lo_t, hi_t = math.floor(math.log10(floor)), math.ceil(math.log10(max(pos.max(), floor * 10))) if pos.size \
+            else 1
+        ticks = list(range(lo_t, hi_t + 1))
+        colorbar = {"title": {"text": colour, "side": "right"}, "tickvals": ticks,
+                    "ticktext": ["0"] + [f"{10.0 ** t:g}" for t in ticks[1:]]}
+    else:
+        z[r, c] = raw
+        colorbar = {"title": {"text": colour, "side": "right"}}
+    has_inc = "caught" in cells.columns
+    text = []
+    for row in cells.itertuples(index=False):
+        epw = "-" if not math.isfinite(row.episodes_per_week) else f"{row.episodes_per_week:.2f}"
+        pct = "-" if not math.isfinite(row.time_in_alert_pct) else f"{row.time_in_alert_pct:.2f}%"
+        t = (f"level {row.level:.{decimals}f}{' ' + unit if unit else ''}, for {fmt_dur(row.for_s)}<br>"
+             f"{row.episodes} episode(s), {epw} / week, in alert {pct}")
+        if has_inc:
+            n = int(row.incidents)
+            t += (f"<br>incidents caught {int(row.caught)}/{n}, missed {n - int(row.caught)}; median detection "
+                  f"delay {fmt_dur(row.detection_delay_s) if row.caught else '-'}")
+            far = row.false_alarms_per_week
+            t += f"<br>false alarms / week {'-' if not math.isfinite(far) else f'{far:.2f}'}"
+        text.append(t)
+    scale = "Viridis" if colour in ("recall", "incidents caught") else "YlOrRd"
+    traces = [go.Heatmap(x=xlab, y=ylab, z=z, colorscale=scale, colorbar=colorbar, hoverinfo="skip",
+                         zmin=0 if colour == "recall" else None, zmax=1 if colour == "recall" else None),
+              go.Scatter(x=[xlab[j] for j in c], y=[ylab[i] for i in r], mode="markers", name="cells",
+                         marker={"symbol": "square", "size": 14, "opacity": 0.0},
+                         customdata=np.column_stack([cells["level"].to_numpy(), cells["for_s"].to_numpy()]),
+                         text=text, hovertemplate="%{text}<extra></extra>", showlegend=False)]
+    if current is not None and current[0] in li and current[1] in fi:
+        traces.append(go.Scatter(x=[xlab[fi[current[1]]]], y=[ylab[li[current[0]]]], mode="markers",
+                                 name="current rule", hoverinfo="skip",
+                                 marker={"symbol": "square-open", "size": 22, "color": "#111827",
+                                         "line": {"width": 3}}))
+    layout = {"height": height, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+              "xaxis": {"title": {"text": "for (pending period)"}, "type": "category"},
+              "yaxis": {"title": {"text": f"level ({unit})" if unit else "level"}, "type": "category"},
+              "legend": {"orientation": "h", "y": -0.15}, "clickmode": "event+select", "dragmode": False}
+    return go.Figure(data=traces, layout=layout)
+
+
+def cell_of_selection(event: Any) -> tuple[float, float] | None:
+    """``(level, for_s)`` of the cell picked in the heat map's selection state, or None."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        points = getattr(getattr(event, "selection", None), "points", None)
+    for p in points or []:
+        cd = p.get("customdata") if isinstance(p, Mapping) else None
+        if isinstance(cd, Mapping):          # the browser may send an array as {"0": ..., "1": ...}
+            cd = [cd[k] for k in sorted(cd, key=lambda k: int(k))]
+        if cd is not None and len(cd) >= 2:
+            return float(cd[0]), float(cd[1])
+    return None
+
+
+def on_grid_select(level: str) -> None:
+    """Heat-map selection callback: remember the picked cell for :func:`ui.thresholds.editor.take_cell`,
+    which fills the editor on the rerun (the preview and the Apply confirmation still follow)."""
+    cell = cell_of_selection(st.session_state.get(GRID_KEY))
+    if cell is not None:
+        st.session_state[CELL] = (level, cell[0], cell[1])
+
+
+def colour_options(n_incidents: int) -> list[str]:
+    """What the heat map may be coloured by: episodes per week always; with labelled incidents, recall
+    (or, below :data:`MIN_INCIDENTS_RATE` incidents, the count caught: no rate from too few) and
+    false alarms per week."""
+    if n_incidents <= 0:
+        return ["episodes / week"]
+    return ["episodes / week", "recall" if recall_gate(n_incidents) is None else "incidents caught",
+            "false alarms / week"]
