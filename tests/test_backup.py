@@ -23,13 +23,18 @@ def demo_bytes(tmp_path_factory) -> bytes:
     return build_demo_db(tmp_path_factory.mktemp("demo"))
 
 
+def _demo(tmp_path, demo_bytes: bytes, name: str = "studio.duckdb"):
+    db = tmp_path / name
+    db.write_bytes(demo_bytes)
+    return db
+
+
 def _snapshot(store: Store) -> dict[str, pd.DataFrame]:
     return {t: store.query_df(f"SELECT * FROM {t} ORDER BY ALL").reset_index(drop=True) for t in TABLES}
 
 
 def test_demo_database_round_trips(tmp_path, demo_bytes):
-    db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db = _demo(tmp_path, demo_bytes)
     s = Store(db)
     original = _snapshot(s)
     info = backup(s, tmp_path / "bk")
@@ -60,8 +65,7 @@ def test_demo_database_round_trips(tmp_path, demo_bytes):
 
 
 def test_restore_into_an_empty_database_moves_id_sequences(tmp_path, demo_bytes):
-    src = tmp_path / "src.duckdb"
-    src.write_bytes(demo_bytes)
+    src = _demo(tmp_path, demo_bytes, "src.duckdb")
     with Store(src) as s:
         backup(s, tmp_path / "bk")
         n_series = len(s.list_series())
@@ -87,8 +91,7 @@ def _tamper(bk, sql: str) -> None:
     ("SELECT * FROM a WHERE seq < (SELECT max(seq) FROM a)", "do not hold the rows"),
 ])
 def test_an_altered_backup_is_refused_and_nothing_changes(tmp_path, demo_bytes, sql, why):
-    db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db = _demo(tmp_path, demo_bytes)
     s = Store(db)
     backup(s, tmp_path / "bk")
     s.write_points(make_points(20, series="keep_me"), name="k.csv", sha256="k", fmt="long")
@@ -102,8 +105,7 @@ def test_an_altered_backup_is_refused_and_nothing_changes(tmp_path, demo_bytes, 
 
 
 def test_manifest_head_must_match(tmp_path, demo_bytes):
-    db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db = _demo(tmp_path, demo_bytes)
     with Store(db) as s:
         backup(s, tmp_path / "bk")
         man = json.loads((tmp_path / "bk" / "manifest.json").read_text())
@@ -128,8 +130,7 @@ def test_backup_refuses_a_used_directory_and_a_non_backup(tmp_path):
 def test_cli_backup_and_restore_need_yes(tmp_path, demo_bytes, monkeypatch, capsys):
     from core.__main__ import main
 
-    db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db = _demo(tmp_path, demo_bytes)
     monkeypatch.setenv("STUDIO_USER", "ed")
     monkeypatch.delenv("STUDIO_ROLES", raising=False)
     assert main(["backup", str(tmp_path / "bk"), "--db", str(db)]) == 0

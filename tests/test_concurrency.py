@@ -22,7 +22,7 @@ import pytest
 from core.data.store import Store, audit
 from core.data.store.base import connect_with_retry, file_token
 from core.errors import DatabaseLocked
-from tests.apptest_util import ROOT, build_demo_db, metric_values, open_page, studio_db
+from tests.apptest_util import ROOT, build_demo_db, metric_values, open_page, studio_db, texts
 
 PY = sys.executable
 
@@ -194,6 +194,7 @@ def test_cli_ingest_while_the_app_runs_shows_after_next_rerun(tmp_path, demo_byt
         at.run()
         assert not at.exception
         after = metric_values(at)
+        assert "Newest upload" in texts(at) and "(feed.csv)" in texts(at)
     assert int(after["Series"].replace(",", "")) == int(before["Series"].replace(",", "")) + 1
     assert int(after["Uploads"]) == int(before["Uploads"]) + 1
 

@@ -190,7 +190,8 @@ def summarize(series: pd.DataFrame, uploads_df: pd.DataFrame, incidents_df: pd.D
     """What is loaded, from the three listings: counts and the overall time span.
 
     Returns ``series``, ``points``, ``uploads``, ``incidents`` (int), ``start``, ``end``
-    (UTC timestamps or None) and ``span_s`` (seconds, None without points).
+    (UTC timestamps or None), ``span_s`` (seconds, None without points), and ``newest_upload`` /
+    ``newest_upload_name``: when the most recent upload was stored and its file (None without uploads).
     """
     first = pd.to_datetime(series["first_ts"], utc=True).min() if len(series) else pd.NaT
     last = pd.to_datetime(series["last_ts"], utc=True).max() if len(series) else pd.NaT
@@ -203,7 +204,16 @@ def summarize(series: pd.DataFrame, uploads_df: pd.DataFrame, incidents_df: pd.D
         "start": None if pd.isna(first) else first,
         "end": None if pd.isna(last) else last,
         "span_s": span,
+        **_newest(uploads_df),
     }
+
+
+def _newest(uploads_df: pd.DataFrame) -> dict[str, Any]:
+    if not len(uploads_df) or "created_at" not in uploads_df:
+        return {"newest_upload": None, "newest_upload_name": None}
+    at = pd.to_datetime(uploads_df["created_at"], utc=True)
+    i = at.idxmax()
+    return {"newest_upload": at[i], "newest_upload_name": str(uploads_df.loc[i, "name"])}
 
 
 def overview() -> dict[str, Any]:
