@@ -12,20 +12,14 @@ import pytest
 from core.data.store import Store, audit
 from core.data.store.backup import backup, read_manifest, restore
 from core.errors import StudioError
-from tests.apptest_util import build_demo_db
 from tests.conftest import make_points
 
 TABLES = ("series", "points", "uploads", "incidents", "policies", "policy_versions", "approvals", "audit")
 
 
-@pytest.fixture(scope="module")
-def demo_bytes(tmp_path_factory) -> bytes:
-    return build_demo_db(tmp_path_factory.mktemp("demo"))
-
-
-def _demo(tmp_path, demo_bytes: bytes, name: str = "studio.duckdb"):
+def _demo(tmp_path, demo_db_bytes: bytes, name: str = "studio.duckdb"):
     db = tmp_path / name
-    db.write_bytes(demo_bytes)
+    db.write_bytes(demo_db_bytes)
     return db
 
 
@@ -33,8 +27,8 @@ def _snapshot(store: Store) -> dict[str, pd.DataFrame]:
     return {t: store.query_df(f"SELECT * FROM {t} ORDER BY ALL").reset_index(drop=True) for t in TABLES}
 
 
-def test_demo_database_round_trips(tmp_path, demo_bytes):
-    db = _demo(tmp_path, demo_bytes)
+def test_demo_database_round_trips(tmp_path, demo_db_bytes):
+    db = _demo(tmp_path, demo_db_bytes)
     s = Store(db)
     original = _snapshot(s)
     info = backup(s, tmp_path / "bk")
@@ -64,8 +58,8 @@ def test_demo_database_round_trips(tmp_path, demo_bytes):
     s.close()
 
 
-def test_restore_into_an_empty_database_moves_id_sequences(tmp_path, demo_bytes):
-    src = _demo(tmp_path, demo_bytes, "src.duckdb")
+def test_restore_into_an_empty_database_moves_id_sequences(tmp_path, demo_db_bytes):
+    src = _demo(tmp_path, demo_db_bytes, "src.duckdb")
     with Store(src) as s:
         backup(s, tmp_path / "bk")
         n_series = len(s.list_series())
@@ -90,8 +84,8 @@ def _tamper(bk, sql: str) -> None:
     ("SELECT * REPLACE (CASE WHEN seq = 2 THEN 'edited' ELSE reason END AS reason) FROM a", "does not verify"),
     ("SELECT * FROM a WHERE seq < (SELECT max(seq) FROM a)", "do not hold the rows"),
 ])
-def test_an_altered_backup_is_refused_and_nothing_changes(tmp_path, demo_bytes, sql, why):
-    db = _demo(tmp_path, demo_bytes)
+def test_an_altered_backup_is_refused_and_nothing_changes(tmp_path, demo_db_bytes, sql, why):
+    db = _demo(tmp_path, demo_db_bytes)
     s = Store(db)
     backup(s, tmp_path / "bk")
     s.write_points(make_points(20, series="keep_me"), name="k.csv", sha256="k", fmt="long")
@@ -104,8 +98,8 @@ def test_an_altered_backup_is_refused_and_nothing_changes(tmp_path, demo_bytes, 
     s.close()
 
 
-def test_manifest_head_must_match(tmp_path, demo_bytes):
-    db = _demo(tmp_path, demo_bytes)
+def test_manifest_head_must_match(tmp_path, demo_db_bytes):
+    db = _demo(tmp_path, demo_db_bytes)
     with Store(db) as s:
         backup(s, tmp_path / "bk")
         man = json.loads((tmp_path / "bk" / "manifest.json").read_text())
@@ -127,10 +121,11 @@ def test_backup_refuses_a_used_directory_and_a_non_backup(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
-def test_cli_backup_and_restore_need_yes(tmp_path, demo_bytes, monkeypatch, capsys):
+@pytest.mark.slow
+def test_cli_backup_and_restore_need_yes(tmp_path, demo_db_bytes, monkeypatch, capsys):
     from core.__main__ import main
 
-    db = _demo(tmp_path, demo_bytes)
+    db = _demo(tmp_path, demo_db_bytes)
     monkeypatch.setenv("STUDIO_USER", "ed")
     monkeypatch.delenv("STUDIO_ROLES", raising=False)
     assert main(["backup", str(tmp_path / "bk"), "--db", str(db)]) == 0

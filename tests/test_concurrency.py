@@ -22,7 +22,7 @@ import pytest
 from core.data.store import Store, audit
 from core.data.store.base import connect_with_retry, file_token
 from core.errors import DatabaseLocked
-from tests.apptest_util import ROOT, build_demo_db, metric_values, open_page, studio_db, texts
+from tests.apptest_util import ROOT, metric_values, open_page, studio_db, texts
 
 PY = sys.executable
 
@@ -68,11 +68,6 @@ def _wait_for(path: Path, procs: list[subprocess.Popen], timeout: float = 90) ->
         if time.monotonic() > end:
             pytest.fail(f"{path.name} did not appear in {timeout} s")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def demo_bytes(tmp_path_factory) -> bytes:
-    return build_demo_db(tmp_path_factory.mktemp("demo"))
 
 
 def _policy_variants(db: Path, tmp: Path) -> tuple[Path, Path, int]:
@@ -165,6 +160,7 @@ def test_the_store_holds_no_file_between_calls(tmp_path):
     assert subprocess.run([PY, "-c", code, str(db)], timeout=60).returncode == 0
 
 
+@pytest.mark.slow
 def test_change_token_moves_on_writes_not_reads(tmp_path):
     db = tmp_path / "t.duckdb"
     s = Store(db)
@@ -181,9 +177,10 @@ def test_change_token_moves_on_writes_not_reads(tmp_path):
 
 
 # ------------------------------------------------------------------------------- the app and the CLI
-def test_cli_ingest_while_the_app_runs_shows_after_next_rerun(tmp_path, demo_bytes):
+@pytest.mark.slow
+def test_cli_ingest_while_the_app_runs_shows_after_next_rerun(tmp_path, demo_db_bytes):
     db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db.write_bytes(demo_db_bytes)
     with studio_db(db):
         at = open_page("overview.py")
         assert not at.exception
@@ -200,9 +197,9 @@ def test_cli_ingest_while_the_app_runs_shows_after_next_rerun(tmp_path, demo_byt
 
 
 @pytest.mark.slow
-def test_app_sessions_two_ingests_and_two_policy_imports_at_once(tmp_path, demo_bytes):
+def test_app_sessions_two_ingests_and_two_policy_imports_at_once(tmp_path, demo_db_bytes):
     db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db.write_bytes(demo_db_bytes)
     p0, p1, base = _policy_variants(db, tmp_path)
     s = Store(db)
     n_uploads, n_points, n_audit = len(s.list_uploads()), int(s.list_series()["points"].sum()), \
@@ -254,9 +251,9 @@ def test_app_sessions_two_ingests_and_two_policy_imports_at_once(tmp_path, demo_
 
 # ------------------------------------------------------------------------------- kill -9 mid-write
 @pytest.mark.slow
-def test_ingest_killed_mid_write_leaves_nothing(tmp_path, demo_bytes):
+def test_ingest_killed_mid_write_leaves_nothing(tmp_path, demo_db_bytes):
     db = tmp_path / "studio.duckdb"
-    db.write_bytes(demo_bytes)
+    db.write_bytes(demo_db_bytes)
     s = Store(db)
     before = (len(s.list_uploads()), int(s.list_series()["points"].sum()), len(s.list_series()),
               len(audit.list_audit(s)))

@@ -390,6 +390,12 @@ class Store:
         Database file; ``":memory:"`` for a throw-away database. Default :func:`default_db_path`.
     read_only : bool
         Open without write access (migrations are then not applied).
+    lock_timeout : float, optional
+        Seconds a call waits while another process holds the file before it raises
+        :class:`core.errors.DatabaseLocked`; default :func:`default_lock_timeout` (30, or
+        ``$STUDIO_LOCK_TIMEOUT``).
+
+    No connection is kept between calls (see the module docstring and :meth:`connection`).
     """
 
     #: Seconds an idle connection is kept after a unit of work that only read, so back-to-back reads
