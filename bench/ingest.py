@@ -95,7 +95,7 @@ def time_ingest(csv_path: Path, workdir: Path) -> tuple[float, float, Any, dict[
     store = Store(db)
     t0, c0 = time.perf_counter(), _cpu()
     report = store.ingest(csv_path)
-    store._con.execute("CHECKPOINT")
+    store.query_all("CHECKPOINT")
     dt, dc = time.perf_counter() - t0, _cpu() - c0
     profile = dict(getattr(store, "last_bulk_profile", {}) or {})
     profile["commit+checkpoint+other"] = dt - sum(profile.values())

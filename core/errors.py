@@ -69,3 +69,15 @@ class NotFound(StudioError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "not found"
+
+
+class DatabaseLocked(StudioError):
+    """Another process kept the database file busy for longer than the wait allowed; nothing was done.
+
+    ``holder`` describes that process (its command line and PID) when the operating system says.
+    """
+
+    def __init__(self, message: str, *, holder: str | None = None, waited_s: float = 0.0) -> None:
+        self.holder = holder
+        self.waited_s = waited_s
+        super().__init__(message)

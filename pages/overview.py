@@ -30,7 +30,9 @@ c[1].metric("Points", f"{info['points']:,}")
 c[2].metric("Time span", fmt_duration(info["span_s"]), help=f"{fmt_ts(info['start'])} to {fmt_ts(info['end'])}")
 c[3].metric("Uploads", f"{info['uploads']:,}")
 c[4].metric("Incidents", f"{info['incidents']:,}", help="labelled incident windows (used to score rules)")
-st.caption(f"Data from {fmt_ts(info['start'])} to {fmt_ts(info['end'])}.")
+st.caption(f"Data from {fmt_ts(info['start'])} to {fmt_ts(info['end'])}."
+           + (f" Newest upload: {fmt_ts(info['newest_upload'])} ({info['newest_upload_name']})."
+              if info.get("newest_upload") is not None else ""))
 
 st.subheader("Data quality")
 q = state.quality()

@@ -21,9 +21,9 @@ if note:
 store = state.store()
 versions = pu.history()
 by_number = {v.number: v for v in versions}
-active = pol.active_version(store, pu.POLICY)
-latest = versions[-1].number if versions else 0
 now = pd.Timestamp.now(tz="UTC")
+active = pol.in_force(versions, now)                  # from the cached history: no database read per render
+latest = versions[-1].number if versions else 0
 
 # keyed: the browser remembers the open tab by this key, so a rerun (e.g. after a write) keeps it open
 t_active, t_hist, t_appr, t_audit, t_io = st.tabs(
@@ -127,6 +127,9 @@ with t_audit:
     shown = pu.audit_log(None if who == "(all)" else who, None if act == "(all)" else act, since, until)
     st.caption(f"{len(shown)} of {len(full)} entries, newest first.")
     st.dataframe(tables.audit_frame(shown), hide_index=True, width="stretch")
+    st.caption("Backups of the whole database (policies, audit trail, data): `python -m core backup DIR` takes a "
+               "consistent snapshot while the app runs; `python -m core restore DIR --yes` brings one back after "
+               "checking its audit chain, and records the restore here (README: *Running the studio for a team*).")
 
 with t_io:
     st.subheader("Import a policy")

@@ -44,7 +44,7 @@ def test_empty_trail_verifies(store):
 
 def test_tampered_field_is_detected_at_that_seq(store):
     _three(store)
-    store._con.execute("UPDATE audit SET reason = 'nothing to see' WHERE seq = 2")
+    store.query_all("UPDATE audit SET reason = 'nothing to see' WHERE seq = 2")
     ok, seq, msg = audit.verify_audit(store)
     assert (ok, seq) == (False, 2)
     assert "entry 2" in msg and "modified" in msg
@@ -52,7 +52,7 @@ def test_tampered_field_is_detected_at_that_seq(store):
 
 def test_tampered_detail_is_detected(store):
     _three(store)
-    store._con.execute("""UPDATE audit SET detail = '{"i":9,"x":[1,2]}' WHERE seq = 3""")
+    store.query_all("""UPDATE audit SET detail = '{"i":9,"x":[1,2]}' WHERE seq = 3""")
     assert audit.verify_audit(store)[:2] == (False, 3)
 
 
@@ -63,7 +63,7 @@ def test_rehashed_row_breaks_the_link_of_the_next_entry(store):
     forged = list(row)
     forged[5] = "forged reason"   # the reason column
     new_hash = audit.entry_hash(*forged)
-    store._con.execute("UPDATE audit SET reason = ?, entry_hash = ? WHERE seq = 2", ["forged reason", new_hash])
+    store.query_all("UPDATE audit SET reason = ?, entry_hash = ? WHERE seq = 2", ["forged reason", new_hash])
     ok, seq, msg = audit.verify_audit(store)
     assert (ok, seq) == (False, 3)
     assert "does not link" in msg
@@ -71,7 +71,7 @@ def test_rehashed_row_breaks_the_link_of_the_next_entry(store):
 
 def test_deleted_entry_is_detected(store):
     _three(store)
-    store._con.execute("DELETE FROM audit WHERE seq = 2")
+    store.query_all("DELETE FROM audit WHERE seq = 2")
     ok, seq, msg = audit.verify_audit(store)
     assert (ok, seq) == (False, 2) and "missing" in msg
 

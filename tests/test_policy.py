@@ -341,6 +341,12 @@ def test_scheduled_significant_change_needs_approval_and_its_time(s):
     pol.approve(s, 2, AP, "ok", now=T0 + pd.Timedelta(hours=1))
     assert pol.active_version(s, now=T0 + pd.Timedelta(hours=2)).number == 1
     assert pol.active_version(s, now=eff).number == 2
+    pol.apply(s, "default", [R("A", 400.0)], base_version=2, user=ED, reason="pending", now=T0)
+    hist = pol.history(s)
+    for t in (T0 - pd.Timedelta(hours=1), T0, T0 + pd.Timedelta(hours=2), eff, eff + pd.Timedelta(days=1)):
+        want = pol.active_version(s, now=t)
+        got = pol.in_force(hist, t)                  # the same answer from the history alone
+        assert (got.number if got else None) == (want.number if want else None)
 
 
 # ---------------------------------------------------------------------------------------- rollback

@@ -2,12 +2,15 @@
 
 Every cached query is keyed by the database path, so a test (or a second ``STUDIO_DB``) never sees
 another database's results. Every write goes through :func:`after_write`, which clears the query
-cache so no page shows stale data. (The app process holds DuckDB's write lock while it runs, so no
-other process can change the file behind the cache's back.)
+cache so no page shows stale data. Other processes (CLI imports, cron feeds, a second app server)
+write to the same file: :func:`sync`, run whenever a page asks for the database (:func:`db_path`),
+compares the database files' fingerprint with the one this server saw last and clears the cache
+when it changed. The Store holds no connection between calls, so those writers are never locked out for long.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pandas as pd
@@ -15,6 +18,7 @@ import streamlit as st
 
 from core.data.frame import series_values
 from core.data.store import Store, default_db_path
+from core.data.store.base import file_token
 from core.errors import PermissionDenied
 
 # Points fetched per batch when computing the quality report of a large store.
@@ -22,8 +26,14 @@ QUALITY_BATCH_POINTS = 2_000_000
 
 
 def db_path() -> str:
-    """The database path the app is using (``$STUDIO_DB`` or the project default)."""
-    return str(default_db_path())
+    """The database path the app is using (``$STUDIO_DB`` or the project default).
+
+    Every cached query and :func:`store` asks for it, so this is where a change made by another
+    process is noticed (:func:`sync`): the first call of a rerun after that change clears the cache.
+    """
+    path = str(default_db_path())
+    sync(path)
+    return path
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,8 +51,33 @@ def store() -> Store:
     return _store(db_path())
 
 
+# The database fingerprint (core.data.store.base.file_token) this server process last acted on, per path.
+_SEEN: dict[str, tuple] = {}
+_SEEN_LOCK = threading.Lock()
+
+
+def sync(path: str | None = None) -> bool:
+    """Drop every cached query result if any process changed the database since this server last
+    looked (a CLI import, a cron feed, another app server). Costs two ``stat`` calls (microseconds)
+    and opens no connection. Returns whether the cache was cleared."""
+    path = str(default_db_path()) if path is None else path
+    token = file_token(path)
+    with _SEEN_LOCK:
+        last = _SEEN.get(path)
+        _SEEN[path] = token
+    if last is not None and last != token:
+        st.cache_data.clear()
+        return True
+    return False
+
+
 def after_write() -> None:
-    """Call after any write to the store: drops every cached query result."""
+    """Call after any write to the store: drops every cached query result (and marks this process's
+    own write as seen, so :func:`sync` does not clear the cache a second time for it)."""
+    path = str(default_db_path())
+    _store(path).release()
+    with _SEEN_LOCK:
+        _SEEN[path] = file_token(path)
     st.cache_data.clear()
 
 
@@ -155,7 +190,8 @@ def summarize(series: pd.DataFrame, uploads_df: pd.DataFrame, incidents_df: pd.D
     """What is loaded, from the three listings: counts and the overall time span.
 
     Returns ``series``, ``points``, ``uploads``, ``incidents`` (int), ``start``, ``end``
-    (UTC timestamps or None) and ``span_s`` (seconds, None without points).
+    (UTC timestamps or None), ``span_s`` (seconds, None without points), and ``newest_upload`` /
+    ``newest_upload_name``: when the most recent upload was stored and its file (None without uploads).
     """
     first = pd.to_datetime(series["first_ts"], utc=True).min() if len(series) else pd.NaT
     last = pd.to_datetime(series["last_ts"], utc=True).max() if len(series) else pd.NaT
@@ -168,7 +204,16 @@ def summarize(series: pd.DataFrame, uploads_df: pd.DataFrame, incidents_df: pd.D
         "start": None if pd.isna(first) else first,
         "end": None if pd.isna(last) else last,
         "span_s": span,
+        **_newest(uploads_df),
     }
+
+
+def _newest(uploads_df: pd.DataFrame) -> dict[str, Any]:
+    if not len(uploads_df) or "created_at" not in uploads_df:
+        return {"newest_upload": None, "newest_upload_name": None}
+    at = pd.to_datetime(uploads_df["created_at"], utc=True)
+    i = at.idxmax()
+    return {"newest_upload": at[i], "newest_upload_name": str(uploads_df.loc[i, "name"])}
 
 
 def overview() -> dict[str, Any]:

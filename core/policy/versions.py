@@ -141,6 +141,14 @@ def active_version(store: Store, policy: str = DEFAULT_POLICY, now: Any = None) 
     return PolicyVersion._from_row(row) if row else None
 
 
+def in_force(versions: list[PolicyVersion], now: Any = None) -> PolicyVersion | None:
+    """The version in force at ``now`` among ``versions`` (one policy's :func:`history`): the same
+    answer as :func:`active_version` without a database read, for a caller that holds the history."""
+    t = _now(now)
+    live = [v for v in versions if v.in_force_from is not None and pd.Timestamp(v.in_force_from) <= t]
+    return max(live, key=lambda v: v.number) if live else None
+
+
 def latest_number(store: Store, policy: str = DEFAULT_POLICY) -> int:
     """The highest version number (any status): the ``base_version`` for the next change; 0 if none."""
     return sql.latest_number(store, policy)

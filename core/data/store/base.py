@@ -2,19 +2,32 @@
 
 Rules kept here: parameterised SQL only (no user text is formatted into a statement), every write in
 one transaction (an error rolls the whole write back), schema migrations numbered
-``migrations/NNN_name.sql`` and applied in order on open. One :class:`Store` serialises its calls
-with a lock, so a single instance may be shared by the threads of a Streamlit server.
+``migrations/NNN_name.sql`` and applied when a :class:`Store` is created. One :class:`Store`
+serialises its calls with a lock, so a single instance may be shared by the threads of a Streamlit
+server.
+
+Many processes share one file (the app, CLI commands, cron jobs): DuckDB lets one process at a time
+open it for writing, so a Store holds no connection between units of work. Each call (a query, a
+transaction, or a ``with store.connection():`` block) opens the file, waiting with bounded back-off
+while another process has it, and gives it up when done (after a short linger; see
+:meth:`Store.connection`). A process killed mid-write leaves nothing of that write: DuckDB replays
+only committed transactions from its write-ahead log.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import json
 import os
+import random
+import re
+import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,7 +41,7 @@ import pandas as pd
 from core.data.frame import drop_repeated, empty_points, parse_key, validate_points
 from core.data.store import audit
 from core.data.store.sql import where_clause
-from core.errors import IngestError, NotFound, StudioError
+from core.errors import DatabaseLocked, IngestError, NotFound, StudioError
 
 if TYPE_CHECKING:
     from core.data.ingest import BulkPlan
@@ -44,6 +57,169 @@ def default_db_path() -> Path:
     """The database path: ``$STUDIO_DB`` if set, else ``data/studio.duckdb`` in the project."""
     env = os.environ.get("STUDIO_DB")
     return Path(env) if env else DEFAULT_DB
+
+
+#: Seconds an operation waits for a database file another process holds ($STUDIO_LOCK_TIMEOUT).
+DEFAULT_LOCK_TIMEOUT = 30.0
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<prog>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def default_lock_timeout() -> float:
+    """Seconds to wait for a locked database: ``$STUDIO_LOCK_TIMEOUT`` if set, else 30."""
+    env = os.environ.get("STUDIO_LOCK_TIMEOUT")
+    if not env:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(env)
+    except ValueError:
+        raise StudioError(f"STUDIO_LOCK_TIMEOUT must be a number of seconds, not {env!r}") from None
+    if value < 0:
+        raise StudioError(f"STUDIO_LOCK_TIMEOUT must be 0 or more seconds, not {env!r}")
+    return value
+
+
+def _is_busy(exc: duckdb.Error) -> bool:
+    """Whether a failed connect means "held by someone else right now" (worth waiting for): another
+    process's file lock, or a connection of this process opened with the other read-only setting."""
+    text = str(exc)
+    return ("Could not set lock" in text or "Conflicting lock" in text
+            or "different configuration" in text)
+
+
+def lock_holder(message: str) -> str | None:
+    """The process named in DuckDB's lock error: its command line (from ``/proc`` where there is one)
+    and PID, e.g. ``'python -m core ingest feed.csv (PID 4242)'``; None when the message names none."""
+    m = _HOLDER.search(message)
+    if m is None:
+        return None
+    text = _describe_pid(int(m.group("pid")))
+    return text if not text.startswith("PID ") else f"{m.group('prog')} ({text})"
+
+
+#: In-process count of open DuckDB connections per database file (the probe below must not run
+#: while this process holds the file: closing any descriptor of a file drops the process's locks on it).
+_OPEN: dict[str, int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _track(path: str, delta: int) -> None:
+    with _OPEN_LOCK:
+        n = _OPEN.get(path, 0) + delta
+        if n > 0:
+            _OPEN[path] = n
+        else:
+            _OPEN.pop(path, None)
+
+
+def _probe_holder(path: str, read_only: bool) -> int | None:
+    """PID of another process whose lock on ``path`` would refuse our open, None when the file looks
+    free (or cannot be asked: not Linux, no such file, this process already holds it). A cheap
+    ``fcntl(F_GETLK)`` that takes no lock, so a waiter can look often without starting DuckDB."""
+    if not sys.platform.startswith("linux") or _OPEN.get(os.path.realpath(path)):
+        return None
+    try:
+        import fcntl
+        import struct
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        ltype = fcntl.F_RDLCK if read_only else fcntl.F_WRLCK
+        out = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack("hhqqi4x", ltype, 0, 0, 0, 0))
+        kind, _, _, _, pid = struct.unpack("hhqqi4x", out)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else int(pid)
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    args = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not args:
+        return f"PID {pid}"
+    args[0] = os.path.basename(args[0])
+    cmd = " ".join(args)
+    return f"{cmd[:197] + '...' if len(cmd) > 200 else cmd} (PID {pid})"
+
+
+def connect_with_retry(path: str, *, read_only: bool = False, timeout: float | None = None,
+                       sleep: Callable[[float], None] = time.sleep) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, waiting while another process holds it.
+
+    DuckDB lets one process at a time open a file for writing (several may share it read-only). While
+    the file is held, this looks again every 5-20 ms (a lock probe that does not start DuckDB, where
+    the operating system offers one; elsewhere DuckDB itself is asked, at most every 0.5 s) until
+    ``timeout`` seconds (default :func:`default_lock_timeout`) have passed; then
+    :class:`core.errors.DatabaseLocked` names the holder. Nothing has been read or written then.
+    """
+    timeout = default_lock_timeout() if timeout is None else timeout
+    start = time.monotonic()
+    delay = 0.01
+    holder_pid: int | None = None
+    while True:
+        waited = time.monotonic() - start
+        holder_pid = _probe_holder(path, read_only)
+        if holder_pid is None:
+            try:
+                con = duckdb.connect(path, read_only=read_only)
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not _is_busy(exc):
+                    raise StudioError(f"cannot open database {path}: {exc}") from exc
+                last = str(exc)
+                waited = time.monotonic() - start
+            else:
+                _track(os.path.realpath(path), 1)
+                return con
+        else:
+            last = ""
+        if waited >= timeout:
+            holder = _describe_pid(holder_pid) if holder_pid is not None else lock_holder(last)
+            who = f"another process: {holder}" if holder else "another connection of this process"
+            raise DatabaseLocked(
+                f"database {path} is in use by {who}; waited {waited:.1f} s "
+                f"(STUDIO_LOCK_TIMEOUT={timeout:g}). Nothing was read or written. Try again when it has "
+                "finished, or raise STUDIO_LOCK_TIMEOUT for long imports.", holder=holder, waited_s=waited)
+        pause = random.uniform(0.005, 0.02) if holder_pid is not None else delay * random.uniform(0.5, 1.0)
+        sleep(min(pause, max(timeout - waited, 0.0)))
+        delay = min(delay * 2, 0.5)
+
+
+def close_connection(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Close a connection :func:`connect_with_retry` opened (the last one in this process releases the file)."""
+    try:
+        con.close()
+    finally:
+        _track(os.path.realpath(path), -1)
+
+
+#: Stores whose connection may linger, closed at interpreter exit so the file is checkpointed.
+_LIVE: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_lingering() -> None:
+    for store in list(_LIVE):
+        store.release()
+
+
+def file_token(path: str) -> tuple:
+    """``(inode, size, mtime_ns)`` of a database file and of its write-ahead log (None for a missing
+    file): a fingerprint that any committed write changes and reads leave alone."""
+    out: list[Any] = [path]
+    for f in (path, path + ".wal"):
+        try:
+            st = os.stat(f)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -214,28 +390,133 @@ class Store:
         Database file; ``":memory:"`` for a throw-away database. Default :func:`default_db_path`.
     read_only : bool
         Open without write access (migrations are then not applied).
+    lock_timeout : float, optional
+        Seconds a call waits while another process holds the file before it raises
+        :class:`core.errors.DatabaseLocked`; default :func:`default_lock_timeout` (30, or
+        ``$STUDIO_LOCK_TIMEOUT``).
+
+    No connection is kept between calls (see the module docstring and :meth:`connection`).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> None:
+    #: Seconds an idle connection is kept after a unit of work that only read, so back-to-back reads
+    #: (a page render, a script) do not start DuckDB each time (about 15 ms of CPU). Other processes
+    #: wait meanwhile. A unit that committed a write closes at once.
+    linger_s: float = 0.1
+    #: A connection held this long is closed at the end of the current unit of work even if more
+    #: follow, and this process pauses ``yield_s`` before opening again, so a waiting process gets in.
+    max_hold_s: float = 0.5
+    yield_s: float = 0.03
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+                 lock_timeout: float | None = None) -> None:
         self.path = str(path) if path is not None else str(default_db_path())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:  # typically: another process holds the write lock
-            raise StudioError(f"cannot open database {self.path}: {exc}") from exc
-        self._con.execute("SET TimeZone = 'UTC'")
+        self.read_only = read_only
+        self.lock_timeout = default_lock_timeout() if lock_timeout is None else float(lock_timeout)
         self._lock = threading.RLock()
         self._in_tx = False
-        self.read_only = read_only
+        self._depth = 0
+        self._closed = False
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._keep: duckdb.DuckDBPyConnection | None = None
+        self._opened_at = self._idle_since = self._yield_until = 0.0
+        self._reaper: threading.Timer | None = None
+        self._wrote = False
+        if self.path == ":memory:":   # a memory database lives as long as its connection: keep it
+            self._keep = duckdb.connect(":memory:")
+            self._keep.execute("SET TimeZone = 'UTC'")
+        _LIVE.add(self)
         if not read_only:
-            self.migrate()
+            with self.connection():
+                self.migrate()
             audit.install(self)
 
     # ------------------------------------------------------------------ plumbing
-    def close(self) -> None:
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection for one unit of work, opened on entry (waiting, with bounded back-off, while
+        another process holds the file: :func:`connect_with_retry`) and given up when the outermost
+        block ends: closed after :attr:`linger_s` idle seconds, or at once after :attr:`max_hold_s`.
+
+        Nested blocks (and every query or transaction run inside one) share it, so a caller may group
+        several reads into one consistent unit. An error closes it. Keep a unit short: other
+        processes wait for it.
+        """
         with self._lock:
-            self._con.close()
+            if self._closed:
+                raise StudioError(f"the store for {self.path} was closed")
+            if self._keep is not None:
+                yield self._keep
+                return
+            if self._con is None:
+                pause = self._yield_until - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                self._con = connect_with_retry(self.path, read_only=self.read_only, timeout=self.lock_timeout)
+                self._con.execute("SET TimeZone = 'UTC'")
+                self._opened_at = time.monotonic()
+            self._depth += 1
+            ok = False
+            try:
+                yield self._con
+                ok = True
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._end_unit(ok)
+
+    def _end_unit(self, ok: bool) -> None:
+        now = time.monotonic()
+        wrote, self._wrote = self._wrote, False
+        if not ok or wrote or self.linger_s <= 0:   # after a write: checkpoint and let others see it now
+            self.release()
+        elif now - self._opened_at >= self.max_hold_s:
+            self.release()
+            self._yield_until = now + self.yield_s
+        else:
+            self._idle_since = now
+            if self._reaper is None:
+                self._schedule_reap(self.linger_s)
+
+    def _schedule_reap(self, delay: float) -> None:
+        ref = weakref.ref(self)
+
+        def reap() -> None:
+            store = ref()
+            if store is not None:
+                store._reap()
+
+        self._reaper = threading.Timer(delay, reap)
+        self._reaper.daemon = True
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        with self._lock:
+            self._reaper = None
+            if self._con is None or self._depth:
+                return
+            left = self._idle_since + self.linger_s - time.monotonic()
+            if left > 0:
+                self._schedule_reap(left)
+            else:
+                self.release()
+
+    def release(self) -> None:
+        """Close the connection now if no unit of work is using it (the file is free for others)."""
+        with self._lock:
+            if self._con is not None and self._depth == 0:
+                con, self._con = self._con, None
+                close_connection(con, self.path)
+
+    def close(self) -> None:
+        """Release the file and refuse later calls (a memory database ends here)."""
+        with self._lock:
+            self.release()
+            self._closed = True
+            if self._keep is not None:
+                self._keep.close()
+                self._keep = None
 
     def __enter__(self) -> Store:
         return self
@@ -243,37 +524,49 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def change_token(self) -> tuple:
+        """A cheap fingerprint of the database files (no connection): it changes whenever any process
+        commits a write (the WAL grows, or a checkpoint rewrites the file) or the file is replaced.
+        Reads leave it alone. Compare for equality only."""
+        return file_token(self.path)
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Run a block of writes atomically; any exception rolls all of it back. Re-entrant."""
-        with self._lock:
+        with self.connection() as con:
             if self._in_tx:
-                yield self._con
+                yield con
                 return
-            self._con.execute("BEGIN TRANSACTION")
+            con.execute("BEGIN TRANSACTION")
             self._in_tx = True
             try:
-                yield self._con
+                yield con
             except BaseException:
-                self._con.execute("ROLLBACK")
+                self._in_tx = False
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:   # the transaction was already aborted by the failing statement
+                    pass
                 raise
             else:
-                self._con.execute("COMMIT")
+                self._in_tx = False
+                con.execute("COMMIT")
+                self._wrote = True
             finally:
                 self._in_tx = False
 
     def query_df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a parameterised SELECT and return a DataFrame (for modules of this package)."""
-        with self._lock:
-            return self._con.execute(sql, params or []).df()
+        with self.connection() as con:
+            return con.execute(sql, params or []).df()
 
     def query_all(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
-        with self._lock:
-            return self._con.execute(sql, params or []).fetchall()
+        with self.connection() as con:
+            return con.execute(sql, params or []).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> tuple | None:
-        with self._lock:
-            return self._con.execute(sql, params or []).fetchone()
+        with self.connection() as con:
+            return con.execute(sql, params or []).fetchone()
 
     # ------------------------------------------------------------------ migrations
     @staticmethod
@@ -294,8 +587,8 @@ class Store:
 
     def migrate(self) -> list[int]:
         """Apply every migration newer than the database's version, each in its own transaction."""
-        with self._lock:
-            self._con.execute(
+        with self.connection() as con:
+            con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
                 " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
@@ -414,8 +707,8 @@ class Store:
 
     def upload_removal_preview(self, upload_id: int) -> UploadRemoval:
         """What :meth:`delete_upload` would remove now, without removing anything (for a confirmation)."""
-        with self._lock:
-            return self._removal(self._con, upload_id)
+        with self.connection() as con:
+            return self._removal(con, upload_id)
 
     @staticmethod
     def _removal(con: duckdb.DuckDBPyConnection, upload_id: int) -> UploadRemoval:
