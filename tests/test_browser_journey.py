@@ -56,6 +56,21 @@ GRID_ROWS_JS = ("el => Array.from(el.querySelectorAll('table tr'))"
                 ".map(r => Array.from(r.querySelectorAll('th,td')).map(c => c.textContent))")
 
 
+def _choose(page, box, option: str, tries: int = 3) -> None:
+    """Pick ``option`` in the Streamlit selectbox ``box``. A click can land while the page is still
+    settling after a rerun (the box takes focus but its menu stays shut), so the menu is opened again,
+    by the keyboard, a bounded number of times."""
+    wanted = page.get_by_role("option", name=option, exact=True)
+    box.locator("input").click()
+    for _ in range(tries):
+        try:
+            wanted.wait_for(timeout=5_000)
+            break
+        except PlaywrightError:
+            box.locator("input").press("ArrowDown")
+    wanted.click()
+
+
 @dataclass
 class Journey:
     url: str
@@ -293,8 +308,7 @@ def _journey(journey: Journey, page, shots: Path) -> None:
     # 5. Export v3 as Prometheus rules and read the file back
     page.get_by_role("tab", name="Import / export").click()
     box = main.locator(".st-key-pol-export_v:not([data-stale='true'])")    # the export's Version selectbox
-    box.locator("input").click()
-    page.get_by_role("option", name="v3", exact=True).click()
+    _choose(page, box, "v3")
     expect(main.locator("[data-stale='true']")).to_have_count(0, timeout=WAIT_MS)   # the rerun is done
     # the first rerun after a write drops the flash line above the tabs, which resets them to the first
     # tab (Policies page, Streamlit 1.67): open the export tab again
