@@ -300,8 +300,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         hi = max(hi, pred + 1.0)     # an unchecked prediction: at least one episode/week of slack upwards
     fit_eps = int(((starts >= t0) & (starts < split_ns)).sum())
     scale = robust_scale(xc)
-    held = v[(t >= split_ns) & finite]
-    shift = (float(np.median(held)) - float(np.median(xc))) / scale if held.size else None
+    shift = _weekly_shift(t, v, finite, scale)
     risk_level, reasons = risk(fit_episodes=fit_eps, level=level if level is not None else 0.0,
                                level_interval=level_iv, scale=scale, shift=shift,
                                missing_share=float(rep.missing.mean()) if rep.missing.size else 0.0,
@@ -315,6 +314,18 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         predicted_episodes_per_week=pred, predicted_interval=(lo, hi), validation=validation,
         comparison=comparison, risk=risk_level, risk_reasons=reasons, rationale=rationale, candidates=table,
         hourly=chosen.hourly, split=split)
+
+
+def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float) -> float | None:
+    """Range of the weekly medians over the whole history, in robust spreads (None below two full weeks):
+    a level shift or a trend moves it, daily and weekly seasonality do not."""
+    week = (t[finite] - t[0]) // int(WEEK_S * _NS)
+    full = int((t[-1] - t[0]) // int(WEEK_S * _NS))
+    if full < 2:
+        return None
+    keep = week < full
+    med = pd.Series(v[finite][keep]).groupby(week[keep]).median().to_numpy()
+    return float(med.max() - med.min()) / scale
 
 
 def _choose(data: FitData, cands: list[Candidate], current: Rule | None,

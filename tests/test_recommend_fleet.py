@@ -1,0 +1,66 @@
+"""Fleet recommendations: serial, local process pool and a Dask ``distributed.LocalCluster`` give
+identical results; the ``python -m core recommend`` command prints the documented JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.__main__ import main
+from core.alerting.recommend.fleet import recommend_fleet, split_points
+from core.alerting.rules import Rule
+
+T0 = pd.Timestamp("2026-01-05", tz="UTC")
+
+
+def _fleet(n_series: int = 4, n: int = 14 * 1440) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    ts = pd.date_range(T0, periods=n, freq="1min")
+    frames = []
+    for i in range(n_series):
+        x = 50 + 10 * i + 5 * rng.standard_normal(n)
+        x[rng.choice(n, 40, replace=False)] += 40
+        frames.append(pd.DataFrame({"series": f'lat{{host="h{i}"}}', "ts": ts, "value": x}))
+    frames.append(pd.DataFrame({"series": "tiny", "ts": ts[:10], "value": np.arange(10.0)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_local_pool_and_dask_cluster_give_identical_results() -> None:
+    distributed = pytest.importorskip("distributed")
+    points = _fleet()
+    cur = {'lat{host="h0"}': Rule(name="H0", series='lat{host="h0"}', warning=60.0, critical=90.0)}
+    items = split_points(points, None, cur, {"H0": {"min": 55.0}})
+    serial = recommend_fleet(items, workers=1)
+    pooled = recommend_fleet(items, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        seen = []
+        on_dask = recommend_fleet(items, scheduler=client, progress=lambda d, t: seen.append((d, t)))
+    assert json.dumps(serial) == json.dumps(pooled) == json.dumps(on_dask)
+    assert seen[-1] == (5, 5)
+    assert [r["series"] for r in serial] == sorted(points["series"].unique())
+    tiny = next(r for r in serial if r["series"] == "tiny")
+    assert tiny["warning"] is None and "only 10 finite point(s)" in tiny["insufficient"]
+    h0 = serial[0]
+    assert h0["rule"] == "H0" and h0["current"]["warning"] == 60.0 and h0["comparison"] is not None
+
+
+def test_cli_recommend_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    points = _fleet(n_series=2)
+    f = tmp_path / "m.csv"
+    points.assign(timestamp=points["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))[["timestamp", "series", "value"]] \
+        .to_csv(f, index=False)
+    assert main(["recommend", str(f), "--json", "--workers", "1", "--db", str(tmp_path / "never.duckdb")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 3 and not (tmp_path / "never.duckdb").exists()
+    for key in ("series", "comparator", "warning", "critical", "for_seconds", "predicted_episodes_per_week",
+                "predicted_interval", "validation", "confidence", "risk", "rationale"):
+        assert key in out[0]
+    assert set(out[0]["validation"]) >= {"actual_episodes_per_week", "relative_error"}
+    assert main(["recommend", str(f), "--train-fraction", "1.5"]) == 2
+    assert "--train-fraction" in capsys.readouterr().err
