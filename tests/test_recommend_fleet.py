@@ -64,3 +64,18 @@ def test_cli_recommend_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert set(out[0]["validation"]) >= {"actual_episodes_per_week", "relative_error"}
     assert main(["recommend", str(f), "--train-fraction", "1.5"]) == 2
     assert "--train-fraction" in capsys.readouterr().err
+
+
+@pytest.mark.bench
+def test_bench_recommend_goals() -> None:
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "bench" / "recommend.py"), "--repeat", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    figs = dict(re.findall(r"(\w+_s)=([0-9.]+)", proc.stdout))
+    assert float(figs["cpu_fleet_s"]) <= 10.0 and float(figs["cpu_one_s"]) <= 1.0, proc.stdout

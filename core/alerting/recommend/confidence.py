@@ -82,18 +82,22 @@ def quantile_interval(x: np.ndarray, q: float, *, block: int | None = None, n_bo
     y = x if upper else -x
     tail = 1.0 - q if upper else q
     rank = np.ceil(tail * total).astype(np.int64)                 # from the top, 1-based
-    order = np.argsort(-y, kind="stable")
     k = int(min(n, math.ceil(4 * tail * n) + 4 * b + 16))
+    part = np.argpartition(-y, k - 1)[:k] if k < n else np.arange(n)
+    order = part[np.argsort(-y[part], kind="stable")]
     rows = np.arange(n_boot, dtype=np.int64)[:, None]
 
     def weights(idx: np.ndarray) -> np.ndarray:
         """(n_boot, len(idx)) chosen blocks covering each point of ``idx``: a start ``s`` covers the
-        points at positions ``[s, s + block)``, found by ``searchsorted`` in the sorted positions."""
+        points at positions ``[s, s + block)``, counted with a table of sorted positions."""
         pos_order = np.argsort(idx, kind="stable")
         pos = idx[pos_order]
         m = pos.size
-        lo = np.searchsorted(pos, s) + rows * (m + 1)
-        hi = np.searchsorted(pos, s + b) + rows * (m + 1)
+        below = np.zeros(n + 1, dtype=np.int64)        # below[i] = positions < i (a searchsorted table)
+        below[pos + 1] = 1
+        below = np.cumsum(below)
+        lo = below[s] + rows * (m + 1)
+        hi = below[np.minimum(s + b, n)] + rows * (m + 1)
         d = np.bincount(lo.ravel(), minlength=n_boot * (m + 1)) - np.bincount(hi.ravel(), minlength=n_boot * (m + 1))
         w = np.cumsum(d.reshape(n_boot, m + 1)[:, :m], axis=1)
         out = np.empty_like(w)
@@ -104,7 +108,7 @@ def quantile_interval(x: np.ndarray, q: float, *, block: int | None = None, n_bo
     cw = np.cumsum(weights(top), axis=1)
     reached = cw[:, -1] >= rank
     if not reached.all():
-        top = order
+        top = np.argsort(-y, kind="stable")
         cw = np.cumsum(weights(top), axis=1)
     j = np.argmax(cw >= rank, axis=1)
     vals = y[top[j]]
