@@ -26,7 +26,7 @@ from core.alerting.recommend.engine import recommend
 from core.alerting.rules import Rule
 from core.errors import ValidationError
 
-__all__ = ["FleetItem", "split_points", "recommend_one", "recommend_fleet"]
+__all__ = ["FleetItem", "split_points", "recommend_one", "recommend_fleet", "fleet_table", "apply_changes", "TABLE_COLUMNS"]
 
 #: one series' task: (key, timestamps as int64 ns UTC, values, its incidents or None, rule in force as a
 #: dict or None, that rule's bounds ``{min, max}`` or None)
@@ -152,3 +152,97 @@ def _on_dask(items: list[FleetItem], scheduler: Any, options: Mapping[str, Any],
     finally:
         if own:
             client.close()
+
+
+# ---------------------------------------------------------------------------------------- fleet table
+TABLE_COLUMNS = ["series", "rule", "strategy", "current_warning", "warning", "critical", "episodes_per_week_now",
+                 "predicted_episodes_per_week", "predicted_low", "predicted_high", "held_out_actual",
+                 "held_out_error", "incidents_caught", "incidents_missed", "risk", "noise_reduction", "insufficient"]
+
+
+def fleet_table(results: Iterable[Mapping[str, Any]], glob: str | None = None) -> pd.DataFrame:
+    """One row per series for the fleet view, sorted by expected noise reduction (largest first).
+
+    ``episodes_per_week_now``: the rule in force replayed over the held-out period (None without
+    one); ``predicted_*``: the recommendation's predicted episodes/week and its interval;
+    ``held_out_actual`` / ``held_out_error``: what the recommendation did on the held-out period and
+    the relative error; ``incidents_caught`` / ``incidents_missed``: over the whole history, by the
+    recommendation; ``noise_reduction`` = now minus predicted (episodes/week). ``glob`` keeps the
+    series whose key matches a shell-style pattern (``*checkout*``).
+    """
+    import fnmatch
+
+    rows = []
+    for r in results:
+        if glob and not fnmatch.fnmatchcase(r["series"], glob):
+            continue
+        cmp_ = r.get("comparison") or {}
+        now = (cmp_.get("current") or {}).get("held_episodes_per_week")
+        rec = cmp_.get("recommended") or {}
+        iv = r.get("predicted_interval") or [None, None]
+        pred = r.get("predicted_episodes_per_week")
+        v = r.get("validation") or {}
+        rows.append({
+            "series": r["series"], "rule": r.get("rule"), "strategy": r.get("strategy"),
+            "current_warning": (r.get("current") or {}).get("warning"), "warning": r.get("warning"),
+            "critical": r.get("critical"), "episodes_per_week_now": now, "predicted_episodes_per_week": pred,
+            "predicted_low": iv[0], "predicted_high": iv[1], "held_out_actual": v.get("actual_episodes_per_week"),
+            "held_out_error": v.get("relative_error") if v.get("sufficient") else None,
+            "incidents_caught": rec.get("total_caught"), "incidents_missed": rec.get("total_missed"),
+            "risk": r.get("risk"), "noise_reduction": (now - pred) if now is not None and pred is not None else None,
+            "insufficient": r.get("insufficient"),
+        })
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return df.sort_values("noise_reduction", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def apply_changes(rule_dicts: Iterable[Mapping[str, Any]], results: Iterable[Mapping[str, Any]],
+                  selected: Iterable[str], keys: Iterable[str],
+                  namer: Callable[[str, Iterable[str]], str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The policy's rules with the selected recommendations written in, as one change.
+
+    A series whose rule in force selects only that series gets the recommended levels and ``for``
+    (the predictions were made with it) and a rationale annotation; a series without a rule gets a
+    new rule named by ``namer(key, taken)``. A rule that selects several stored series is left
+    alone (one series' levels would change them all) and a note says so, as does an insufficient
+    recommendation. Returns ``(new rule dicts, notes)``.
+    """
+    from core.alerting.rules import format_duration
+
+    out = [dict(d) for d in rule_dicts]
+    rules = [Rule.from_dict(d) for d in out]
+    all_keys = list(keys)
+    by_key = {r["series"]: r for r in results}
+    notes: list[str] = []
+    for key in selected:
+        r = by_key.get(key)
+        if r is None:
+            continue
+        if r.get("insufficient") or r.get("warning") is None:
+            notes.append(f"{key}: no recommendation ({r.get('insufficient') or 'no level'}); left as it is")
+            continue
+        why = (f"Recommended ({r['preset']} preset, {r['strategy']}): predicted "
+               f"{r['predicted_episodes_per_week']:.2f} episodes/week; risk {r['risk']}. {r['rationale']}")
+        levels = {"warning": r["warning"], "critical": r["critical"]}
+        idx = [i for i, rule in enumerate(rules) if rule.matches(key)]
+        if len(idx) > 1 or (idx and len(rules[idx[0]].matching(all_keys)) > 1):
+            name = rules[idx[0]].name
+            notes.append(f"{key}: rule {name} selects several series; tune it on the Thresholds page")
+            continue
+        if idx:
+            d = out[idx[0]]
+            for lvl, val in levels.items():
+                if val is None:
+                    d.pop(lvl, None)
+                else:
+                    d[lvl] = float(val)
+            d["for"] = format_duration(r["for_seconds"])
+            d["annotations"] = {**dict(d.get("annotations") or {}), "rationale": why}
+        else:
+            name = namer(key, [d["name"] for d in out])
+            d = {"name": name, "series": key, "comparator": r["comparator"],
+                 **{k: float(v) for k, v in levels.items() if v is not None},
+                 "for": format_duration(r["for_seconds"]), "annotations": {"rationale": why}}
+            out.append(d)
+            rules.append(Rule.from_dict(d))
+    return out, notes
