@@ -57,6 +57,8 @@ _PUBLIC: dict[str, str] = {
     "Replay": "core.alerting.replay",
     "sweep": "core.alerting.replay",
     "suggest_rule": "core.alerting.recommend",
+    "recommend": "core.alerting.recommend",
+    "Recommendation": "core.alerting.recommend",
     "PromMapping": "core.alerting.prometheus",
     "prometheus_export": "core.alerting.prometheus",
     # policy

@@ -292,3 +292,25 @@ def test_comparison_with_rule_in_force_counts_incidents() -> None:
 
 def test_engine_module_exports() -> None:
     assert engine.DEFAULT_WEIGHTS == (0.4, 0.4, 0.2)
+
+
+def test_seasonal_recording_rule_passes_promtool(tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from core.alerting.recommend.strategies import seasonal_recording_rule
+
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed")
+    hourly = np.column_stack([np.arange(168.0), np.arange(168.0) + 10])
+    rule = seasonal_recording_rule("studio:latency_warning_level", 'latency_ms{service="api"}', hourly)
+    assert rule["expr"].count(" or ") == 167
+    # Monday 00:00 UTC is hour-of-week 0 and Prometheus day_of_week() 1; Sunday 23:00 is 167 and 0
+    assert "(vector(0) and on() (hour() == 0 and day_of_week() == 1))" in rule["expr"]
+    assert "(vector(167) and on() (hour() == 23 and day_of_week() == 0))" in rule["expr"]
+    f = tmp_path / "rules.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "studio-seasonal", "rules": [rule]}]}))
+    proc = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -157,7 +157,7 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
 
     Reasons: fewer than 5 episodes in the fit period; a level interval wider than 20 % of the level
     (or than one robust spread when the level is near 0); weekly medians of the history spanning more
-    than 1.5 robust spreads (``shift``: a level shift or trend); more than 5 % of the evaluations missing; a
+    than one robust spread (``shift``: a level shift or trend); more than 5 % of the evaluations missing; a
     held-out rate more than 50 % (and 1/week) off the prediction. One reason is medium, two or more,
     or a failed held-out check, high.
     """
@@ -170,7 +170,7 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
         ref = abs(level) if abs(level) > scale else scale
         if width > 0.2 * ref:
             reasons.append(f"wide interval: the level could lie anywhere in {lo:.4g} to {hi:.4g}")
-    if shift is not None and math.isfinite(shift) and shift > 1.5:
+    if shift is not None and math.isfinite(shift) and shift > 1.0:
         reasons.append(f"level shift or trend: the weekly medians of the history span {shift:.1f} robust spreads")
     if missing_share > 0.05:
         reasons.append(f"poor data quality: {missing_share:.0%} of the evaluations have no data")
