@@ -21,9 +21,8 @@ from core.errors import ConflictError, StudioError
 from core.policy import versions as pol
 from ui import state
 from ui.charts import series_figure
-from ui.policy_tables import diff_frame
 from ui.session import session_user
-from ui.thresholds.apply import impact_frame
+from ui.thresholds.apply import show_preview
 from ui.thresholds.editor import POLICY, current_policy, rule_name
 
 RESULTS = "rec.results"
@@ -130,16 +129,7 @@ def apply_dialog(res: list[dict[str, Any]], selected: list[str]) -> None:
     if pv.diff.is_empty:
         st.info("Nothing to change: the selected recommendations are already in force or were left out.")
         return
-    st.dataframe(diff_frame(pv.diff), hide_index=True, width="stretch")
-    if len(pv.impact):
-        st.markdown("What the old and the new rules would have done over the stored history "
-                    "(in-sample, not a prediction; the held-out check is in the table on the page):")
-        st.dataframe(impact_frame(pv.impact), hide_index=True, width="stretch")
-    if pv.significance:
-        st.warning("Needs approval by a second person (approver role) before it takes effect: "
-                   + "; ".join(pv.significance), icon=":material/how_to_reg:")
-    else:
-        st.info("Takes effect at once (not a significant change).", icon=":material/bolt:")
+    show_preview(pv, "; the held-out check is in the table on the page")
     reason = st.text_input("Reason (required, recorded in the audit trail)", key="rec.reason")
     if st.button("Confirm and apply", type="primary", key="rec.confirm", width="stretch"):
         user, _ = session_user()

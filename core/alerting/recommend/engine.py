@@ -55,6 +55,7 @@ from core.alerting.rules import COMPARATORS, Rule, format_duration
 from core.analysis.baseline import exclusion_mask
 from core.analysis.scoring import score_events
 from core.errors import ValidationError
+from core.fmt import json_safe
 
 __all__ = ["Recommendation", "recommend", "DEFAULT_WEIGHTS", "MIN_HOLDOUT_S", "MIN_CHECK_EPISODES"]
 
@@ -128,21 +129,7 @@ class Recommendation:
         }
         if self.insufficient:
             out["insufficient"] = self.insufficient
-        return _json_safe(out)
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, pd.Timestamp):
-        return x.isoformat()
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+        return json_safe(out)
 
 
 def _series_incidents(incidents: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
