@@ -51,6 +51,9 @@ def test_fleet_table_detail_and_apply_selected(db):
     ok(at)
     assert "Preset:" in texts(at) or "preset:" in texts(at)
     assert len(at.get("plotly_chart")) == 1
+    side = next(df.value for df in at.dataframe if "median detection delay (s)" in df.value.columns)
+    assert side["rule"].tolist() == ["current", "recommended"]
+    assert side["incidents caught"].notna().all() and side["incidents missed"].notna().all()
     # apply the checkout recommendation (its rule selects only this series)
     at.multiselect(key="rec.pick").set_value([CHECKOUT]).run()
     at.button(key="rec.apply").click().run()

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.alerting.recommend.fleet import apply_changes, recommend_fleet, split_points
+from core.alerting.replay import replay
 from core.alerting.rules import Rule
 from core.errors import ConflictError, StudioError
 from core.policy import versions as pol
@@ -72,8 +73,9 @@ def compute(ctx: tuple[Any, ...], preset: str, train: float) -> list[dict[str, A
 
 
 def detail_figure(points: pd.DataFrame, incidents: pd.DataFrame, rec: dict[str, Any]) -> go.Figure:
-    """The series with the current and recommended levels and the fit / held-out split."""
-    fig = series_figure(points, incidents, height=340)
+    """The series with the current and recommended levels, the fit / held-out split and a marker at
+    the start of every episode each rule would have fired (replayed by :func:`core.alerting.replay.replay`)."""
+    fig = series_figure(points, incidents, height=360)
     cur = rec.get("current") or {}
     for label, val, color, dash in (("current warning", cur.get("warning"), "#6b7280", "dot"),
                                     ("current critical", cur.get("critical"), "#6b7280", "dash"),
@@ -85,21 +87,44 @@ def detail_figure(points: pd.DataFrame, incidents: pd.DataFrame, rec: dict[str, 
     split = (rec.get("validation") or {}).get("split")
     if split:
         fig.add_vline(x=pd.Timestamp(split), line_color="#1f2937", line_dash="dot")
+    values = points.set_index("ts")["value"].rename(rec["series"])
+    rules = [("current", cur, "#6b7280"), ("recommended", rec, "#ca8a04")]
+    for name, d, color in rules:
+        if d.get("warning") is None and d.get("critical") is None:
+            continue
+        rule = Rule(name=name, series=rec["series"], comparator=rec["comparator"], warning=d.get("warning"),
+                    critical=d.get("critical"), for_s=d.get("for_seconds") or 0.0)
+        eps = replay(rule, values).alert_episodes(None)
+        if len(eps):
+            fig.add_trace(go.Scatter(x=eps["start"], y=eps["peak"], mode="markers", name=f"{name} episodes",
+                                     marker={"color": color, "size": 6, "symbol": "triangle-up"}))
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.15})
     return fig
 
 
+def _num(x: Any, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
 def candidates_frame(rec: dict[str, Any]) -> pd.DataFrame:
-    """The rule in force and the recommendation side by side (whole history and held-out period)."""
+    """The rule in force and the recommendation side by side: held-out episodes/week with its 90 %
+    Poisson interval, time in alert, and over the whole history episodes, incidents caught / missed,
+    median detection delay and reset time."""
     cmp_ = rec.get("comparison") or {}
     rows = []
     for side in ("current", "recommended"):
         c = cmp_.get(side)
         if not c:
             continue
-        rows.append({"rule": side, "episodes (held-out)": c.get("held_episodes"),
-                     "episodes/week (held-out)": c.get("held_episodes_per_week"),
+        iv = c.get("held_episodes_per_week_interval") or [None, None]
+        rows.append({"rule": side,
+                     "episodes/week (held-out)": _num(c.get("held_episodes_per_week"), ".2f")
+                     + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv[0] is not None else ""),
+                     "time in alert % (held-out)": _num(c.get("held_time_in_alert_pct"), ".3f"),
                      "episodes (all history)": c.get("total_episodes"),
-                     "incidents caught": c.get("total_caught"), "incidents missed": c.get("total_missed")})
+                     "incidents caught": c.get("total_caught"), "incidents missed": c.get("total_missed"),
+                     "median detection delay (s)": _num(c.get("total_detection_delay_s"), ".0f"),
+                     "reset time (s)": _num(c.get("total_reset_time_s"), ".0f")})
     return pd.DataFrame(rows)
 
 

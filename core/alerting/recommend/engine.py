@@ -35,6 +35,7 @@ import pandas as pd
 from core.alerting.recommend.confidence import (
     CONFIDENCE,
     default_block,
+    garwood,
     quantile_interval,
     rate_interval,
     risk,
@@ -418,20 +419,30 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None)
 
 
 def _load(rule: Rule, s: pd.Series, split: pd.Timestamp, inc: pd.DataFrame | None) -> dict[str, Any]:
+    """One rule's load on the held-out period and the whole history: episodes (any level), time in
+    alert (percent), and with incidents caught/missed, median detection delay and reset time (s)."""
     rep = replay(rule, s)
     out: dict[str, Any] = {}
     eps = rep.alert_episodes(None)
-    for name, part in (("held", eps[eps["start"] >= split]), ("total", eps)):
+    for name, part, period in (("held", eps[eps["start"] >= split], rep.period(split, None)),
+                               ("total", eps, rep.period(None, None))):
         out[f"{name}_episodes"] = int(len(part))
+        out[f"{name}_time_in_alert_pct"] = period["time_in_alert_pct"]
         if inc is not None:
             sub = inc if name == "total" else inc[inc["start"] >= split]
             alerts = part[["start", "end"]].copy()
             alerts.loc[part["open"].to_numpy(), "end"] = pd.NaT
-            tp = int(score_events(alerts, sub.reset_index(drop=True)).tp) if len(sub) else 0
+            sc = score_events(alerts, sub.reset_index(drop=True)) if len(sub) else None
+            tp = int(sc.tp) if sc is not None else 0
             out[f"{name}_incidents"], out[f"{name}_caught"] = int(len(sub)), tp
             out[f"{name}_missed"] = int(len(sub)) - tp
+            out[f"{name}_detection_delay_s"] = sc.detection_delay_s if sc is not None else None
+            out[f"{name}_reset_time_s"] = sc.reset_time_s if sc is not None else None
     held_span = (s.index[-1] - split).total_seconds()
-    out["held_episodes_per_week"] = out["held_episodes"] / (held_span / WEEK_S) if held_span > 0 else None
+    weeks = held_span / WEEK_S
+    out["held_episodes_per_week"] = out["held_episodes"] / weeks if held_span > 0 else None
+    lo, hi = garwood(out["held_episodes"])
+    out["held_episodes_per_week_interval"] = [lo / weeks, hi / weeks] if held_span > 0 else None
     return out
 
 
