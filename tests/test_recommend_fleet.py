@@ -38,10 +38,12 @@ def test_local_pool_and_dask_cluster_give_identical_results() -> None:
     serial = recommend_fleet(items, workers=1)
     pooled = recommend_fleet(items, workers=2)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        seen = []
-        on_dask = recommend_fleet(items, scheduler=client, progress=lambda d, t: seen.append((d, t)))
-    assert json.dumps(serial) == json.dumps(pooled) == json.dumps(on_dask)
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            seen = []
+            on_dask = recommend_fleet(items, scheduler=client, progress=lambda d, t: seen.append((d, t)))
+        by_address = recommend_fleet(items, scheduler=cluster.scheduler_address)   # what --scheduler does
+    assert json.dumps(serial) == json.dumps(pooled) == json.dumps(on_dask) == json.dumps(by_address)
     assert seen[-1] == (5, 5)
     assert [r["series"] for r in serial] == sorted(points["series"].unique())
     tiny = next(r for r in serial if r["series"] == "tiny")
