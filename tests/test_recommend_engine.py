@@ -314,3 +314,12 @@ def test_seasonal_recording_rule_passes_promtool(tmp_path) -> None:
     f.write_text(yaml.safe_dump({"groups": [{"name": "studio-seasonal", "rules": [rule]}]}))
     proc = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_critical_in_force_is_kept_when_no_strategy_sets_one() -> None:
+    x = np.random.default_rng(21).integers(0, 10, 20_160).astype(float)   # p99 = p99.9 = 9: no critical
+    cur = Rule(name="r", series="s", warning=8.5, critical=12.0)
+    rec = recommend(_series(x), current=cur, strategies=("percentile",), constraints=Constraints(max_change=None))
+    assert rec.warning == 9.0 and rec.critical == 12.0
+    assert any("critical level in force (12) is kept" in n for n in rec.constraint_notes)
+    assert recommend(_series(x), strategies=("percentile",)).critical is None       # no rule in force: none

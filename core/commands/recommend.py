@@ -88,7 +88,7 @@ def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None
         if not args.policy:
             v = active_version(store)
             if v is not None:
-                rules, bounds = v.rules, dict(v.meta.get("bounds") or {})
+                rules, bounds = v.rules(), dict(v.meta.get("bounds") or {})
     return points, incidents, rules, bounds
 
 

@@ -250,11 +250,15 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     # constraints
     cur = (current.warning, current.critical) if current is not None else (None, None)
     cons = constraints or (Constraints() if current is not None else Constraints(max_change=None))
-    w_c, k_c = constrain_pair(chosen.warning, chosen.critical, comparator, cur, cons, last=last_changes, now=now) \
+    crit_in, kept = chosen.critical, []
+    if crit_in is None and cur[1] is not None and chosen.hourly is None:
+        crit_in = cur[1]        # never drop a critical level in force just because no strategy set one
+        kept.append(f"no critical level was recommended; the critical level in force ({cur[1]:g}) is kept")
+    w_c, k_c = constrain_pair(chosen.warning, crit_in, comparator, cur, cons, last=last_changes, now=now) \
         if chosen.hourly is None else (Constrained(chosen.warning, chosen.warning),
                                        Constrained(chosen.critical, chosen.critical))
     warning, critical = w_c.value, k_c.value
-    notes = list(w_c.reasons + k_c.reasons)
+    notes = kept + list(w_c.reasons + k_c.reasons)
 
     # validation: one replay of the final rule over the whole history
     rule = Rule(name="recommended", series=key, comparator=comparator, warning=warning, critical=critical,
