@@ -81,3 +81,15 @@ def test_bench_recommend_goals() -> None:
     print(proc.stdout)
     figs = dict(re.findall(r"(\w+_s)=([0-9.]+)", proc.stdout))
     assert float(figs["cpu_fleet_s"]) <= 10.0 and float(figs["cpu_one_s"]) <= 1.0, proc.stdout
+
+
+def test_cli_recommend_from_the_database(tmp_path: Path, demo_db_bytes: bytes,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "studio.duckdb"
+    db.write_bytes(demo_db_bytes)
+    assert main(["recommend", "--db", str(db), "--jsonl", "--workers", "1"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == 10                                        # 2 services x 5 metrics
+    checkout = next(o for o in out if o["series"] == 'latency_p95_ms{service="checkout"}')
+    assert checkout["rule"] == "CheckoutLatencyHigh" and checkout["current"]["warning"] == 450.0
+    assert checkout["comparison"]["current"]["total_incidents"] == 1    # the stored incident was used
