@@ -60,6 +60,8 @@ _PUBLIC: dict[str, str] = {
     "sweep": "core.alerting.sweep",
     "sweep_grid": "core.alerting.sweep",
     "suggest_rule": "core.alerting.recommend",
+    "recommend": "core.alerting.recommend",
+    "Recommendation": "core.alerting.recommend",
     "PromMapping": "core.alerting.prometheus",
     "prometheus_export": "core.alerting.prometheus",
     "import_rule_files": "core.alerting.rule_import",

@@ -1,4 +1,5 @@
-"""Short text for timestamps and durations, shared by the pages, the CLI and core's own reports.
+"""Short text for timestamps and durations, shared by the pages, the CLI and core's own reports, and
+:func:`json_safe` (plain JSON values from numpy/pandas ones).
 
 No Streamlit import. Both functions accept "nothing" (None, NaN, NaT; for durations also an infinite
 value) and return the ``missing`` text for it, so a table cell or a caption never reads ``nan``.
@@ -11,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["fmt_duration", "fmt_ts"]
+__all__ = ["fmt_duration", "fmt_ts", "json_safe"]
 
 # (suffix, seconds) from the largest unit down.
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -59,3 +60,21 @@ def fmt_duration(seconds: float | None, missing: str = "-") -> str:
                     text += f" {rest}{nxt}"
             return sign + text
     raise AssertionError("unreachable: s >= 1 always matches the seconds unit")
+
+
+def json_safe(v: Any) -> Any:
+    """A JSON-ready copy of ``v``: dicts, lists and tuples (as lists) recursively; timestamps as ISO
+    8601; NaN, infinities, NaT and None as None; numpy scalars as Python ones."""
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if v is None or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):   # numpy scalar
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from core.alerting.rules import COMPARATORS, MISSING_MODES, SEVERITIES, Rule, format_duration, parse_duration
 from core.commands._source import add_incident_arguments, add_source_arguments, load_incidents, load_series
 from core.errors import ValidationError
+from core.fmt import json_safe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,19 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "value and how long a gap lasts before it is a no-data episode")
     add_incident_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def _plain(v: Any) -> Any:
-    """JSON-safe scalar: timestamps as ISO 8601, NaN/NaT as null, numpy scalars as Python ones."""
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _fmt2(v: float | None) -> str:
@@ -93,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "series": key, "rule": rule.to_dict(),
-            "summary": {k: {f: _plain(v) if not isinstance(v, list) else v for f, v in s.items()}
+            "summary": {k: {f: json_safe(v) if not isinstance(v, list) else v for f, v in s.items()}
                         for k, s in summaries.items()},
-            "episodes": [{c: _plain(v) for c, v in row.items()} for row in episodes.to_dict("records")],
+            "episodes": [{c: json_safe(v) for c, v in row.items()} for row in episodes.to_dict("records")],
         }
         print(json.dumps(out, indent=2))
         return 0

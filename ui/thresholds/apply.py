@@ -87,6 +87,24 @@ def impact_frame(impact: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series", "metric", "old", "new"])
 
 
+def show_preview(pv: pol.Preview, impact_note: str = "") -> None:
+    """The body of an apply preview: rule diff, replayed impact (in-sample), replay notes, approval."""
+    st.dataframe(diff_frame(pv.diff), hide_index=True, width="stretch")
+    if len(pv.impact):
+        st.markdown("What the old and the new rules would have done over the stored history "
+                    f"(in-sample, not a prediction{impact_note}):")
+        st.dataframe(impact_frame(pv.impact), hide_index=True, width="stretch")
+    if pv.notes:
+        with st.expander(f"Notes on the replay ({len(pv.notes)})"):
+            for note in pv.notes:
+                st.caption(note)
+    if pv.significance:
+        st.warning("Needs approval by a second person (approver role) before it takes effect: "
+                   + "; ".join(pv.significance), icon=":material/how_to_reg:")
+    else:
+        st.info("Takes effect at once (not a significant change).", icon=":material/bolt:")
+
+
 @st.dialog("Apply threshold change", icon=":material/tune:", width="large", on_dismiss=_close)
 def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
     """Preview (diff, replayed impact, approval) and confirm; writes one new policy version."""
@@ -99,20 +117,7 @@ def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
         return
     st.markdown(f"**{name}**: change against the version in force "
                 f"({'v' + str(pv.active_number) if pv.active_number else 'none'}); based on **v{base}**.")
-    st.dataframe(diff_frame(pv.diff), hide_index=True, width="stretch")
-    if len(pv.impact):
-        st.markdown("What the old and the new rules would have done over the stored history "
-                    "(in-sample, not a prediction):")
-        st.dataframe(impact_frame(pv.impact), hide_index=True, width="stretch")
-    if pv.notes:
-        with st.expander(f"Notes on the replay ({len(pv.notes)})"):
-            for note in pv.notes:
-                st.caption(note)
-    if pv.significance:
-        st.warning("Needs approval by a second person (approver role) before it takes effect: "
-                   + "; ".join(pv.significance), icon=":material/how_to_reg:")
-    else:
-        st.info("Takes effect at once (not a significant change).", icon=":material/bolt:")
+    show_preview(pv)
     reason = st.text_input("Reason (required, recorded in the audit trail)", key="thr.reason")
     if st.button("Confirm and apply", type="primary", key="thr.confirm", width="stretch"):
         user, _ = session_user()

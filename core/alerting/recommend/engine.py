@@ -1,0 +1,480 @@
+"""One series from raw points to a validated recommendation (:func:`recommend`).
+
+1. **Split in time**: the fit period is the first ``train_fraction`` of the time span (70 % by
+   default), the held-out period the rest. Nothing after the split is used to choose levels.
+2. **Strategies** (:mod:`.strategies`) of the preset each propose levels from the fit period's clean
+   points (finite, outside labelled incidents).
+3. **Choice**: every scalar candidate's warning level is scored on the fit period by one call of the
+   vectorised sweep (all candidates at once) on *reliability* (share of the fit period's labelled
+   incidents caught), *achievability* (``min(1, budget / episodes per week)``) and *stability*
+   (``1 - |level - level in force| / |level in force|``, floored at 0). Objectives without data (no
+   incidents, no rule in force) drop out and the weights of the rest are renormalised. The Pareto
+   front (candidates no other candidate beats on every objective) is kept and the one with the best
+   weighted score (default 0.4 / 0.4 / 0.2) wins; ties go to the less sensitive level.
+4. **Constraints** (:mod:`.constraints`) cut the chosen levels; the unconstrained values are kept.
+5. **Validation**: the final rule is replayed once over the whole history (causal); the fit-period
+   rate is the prediction and the held-out rate the measurement, with the relative error. A
+   held-out period under 2 days, or with fewer than 3 episodes both predicted and measured, is
+   "insufficient" with the reason, and the predicted interval then stays the wide Poisson one.
+6. **Confidence** (:mod:`.confidence`): moving-block bootstrap interval on the warning level,
+   episodes/week interval (bootstrap of daily counts united with the exact Poisson interval, widened
+   to the rates the level interval's ends give), and the risk level with its reasons.
+
+Everything here is pure: a function of one series' points (and its incidents and rule in force).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.alerting.recommend.confidence import (
+    CONFIDENCE,
+    default_block,
+    garwood,
+    quantile_interval,
+    rate_interval,
+    risk,
+)
+from core.alerting.recommend.constraints import Constrained, Constraints, LastChange, constrain_pair
+from core.alerting.recommend.strategies import (
+    MIN_FIT_POINTS,
+    PRESETS,
+    Candidate,
+    FitData,
+    Preset,
+    get_strategy,
+    robust_scale,
+    seasonal_residual,
+)
+from core.alerting.replay import replay
+from core.alerting.rules import COMPARATORS, Rule, format_duration
+from core.alerting.sweep import sweep
+from core.analysis.baseline import exclusion_mask
+from core.analysis.scoring import score_events
+from core.errors import ValidationError
+from core.fmt import json_safe
+
+__all__ = ["Recommendation", "recommend", "DEFAULT_WEIGHTS", "MIN_HOLDOUT_S", "MIN_CHECK_EPISODES"]
+
+DEFAULT_WEIGHTS = (0.4, 0.4, 0.2)
+MIN_HOLDOUT_S = 2 * 86400.0
+MIN_CHECK_EPISODES = 3.0
+WEEK_S = 7 * 86400.0
+_NS = 1_000_000_000
+
+
+@dataclass
+class Recommendation:
+    """The recommended rule for one series, how it was chosen and how it held up.
+
+    ``insufficient`` is the reason when no recommendation can be given (then the levels are None).
+    ``candidates`` is the scored table (one row per strategy: levels, fit-period episodes/week,
+    recall, the three objective scores, ``pareto`` and ``chosen``). ``validation``: ``predicted`` /
+    ``actual`` episodes per week (warning when set, else critical), ``relative_error``, ``within``
+    (|error| <= 15 % or 1/week), time in alert and incidents caught in both periods, ``sufficient``
+    and ``reason``. ``comparison`` (with a rule in force): episodes and incidents caught/missed by the
+    rule in force and by the recommendation, over the held-out period and the whole history.
+    """
+
+    series: str
+    comparator: str
+    preset: str
+    warning: float | None = None
+    critical: float | None = None
+    for_s: float = 0.0
+    strategy: str | None = None
+    insufficient: str | None = None
+    unconstrained: dict[str, float | None] = field(default_factory=dict)
+    constraint_notes: list[str] = field(default_factory=list)
+    level_interval: tuple[float, float] | None = None
+    predicted_episodes_per_week: float | None = None
+    predicted_interval: tuple[float, float] | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] = field(default_factory=dict)
+    risk: str | None = None
+    risk_reasons: list[str] = field(default_factory=list)
+    rationale: str = ""
+    candidates: pd.DataFrame | None = None
+    hourly: np.ndarray | None = None
+    split: pd.Timestamp | None = None
+
+    def rule(self, name: str = "recommended", series: str | None = None, **extra: Any) -> Rule:
+        """The recommended rule (raises when insufficient)."""
+        if self.insufficient:
+            raise ValidationError(f"no recommendation for {self.series}: {self.insufficient}", path="series")
+        return Rule(name=name, series=series or self.series, comparator=self.comparator, warning=self.warning,
+                    critical=self.critical, for_s=self.for_s, **extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's JSON object: ``series, comparator, warning, critical, for_seconds,
+        predicted_episodes_per_week, predicted_interval, validation{actual_episodes_per_week,
+        relative_error, ...}, confidence, risk, rationale`` plus detail fields."""
+        v = self.validation
+        out = {
+            "series": self.series, "comparator": self.comparator, "preset": self.preset,
+            "strategy": self.strategy, "warning": self.warning, "critical": self.critical,
+            "for_seconds": self.for_s, "predicted_episodes_per_week": self.predicted_episodes_per_week,
+            "predicted_interval": list(self.predicted_interval) if self.predicted_interval else None,
+            "validation": {"actual_episodes_per_week": v.get("actual"), "relative_error": v.get("relative_error"),
+                           "within": v.get("within"), "sufficient": v.get("sufficient"), "reason": v.get("reason"),
+                           "severity": v.get("severity"), "split": v.get("split")},
+            "confidence": {"level": CONFIDENCE,
+                           "warning_interval": list(self.level_interval) if self.level_interval else None},
+            "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
+            "unconstrained": self.unconstrained or None, "constraints": list(self.constraint_notes) or None,
+            "comparison": self.comparison or None,
+        }
+        if self.insufficient:
+            out["insufficient"] = self.insufficient
+        return json_safe(out)
+
+
+def _series_incidents(incidents: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
+    if incidents is None or len(incidents) == 0:
+        return None
+    inc = incidents
+    if "series" in inc.columns:
+        inc = inc[inc["series"].isna() | (inc["series"] == key)]
+    inc = inc[["start", "end"]].copy()
+    inc["start"] = pd.to_datetime(inc["start"], utc=True)
+    inc["end"] = pd.to_datetime(inc["end"], utc=True)
+    return inc.reset_index(drop=True) if len(inc) else None
+
+
+def _pareto(obj: np.ndarray) -> np.ndarray:
+    """Rows of ``obj`` (higher is better, NaN columns ignored) no other row beats everywhere."""
+    m = obj.shape[0]
+    cols = ~np.isnan(obj).all(axis=0)
+    o = np.nan_to_num(obj[:, cols], nan=0.0)
+    ge = (o[:, None, :] >= o[None, :, :]).all(axis=2)
+    gt = (o[:, None, :] > o[None, :, :]).any(axis=2)
+    dominated = (ge & gt).any(axis=0)          # some row j dominates row i
+    return ~dominated if m else np.zeros(0, bool)
+
+
+def _insufficient(key: str, comparator: str, preset: str, why: str) -> Recommendation:
+    return Recommendation(series=key, comparator=comparator, preset=preset, insufficient=why,
+                          rationale=f"No recommendation: {why}.")
+
+
+def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset = "balanced",
+              incidents: pd.DataFrame | None = None, train_fraction: float = 0.7, current: Rule | None = None,
+              constraints: Constraints | None = None, last_changes: tuple[LastChange | None, LastChange | None] =
+              (None, None), now: Any = None, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
+              strategies: tuple[str, ...] | None = None, slo_target: float | None = None, n_boot: int = 200,
+              seed: int = 0, outages: np.ndarray | None = None) -> Recommendation:
+    """Recommend warning/critical levels for one series and validate them on its later history.
+
+    Parameters
+    ----------
+    values : Series
+        Raw points indexed by UTC timestamps (NaN = missing, never filled); its name is the key.
+    comparator : {">", ">=", "<", "<="}
+    preset : str or Preset
+        ``conservative``, ``balanced`` or ``aggressive`` (:data:`.strategies.PRESETS`).
+    incidents : DataFrame, optional
+        Labelled incident windows ``start, end`` (optional ``series``): left out of the fitted
+        levels, used by reliability and incident-optimal, and counted caught/missed.
+    train_fraction : float
+        Share of the time span to fit on (time-ordered; the rest is held out).
+    current : Rule, optional
+        The rule in force: stability objective, constraints, and the before/after comparison.
+    constraints : Constraints, optional
+        Default :class:`Constraints` (20 % per apply, 7-day stability) when ``current`` is given.
+    weights : (float, float, float)
+        Reliability, achievability, stability.
+    strategies : tuple of str, optional
+        Scalar strategies to choose among (default the preset's).
+    outages : ndarray of bool, optional
+        Points to leave out of the fit as well (e.g. detected outages), aligned with ``values``.
+
+    Returns
+    -------
+    Recommendation
+        ``insufficient`` set (with the reason, no levels) when the data cannot support a level.
+    """
+    if comparator not in COMPARATORS:
+        raise ValidationError(f"unknown comparator {comparator!r}; expected one of {list(COMPARATORS)}",
+                              path="comparator")
+    if not (isinstance(train_fraction, (int, float)) and 0 < train_fraction < 1):
+        raise ValidationError(f"train fraction must lie strictly between 0 and 1, got {train_fraction!r}",
+                              path="train_fraction")
+    if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValidationError(f"weights must be 3 numbers >= 0 with a positive sum, got {weights!r}", path="weights")
+    p = PRESETS.get(preset) if isinstance(preset, str) else preset
+    if p is None:
+        raise ValidationError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}", path="preset")
+    if not isinstance(values, pd.Series) or not isinstance(values.index, pd.DatetimeIndex) or values.index.tz is None:
+        raise ValidationError("values must be a Series indexed by tz-aware (UTC) timestamps", path="values")
+    key = str(values.name) if values.name is not None else "series"
+    s = values.sort_index()
+    t = s.index.tz_convert("UTC").as_unit("ns").asi8
+    v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(v)
+    if finite.sum() < MIN_FIT_POINTS:
+        what = "all values are missing" if not finite.any() else f"only {int(finite.sum())} finite point(s)"
+        return _insufficient(key, comparator, p.name, f"{what}; a recommendation needs at least {MIN_FIT_POINTS} "
+                             "finite points in the fit period")
+    t0, t1 = int(t[0]), int(t[-1])
+    split_ns = t0 + int((t1 - t0) * train_fraction)
+    split = pd.Timestamp(split_ns, tz="UTC")
+    inc = _series_incidents(incidents, key)
+    excl = exclusion_mask(s.index, inc, outages)
+    in_fit = t < split_ns
+    clean = in_fit & finite & ~excl
+    n_clean = int(clean.sum())
+    if n_clean < MIN_FIT_POINTS:
+        return _insufficient(key, comparator, p.name, f"{n_clean} finite point(s) outside labelled incidents before "
+                             f"the split at {split:%Y-%m-%d %H:%M} UTC; at least {MIN_FIT_POINTS} are needed")
+    xc = v[clean]
+    if float(xc.min()) == float(xc.max()):
+        return _insufficient(key, comparator, p.name, f"the series is constant ({xc[0]:g}) over the fit period; its "
+                             "history says nothing about where an unusual value begins")
+    fit_inc = None
+    if inc is not None:
+        st = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        fit_inc = inc[(st >= t0) & (st < split_ns)].reset_index(drop=True)
+    data = FitData(key=key, ts_ns=t[in_fit], values=v[in_fit], clean=clean[in_fit], comparator=comparator,
+                   preset=p, incidents=fit_inc, for_s=p.for_s, slo_target=slo_target)
+    names = strategies or p.strategies
+    cands: list[Candidate] = [get_strategy(n).fit(data) for n in names]
+    table, chosen = _choose(data, cands, current, weights)
+    if chosen is None:
+        why = "; ".join(c.insufficient or "" for c in cands if c.insufficient) or "no strategy gave a level"
+        return _insufficient(key, comparator, p.name, why)
+
+    # constraints
+    cur = (current.warning, current.critical) if current is not None else (None, None)
+    cons = constraints or (Constraints() if current is not None else Constraints(max_change=None))
+    crit_in, kept = chosen.critical, []
+    if crit_in is None and cur[1] is not None and chosen.hourly is None:
+        crit_in = cur[1]        # never drop a critical level in force just because no strategy set one
+        kept.append(f"no critical level was recommended; the critical level in force ({cur[1]:g}) is kept")
+    w_c, k_c = constrain_pair(chosen.warning, crit_in, comparator, cur, cons, last=last_changes, now=now) \
+        if chosen.hourly is None else (Constrained(chosen.warning, chosen.warning),
+                                       Constrained(chosen.critical, chosen.critical))
+    warning, critical = w_c.value, k_c.value
+    notes = kept + list(w_c.reasons + k_c.reasons)
+
+    # validation: one replay of the final rule over the whole history
+    rule = Rule(name="recommended", series=key, comparator=comparator, warning=warning, critical=critical,
+                for_s=p.for_s)
+    sev = "warning" if warning is not None else "critical"
+    if chosen.hourly is not None:
+        col = 0 if sev == "warning" else 1
+        resid = pd.Series(seasonal_residual(t, v, chosen.hourly, col), index=s.index, name=key)
+        rep = replay(Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s), resid)
+    else:
+        rep = replay(rule, s, severity=sev)
+    validation = _validate(rep, sev, split, inc)
+
+    # confidence
+    up = comparator in (">", ">=")
+    level = warning if warning is not None else critical
+    level_iv: tuple[float, float] = (math.nan, math.nan)
+    if chosen.hourly is None and level is not None:
+        q = float(np.mean(xc < level)) if up else float(np.mean(xc <= level))
+        q = min(max(q, 1.0 / xc.size), 1 - 1.0 / xc.size)
+        pph = 3600.0 * _NS / max(1.0, float(np.median(np.diff(t))))
+        level_iv = quantile_interval(xc, q, block=default_block(xc.size, pph), n_boot=n_boot, seed=seed, upper=up)
+    eps = rep.alert_episodes(sev)
+    starts = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    pred = validation["predicted"]
+    lo, hi = rate_interval(starts, t0, split_ns, seed=seed)
+    if all(math.isfinite(x) for x in level_iv):
+        ends = sweep(data.series(), comparator, np.array(level_iv), for_s=p.for_s)["episodes_per_week"].to_numpy()
+        lo, hi = min(lo, float(ends.min())), max(hi, float(ends.max()))
+    if not validation["sufficient"] and pred is not None:
+        hi = max(hi, pred + 1.0)     # an unchecked prediction: at least one episode/week of slack upwards
+    fit_eps = int(((starts >= t0) & (starts < split_ns)).sum())
+    scale = robust_scale(xc)
+    shift = _weekly_shift(t, v, finite, scale)
+    risk_level, reasons = risk(fit_episodes=fit_eps, level=level if level is not None else 0.0,
+                               level_interval=level_iv, scale=scale, shift=shift,
+                               missing_share=float(rep.missing.mean()) if rep.missing.size else 0.0,
+                               validation=validation)
+    comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None else {}
+    rationale = _rationale(chosen, table, warning, critical, validation, notes, p, data)
+    return Recommendation(
+        series=key, comparator=comparator, preset=p.name, warning=warning, critical=critical, for_s=p.for_s,
+        strategy=chosen.strategy, unconstrained={"warning": w_c.unconstrained, "critical": k_c.unconstrained},
+        constraint_notes=notes, level_interval=level_iv if all(math.isfinite(x) for x in level_iv) else None,
+        predicted_episodes_per_week=pred, predicted_interval=(lo, hi), validation=validation,
+        comparison=comparison, risk=risk_level, risk_reasons=reasons, rationale=rationale, candidates=table,
+        hourly=chosen.hourly, split=split)
+
+
+def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float) -> float | None:
+    """Range of the weekly medians over the whole history, in robust spreads (None below two full weeks):
+    a level shift or a trend moves it, daily and weekly seasonality do not."""
+    week = (t[finite] - t[0]) // int(WEEK_S * _NS)
+    full = int((t[-1] - t[0]) // int(WEEK_S * _NS))
+    if full < 2:
+        return None
+    keep = week < full
+    med = pd.Series(v[finite][keep]).groupby(week[keep]).median().to_numpy()
+    return float(med.max() - med.min()) / scale
+
+
+def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
+            weights: tuple[float, float, float]) -> tuple[pd.DataFrame, Candidate | None]:
+    """Score the candidates on the fit period (one sweep for every scalar one) and pick one."""
+    ok = [c for c in cands if c.insufficient is None and c.warning is not None and not c.rules]
+    rows = []
+    for c in cands:
+        rows.append({"strategy": c.strategy, "warning": c.warning, "critical": c.critical,
+                     "insufficient": c.insufficient, "rationale": c.rationale})
+    table = pd.DataFrame(rows)
+    for col in ("episodes_per_week", "time_in_alert_pct", "recall", "f1", "reliability", "achievability",
+                "stability", "score"):
+        table[col] = np.nan
+    table["pareto"] = False
+    table["chosen"] = False
+    if not ok:
+        return table, None
+    has_inc = data.incidents is not None and len(data.incidents) > 0
+    inc = data.incidents if has_inc else None
+    scal = [c for c in ok if c.hourly is None]
+    res: dict[str, dict[str, float]] = {}
+    if scal:
+        sw = sweep(data.series(), data.comparator, np.array([c.warning for c in scal]), for_s=data.for_s,
+                   incidents=inc)
+        for c, (_, r) in zip(scal, sw.iterrows(), strict=True):
+            res[c.strategy] = r.to_dict()
+    for c in ok:
+        if c.hourly is not None:
+            resid = pd.Series(seasonal_residual(data.ts_ns, data.values, c.hourly, 0),
+                              index=data.series().index, name=data.key)
+            res[c.strategy] = sweep(resid, data.comparator, [0.0], for_s=data.for_s, incidents=inc).iloc[0].to_dict()
+    budget = data.preset.budget[0]
+    cur = None if current is None else (current.warning if current.warning is not None else current.critical)
+    for i, c in enumerate(cands):
+        if c.strategy not in res or not pd.isna(table.at[i, "insufficient"]):
+            continue
+        r = res[c.strategy]
+        e = float(r["episodes_per_week"])
+        table.at[i, "episodes_per_week"] = e
+        table.at[i, "time_in_alert_pct"] = float(r["time_in_alert_pct"])
+        if has_inc:
+            table.at[i, "recall"] = float(r.get("recall", np.nan))
+            table.at[i, "f1"] = float(r.get("f1", np.nan))
+            table.at[i, "reliability"] = float(np.nan_to_num(r.get("recall", np.nan), nan=0.0))
+        table.at[i, "achievability"] = 1.0 if e <= budget else budget / e
+        if cur is not None and cur != 0 and c.hourly is None:
+            table.at[i, "stability"] = max(0.0, 1.0 - abs(c.warning - cur) / abs(cur))
+    scored = table.index[table["achievability"].notna()].to_numpy()
+    obj = table.loc[scored, ["reliability", "achievability", "stability"]].to_numpy(dtype=float)
+    wv = np.array(weights, dtype=float)
+    present = ~np.isnan(obj).all(axis=0)
+    wv = np.where(present, wv, 0.0)
+    wv = wv / wv.sum() if wv.sum() > 0 else np.where(present, 1.0, 0.0) / max(1, present.sum())
+    score = np.nan_to_num(obj, nan=0.0) @ wv
+    front = _pareto(obj)
+    table.loc[scored, "score"] = score
+    table.loc[scored, "pareto"] = front
+    # best weighted score on the front; ties: fewer episodes (the less sensitive level)
+    eps = table.loc[scored, "episodes_per_week"].to_numpy(dtype=float)
+    order = np.lexsort((eps, -np.where(front, score, -np.inf)))
+    best = int(scored[order[0]])
+    table.at[best, "chosen"] = True
+    chosen = next(c for c in cands if c.strategy == table.at[best, "strategy"])
+    return table, chosen
+
+
+def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None) -> dict[str, Any]:
+    """Predicted (fit period) vs actual (held-out) episodes/week of the replayed rule."""
+    fit = rep.period(None, split, severity=sev)
+    held = rep.period(split, None, severity=sev)
+    pe = fit["episodes_per_week"] or 0.0
+    ae = held["episodes_per_week"] or 0.0
+    expected = pe * held["span_s"] / WEEK_S
+    reasons = []
+    if held["span_s"] < MIN_HOLDOUT_S:
+        reasons.append(f"the held-out period covers only {format_duration(round(held['span_s']))}; a check needs "
+                       f"at least {format_duration(MIN_HOLDOUT_S)}")
+    if max(expected, held["episodes"]) < MIN_CHECK_EPISODES:
+        reasons.append(f"too quiet: {expected:.1f} episode(s) expected and {held['episodes']} seen in the held-out "
+                       f"period; a check needs at least {MIN_CHECK_EPISODES:g} either way")
+    rel = (ae - pe) / pe if pe > 0 else None
+    out: dict[str, Any] = {
+        "severity": sev, "split": split, "predicted": pe, "actual": ae, "relative_error": rel,
+        "within": abs(ae - pe) <= max(0.15 * pe, 1.0), "sufficient": not reasons,
+        "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
+        "predicted_time_in_alert_pct": fit["time_in_alert_pct"], "actual_time_in_alert_pct": held["time_in_alert_pct"],
+    }
+    if inc is not None:
+        eps = rep.alert_episodes(sev)
+        for name, a, b in (("fit", None, split), ("held", split, None)):
+            st = inc["start"]
+            sub = inc[(st >= a) if a is not None else (st < b)]
+            e = eps[(eps["start"] >= a) if a is not None else (eps["start"] < b)]
+            alerts = e[["start", "end"]].copy()
+            alerts.loc[e["open"].to_numpy(), "end"] = pd.NaT
+            if len(sub):
+                sc = score_events(alerts, sub.reset_index(drop=True))
+                out[f"{name}_incidents"], out[f"{name}_caught"] = int(len(sub)), int(sc.tp)
+            else:
+                out[f"{name}_incidents"], out[f"{name}_caught"] = 0, 0
+    return out
+
+
+def _load(rule: Rule, s: pd.Series, split: pd.Timestamp, inc: pd.DataFrame | None) -> dict[str, Any]:
+    """One rule's load on the held-out period and the whole history: episodes (any level), time in
+    alert (percent), and with incidents caught/missed, median detection delay and reset time (s)."""
+    rep = replay(rule, s)
+    out: dict[str, Any] = {}
+    eps = rep.alert_episodes(None)
+    for name, part, period in (("held", eps[eps["start"] >= split], rep.period(split, None)),
+                               ("total", eps, rep.period(None, None))):
+        out[f"{name}_episodes"] = int(len(part))
+        out[f"{name}_time_in_alert_pct"] = period["time_in_alert_pct"]
+        if inc is not None:
+            sub = inc if name == "total" else inc[inc["start"] >= split]
+            alerts = part[["start", "end"]].copy()
+            alerts.loc[part["open"].to_numpy(), "end"] = pd.NaT
+            sc = score_events(alerts, sub.reset_index(drop=True)) if len(sub) else None
+            tp = int(sc.tp) if sc is not None else 0
+            out[f"{name}_incidents"], out[f"{name}_caught"] = int(len(sub)), tp
+            out[f"{name}_missed"] = int(len(sub)) - tp
+            out[f"{name}_detection_delay_s"] = sc.detection_delay_s if sc is not None else None
+            out[f"{name}_reset_time_s"] = sc.reset_time_s if sc is not None else None
+    held_span = (s.index[-1] - split).total_seconds()
+    weeks = held_span / WEEK_S
+    out["held_episodes_per_week"] = out["held_episodes"] / weeks if held_span > 0 else None
+    lo, hi = garwood(out["held_episodes"])
+    out["held_episodes_per_week_interval"] = [lo / weeks, hi / weeks] if held_span > 0 else None
+    return out
+
+
+def _compare(current: Rule, rec: Rule, s: pd.Series, split: pd.Timestamp, inc: pd.DataFrame | None) -> dict[str, Any]:
+    """Episodes (any level) and incidents caught/missed by the rule in force and the recommendation."""
+    return {"current": _load(current, s, split, inc), "recommended": _load(rec, s, split, inc)}
+
+
+def _rationale(chosen: Candidate, table: pd.DataFrame, warning: float | None, critical: float | None,
+               validation: dict[str, Any], notes: list[str], p: Preset, data: FitData) -> str:
+    parts = [f"{p.name.capitalize()} preset: {chosen.strategy} chosen among "
+             f"{int(table['achievability'].notna().sum())} scored candidate(s) "
+             f"({int(table['pareto'].sum())} on the Pareto front). {chosen.rationale}"]
+    if notes:
+        parts.append("Constraints: " + "; ".join(notes) + ".")
+    v = validation
+    if v["sufficient"]:
+        rel = "" if v["relative_error"] is None else f" ({v['relative_error']:+.0%})"
+        parts.append(f"Held-out check: predicted {v['predicted']:.2f} episodes/week, measured {v['actual']:.2f}{rel}.")
+    else:
+        parts.append(f"Held-out check insufficient: {v['reason']} (predicted {v['predicted']:.2f}, measured "
+                     f"{v['actual']:.2f} episodes/week).")
+    return " ".join(parts)
+
+
+def as_dict(rec: Recommendation) -> dict[str, Any]:
+    """The recommendation as plain data (for pickling across processes; no DataFrame)."""
+    d = asdict(rec)
+    d["candidates"] = None if rec.candidates is None else rec.candidates.to_dict("records")
+    return d

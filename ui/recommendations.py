@@ -1,0 +1,176 @@
+"""Recommendations page helpers: the fleet run (with a progress bar, kept per session), the detail
+chart and the "Apply selected" dialog (one reviewed policy change through the apply preview).
+
+Every computation is a call into :mod:`core.alerting.recommend`; this module only wires it to the
+store and to Streamlit. ``STUDIO_DASK_SCHEDULER`` (an address such as ``tcp://host:8786``) runs the
+fleet on that Dask cluster instead of in this process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.alerting.recommend.fleet import apply_changes, recommend_fleet, split_points
+from core.alerting.replay import replay
+from core.alerting.rules import Rule
+from core.errors import ConflictError, StudioError
+from core.policy import versions as pol
+from ui import state
+from ui.charts import series_figure
+from ui.session import session_user
+from ui.thresholds.apply import show_preview
+from ui.thresholds.editor import POLICY, current_policy, rule_name
+
+RESULTS = "rec.results"
+DIALOG = "rec.dialog"
+FLASH = "rec.flash"
+SCHEDULER_ENV = "STUDIO_DASK_SCHEDULER"
+
+
+def run_context(preset: str, train: float) -> tuple[Any, ...]:
+    """What a fleet run depends on: database, policy version, data version (series and points), settings."""
+    pol_now = current_policy()
+    series = state.series_table()
+    return (state.db_path(), pol_now["base"], int(series["points"].sum()) if len(series) else 0, len(series),
+            preset, round(float(train), 3))
+
+
+def results(ctx: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+    """The fleet results computed for ``ctx`` in this session, or None."""
+    got = st.session_state.get(RESULTS)
+    return got[1] if got and got[0] == ctx else None
+
+
+def compute(ctx: tuple[Any, ...], preset: str, train: float) -> list[dict[str, Any]]:
+    """Recommend every stored series (progress bar), with the policy in force and stored incidents."""
+    store = state.store()
+    pol_now = current_policy()
+    active = pol.active_version(store, POLICY)
+    bounds = dict(active.meta.get("bounds") or {}) if active else {}
+    points = store.get_points()
+    keys = [str(k) for k in pd.unique(points["series"])]
+    rules = [Rule.from_dict(d) for d in pol_now["rules"]]
+    current: dict[str, Rule] = {}
+    for r in rules:
+        for k in r.matching(keys):
+            current.setdefault(k, r)
+    items = split_points(points, store.list_incidents(), current, bounds)
+    bar = st.progress(0.0, text=f"Recommending {len(items)} series...")
+
+    def tick(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Recommended {done} of {total} series")
+
+    out = recommend_fleet(items, workers=1, scheduler=os.environ.get(SCHEDULER_ENV) or None, progress=tick,
+                          preset=preset, train_fraction=train)
+    bar.empty()
+    st.session_state[RESULTS] = (ctx, out)
+    return out
+
+
+def detail_figure(points: pd.DataFrame, incidents: pd.DataFrame, rec: dict[str, Any]) -> go.Figure:
+    """The series with the current and recommended levels, the fit / held-out split and a marker at
+    the start of every episode each rule would have fired (replayed by :func:`core.alerting.replay.replay`)."""
+    fig = series_figure(points, incidents, height=360)
+    cur = rec.get("current") or {}
+    for label, val, color, dash in (("current warning", cur.get("warning"), "#6b7280", "dot"),
+                                    ("current critical", cur.get("critical"), "#6b7280", "dash"),
+                                    ("recommended warning", rec.get("warning"), "#ca8a04", "solid"),
+                                    ("recommended critical", rec.get("critical"), "#dc2626", "solid")):
+        if val is not None:
+            fig.add_hline(y=val, line_color=color, line_dash=dash, annotation_text=f"{label} {val:.4g}",
+                          annotation_position="top left", annotation_font_size=10)
+    split = (rec.get("validation") or {}).get("split")
+    if split:
+        fig.add_vline(x=pd.Timestamp(split), line_color="#1f2937", line_dash="dot")
+    values = points.set_index("ts")["value"].rename(rec["series"])
+    rules = [("current", cur, "#6b7280"), ("recommended", rec, "#ca8a04")]
+    for name, d, color in rules:
+        if d.get("warning") is None and d.get("critical") is None:
+            continue
+        rule = Rule(name=name, series=rec["series"], comparator=rec["comparator"], warning=d.get("warning"),
+                    critical=d.get("critical"), for_s=d.get("for_seconds") or 0.0)
+        eps = replay(rule, values).alert_episodes(None)
+        if len(eps):
+            fig.add_trace(go.Scatter(x=eps["start"], y=eps["peak"], mode="markers", name=f"{name} episodes",
+                                     marker={"color": color, "size": 6, "symbol": "triangle-up"}))
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def _num(x: Any, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def candidates_frame(rec: dict[str, Any]) -> pd.DataFrame:
+    """The rule in force and the recommendation side by side: held-out episodes/week with its 90 %
+    Poisson interval, time in alert, and over the whole history episodes, incidents caught / missed,
+    median detection delay and reset time."""
+    cmp_ = rec.get("comparison") or {}
+    rows = []
+    for side in ("current", "recommended"):
+        c = cmp_.get(side)
+        if not c:
+            continue
+        iv = c.get("held_episodes_per_week_interval") or [None, None]
+        rows.append({"rule": side,
+                     "episodes/week (held-out)": _num(c.get("held_episodes_per_week"), ".2f")
+                     + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv[0] is not None else ""),
+                     "time in alert % (held-out)": _num(c.get("held_time_in_alert_pct"), ".3f"),
+                     "episodes (all history)": c.get("total_episodes"),
+                     "incidents caught": c.get("total_caught"), "incidents missed": c.get("total_missed"),
+                     "median detection delay (s)": _num(c.get("total_detection_delay_s"), ".0f"),
+                     "reset time (s)": _num(c.get("total_reset_time_s"), ".0f")})
+    return pd.DataFrame(rows)
+
+
+def show_flash() -> None:
+    msg = st.session_state.pop(FLASH, None)
+    if msg:
+        st.success(msg, icon=":material/check_circle:")
+
+
+def _close() -> None:
+    st.session_state.pop(DIALOG, None)
+
+
+@st.dialog("Apply selected recommendations", icon=":material/done_all:", width="large", on_dismiss=_close)
+def apply_dialog(res: list[dict[str, Any]], selected: list[str]) -> None:
+    """Preview (diff, replayed impact, approval) and confirm: one new policy version for all selected."""
+    snap = current_policy()
+    store = state.store()
+    new_rules, notes = apply_changes(snap["rules"], res, selected, store.series_keys(), rule_name)
+    for n in notes:
+        st.caption(n)
+    try:
+        pv = pol.preview(store, POLICY, new_rules)
+    except StudioError as exc:
+        st.error(f"Cannot preview this change: {exc}")
+        return
+    if pv.diff.is_empty:
+        st.info("Nothing to change: the selected recommendations are already in force or were left out.")
+        return
+    show_preview(pv, "; the held-out check is in the table on the page")
+    reason = st.text_input("Reason (required, recorded in the audit trail)", key="rec.reason")
+    if st.button("Confirm and apply", type="primary", key="rec.confirm", width="stretch"):
+        user, _ = session_user()
+        try:
+            state.require_edit("apply recommendations")
+            v = pol.apply(store, POLICY, new_rules, base_version=snap["base"], user=user, reason=reason)
+        except ConflictError as exc:
+            st.error(f"Not applied. {exc}", icon=":material/sync_problem:")
+            return
+        except StudioError as exc:
+            st.error(str(exc))
+            return
+        state.after_write()
+        _close()
+        st.session_state.pop("rec.reason", None)
+        st.session_state[FLASH] = (f"Created v{v.number}: " + (
+            "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
+        st.rerun()
+
