@@ -19,8 +19,6 @@ from core.analysis.calibration import (
     trend_rejections,
 )
 
-NAB = Path(__file__).resolve().parents[1].parent / "shared" / "nab"
-
 
 def _within(cov: Coverage, tol: float) -> None:
     t = cov.table()
@@ -100,11 +98,15 @@ def test_trend_reports_its_correction_and_seasonal_removal():
 def test_bench_coverage_on_nab_rolling_origins_within_5_points():
     import sys
 
+    from tests.conftest import NAB_DIR
+
+    if not (NAB_DIR / "data").exists():
+        pytest.skip(f"NAB reference data not found at {NAB_DIR}")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.calibration import nab_hourly
 
     cov = Coverage()
-    for h in nab_hourly(NAB).values():
+    for h in nab_hourly(NAB_DIR).values():
         rolling_coverage(h, step_hours=72, cov=cov)
     _within(cov, 0.05)
 
@@ -124,3 +126,55 @@ def test_rolling_coverage_scores_only_unseen_hours():
     cov2 = rolling_coverage(poisoned, horizon_hours=24, min_history_hours=28 * 24, step_hours=48)
     assert cov2.table()["1-24"]["scored"] == 3 * 24
     assert isinstance(h.index, pd.DatetimeIndex)
+
+
+# ----------------------------------------------------------------------------- the analyse command
+def _write_csv(tmp_path, hours: int = 24 * 21, seed: int = 11) -> Path:
+    s = seasonal_series(hours, seed=seed)
+    p = tmp_path / "lat.csv"
+    pd.DataFrame({"timestamp": s.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": s.to_numpy()}).to_csv(p, index=False)
+    return p
+
+
+def test_analyse_command_prints_the_pages_numbers_as_json(tmp_path, capsys):
+    import json
+
+    from core.__main__ import main
+    from core.analysis.pipeline import analyse_range, forecast_from
+    from core.data.ingest import load_metrics
+
+    p = _write_csv(tmp_path)
+    assert main(["analyse", str(p), "--horizon", "36h", "--json"]) == 0
+    out, err = capsys.readouterr()
+    d = json.loads(out)
+    assert "lat.csv: 504 rows read" in err
+    assert set(d["trend"]) >= {"slope_per_day", "p_value", "significant", "correction", "seasonality_removed"}
+    assert len(d["forecast"]) == 36 and set(d["forecast"][0]) == {"ts", "mean", "lo80", "hi80", "lo95", "hi95"}
+    assert d["forecast"][0]["ts"] == "2026-01-26T00:00:00Z"          # the hour after the last point
+    assert d["forecast_info"]["interval_method"] == "conformal" and d["backtest"]["sufficient"]
+    assert [b["hours"] for b in d["backtest"]["bands"]] == ["1-24 h", "25-36 h"]
+    # the same numbers as the page's calls on the same points
+    pts = load_metrics(p).points
+    v = pd.Series(pts["value"].to_numpy(), index=pd.DatetimeIndex(pts["ts"]))
+    fc, bt = forecast_from(v, horizon_days=1.5)
+    assert d["forecast"][5]["hi95"] == pytest.approx(fc.frame["hi95"].iloc[5])
+    assert d["backtest"]["coverage80"] == pytest.approx(bt.coverage80)
+    assert d["trend"]["p_value"] == pytest.approx(analyse_range(v, horizon_days=None, detector=None).trend.p_value)
+
+
+def test_analyse_command_rejects_bad_input_with_status_2(tmp_path, capsys):
+    from core.__main__ import main
+
+    p = _write_csv(tmp_path, hours=24 * 5)
+    assert main(["analyse", str(p), "--horizon", "9d"]) == 2
+    assert "--horizon" in capsys.readouterr().err
+    assert main(["analyse", str(p), "--series", "nope"]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\nnot-a-time,1\n")
+    assert main(["analyse", str(bad)]) == 2
+    # a horizon over half the history is shortened, as on the page, and the text says so
+    assert main(["analyse", str(p), "--horizon", "72h"]) == 0
+    assert "forecast: 48 h of hourly medians, shortened from 72 h" in capsys.readouterr().out
+    # thin data: the text says so instead of a forecast
+    assert main(["analyse", str(_write_csv(tmp_path, hours=48)), "--horizon", "24h"]) == 0
+    assert "forecast: insufficient data" in capsys.readouterr().out

@@ -26,7 +26,8 @@ from core.data.ingest import load_metrics
 from core.errors import NotFound, ValidationError
 
 TREND_KEYS = ("sufficient", "reason", "n", "freq", "slope_per_day", "slope_lower", "slope_upper", "p_value",
-              "p_value_iid", "significant", "alpha", "variance_factor", "correction", "verdict")
+              "p_value_iid", "significant", "alpha", "variance_factor", "correction", "seasonality_removed",
+              "verdict")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,8 @@ def analysis_dict(values: pd.Series, *, kind: str = "gauge", unit: str = "", hor
         "seasonality": {"sufficient": seas.sufficient, "reason": seas.reason, "daily_strength": seas.daily_strength,
                         "weekly_strength": seas.weekly_strength, "verdict": seas.verdict},
         "level_shifts": [p.to_dict() for p in a.change_points.points] if a.change_points.sufficient else [],
-        "forecast_info": {**fc.to_dict(), "intervals": fc.interval_text() if fc.sufficient else ""},
+        "forecast_info": {**fc.to_dict(), "requested_hours": int(round(horizon_days * 24)),
+                          "intervals": fc.interval_text() if fc.sufficient else ""},
         "forecast": frame.to_dict(orient="records"),
         "backtest": bt.to_dict() if bt is not None else None,
     })
@@ -94,7 +96,10 @@ def _text(d: dict[str, Any]) -> str:
              f"trend: {t['verdict'] or t['reason']}" + (f" [{t['correction']}]" if t.get("correction") else ""),
              f"seasonality: {d['seasonality']['verdict'] or d['seasonality']['reason']}"]
     if fi["sufficient"]:
-        lines.append(f"forecast: {fi['horizon_hours']} h of hourly medians ({fi['method']}; {fi['intervals']})")
+        short = (f", shortened from {fi['requested_hours']} h: at most half the history"
+                 if fi["horizon_hours"] < fi["requested_hours"] else "")
+        lines.append(f"forecast: {fi['horizon_hours']} h of hourly medians{short} ({fi['method']}; "
+                     f"{fi['intervals']})")
         lines.append(f"  {'ts':<20} {'mean':>10} {'lo80':>10} {'hi80':>10} {'lo95':>10} {'hi95':>10}")
         for r in d["forecast"]:
             lines.append(f"  {r['ts']:<20} " + " ".join(f"{r[k]:>10.4g}" for k in ("mean", "lo80", "hi80", "lo95",
