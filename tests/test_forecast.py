@@ -180,3 +180,16 @@ def test_a_level_shift_is_undone_before_the_seasonal_indices(seed):
     # under 4 weeks the change-point model has no weekly pattern: nothing is undone
     short = SeasonalETSForecaster().fit(h.iloc[:27 * 24])
     assert short.periods_ == (24, 168) and short.shifts_.points == []
+
+
+def test_a_few_missing_hours_keep_the_forecast_and_its_calibration():
+    """Three scattered missing hours in 33 days: the weekly moving average tolerates up to 7 missing
+    hours per window (before, one missing hour erased a week of it and the forecast was refused)."""
+    s = hourly_series(33, seed=8)
+    s.iloc[[464, 224, 790]] = np.nan
+    f = forecast(hourly_values=s, horizon_days=2)
+    assert f.sufficient and f.interval_method == "conformal" and not f.frame.isna().any().any()
+    b = backtest(hourly_values=s, horizon_days=2)
+    assert b.sufficient and b.n_origins == 216
+    # the evaluation stretch is the last 216 of 792 hours: hour 790 is missing, a target of 48 origins
+    assert b.n_scored == sum(min(48, 216 - j) for j in range(216)) - 48

@@ -235,7 +235,7 @@ class SeasonalETSForecaster:
             base = base - idx[slot_of(h.index, p)]
             absorbed += 1.0 / k
         self.widen_ = float(np.sqrt(1 + min(absorbed, 0.5)))
-        endog = self._endog(h.iloc[-ETS_WINDOW_HOURS:])
+        endog = self._endog(h).iloc[-ETS_WINDOW_HOURS:]
         with warnings.catch_warnings(), single_thread_blas():
             warnings.simplefilter("ignore")   # optimizer chatter
             self.result_ = ETSModel(endog, error="add", trend="add", damped_trend=True,
@@ -276,8 +276,9 @@ class SeasonalETSForecaster:
         origin). ``h`` must extend the training hours on the same hourly grid."""
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-        h = h[h.index >= self.window_start_]
-        endog = self._endog(h)
+        keep = np.asarray(h.index >= self.window_start_)
+        endog = self._endog(h)[keep]          # interpolated on all of h, as in fit: same first value
+        h = h[keep]
         with warnings.catch_warnings(), single_thread_blas():
             warnings.simplefilter("ignore")
             res = ETSModel(endog, error="add", trend="add", damped_trend=True,

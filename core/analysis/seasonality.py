@@ -114,12 +114,16 @@ def slot_means(values: np.ndarray, slots: np.ndarray, period: int) -> tuple[np.n
 def seasonal_indices(h: pd.Series, period: int) -> tuple[np.ndarray, int]:
     """Classical additive seasonal indices of an hourly series (NaN allowed, never filled).
 
-    Trend = centred 2 x ``period`` moving average (NaN where its window is incomplete); index of a
+    Trend = centred 2 x ``period`` moving average, NaN where its window misses more than
+    ``period // 24`` hours (1 of a day, 7 of a week: a few scattered missing hours bias it by at most
+    that share of the seasonal swing; requiring complete windows made one missing hour erase a
+    week of trend, and three in a 33-day series left weekly slots without any data); index of a
     slot = mean of ``value - trend`` over the cycles where both exist, centred to sum to zero.
     Returns the ``period`` indices and the smallest number of cycles behind a slot.
     """
     y = h.to_numpy()
-    r = pd.Series(y).rolling(period, min_periods=period).mean()
+    r = pd.Series(y).rolling(period, min_periods=period - max(1, period // 24)).mean()
+    r.iloc[:period - 1] = np.nan                      # windows cut by the start are not a whole cycle
     trend = ((r + r.shift(-1)) / 2).shift(-(period // 2) + 1).to_numpy()  # centred 2xP MA
     idx, k = slot_means(y - trend, slot_of(h.index, period), period)
     if k == 0:
