@@ -22,7 +22,13 @@ grows like a random walk's, so on stationary seasonal series it was far too wide
 makes at each horizon. Horizons the calibration window cannot reach with at least
 ``MIN_ORIGINS`` origins use the model's interval rescaled to match the last calibrated horizon; a
 history too short for any calibration falls back to the model's interval (``interval_method``
-says which). Measured figures: ``bench/calibration.py`` and the README.
+says which). Measured (``bench/calibration.py``; 72 h ahead from 4 weeks of hourly history; share
+of never-seen hours inside the 80% / 95% intervals at hours 1-24 / 25-48 / 49-72): daily + weekly
+cycle with AR(1) noise phi 0.6, 200 runs, 82/96, 83/95, 82/96; the same with a trend, 83/96, 83/96,
+82/96; 11 NAB series of 31+ days, 199 rolling origins, 77/93, 76/91, 75/91 (real series drift, so
+the recent errors that calibrate the interval understate later ones a little; a calibration window
+of 336 instead of 168 origins gave 78/94, 77/91, 77/91 there but 85/97 at 25-48 h on the simulated
+trend set, from a calibration model fitted on less data than the final one).
 
 Method ``seasonal_naive``: the value one cycle (a week, or a day with under two weeks of data)
 earlier; intervals from the empirical quantiles of in-sample cycle-to-cycle differences, widened by
