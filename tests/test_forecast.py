@@ -89,7 +89,7 @@ def test_intervals_are_conformal_when_the_history_allows_else_model_based():
     # 240 h, daily pattern only: the calibration model keeps 72 + 24 h, the last 144 h hold its origins
     assert m.interval_method_ == "conformal" and m.n_cal_origins_ == 144
     f = forecast(hourly_values=hourly_series(10), horizon_days=1)
-    assert f.interval_method == "conformal" and "144 hourly rolling-origin" in f.interval_text()
+    assert f.interval_method == "conformal" and "from 144 hourly rolling origins" in f.interval_text()
     short = forecast(hourly_values=hourly_series(4), horizon_days=1)       # 96 h: 24 left to calibrate
     assert short.sufficient and short.interval_method == "model" and "analytic" in short.interval_text()
 

@@ -379,7 +379,7 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     from core.data.frame import series_values
 
     fc, bt = forecast_from(series_values(pts, key), end=end, kind="histogram_quantile", horizon_days=2)
-    assert fc.interval_text() in page_text(at) and "split-conformal" in fc.interval_text()
+    assert fc.interval_text() in page_text(at) and "split conformal" in fc.interval_text()
     table = next(d.value for d in at.dataframe if "hours ahead" in d.value.columns)
     pd.testing.assert_frame_equal(table.reset_index(drop=True), backtest_frame(bt))
     assert list(table["hours ahead"]) == ["1-24 h", "25-48 h"] and table["origins"].iloc[0] == bt.n_origins

@@ -434,8 +434,8 @@ class Forecast:
     def interval_text(self) -> str:
         """The interval method in words (for the page and the CLI)."""
         if self.interval_method == "conformal":
-            return (f"split-conformal intervals calibrated per horizon on {self.n_cal_origins} hourly "
-                    "rolling-origin forecasts the model made without seeing them")
+            return (f"split conformal, calibrated per horizon on the errors of forecasts from {self.n_cal_origins} "
+                    "hourly rolling origins, made by the model refitted without those hours")
         if self.interval_method == "model":
             return "the model's analytic intervals (history too short to calibrate them by rolling origins)"
         return "empirical quantiles of cycle-to-cycle differences"
@@ -572,7 +572,7 @@ class Backtest:
         parts = [f"{b.label}: {b.coverage80:.0%} in the 80% band (95% CI {b.ci80[0]:.0%}-{b.ci80[1]:.0%}), "
                  f"{b.coverage95:.0%} in the 95% band ({b.ci95[0]:.0%}-{b.ci95[1]:.0%}), {b.n_origins} origins"
                  for b in self.bands]
-        return (f"rolling-origin backtest over the last {self.holdout_hours / 24:.3g} days ({self.n_origins} hourly "
+        return (f"rolling origins over the last {self.holdout_hours / 24:.3g} days ({self.n_origins} hourly "
                 f"origins, model fitted before them, {self.n_scored} hours scored): " + "; ".join(parts)
                 + f"; MAE {self.mae:.3g} (seasonal naive {self.naive_mae:.3g})")
 
