@@ -95,14 +95,21 @@ with left:
                      column_config={"start": st.column_config.DatetimeColumn("start (UTC)"),
                                     "end": st.column_config.DatetimeColumn("end (UTC)")})
     st.markdown(f"**Forecast.** {wd.forecast_text(res.forecast, res.backtest)}")
+    bt_table = wd.backtest_frame(res.backtest)
+    if len(bt_table):
+        st.dataframe(bt_table, hide_index=True, key="trends.backtest_table")
+        st.caption("Rolling-origin backtest: the model is fitted before the last days, then forecasts from "
+                   "every hour of them as the data arrive; a share near 80% / 95% means the bands say what "
+                   "they claim. CI: 95% Wilson interval counting one observation per day of origins.")
 with right:
     t = res.trend
     st.markdown("**Trend**")
     label, value, note = wd.trend_headline(t, res.unit)
     st.metric(label, value, help="Theil-Sen slope of hourly medians; p-value of the Mann-Kendall test "
-                                 "corrected for autocorrelation. The slope is the headline only when the "
+                                 "on the deseasonalised hourly medians, corrected for autocorrelation. The slope is the headline only when the "
                                  f"test is significant (p < {t.alpha:g}).")
     st.caption(note)
+    st.caption(wd.trend_method_text(t))
     st.caption(wd.shifts_text(res.change_points, res.unit))
     st.markdown("**Seasonality**")
     s = res.seasonality

@@ -236,7 +236,8 @@ def test_analyse_range_never_uses_points_after_end():
     # the forecast stage alone is the same code: same numbers
     fc, bt = forecast_from(later, end=end, horizon_days=1)
     pd.testing.assert_frame_equal(fc.frame, a.forecast.frame)
-    assert bt.coverage80 == a.backtest.coverage80 and bt.holdout_hours == 36     # min(3, 1.5 x 1) days
+    # rolling origins over the last 144 h: horizon + 7 days, shortened so the fit keeps 72 h of 216
+    assert bt.coverage80 == a.backtest.coverage80 and bt.holdout_hours == 144 and bt.n_origins == 144
 
 
 def _stairs(days: int) -> pd.Series:

@@ -372,6 +372,18 @@ def test_page_renders_trend_verdict_chart_and_insufficient_message(small_trends_
     assert (value == "no significant trend") == (not expected.trend.significant)
     assert at.toggle(key="trends.outages").value is True          # outages excluded by default, and said so
     assert "Outages." in page_text(at)
+    # the forecast names its interval method; the rolling-origin backtest is a table per horizon band
+    # with the same numbers core gives, and the trend says which corrections it used
+    from core.analysis.pipeline import forecast_from
+    from core.analysis.wording import backtest_frame, trend_method_text
+    from core.data.frame import series_values
+
+    fc, bt = forecast_from(series_values(pts, key), end=end, kind="histogram_quantile", horizon_days=2)
+    assert fc.interval_text() in page_text(at) and "split conformal" in fc.interval_text()
+    table = next(d.value for d in at.dataframe if "hours ahead" in d.value.columns)
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), backtest_frame(bt))
+    assert list(table["hours ahead"]) == ["1-24 h", "25-48 h"] and table["origins"].iloc[0] == bt.n_origins
+    assert trend_method_text(expected.trend) in page_text(at) and "Mann-Kendall" in trend_method_text(expected.trend)
     # a tiny series: every stage says it is insufficient, no exception
     at.selectbox(key="trends.series").set_value(TINY).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -36,11 +36,14 @@ forecast and backtest). The stages, in order:
     of the range: level shifts (:func:`core.analysis.trend.change_points`); MSTL seasonality of the hourly
     medians with those shifts undone (a step left in would be smeared by MSTL's trend into ramps
     that hide a weekly pattern: on the benchmark's svc-099, weekly strength 0.00 with its two
-    shifts left in, 0.76 with them undone); trend of the deseasonalised hourly medians (shifts
-    included: a shift is a change; the summary gives the slope between shifts).
+    shifts left in, 0.76 with them undone); trend of the hourly medians with the fixed daily and
+    weekly hour-of-cycle indices removed (:func:`core.analysis.seasonality.classical_seasonal`, estimated
+    with the shifts undone; shifts stay in the tested series: a shift is a change; the summary
+    gives the slope between shifts).
 ``forecast``, ``backtest``
-    ETS forecast from ``end`` of the hourly medians of every point up to ``end``, and its
-    time-ordered hold-out backtest (``run_backtest=False`` skips the second fit). The forecaster's
+    ETS forecast from ``end`` of the hourly medians of every point up to ``end``, with intervals
+    calibrated per horizon by split conformal prediction on rolling origins, and its rolling-origin
+    backtest (``run_backtest=False`` skips the second fit). The forecaster's
     seasonal indices are estimated with detected level shifts undone (see
     :class:`core.analysis.forecast.SeasonalETSForecaster`); the backtest finds them on its training part only.
 
@@ -92,7 +95,14 @@ from core.analysis.baseline import (
     exclusion_mask,
 )
 from core.analysis.forecast import Backtest, Forecast, backtest, forecast, single_thread_blas
-from core.analysis.seasonality import BAND_COLUMNS, Seasonality, analyse_seasonality, hourly, hourly_band
+from core.analysis.seasonality import (
+    BAND_COLUMNS,
+    Seasonality,
+    analyse_seasonality,
+    classical_seasonal,
+    hourly,
+    hourly_band,
+)
 from core.analysis.trend import ChangePoints, Trend, change_points, trend_test
 from core.errors import InsufficientDataError
 
@@ -462,7 +472,7 @@ def detected_outages(values: pd.Series, anomalies: pd.DataFrame | None = None, *
 # ---------------------------------------------------------------------------- the pipeline
 def analyse(values: pd.Series, kind: str = "gauge", incidents: pd.DataFrame | None = None, *,
             mask: np.ndarray | pd.Series | None = None, series: str | None = None, unit: str = "",
-            horizon_days: float = 7, holdout_days: float = 3, run_backtest: bool = True,
+            horizon_days: float = 7, holdout_days: float | None = None, run_backtest: bool = True,
             detector: Any = "ensemble", threshold: float | None = None, train_days: float = TRAIN_DAYS,
             exclude_incidents: bool = True, exclude_outages: bool = True) -> Analysis:
     """Run every analysis stage on one whole series and time them (see the module notes).
@@ -485,10 +495,12 @@ def analyse(values: pd.Series, kind: str = "gauge", incidents: pd.DataFrame | No
         Unit for verdicts ("ms" -> "rising 2.1 ms/day").
     horizon_days : float
         Forecast horizon (at most 7 days, and at most half the history).
-    holdout_days : float
-        Hold-out tail of the backtest, days.
+    holdout_days : float, optional
+        Evaluation stretch of the rolling-origin backtest, days (default: horizon + 7 days when
+        the history allows, see :func:`core.analysis.forecast.backtest`).
     run_backtest : bool
-        Fit the forecaster a second time on the history without its tail and score the tail.
+        Fit the forecaster a second time on the history before the evaluation stretch and score its
+        forecasts from every hour of that stretch (rolling origins).
     detector : str, core.analysis.detect.Detector or None
         Detector of the ``detect`` stage (default the ensemble); None skips detection.
     threshold : float, optional
@@ -539,7 +551,8 @@ def analyse_range(values: pd.Series, *, start: Any = None, end: Any = None, kind
         Forecast horizon in days (at most 7, at most half the history); None skips the forecast
         and the backtest (see :func:`forecast_from` to compute them apart).
     holdout_days : float, optional
-        Backtest hold-out; default ``min(3, 1.5 x horizon_days)``.
+        Evaluation stretch of the rolling-origin backtest (default: see
+        :func:`core.analysis.forecast.backtest`).
 
     Returns
     -------
@@ -575,9 +588,8 @@ def _forecast_stage(hv: pd.Series, horizon_days: float | None, shifts: ChangePoi
 
 
 def _backtest_stage(hv: pd.Series, horizon_days: float | None, holdout_days: float | None) -> Backtest:
-    if holdout_days is None:
-        holdout_days = min(3.0, 1.5 * float(horizon_days or 2.0))
-    return backtest(hourly_values=hv, holdout_days=holdout_days)
+    n_hours = int(np.isfinite(hv.to_numpy()).sum())
+    return backtest(hourly_values=hv, horizon_days=_horizon(n_hours, horizon_days or 2.0), holdout_days=holdout_days)
 
 
 def forecast_from(values: pd.Series, *, end: Any = None, kind: str = "gauge", horizon_days: float = 2.0,
@@ -585,7 +597,8 @@ def forecast_from(values: pd.Series, *, end: Any = None, kind: str = "gauge", ho
                   ) -> tuple[Forecast, Backtest | None]:
     """The ``forecast`` and ``backtest`` stages alone: hourly medians of every point up to ``end``,
     forecast ``horizon_days`` from ``end`` (as :func:`analyse_range`, which runs the same code) and
-    the time-ordered hold-out of the last ``holdout_days`` (default ``min(3, 1.5 x horizon)``)."""
+    its rolling-origin backtest over the last ``holdout_days`` (default: see
+    :func:`core.analysis.forecast.backtest`)."""
     _check_kind(kind)
     s = _as_series(values)
     if end is not None:
@@ -609,6 +622,14 @@ def _overlapping(frame: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timest
         f = f[f["series"].isna() | (f["series"] == series)]
     a, b = pd.to_datetime(f["start"], utc=True), pd.to_datetime(f["end"], utc=True)
     return f[(b >= start) & (a <= end)].reset_index(drop=True)
+
+
+def _periods_text(periods: tuple[int, ...]) -> str:
+    names = {24: "daily", 168: "weekly"}
+    if not periods:
+        return "none"
+    return (" and ".join(names[p] for p in periods) + " pattern removed first (fixed hour-of-cycle indices, "
+            "classical decomposition, level shifts undone)")
 
 
 def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask: Any, series: str | None,
@@ -685,12 +706,13 @@ def _analyse(values: pd.Series, kind: str, incidents: pd.DataFrame | None, mask:
         if seas.sufficient and cps.sufficient and cps.points:
             seas.reason = "; ".join(filter(None, [seas.reason, f"measured with the {len(cps.points)} level "
                                                   "shift(s) undone"]))
-        seasonal = None
-        if seas.sufficient and seas.decomposition is not None:
-            seasonal = seas.decomposition.seasonal_total()
 
     with clock.stage("trend"):
-        tr = trend_test(hourly_values=hv, seasonal=seasonal, unit=unit)
+        # fixed slot indices (classical decomposition), not MSTL's evolving component: removing an
+        # evolving component can add a trend (see core.analysis.seasonality.classical_seasonal)
+        seasonal, periods, absorbed = classical_seasonal(cps.remove_shifts(hv))
+        tr = trend_test(hourly_values=hv, seasonal=seasonal if periods else None, unit=unit,
+                        seasonality_removed=_periods_text(periods), seasonal_noise=absorbed)
 
     with clock.stage("forecast"):
         # the range is the whole history: its level shifts are the forecaster's (saves a detection)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.baseline import _as_series, aggregate
-from core.errors import ValidationError
+from core.errors import InsufficientDataError, ValidationError
 
 HOUR_NS = 3_600_000_000_000
 # Monday 1970-01-05 00:00 UTC: weeks and days are counted from here so a "week" starts on Monday.
@@ -109,6 +109,65 @@ def slot_means(values: np.ndarray, slots: np.ndarray, period: int) -> tuple[np.n
     if cnt.min() > 0:
         m = m - m.mean()
     return m, int(cnt.min())
+
+
+def seasonal_indices(h: pd.Series, period: int) -> tuple[np.ndarray, int]:
+    """Classical additive seasonal indices of an hourly series (NaN allowed, never filled).
+
+    Trend = centred 2 x ``period`` moving average, NaN where its window misses more than
+    ``period // 24`` hours (1 of a day, 7 of a week: a few scattered missing hours bias it by at most
+    that share of the seasonal swing; requiring complete windows made one missing hour erase a
+    week of trend, and three in a 33-day series left weekly slots without any data); index of a
+    slot = mean of ``value - trend`` over the cycles where both exist, centred to sum to zero.
+    Returns the ``period`` indices and the smallest number of cycles behind a slot.
+    """
+    y = h.to_numpy()
+    r = pd.Series(y).rolling(period, min_periods=period - max(1, period // 24)).mean()
+    r.iloc[:period - 1] = np.nan                      # windows cut by the start are not a whole cycle
+    trend = ((r + r.shift(-1)) / 2).shift(-(period // 2) + 1).to_numpy()  # centred 2xP MA
+    idx, k = slot_means(y - trend, slot_of(h.index, period), period)
+    if k == 0:
+        raise InsufficientDataError(f"cannot estimate a {period}-hour seasonal pattern: some hours of the "
+                                    "cycle have no complete data")
+    return idx, k
+
+
+def classical_seasonal(h: pd.Series, periods: tuple[int, ...] | None = None, min_cycles: int = 3
+                       ) -> tuple[pd.Series, tuple[int, ...], float]:
+    """Fixed seasonal component of an hourly series by classical decomposition: the daily indices
+    (:func:`seasonal_indices`), then the weekly ones on the daily-adjusted series, summed per hour.
+
+    ``periods`` default: 24 with at least 3 days, plus 168 with at least 2 weeks
+    (:data:`MIN_CYCLES_FOR_PERIOD`). A slot's index is the same in every cycle, so removing it cannot
+    add a trend (an evolving seasonal component such as MSTL's can: on trend-free AR(1) series its
+    removal made the trend test reject 26% of 500 series at 5%). Returns the component on ``h``'s
+    index (0 where no period fits), the periods used and ``sum(1 / k)`` over them, ``k`` the fewest
+    cycles behind a slot's index (the estimation noise the indices carry, relative to the noise
+    variance: see :func:`core.analysis.trend.trend_test`). A period whose indices rest on fewer than
+    ``min_cycles`` cycles is skipped: the centred moving average loses half a cycle at each end, so
+    two weeks give weekly indices from one cycle, which would absorb that week's noise whole (a
+    trend-free 14-day series then tested "significant").
+    """
+    n = len(h)
+    if periods is None:
+        periods = tuple(p for p in (24, 168) if n >= MIN_CYCLES_FOR_PERIOD[p] * p)
+    total = np.zeros(n)
+    base = h.astype(np.float64)
+    used = []
+    absorbed = 0.0
+    for p in periods:
+        try:
+            idx, k = seasonal_indices(base, p)
+        except InsufficientDataError:
+            continue
+        if k < min_cycles:
+            continue
+        comp = idx[slot_of(h.index, p)]
+        total += comp
+        base = base - comp
+        used.append(p)
+        absorbed += 1.0 / k
+    return pd.Series(total, index=h.index), tuple(used), absorbed
 
 
 def hourly(values: pd.Series, kind: str = "gauge") -> pd.Series:

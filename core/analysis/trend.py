@@ -101,16 +101,14 @@ def _tie_term(a: np.ndarray) -> float:
     return float(np.sum(c * (c - 1) * (2 * c + 5)))
 
 
-def hamed_rao_factor(y: np.ndarray, x: np.ndarray, slope: float, alpha: float = 0.05) -> float:
-    """Variance inflation ``n/n*`` of the Mann-Kendall ``S``, floored at 1: the larger of Hamed &
-    Rao (1998) and the bias-corrected AR(1) factor (see module docs).
-
-    Uses the autocorrelations of the ranks of ``y - slope * x``; Hamed-Rao keeps the lags significant
-    at two-sided level ``alpha``.
-    """
+def variance_factors(y: np.ndarray, x: np.ndarray, slope: float, alpha: float = 0.05) -> tuple[float, float]:
+    """The two variance inflations ``n/n*`` of the Mann-Kendall ``S`` (see module docs): Hamed & Rao
+    (1998) over the lags significant at two-sided level ``alpha``, and the bias-corrected AR(1)
+    factor ``(1 + phi) / (1 - phi)``; both from the autocorrelations of the ranks of
+    ``y - slope * x``."""
     n = y.size
     if n < 4:
-        return 1.0
+        return 1.0, 1.0
     r = stats.rankdata(y - slope * x)
     from core.analysis.baseline import autocorrelation
 
@@ -121,7 +119,13 @@ def hamed_rao_factor(y: np.ndarray, x: np.ndarray, slope: float, alpha: float = 
     w = (n - k) * (n - k - 1) * (n - k - 2)
     factor = 1.0 + 2.0 / (n * (n - 1) * (n - 2)) * float(np.sum(w[sig] * rho[sig]))
     phi = min(max(float(rho[0]) + (1 + 3 * float(rho[0])) / n, 0.0), 0.95)
-    return float(max(factor, (1 + phi) / (1 - phi), 1.0))
+    return float(factor), float((1 + phi) / (1 - phi))
+
+
+def hamed_rao_factor(y: np.ndarray, x: np.ndarray, slope: float, alpha: float = 0.05) -> float:
+    """Variance inflation ``n/n*`` of the Mann-Kendall ``S``, floored at 1: the larger of Hamed &
+    Rao (1998) and the bias-corrected AR(1) factor (:func:`variance_factors`)."""
+    return float(max(*variance_factors(y, x, slope, alpha), 1.0))
 
 
 def mann_kendall_s(x: np.ndarray, y: np.ndarray, tau_b: float | None = None) -> float:
@@ -203,6 +207,8 @@ class Trend:
     direction: str = "none"
     verdict: str = ""
     alpha: float = 0.05
+    correction: str = ""
+    seasonality_removed: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,7 +216,8 @@ class Trend:
 
 def trend_test(values: pd.Series | None = None, *, hourly_values: pd.Series | None = None, freq: str = "1h",
                seasonal: pd.Series | None = None, unit: str = "", alpha: float = 0.05, kind: str = "gauge",
-               min_points: int = MIN_TREND_POINTS) -> Trend:
+               min_points: int = MIN_TREND_POINTS, seasonality_removed: str = "",
+               seasonal_noise: float = 0.0) -> Trend:
     """Mann-Kendall trend test with Hamed-Rao correction and Theil-Sen slope (see module docs).
 
     Parameters
@@ -224,6 +231,16 @@ def trend_test(values: pd.Series | None = None, *, hourly_values: pd.Series | No
         Unit for the verdict ("ms" gives "rising 2.1 ms/day").
     alpha : float
         Significance level of the verdict (two-sided).
+    seasonality_removed : str
+        How ``seasonal`` was made, in words (reported with the result).
+    seasonal_noise : float
+        ``sum(1 / k)`` of an *estimated* ``seasonal`` (``k`` cycles behind each slot index,
+        :func:`core.analysis.seasonality.classical_seasonal`); the variance of ``S`` is multiplied
+        by ``1 + seasonal_noise``. An index estimated from ``k`` cycles carries about ``1 / k`` of the
+        noise variance as a fixed error pattern repeated in every cycle, which the short-lag
+        autocorrelation correction does not see and which makes ``S`` vary more (measured, 300
+        trend-free 30-day hourly series, AR(1) phi 0.5: ``E[z^2]`` 1.04 with the true seasonal
+        pattern removed, 1.24 with the estimated one, 5.7% vs 6.7% rejections at 5%).
 
     Returns
     -------
@@ -232,7 +249,8 @@ def trend_test(values: pd.Series | None = None, *, hourly_values: pd.Series | No
     """
     h = _aggregated(values, hourly_values, freq, kind, seasonal)
     n = len(h)
-    res = Trend(False, n=n, freq=freq, unit=unit, alpha=alpha)
+    res = Trend(False, n=n, freq=freq, unit=unit, alpha=alpha,
+                seasonality_removed=seasonality_removed if seasonal is not None else "none")
     if n < min_points:
         res.reason = f"only {n} aggregated ({freq}) points; at least {min_points} are needed for a trend test"
         return res
@@ -249,8 +267,14 @@ def trend_test(values: pd.Series | None = None, *, hourly_values: pd.Series | No
     slope = float(np.median(slopes))
     intercept = float(np.median(y) - slope * np.median(x))
     var0 = (n * (n - 1) * (2 * n + 5) - _tie_term(y) - _tie_term(x)) / 18.0
-    factor = hamed_rao_factor(y, x, slope)
+    hr, ar = variance_factors(y, x, slope)
+    factor = max(hr, ar, 1.0) * (1.0 + max(float(seasonal_noise), 0.0))
     var = var0 * factor
+    used = "Hamed-Rao (1998)" if hr >= ar else "AR(1) (1 + phi) / (1 - phi)"
+    res.correction = (f"variance of S x {max(hr, ar, 1.0):.3g} for autocorrelation ({used}; the larger of "
+                      "Hamed-Rao and AR(1))" if max(hr, ar) > 1 else "no autocorrelation found")
+    if seasonal_noise > 0:
+        res.correction += f", x {1 + seasonal_noise:.3g} for the estimated seasonal indices"
     z = (S - np.sign(S)) / np.sqrt(var) if var > 0 else 0.0
     p = float(2 * stats.norm.sf(abs(z)))
     zc = stats.norm.ppf(1 - alpha / 2)

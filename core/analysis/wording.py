@@ -114,14 +114,36 @@ def band_text(a: Analysis, coverage: float = 0.95) -> str:
 
 
 def forecast_text(fc: Forecast, bt: Backtest | None) -> str:
-    """Forecast horizon and method, with the measured hold-out coverage of its intervals and the
-    number of hours behind it."""
+    """Forecast horizon and method, how its intervals were made (named), and the rolling-origin
+    backtest: coverage per horizon band with its binomial interval and the origins behind it."""
     if not fc.sufficient:
         return _insufficient("a forecast", fc.reason)
-    out = f"{fc.horizon_hours / 24:g}-day forecast of hourly medians ({fc.method}) with 80%/95% intervals"
+    out = (f"{fc.horizon_hours / 24:g}-day forecast of hourly medians ({fc.method}) with 80%/95% intervals: "
+           f"{fc.interval_text()}")
     if bt is None:
-        return out + "; no backtest run"
-    return out + "; " + bt.summary()
+        return out + "; no backtest run."
+    return out + ". Backtest: " + bt.summary() + "."
+
+
+def trend_method_text(trend: Trend) -> str:
+    """Which test, which autocorrelation correction and which seasonal removal the trend used."""
+    if not trend.sufficient:
+        return ""
+    return (f"Mann-Kendall test on {trend.n} hourly medians; seasonality: {trend.seasonality_removed or 'none'}; "
+            f"autocorrelation: {trend.correction or 'not assessed'}.")
+
+
+def backtest_frame(bt: Backtest | None) -> pd.DataFrame:
+    """The rolling-origin backtest per horizon band as a table (empty when not run or insufficient):
+    hours ahead, origins, coverage of the 80% and 95% intervals with 95% Wilson intervals (percent),
+    MAE and seasonal-naive MAE."""
+    cols = ["hours ahead", "origins", "in 80% band", "80% CI", "in 95% band", "95% CI", "MAE", "naive MAE"]
+    if bt is None or not bt.sufficient:
+        return pd.DataFrame(columns=cols)
+    rows = [(b.label, b.n_origins, f"{b.coverage80:.0%}", f"{b.ci80[0]:.0%}-{b.ci80[1]:.0%}",
+             f"{b.coverage95:.0%}", f"{b.ci95[0]:.0%}-{b.ci95[1]:.0%}", float(b.mae), float(b.naive_mae))
+            for b in bt.bands]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def anomaly_text(a: Analysis) -> str:
