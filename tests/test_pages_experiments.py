@@ -156,3 +156,19 @@ def test_viewer_sees_but_cannot_write(viewer_db):
     at.session_state["exp.pending"] = ("stop", {"eid": eid})
     at.run()
     assert lifecycle.get(store, eid)["status"] == "completed"
+
+
+def test_recommendation_opens_the_page_prefilled(db):
+    at = ok(open_page("recommendations.py"))
+    at.button(key="rec.run").click().run()
+    at.selectbox(key="rec.detail").set_value(API).run()
+    ok(at)
+    rec_warning = float(at.metric[0].value)
+    assert not at.button(key="rec.ab").disabled
+    at.button(key="rec.ab").click().run()
+    ok(at)
+    assert at.title[0].value == "Experiments"
+    assert at.selectbox(key="exp.pick").value == "New experiment"
+    assert at.selectbox(key="exp.series").value == API
+    assert at.number_input(key="exp.level_b").value == pytest.approx(rec_warning, rel=1e-3)
+    assert "ApiGatewayLatencyHigh" in texts(at)                 # A stays the rule in force

@@ -57,6 +57,19 @@ def show_flash() -> None:
         st.success(msg, icon=":material/check_circle:")
 
 
+def prefill_from(results: list[dict[str, Any]] | None, key: str | None) -> dict[str, Any] | None:
+    """The Experiments page's prefill from the recommendation of series ``key`` (None when there is no
+    usable one): B is the recommended warning, critical and ``for``; A stays the rule in force."""
+    from core.alerting.rules import format_duration
+
+    rec = next((r for r in results or [] if r.get("series") == key), None)
+    if rec is None or rec.get("insufficient") or rec.get("warning") is None:
+        return None
+    return {"series": key, "warning": float(rec["warning"]),
+            "critical": None if rec.get("critical") is None else float(rec["critical"]),
+            "for": format_duration(rec["for_seconds"]) if rec.get("for_seconds") else None}
+
+
 # ---------------------------------------------------------------------------- data
 @st.cache_data(show_spinner=False)
 def _experiments(path: str) -> pd.DataFrame:
