@@ -135,9 +135,10 @@ def test_adopt_opens_the_apply_preview_and_writes_a_policy_version(db):
     at.button(key="exp.adopt.yes").click().run()
     ok(at)
     assert pol.latest_number(store) == before + 1
-    v = pol.history(store)[-1] if pol.history(store)[-1].number == before + 1 else pol.history(store)[0]
+    v = pol.get_version(store, pol.DEFAULT_POLICY, before + 1)
+    assert v.source == "experiment"
     rule = next(r for r in v.rule_dicts if r["name"] == "ApiGatewayLatencyHigh")
-    assert rule["warning"] == 160.0
+    assert rule["warning"] == 160.0 and v.experiment_id == eid
 
 
 def test_viewer_sees_but_cannot_write(viewer_db):

@@ -330,6 +330,6 @@ def adopt_dialog(eid: int) -> None:
         def go_(actor: str) -> None:
             user, _ = session_user()
             res["v"] = pol.apply(store, POLICY, rules, base_version=pol.latest_number(store, POLICY),
-                                 user=user, reason=reason, source="experiment")
+                                 user=user, reason=reason, source="experiment", experiment_id=eid)
         _write(f"adopt experiment #{eid}", go_, f"Rule B of experiment #{eid} sent to the policy "
                "(a significant change waits for a second person's approval).")
