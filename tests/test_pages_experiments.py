@@ -50,6 +50,13 @@ def ok(at):
     return at
 
 
+def pick(at, eid: int):
+    """Rerun (the experiment was written behind the page's back) and select experiment ``eid``."""
+    at.run()
+    sb = at.selectbox(key="exp.pick")
+    return sb.set_value(next(o for o in sb.options if o.startswith(f"#{eid} "))).run()
+
+
 def new_experiment(at, level_b: float = 200.0):
     at.selectbox(key="exp.series").set_value(API).run()
     at.number_input(key="exp.level_b").set_value(level_b).run()
@@ -122,10 +129,7 @@ def test_adopt_opens_the_apply_preview_and_writes_a_policy_version(db):
     at = ok(open_page("experiments.py"))
     store = app_store(db)
     eid = _adopted(store)
-    at.run()
-    at.selectbox(key="exp.pick").set_value(next(o for o in at.selectbox(key="exp.pick").options
-                                                if o.startswith(f"#{eid} "))).run()
-    ok(at)
+    ok(pick(at, eid))
     assert "ADOPT" in texts(at)
     before = pol.latest_number(store)
     at.button(key="exp.adopt").click().run()
@@ -148,10 +152,7 @@ def test_viewer_sees_but_cannot_write(viewer_db):
     assert "editor" in texts(at)
     store = app_store(viewer_db)
     eid = _adopted(store)
-    at.run()
-    at.selectbox(key="exp.pick").set_value(next(o for o in at.selectbox(key="exp.pick").options
-                                                if o.startswith(f"#{eid} "))).run()
-    ok(at)
+    ok(pick(at, eid))
     assert at.button(key="exp.adopt").disabled
     # a request made anyway (e.g. roles changed while the page was open) is refused at confirm time
     at.session_state["exp.pending"] = ("stop", {"eid": eid})
