@@ -149,6 +149,8 @@ def test_viewer_sees_but_cannot_write(viewer_db):
     at = ok(open_page("experiments.py"))
     at = new_experiment(at)
     assert at.button(key="exp.create").disabled
+    at.slider(key="exp.mde").set_value(-0.05).run()                  # a tiny effect needs far more than 60 days
+    assert "Outside the allowed 3-60 days" in texts(ok(at)) and "more than the 60 allowed" in texts(at)
     assert "editor" in texts(at)
     store = app_store(viewer_db)
     eid = _adopted(store)
