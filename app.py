@@ -14,5 +14,6 @@ pages = [
     st.Page("pages/thresholds.py", title="Thresholds", icon=":material/tune:"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/insights:"),
     st.Page("pages/policies.py", title="Policies", icon=":material/policy:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 st.navigation(pages).run()

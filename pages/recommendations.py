@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.alerting.recommend.fleet import fleet_table
 from core.alerting.recommend.strategies import PRESETS
+from ui import experiments as ue
 from ui import recommendations as ur
 from ui import state
 from ui.session import session_user, write_note
@@ -88,9 +89,12 @@ pick = st.multiselect("Recommendations to apply", ok["series"].tolist(), key="re
 a, b = st.columns(2)
 if a.button("Apply selected...", key="rec.apply", disabled=not pick or note is not None, icon=":material/done_all:"):
     ss[ur.DIALOG] = True
-if b.button("Test in an A/B simulation", key="rec.ab", disabled=True, icon=":material/science:"):
-    pass
-b.caption("A/B simulation of a recommendation comes with the experiments page.")
+ab = ue.prefill_from(res, ss.get("rec.detail"))
+if b.button("Test in an A/B simulation", key="rec.ab", disabled=ab is None or note is not None,
+             icon=":material/science:"):
+    ss[ue.PREFILL] = ab
+    st.switch_page("pages/experiments.py")
+b.caption("Opens the Experiments page with the detail view's recommendation as rule B.")
 if note:
     st.caption(note)
 if ss.get(ur.DIALOG) and pick:

@@ -29,6 +29,7 @@ from core.experiment.analyse import DEFAULT_DELAY_MARGIN_S, decide
 from core.experiment.checks import PEEKS, aa_check, outcome_pool, power_check
 from core.experiment.plan import STOPPING_RULES, plan_experiment, power_curve
 from core.experiment.simulate import OUTCOMES, simulate, synthetic_history
+from core.experiment.workflow import baseline, lower_is_better
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -95,23 +96,13 @@ def _rule(name: str, history: pd.Series, threshold: float | None, for_: str) -> 
                 for_s=parse_duration(for_, path="--for"))
 
 
-def _baseline(pool: pd.DataFrame, metric: str) -> tuple[np.ndarray, float, float]:
-    y = pool[metric].to_numpy(float)
-    y = y[np.isfinite(y)]
-    return y, float(y.mean()) if y.size else float("nan"), float(y.std(ddof=1)) if y.size > 1 else float("nan")
-
-
-def _lower_is_better(metric: str) -> bool:
-    return metric != "caught"
-
-
 def cmd_aa(args: argparse.Namespace) -> dict[str, Any]:
     hist, inc = _history(args)
     rule = _rule("A", hist, args.threshold, args.for_)
     pool = outcome_pool(hist, rule, days=args.pool_days, rate=args.rate, incidents=inc, seed=args.seed)
-    y, mean, sd = _baseline(pool, args.metric)
+    y, mean, sd = baseline(pool, args.metric)
     plan = plan_experiment(mean, sd, mde_d=args.effect, alpha=args.alpha, split=args.split, stopping="msprt",
-                           metric=args.metric, lower_is_better=_lower_is_better(args.metric))
+                           metric=args.metric, lower_is_better=lower_is_better(args.metric))
     res = aa_check(y, plan, runs=args.runs, units=args.days, peek=args.peek, seed=args.seed + 1)
     res.update(metric=args.metric, rule_a=rule.to_dict(), pool_days=args.pool_days, tau=plan.tau)
     return res
@@ -121,13 +112,13 @@ def cmd_power(args: argparse.Namespace) -> dict[str, Any]:
     hist, inc = _history(args)
     rule = _rule("A", hist, args.threshold, args.for_)
     pool = outcome_pool(hist, rule, days=args.pool_days, rate=args.rate, incidents=inc, seed=args.seed)
-    y, mean, sd = _baseline(pool, args.metric)
+    y, mean, sd = baseline(pool, args.metric)
     out: dict[str, Any] = {"metric": args.metric, "effect_d": args.effect, "alpha": args.alpha,
                            "runs": args.runs}
     for stopping in STOPPING_RULES:
         plan = plan_experiment(mean, sd, mde_d=args.effect, alpha=args.alpha, power=args.power, split=args.split,
                                stopping=stopping, metric=args.metric,
-                               lower_is_better=_lower_is_better(args.metric))
+                               lower_is_better=lower_is_better(args.metric))
         r = power_check(y, plan, runs=args.runs, peek=args.peek, seed=args.seed + 2)
         r.update(in_range=plan.in_range, note=plan.note)
         out[{"msprt": "sequential", "obf": "group_sequential", "fixed": "fixed_horizon"}[stopping]] = r
@@ -139,10 +130,10 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     ra = _rule("A", hist, args.threshold, args.for_)
     rb = Rule(name="B", series=ra.series, comparator=">", warning=args.threshold_b, for_s=ra.for_s)
     pool = outcome_pool(hist, ra, days=args.pool_days, rate=args.rate, incidents=inc, seed=args.seed)
-    _, mean, sd = _baseline(pool, args.metric)
+    _, mean, sd = baseline(pool, args.metric)
     plan = plan_experiment(mean, sd, mde_rel=args.mde, alpha=args.alpha, power=args.power, split=args.split,
                            stopping=args.stopping, metric=args.metric,
-                           lower_is_better=_lower_is_better(args.metric))
+                           lower_is_better=lower_is_better(args.metric))
     days = args.days or min(plan.days, 60)
     sim = simulate(hist, ra, rb, days=days, split=args.split, rate=args.rate, incidents=inc, seed=args.seed + 3)
     dec = decide(plan, sim.outcomes, delay_margin_s=parse_duration(args.delay_margin, path="--delay-margin"))

@@ -437,7 +437,7 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                    judge: SignificanceConfig | None, source: str, action: str,
                    meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None,
                    undo_ok: bool = False, actor: str | None = None,
-                   os_user: str | None = None) -> PolicyVersion:
+                   os_user: str | None = None, experiment_id: int | None = None) -> PolicyVersion:
     """Check-and-insert one version plus its audit entry in one transaction. ``judge`` None: no approval
     needed; else significance is judged (:func:`_judge`) against the version in force at ``now`` and the
     last reviewed one, inside the transaction. ``undo_ok``: restoring the version in force before the
@@ -464,7 +464,8 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                 "policy_id": pid, "number": number, "parent_number": latest or None, "author": author,
                 "created_at": now, "reason": reason, "content": content, "content_hash": chash,
                 "effective_at": effective_at, "requires_approval": bool(requires_approval),
-                "significance": audit.canonical_json(significance), "source": source, "experiment_id": None,
+                "significance": audit.canonical_json(significance), "source": source,
+                "experiment_id": None if experiment_id is None else int(experiment_id),
                 "meta": audit.canonical_json(meta),
             })
             d = diff(json.loads(before["content"]) if before else None, rule_dicts)
@@ -502,7 +503,8 @@ def _effective(effective_at: Any, now: datetime) -> datetime | None:
 
 def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: int, user: User, reason: str,
           effective_at: Any = None, now: Any = None, meta: dict[str, Any] | None = None,
-          significance: SignificanceConfig | None = None, source: str = "apply") -> PolicyVersion:
+          significance: SignificanceConfig | None = None, source: str = "apply",
+          experiment_id: int | None = None) -> PolicyVersion:
     """Create a new version of ``policy`` holding ``new_rules``.
 
     Parameters
@@ -526,6 +528,8 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
         policy has no approved version at all (nothing in force or scheduled), the change is a
         bootstrap: it takes effect without approval and its audit reason says
         ``"bootstrap: no policy in force"``.
+    experiment_id : int, optional
+        The A/B experiment whose rule B this version adopts (kept as ``experiment_id``).
 
     Returns
     -------
@@ -539,7 +543,8 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
     dicts = normalise_rules(new_rules)
     return _write_version(store, policy, dicts, base_version=base_version, author=user.id, reason=reason,
                           effective_at=eff, now=t, judge=significance or SignificanceConfig(),
-                          source=source, action=f"policy.{source}", meta=meta, os_user=user.os_account)
+                          source=source, action=f"policy.{source}", meta=meta, os_user=user.os_account,
+                          experiment_id=experiment_id)
 
 
 def _rollback_target(store: Store, policy: str, to_version: int) -> PolicyVersion:
