@@ -12,13 +12,18 @@
    front (candidates no other candidate beats on every objective) is kept and the one with the best
    weighted score (default 0.4 / 0.4 / 0.2) wins; ties go to the less sensitive level.
 4. **Constraints** (:mod:`.constraints`) cut the chosen levels; the unconstrained values are kept.
-5. **Validation**: the final rule is replayed once over the whole history (causal); the fit-period
-   rate is the prediction and the held-out rate the measurement, with the relative error. A
-   held-out period under 2 days, or with fewer than 3 episodes both predicted and measured, is
-   "insufficient" with the reason, and the predicted interval then stays the wide Poisson one.
-6. **Confidence** (:mod:`.confidence`): moving-block bootstrap interval on the warning level,
-   episodes/week interval (bootstrap of daily counts united with the exact Poisson interval, widened
-   to the rates the level interval's ends give), and the risk level with its reasons.
+5. **Validation**: the final rule is replayed once over the whole history (causal) and its
+   held-out rate is the measurement. The prediction is *cross-fitted*, never the fit-period count
+   the choice was made by (that count is biased low by the choice: winner's curse): steps 1-4 are
+   rerun on the fit period alone with its first 70 % to choose on, and the rule they give is
+   replayed on the remaining 30 % (the check window); that rate predicts the procedure's rate on
+   new data, with a negative-binomial predictive interval for a window as long as the held-out one
+   (Poisson count, overdispersion from the daily counts, plus the estimate's own uncertainty). A
+   held-out period under 2 days, fewer than 3 episodes both predicted and measured, or a fit period
+   too thin to cross-fit (then the in-sample rate, flagged) is "insufficient" with the reason; an
+   interval wider than the 15 % (or 1/week) tolerance says so in ``precision``.
+6. **Confidence** (:mod:`.confidence`): moving-block bootstrap interval on the warning level, the
+   predictive interval on episodes/week, and the risk level with its reasons.
 
 Everything here is pure: a function of one series' points (and its incidents and rule in force).
 """
@@ -125,6 +130,7 @@ class Recommendation:
                            "within": v.get("within"), "sufficient": v.get("sufficient"), "reason": v.get("reason"),
                            "severity": v.get("severity"), "split": v.get("split"),
                            "inside_interval": v.get("inside_interval"), "in_sample": v.get("in_sample"),
+                           "precision": v.get("precision"),
                            "check_window": v.get("check_window"), "fit_rate": v.get("fit_rate")},
             "confidence": {"level": CONFIDENCE,
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
@@ -429,6 +435,12 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
     n, span = (fit["episodes"], fit["span_s"]) if in_sample else (check[0], check[1])
     pe, lo, hi = nb_rate_interval(n, span, max(held["span_s"], 1.0), phi)
     win = (fit["start"], split) if in_sample else (check[2], split)
+    tol = max(0.15 * pe, 1.0) if math.isfinite(pe) else math.nan
+    precision = None
+    if math.isfinite(lo) and (pe - lo > tol or hi - pe > tol):
+        precision = (f"the {CONFIDENCE:.0%} interval {lo:.2f}-{hi:.2f} episodes/week is wider than the tolerance "
+                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s) and a held-out window of "
+                     f"{held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely")
     pe = 0.0 if not math.isfinite(pe) else pe
     ae = held["episodes_per_week"] or 0.0
     expected = pe * held["span_s"] / WEEK_S
@@ -447,6 +459,7 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
         "severity": sev, "split": split, "predicted": pe, "actual": ae, "relative_error": rel,
         "within": abs(ae - pe) <= max(0.15 * pe, 1.0), "sufficient": not reasons,
         "inside_interval": bool(lo - 1e-9 <= ae <= hi + 1e-9) if math.isfinite(lo) else None,
+        "precision": precision,
         "in_sample": in_sample, "check_window": list(win), "dispersion": phi,
         "fit_rate": fit["episodes_per_week"], "_interval": (lo, hi),
         "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
