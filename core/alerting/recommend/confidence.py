@@ -15,7 +15,11 @@ only needs the weights of the points nearest that tail.
 
 :func:`rate_interval` bootstraps episodes per week from the episode starts per day (blocks of days),
 and takes its union with the exact Poisson (Garwood) interval, which stays honest when the fit
-period saw few or no episodes.
+period saw few or no episodes (kept for callers; the engine's prediction uses the next one).
+
+:func:`nb_rate_interval` is the engine's predictive interval on episodes per week: the count over a
+later window as negative binomial around a rate estimated on a window the level was not chosen on,
+overdispersed by :func:`dispersion` (day-to-day variation) and with the estimate's own uncertainty.
 
 :func:`risk` turns the evidence into low / medium / high with the reasons.
 """
