@@ -15,7 +15,11 @@ only needs the weights of the points nearest that tail.
 
 :func:`rate_interval` bootstraps episodes per week from the episode starts per day (blocks of days),
 and takes its union with the exact Poisson (Garwood) interval, which stays honest when the fit
-period saw few or no episodes.
+period saw few or no episodes (kept for callers; the engine's prediction uses the next one).
+
+:func:`nb_rate_interval` is the engine's predictive interval on episodes per week: the count over a
+later window as negative binomial around a rate estimated on a window the level was not chosen on,
+overdispersed by :func:`dispersion` (day-to-day variation) and with the estimate's own uncertainty.
 
 :func:`risk` turns the evidence into low / medium / high with the reasons.
 """
@@ -26,9 +30,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.stats import chi2, nbinom
 
-__all__ = ["default_block", "quantile_interval", "rate_interval", "garwood", "risk", "CONFIDENCE"]
+__all__ = ["default_block", "quantile_interval", "rate_interval", "dispersion", "nb_rate_interval", "garwood", "risk", "CONFIDENCE"]
 
 #: two-sided confidence of every interval here
 CONFIDENCE = 0.90
@@ -149,6 +153,52 @@ def rate_interval(start_ns: np.ndarray, t0_ns: int, t1_ns: int, *, n_boot: int =
     tot = (csum[starts + block_days] - csum[starts]).sum(axis=1) * (days / (nb * block_days))
     b_lo, b_hi = np.quantile(tot, [(1 - confidence) / 2, (1 + confidence) / 2])
     return (min(g_lo, float(b_lo)) / weeks, max(g_hi, float(b_hi)) / weeks)
+
+
+def dispersion(start_ns: np.ndarray, t0_ns: int, t1_ns: int) -> float:
+    """Overdispersion ``phi = max(1, var / mean)`` of the daily episode counts in ``[t0, t1)``.
+
+    Day-to-day variation beyond Poisson (bursts, busy days); 1 with fewer than 4 full days or no
+    episode.
+    """
+    st = np.asarray(start_ns, dtype=np.int64)
+    st = st[(st >= t0_ns) & (st < t1_ns)]
+    full = int((t1_ns - t0_ns) / _NS // 86400)
+    if full < 4 or st.size == 0:
+        return 1.0
+    daily = np.bincount(((st - t0_ns) // (86400 * _NS)).astype(np.int64), minlength=full + 1)[:full]
+    mu = float(daily.mean())
+    return max(1.0, float(daily.var(ddof=1)) / mu) if mu > 0 else 1.0
+
+
+def nb_rate_interval(count: int, span_s: float, horizon_s: float, phi: float = 1.0, *,
+                     confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Predicted episodes/week from ``count`` episodes seen over ``span_s`` seconds, and a
+    predictive interval for the rate over a later window of ``horizon_s`` seconds.
+
+    The later count is modelled as negative binomial: Poisson at the estimated rate, overdispersed
+    by ``phi`` (:func:`dispersion`), plus the estimate's own uncertainty: mean ``m`` and variance
+    ``phi * m * (1 + H / D)`` (``H`` the later span, ``D`` the estimation span; with ``phi = 1``
+    this is the Jeffreys-prior posterior predictive of a Poisson rate). A short estimation or
+    later window widens the interval by itself. With no episode, ``m`` is half an episode over
+    the estimation span (never a zero-width interval).
+
+    Returns
+    -------
+    (rate, lo, hi) : float
+        Point estimate and interval, in episodes per week (NaN when a span is not positive).
+    """
+    if span_s <= 0 or horizon_s <= 0:
+        return (math.nan, math.nan, math.nan)
+    ratio = horizon_s / span_s
+    m = max(float(count), 0.5) * ratio          # expected count over the later window
+    v = max(phi, 1.0) * m * (1.0 + ratio)       # > m always
+    p = m / v
+    r = m * p / (1.0 - p)
+    a = 1 - confidence
+    k_lo, k_hi = nbinom.ppf([a / 2, 1 - a / 2], r, p)
+    weeks = horizon_s / WEEK_S
+    return (count / span_s * WEEK_S, float(k_lo) / weeks, float(k_hi) / weeks)
 
 
 def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float], scale: float,

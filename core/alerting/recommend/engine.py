@@ -12,13 +12,18 @@
    front (candidates no other candidate beats on every objective) is kept and the one with the best
    weighted score (default 0.4 / 0.4 / 0.2) wins; ties go to the less sensitive level.
 4. **Constraints** (:mod:`.constraints`) cut the chosen levels; the unconstrained values are kept.
-5. **Validation**: the final rule is replayed once over the whole history (causal); the fit-period
-   rate is the prediction and the held-out rate the measurement, with the relative error. A
-   held-out period under 2 days, or with fewer than 3 episodes both predicted and measured, is
-   "insufficient" with the reason, and the predicted interval then stays the wide Poisson one.
-6. **Confidence** (:mod:`.confidence`): moving-block bootstrap interval on the warning level,
-   episodes/week interval (bootstrap of daily counts united with the exact Poisson interval, widened
-   to the rates the level interval's ends give), and the risk level with its reasons.
+5. **Validation**: the final rule is replayed once over the whole history (causal) and its
+   held-out rate is the measurement. The prediction is *cross-fitted*, never the fit-period count
+   the choice was made by (that count is biased low by the choice: winner's curse): steps 1-4 are
+   rerun on the fit period alone with its first 70 % to choose on, and the rule they give is
+   replayed on the remaining 30 % (the check window); that rate predicts the procedure's rate on
+   new data, with a negative-binomial predictive interval for a window as long as the held-out one
+   (Poisson count, overdispersion from the daily counts, plus the estimate's own uncertainty). A
+   held-out period under 2 days, fewer than 3 episodes both predicted and measured, or a fit period
+   too thin to cross-fit (then the in-sample rate, flagged) is "insufficient" with the reason; an
+   interval wider than the 15 % (or 1/week) tolerance says so in ``precision``.
+6. **Confidence** (:mod:`.confidence`): moving-block bootstrap interval on the warning level, the
+   predictive interval on episodes/week, and the risk level with its reasons.
 
 Everything here is pure: a function of one series' points (and its incidents and rule in force).
 """
@@ -35,9 +40,10 @@ import pandas as pd
 from core.alerting.recommend.confidence import (
     CONFIDENCE,
     default_block,
+    dispersion,
     garwood,
+    nb_rate_interval,
     quantile_interval,
-    rate_interval,
     risk,
 )
 from core.alerting.recommend.constraints import Constrained, Constraints, LastChange, constrain_pair
@@ -122,7 +128,10 @@ class Recommendation:
             "predicted_interval": list(self.predicted_interval) if self.predicted_interval else None,
             "validation": {"actual_episodes_per_week": v.get("actual"), "relative_error": v.get("relative_error"),
                            "within": v.get("within"), "sufficient": v.get("sufficient"), "reason": v.get("reason"),
-                           "severity": v.get("severity"), "split": v.get("split")},
+                           "severity": v.get("severity"), "split": v.get("split"),
+                           "inside_interval": v.get("inside_interval"), "in_sample": v.get("in_sample"),
+                           "precision": v.get("precision"),
+                           "check_window": v.get("check_window"), "fit_rate": v.get("fit_rate")},
             "confidence": {"level": CONFIDENCE,
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
             "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
@@ -167,7 +176,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
               constraints: Constraints | None = None, last_changes: tuple[LastChange | None, LastChange | None] =
               (None, None), now: Any = None, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
               strategies: tuple[str, ...] | None = None, slo_target: float | None = None, n_boot: int = 200,
-              seed: int = 0, outages: np.ndarray | None = None) -> Recommendation:
+              seed: int = 0, outages: np.ndarray | None = None, inner_fraction: float = 0.7,
+              _nested: bool = False) -> Recommendation:
     """Recommend warning/critical levels for one series and validate them on its later history.
 
     Parameters
@@ -192,6 +202,14 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         Scalar strategies to choose among (default the preset's).
     outages : ndarray of bool, optional
         Points to leave out of the fit as well (e.g. detected outages), aligned with ``values``.
+    inner_fraction : float
+        The prediction is cross-fitted inside the fit period: the same procedure (strategies,
+        choice, constraints) is run on its first ``inner_fraction`` (default 0.7) and the rule it
+        gives is replayed on the rest (the *check window*); that out-of-sample rate, not the count
+        the choice was made by (winner's curse), is the predicted episodes/week of the procedure,
+        whose final levels are then chosen on the whole fit period (as cross-validation estimates
+        a model that is refit on all the data). When the inner part is too thin the prediction is
+        the in-sample fit-period rate, flagged ``in_sample`` in the validation.
 
     Returns
     -------
@@ -201,6 +219,9 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     if comparator not in COMPARATORS:
         raise ValidationError(f"unknown comparator {comparator!r}; expected one of {list(COMPARATORS)}",
                               path="comparator")
+    if not (isinstance(inner_fraction, (int, float)) and 0 < inner_fraction < 1):
+        raise ValidationError(f"inner fraction must lie strictly between 0 and 1, got {inner_fraction!r}",
+                              path="inner_fraction")
     if not (isinstance(train_fraction, (int, float)) and 0 < train_fraction < 1):
         raise ValidationError(f"train fraction must lie strictly between 0 and 1, got {train_fraction!r}",
                               path="train_fraction")
@@ -271,13 +292,23 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         rep = replay(Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s), resid)
     else:
         rep = replay(rule, s, severity=sev)
-    validation = _validate(rep, sev, split, inc)
+    check = None
+    if not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
+        inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
+                          train_fraction=inner_fraction, current=current, constraints=constraints,
+                          last_changes=last_changes, now=now, weights=weights, strategies=strategies,
+                          slo_target=slo_target, seed=seed, outages=None if outages is None else
+                          np.asarray(outages)[np.argsort(values.index, kind="stable")][in_fit], _nested=True)
+        if not inner.insufficient:
+            iv = inner.validation
+            check = (iv["held_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
+    validation = _validate(rep, sev, split, inc, check)
 
     # confidence
     up = comparator in (">", ">=")
     level = warning if warning is not None else critical
     level_iv: tuple[float, float] = (math.nan, math.nan)
-    if chosen.hourly is None and level is not None:
+    if chosen.hourly is None and level is not None and not _nested:
         q = float(np.mean(xc < level)) if up else float(np.mean(xc <= level))
         q = min(max(q, 1.0 / xc.size), 1 - 1.0 / xc.size)
         pph = 3600.0 * _NS / max(1.0, float(np.median(np.diff(t))))
@@ -285,10 +316,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     eps = rep.alert_episodes(sev)
     starts = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     pred = validation["predicted"]
-    lo, hi = rate_interval(starts, t0, split_ns, seed=seed)
-    if all(math.isfinite(x) for x in level_iv):
-        ends = sweep(data.series(), comparator, np.array(level_iv), for_s=p.for_s)["episodes_per_week"].to_numpy()
-        lo, hi = min(lo, float(ends.min())), max(hi, float(ends.max()))
+    lo, hi = validation.pop("_interval")
     if not validation["sufficient"] and pred is not None:
         hi = max(hi, pred + 1.0)     # an unchecked prediction: at least one episode/week of slack upwards
     fit_eps = int(((starts >= t0) & (starts < split_ns)).sum())
@@ -298,7 +326,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
                                level_interval=level_iv, scale=scale, shift=shift,
                                missing_share=float(rep.missing.mean()) if rep.missing.size else 0.0,
                                validation=validation)
-    comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None else {}
+    comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None \
+        and not _nested else {}
     rationale = _rationale(chosen, table, warning, critical, validation, notes, p, data)
     return Recommendation(
         series=key, comparator=comparator, preset=p.name, warning=warning, critical=critical, for_s=p.for_s,
@@ -386,14 +415,39 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
     return table, chosen
 
 
-def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None) -> dict[str, Any]:
-    """Predicted (fit period) vs actual (held-out) episodes/week of the replayed rule."""
+def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
+              check: tuple[int, float, pd.Timestamp] | None) -> dict[str, Any]:
+    """Predicted vs actual (held-out) episodes/week of the replayed rule.
+
+    ``check`` is the cross-fitted count: ``(episodes, span_s, start)`` of the rule the same
+    procedure chose on the fit period's first part, replayed on its check window ``[start,
+    split)``. Its rate is the prediction, with a negative-binomial predictive interval for a window
+    as long as the held-out one (:func:`.confidence.nb_rate_interval`; overdispersion from the
+    daily counts of this rule over the fit period). Without ``check`` the prediction is the
+    in-sample fit-period rate, flagged ``in_sample`` and said so in the reason.
+    """
     fit = rep.period(None, split, severity=sev)
     held = rep.period(split, None, severity=sev)
-    pe = fit["episodes_per_week"] or 0.0
+    in_sample = check is None or check[1] <= 0
+    eps = rep.alert_episodes(sev)
+    st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    phi = dispersion(st, fit["start"].value, split.value)
+    n, span = (fit["episodes"], fit["span_s"]) if in_sample else (check[0], check[1])
+    pe, lo, hi = nb_rate_interval(n, span, max(held["span_s"], 1.0), phi)
+    win = (fit["start"], split) if in_sample else (check[2], split)
+    tol = max(0.15 * pe, 1.0) if math.isfinite(pe) else math.nan
+    precision = None
+    if math.isfinite(lo) and (pe - lo > tol or hi - pe > tol):
+        precision = (f"the {CONFIDENCE:.0%} interval {lo:.2f}-{hi:.2f} episodes/week is wider than the tolerance "
+                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s) and a held-out window of "
+                     f"{held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely")
+    pe = 0.0 if not math.isfinite(pe) else pe
     ae = held["episodes_per_week"] or 0.0
     expected = pe * held["span_s"] / WEEK_S
     reasons = []
+    if in_sample:
+        reasons.append("the fit period was too thin to keep a check window apart, so the prediction is the "
+                       "in-sample rate the levels were chosen by (likely optimistic)")
     if held["span_s"] < MIN_HOLDOUT_S:
         reasons.append(f"the held-out period covers only {format_duration(round(held['span_s']))}; a check needs "
                        f"at least {format_duration(MIN_HOLDOUT_S)}")
@@ -404,6 +458,10 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None)
     out: dict[str, Any] = {
         "severity": sev, "split": split, "predicted": pe, "actual": ae, "relative_error": rel,
         "within": abs(ae - pe) <= max(0.15 * pe, 1.0), "sufficient": not reasons,
+        "inside_interval": bool(lo - 1e-9 <= ae <= hi + 1e-9) if math.isfinite(lo) else None,
+        "precision": precision,
+        "in_sample": in_sample, "check_window": list(win), "dispersion": phi,
+        "fit_rate": fit["episodes_per_week"], "_interval": (lo, hi),
         "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
         "predicted_time_in_alert_pct": fit["time_in_alert_pct"], "actual_time_in_alert_pct": held["time_in_alert_pct"],
     }
