@@ -224,20 +224,32 @@ def build_rule_tests(rules: Iterable[Any], points: Mapping[str, pd.Series], mapp
         if r.promql:
             untested[r.name] = "its expression is an imported PromQL expression, not a stored series"
             continue
-        key = _plain_series(m.selector(r.series, r.matchers))
-        if key is None:
-            untested[r.name] = "its mapped expression is not a plain selector of one series"
-            continue
-        stored = points.get(r.series)
-        if stored is None or stored.dropna().size < 2:
+        mapped = r.series in m.selectors
+        cands = [r.series] if r.series in points else sorted(k for k in points if r.matches(k))
+        cands = [k for k in cands if points[k].dropna().size >= 2]
+        if not cands:
             untested[r.name] = f"no stored history of {r.series}"
             continue
-        rr = _mutated(r, interval_s=iv)
-        try:
-            full = replay(rr, stored.rename(r.series), series=r.series, lookback_s=m.lookback_s)
-        except (InsufficientDataError, ValidationError) as exc:
-            untested[r.name] = f"its history cannot be replayed: {exc}"
+        if mapped and _plain_series(m.selector(r.series, r.matchers)) is None:
+            untested[r.name] = "its mapped expression is not a plain selector of one series"
             continue
+        rr = _mutated(r, interval_s=iv)
+        best = None
+        for k in cands:  # a glob: the matching series with the most replayed episodes
+            try:
+                rep = replay(rr, points[k].rename(k), series=k, lookback_s=m.lookback_s)
+            except (InsufficientDataError, ValidationError) as exc:
+                untested[r.name] = f"its history cannot be replayed: {exc}"
+                continue
+            score = len(_episodes(_state(rep, list(r.triggers()))))
+            if best is None or score > best[0]:
+                best = (score, k, rep)
+        if best is None:
+            continue
+        untested.pop(r.name, None)
+        _, skey, full = best
+        stored = points[skey]
+        key = _plain_series(m.selector(r.series, r.matchers)) if mapped else skey
         if r.missing == "nodata":
             untested[f"{alert}NoData"] = "no-data alerts get no tests (a window of stored data is not a gap)"
         ts = pd.to_datetime(full.ts_ns, utc=True)
@@ -266,7 +278,7 @@ def build_rule_tests(rules: Iterable[Any], points: Mapping[str, pd.Series], mapp
         muts = _mutants(r, iv)
         mut_full = []
         for kind, lvl, mr in muts:
-            mrep = replay(_mutated(mr, interval_s=iv), stored.rename(r.series), series=r.series,
+            mrep = replay(_mutated(mr, interval_s=iv), stored.rename(skey), series=skey,
                           lookback_s=m.lookback_s)
             diff = np.flatnonzero(_state(mrep, levels) != base)
             mut_full.append(diff)
@@ -322,8 +334,9 @@ def build_rule_tests(rules: Iterable[Any], points: Mapping[str, pd.Series], mapp
             fired[alert] = (any(t["exp_alerts"] for t in entries), any(not t["exp_alerts"] for t in entries))
         for i, (kind, lvl, _) in enumerate(muts):
             mutants.append(Mutant(r.name, alert, kind, lvl, bool(mut_full[i].size), pinned[i]))
-        notes = [f"{alert} ({r.name}), {len(segs)} windows of stored values, each an episode or a moment "
-                 "a mutant would differ at:"]
+        notes = [f"{alert} ({r.name}) on stored {skey}"
+                 + (f" (of {len(cands)} matching series, the one with the most episodes)" if len(cands) > 1 else "")
+                 + f": {len(segs)} windows, each an episode or a moment a mutant would differ at:"]
         notes += [f"  {prom_duration(lo * iv)}-{prom_duration((hi - 1) * iv)}: {what}" for lo, hi, what in segs]
         tests.append((notes, {"name": f"{alert}: replayed history of {key}", "interval": prom_duration(iv),
                               "input_series": [{"series": key, "values": compress_values(allx)}],
@@ -394,22 +407,29 @@ def _header(policy: str, version: int | None, audit_head: str | None,
     return "".join(f"# {ln}\n" for ln in lines)
 
 
-def mutant_rule_files(rules_text: str, tests: RuleTests, rules: Iterable[Any],
-                      mapping: PromMapping | None = None) -> list[tuple[Mutant, str]]:
-    """Rule files (YAML text) with one mutation each, from the exported ``rules_text``.
+def mutant_rule_files(rules_text: str, tests: RuleTests, rules: Iterable[Any], mapping: PromMapping | None = None,
+                      *, only_alert: bool = False) -> list[tuple[Mutant, str, str]]:
+    """Rule files with one mutation each, from the exported ``rules_text``, with the test file to run.
 
     A level mutant changes the level's number in that alert's expression (the first comparison; a
     recovery level is left alone); a ``for x2`` mutant doubles ``for`` on every severity of the alert.
+    With ``only_alert``, each rules file keeps only the mutated alert and the test file only its test
+    group (the groups of other alerts assert nothing about it): the same verdict, far fewer
+    evaluations for promtool. Returns ``(mutant, rules text, test text)``; the test file's
+    ``rule_files`` names ``rules.yml``.
     """
     import yaml
 
     m = mapping or PromMapping()
     by_name = {as_rule(x).name: as_rule(x) for x in rules}
+    tdoc = yaml.safe_load(tests.text)
     out = []
     for mu in tests.mutants:
         r = by_name[mu.rule]
         doc = yaml.safe_load(rules_text)
         for g in doc["groups"]:
+            if only_alert:
+                g["rules"] = [pr for pr in g["rules"] if pr.get("alert") == mu.alert]
             for pr in g["rules"]:
                 if pr.get("alert") != mu.alert:
                     continue
@@ -418,15 +438,43 @@ def mutant_rule_files(rules_text: str, tests: RuleTests, rules: Iterable[Any],
                     thr = r.triggers()[mu.severity]
                     f = 1.1 if mu.kind == "level+10%" else 0.9
                     new = thr * f if thr != 0 else (0.1 if f > 1 else -0.1)
-                    old = f"{r.comparator} {_num(thr)}"
-                    pr["expr"] = pr["expr"].replace(old, f"{r.comparator} {_num(new)}", 1)
+                    pr["expr"] = pr["expr"].replace(f"{r.comparator} {_num(thr)}", f"{r.comparator} {_num(new)}", 1)
                 elif mu.severity is None:
                     iv = float(r.interval_s) if r.interval_s else m.interval_s
-                    for_eff = float(r.for_s) + (r.consecutive - 1) * iv
-                    pr["for"] = prom_duration(2 * for_eff)
-        out.append((mu, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)))
+                    pr["for"] = prom_duration(2 * (float(r.for_s) + (r.consecutive - 1) * iv))
+        doc["groups"] = [g for g in doc["groups"] if g["rules"]]
+        t = dict(tdoc, rule_files=["rules.yml"])
+        if only_alert:
+            t["tests"] = [g for g in tdoc["tests"] or []
+                          if any(e["alertname"] == mu.alert for e in g["alert_rule_test"])]
+        out.append((mu, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000), _dump(t)))
     return out
 
 
+def run_promtool_tests(files: Sequence[tuple[str, str]], *, workers: int = 2,
+                       timeout_s: float = 300.0) -> list[tuple[bool, str]]:
+    """Run ``promtool test rules`` on each ``(rules text, test text)`` pair (test file naming
+    ``rules.yml``), ``workers`` at a time; returns ``(passed, promtool's output)`` per pair."""
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from core.alerting.promtool import _need_binary
+
+    exe = _need_binary()
+
+    def one(pair: tuple[str, str]) -> tuple[bool, str]:
+        with tempfile.TemporaryDirectory(prefix="studio-ruletests-") as d:
+            (Path(d) / "rules.yml").write_text(pair[0], encoding="utf-8")
+            (Path(d) / "rules.test.yml").write_text(pair[1], encoding="utf-8")
+            o = subprocess.run([exe, "test", "rules", "rules.test.yml"], cwd=d, capture_output=True, text=True,
+                               check=False, timeout=timeout_s)
+        return o.returncode == 0, o.stdout + o.stderr
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, files))
+
+
 __all__ = ["MARGIN_EVALS", "MAX_WINDOW_EVALS", "Mutant", "RuleTests", "build_rule_tests", "compress_values",
-           "mutant_rule_files"]
+           "mutant_rule_files", "run_promtool_tests"]

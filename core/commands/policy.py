@@ -114,7 +114,9 @@ def _write_tests(store, args: argparse.Namespace, v, name: str, mapping) -> None
     from core.alerting.rule_tests import build_rule_tests
 
     rules = v.rules()
-    keys = sorted({r.series for r in rules})
+    stored = store.list_series()
+    names = [] if stored.empty else stored["key"].astype(str).tolist()
+    keys = sorted(k for k in names if any(r.matches(k) for r in rules))
     pts = store.get_points(keys) if keys else None
     points = {} if pts is None or pts.empty else {k: g.set_index("ts")["value"] for k, g in pts.groupby("series")}
     out, tests = Path(args.out), Path(args.tests)
