@@ -292,9 +292,11 @@ def build_rule_tests(rules: Iterable[Any], points: Mapping[str, pd.Series], mapp
             continue
         spans.append((ts[0], ts[-1]))
         # all windows in one input series, apart by enough staleness markers that nothing carries over
-        # (pending, keep_firing_for, ALERTS, a keep_last value): one promtool test group per rule
+        # (pending, keep_firing_for, ALERTS, a keep_last value): one promtool test group per rule. A stale
+        # evaluation is "condition false" (pending restarts, ALERTS ends); NoData alerts are not asserted
         for_eff = float(r.for_s) + (r.consecutive - 1) * iv
-        sep = int(math.ceil((max(m.lookback_s, for_eff) + float(r.keep_firing_for_s)) / iv)) + 2
+        carry_s = max(m.lookback_s, for_eff) if r.missing == "keep_last" else 0.0
+        sep = int(math.ceil((carry_s + float(r.keep_firing_for_s)) / iv)) + 2
         parts, segs, pos = [], [], 0
         for a, b, what in merged:
             if parts:
