@@ -107,29 +107,16 @@ def _import_rules(store, args: argparse.Namespace, user, name: str) -> int:
     return 0
 
 
-def _write_tests(store, args: argparse.Namespace, v, name: str, mapping) -> None:
-    """Write the promtool unit tests of the exported rules (``--tests``), beside the rules file."""
+def _write_tests(store, args: argparse.Namespace, v, mapping) -> None:
+    """Write the promtool unit tests of the exported rules (``--tests``), naming the rules file relatively."""
     import os
 
-    from core.alerting.rule_tests import build_rule_tests
+    from core.policy.rule_tests import summary, version_rule_tests
 
-    rules = v.rules()
-    stored = store.list_series()
-    names = [] if stored.empty else stored["key"].astype(str).tolist()
-    keys = sorted(k for k in names if any(r.matches(k) for r in rules))
-    pts = store.get_points(keys) if keys else None
-    points = {} if pts is None or pts.empty else {k: g.set_index("ts")["value"] for k, g in pts.groupby("series")}
     out, tests = Path(args.out), Path(args.tests)
-    rel = os.path.relpath(out.resolve(), tests.resolve().parent)
-    rt = build_rule_tests(rules, points, mapping, rules_file=rel, policy=name, version=v.number,
-                          carried=v.meta.get("carried_rules") or ())
+    rt = version_rule_tests(store, v, mapping, rules_file=os.path.relpath(out.resolve(), tests.resolve().parent))
     tests.write_text(rt.text, encoding="utf-8")
-    tell = [m for m in rt.mutants if m.telling]
-    print(f"wrote promtool tests of {name} v{v.number} to {tests} ({rt.size_bytes / 1024:.0f} KiB): "
-          f"{len(rt.fired)} alerts that fired on the history, {sum(a and b for a, b in rt.fired.values())} with "
-          f"firing and quiet assertions; {sum(m.pinned for m in tell)} of {len(tell)} mutants the history can "
-          f"tell apart (levels 10% up or down, for doubled) fail them; {len(rt.untested)} rules untested "
-          "(listed in the file)", file=sys.stderr)
+    print(f"wrote promtool tests of {v.policy} v{v.number} to {tests}: {summary(rt)}", file=sys.stderr)
 
 
 def _fmt_ts(t) -> str:
@@ -176,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 Path(args.out).write_text(text, encoding="utf-8")
                 print(f"wrote {args.format} of {name} v{v.number} to {args.out}", file=sys.stderr)
                 if args.tests:
-                    _write_tests(store, args, v, name, mapping)
+                    _write_tests(store, args, v, mapping)
             else:
                 sys.stdout.write(text)
             return 0
