@@ -224,7 +224,7 @@ def build_rule_tests(rules: Iterable[Any], points: Mapping[str, pd.Series], mapp
         if r.promql:
             untested[r.name] = "its expression is an imported PromQL expression, not a stored series"
             continue
-        mapped = r.series in m.selectors
+        mapped = m.selector(r.series, r.matchers) != PromMapping().selector(r.series, r.matchers)  # edited
         cands = [r.series] if r.series in points else sorted(k for k in points if r.matches(k))
         cands = [k for k in cands if points[k].dropna().size >= 2]
         if not cands:
