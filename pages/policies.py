@@ -192,9 +192,16 @@ with t_io:
                                  help="Also the rule group's evaluation interval, as the replay assumed.")
         try:
             prom = pu.prometheus_export(v, mapping, scrape)
-            st.download_button("Prometheus rules YAML", prom.to_yaml(),
-                               file_name=f"{v.policy}-v{v.number}.rules.yml", mime="application/yaml",
-                               icon=":material/download:", key="pol.dl_prom")
+            rules_name = f"{v.policy}-v{v.number}.rules.yml"
+            st.download_button("Prometheus rules YAML", prom.to_yaml(), file_name=rules_name,
+                               mime="application/yaml", icon=":material/download:", key="pol.dl_prom")
+            if st.toggle("With promtool unit tests from the stored history", key="pol.with_tests",
+                         help="A test file that pins the tuned levels and for: run it in CI with "
+                              "promtool test rules (save both files in one folder)."):
+                tests_text, tests_summary = pu.rule_tests(v, mapping, scrape, rules_name)
+                st.download_button("promtool tests YAML", tests_text, file_name=f"{v.policy}-v{v.number}.test.yml",
+                                   mime="application/yaml", icon=":material/download:", key="pol.dl_tests")
+                st.caption(f"{tests_summary}. In CI: `promtool test rules {v.policy}-v{v.number}.test.yml`")
             for w in prom.warnings:
                 st.warning(f"Prometheus will differ from the replay: {w}", icon=":material/warning:")
         except StudioError as exc:

@@ -383,3 +383,13 @@ def test_series_changes_and_expression_frame():
     frame.loc[0, "series"] = 'x{a="1"}'
     assert pu.series_changes(v, frame) == {"E": 'x{a="1"}'}
     assert pu.series_changes(v, tables.expression_frame(v)) == {}
+
+
+def test_export_offers_promtool_tests_with_the_rules(db):
+    at = open_page("policies.py")
+    at.toggle(key="pol.with_tests").set_value(True).run()
+    assert not at.exception
+    caption = next(str(c.value) for c in at.caption if "promtool test rules" in str(c.value))
+    assert "2 alerts fired on the history, 2 with firing and quiet assertions" in caption
+    assert "6 of 6 changes the history can tell apart" in caption
+    assert "promtool test rules default-v1.test.yml" in caption

@@ -217,6 +217,28 @@ def prometheus_export(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_
                              carried=version.meta.get("carried_rules") or ())
 
 
+@st.cache_data(show_spinner="Replaying the stored history into promtool tests...", max_entries=8)
+def _rule_tests(path: str, policy: str, number: int, selectors: tuple[tuple[str, str], ...], scrape_s: float,
+                rules_file: str) -> tuple[str, str]:
+    from core.alerting.prometheus import PromMapping
+    from core.policy.rule_tests import summary, version_rule_tests
+
+    store = state.store()
+    m = PromMapping(selectors=dict(selectors), scrape_interval_s=scrape_s)
+    rt = version_rule_tests(store, pol.get_version(store, policy, number), m, rules_file=rules_file)
+    return rt.text, summary(rt)
+
+
+def rule_tests(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float,
+               rules_file: str) -> tuple[str, str]:
+    """``(promtool test file, one-line summary)`` pinning ``version``'s Prometheus export (with the edited
+    mapping) to its replay on the stored history; ``rules_file`` is the rules file's name beside it
+    (cached until the next write)."""
+    sel = tuple(sorted((str(s), str(q).strip()) for s, q in zip(mapping["series"], mapping["selector"], strict=True)
+                       if isinstance(s, str) and s and isinstance(q, str) and q.strip()))
+    return _rule_tests(state.db_path(), version.policy, version.number, sel, float(scrape_interval_s), rules_file)
+
+
 def rules_import_preview(files: list[tuple[str, str]], fmt: str, merge: bool
                          ) -> tuple[Any, pol.PolicyDiff | None, list[str], str | None]:
     """``(plan, diff against the version in force, reasons it needs approval, error)`` of deployed rule

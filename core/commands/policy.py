@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--format", choices=("yaml", "prometheus"), default="yaml")
     ex.add_argument("--out", default=None, help="output file (default: stdout)")
     ex.add_argument("--version", type=int, default=None, help="version number (default: the active one)")
+    ex.add_argument("--tests", default=None, metavar="TESTS.yml",
+                    help="with --format prometheus and --out: also write promtool unit tests of the rules, built "
+                         "from the stored history (run them with: promtool test rules TESTS.yml)")
     ex.add_argument("--mapping", default=None,
                     help="YAML/JSON file of series key -> PromQL selector for the Prometheus export")
     im = sub.add_parser("import", help="apply a policy YAML file as a new version")
@@ -104,6 +107,18 @@ def _import_rules(store, args: argparse.Namespace, user, name: str) -> int:
     return 0
 
 
+def _write_tests(store, args: argparse.Namespace, v, mapping) -> None:
+    """Write the promtool unit tests of the exported rules (``--tests``), naming the rules file relatively."""
+    import os
+
+    from core.policy.rule_tests import summary, version_rule_tests
+
+    out, tests = Path(args.out), Path(args.tests)
+    rt = version_rule_tests(store, v, mapping, rules_file=os.path.relpath(out.resolve(), tests.resolve().parent))
+    tests.write_text(rt.text, encoding="utf-8")
+    print(f"wrote promtool tests of {v.policy} v{v.number} to {tests}: {summary(rt)}", file=sys.stderr)
+
+
 def _fmt_ts(t) -> str:
     return "" if t is None else t.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -124,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
                 v = pol.active_version(store, name)
                 if v is None:
                     raise StudioError(f"policy {name!r} has no version in force; nothing to export")
+            if args.tests and (args.format != "prometheus" or not args.out):
+                raise StudioError("--tests needs --format prometheus and --out RULES.yml (the tests name the "
+                                  "rules file by its path relative to the test file)")
             if args.format == "yaml":
                 text = policy_to_yaml(v.rules(), {**v.meta, "policy": name})
             else:
@@ -144,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             if args.out:
                 Path(args.out).write_text(text, encoding="utf-8")
                 print(f"wrote {args.format} of {name} v{v.number} to {args.out}", file=sys.stderr)
+                if args.tests:
+                    _write_tests(store, args, v, mapping)
             else:
                 sys.stdout.write(text)
             return 0
