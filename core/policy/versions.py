@@ -39,6 +39,7 @@ import pandas as pd
 from core.alerting.prometheus import PromMapping
 from core.alerting.replay import replay
 from core.alerting.rules import Rule, normalise_rules, rule_to_dict
+from core.data import notify
 from core.data.frame import series_values
 from core.data.store import audit
 from core.data.store import policies as sql
@@ -482,6 +483,13 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                          reason=f"{reason} (bootstrap: no policy in force)" if bootstrap else reason,
                          detail=detail, before_hash=before["content_hash"] if before else None,
                          after_hash=chash, now=now)
+            if requires_approval:
+                notify.enqueue(store, "pending_approval", f"pending_approval:{policy}@v{number}",
+                               f"{policy} v{number} waits for approval",
+                               f"{author} changed policy {policy!r} ({reason}); it needs a second person's "
+                               f"approval: {'; '.join(significance)}",
+                               {"policy": policy, "version": number, "author": author, "significance": significance},
+                               now=now, actor=actor or author)
     except CONCURRENT_WRITE_ERRORS as exc:
         # Another connection to the same database inserted the same version number first.
         raise ConflictError(f"policy {policy!r} changed while you were editing (a concurrent write to "
