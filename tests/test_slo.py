@@ -161,3 +161,16 @@ def test_burn_rules_are_policy_rules_that_export(tmp_path):
     if promtool_binary():
         res = check_rules(text)
         assert res.ok, res.output
+
+
+def test_label_glob_sums_the_minutes_of_every_matching_series():
+    from core.slo import combine_events, matching_keys
+    slo = SLO("lat", 'lat{svc="*"}', 0.99, threshold=500.0, min_events=1)
+    keys = ['lat{svc="a"}', 'lat{svc="b"}', 'cpu{svc="a"}']
+    assert matching_keys(slo, keys) == ['lat{svc="a"}', 'lat{svc="b"}']
+    idx = pd.date_range(T0, periods=3, freq="min")
+    a = events(slo, pd.Series([100.0, 900.0, 100.0], index=idx))
+    b = events(slo, pd.Series([900.0, 900.0], index=idx[:2]))
+    ev = combine_events([a, b])
+    assert ev["bad"].tolist() == [1.0, 2.0, 0.0] and ev["total"].tolist() == [2.0, 2.0, 1.0]
+    assert budget_report(slo, ev).compliance == pytest.approx(2 / 5)

@@ -11,7 +11,9 @@ from core.slo.model import (
     burn_pairs,
     burn_rate,
     burn_rules,
+    combine_events,
     events,
+    matching_keys,
     pair_signal,
     replay_pair,
     slos_from_meta,
@@ -19,5 +21,5 @@ from core.slo.model import (
 )
 
 __all__ = ["DEFAULT_MIN_EVENTS", "SLO", "WINDOWS_DAYS", "BudgetReport", "BurnPair", "budget_alerts",
-           "budget_report", "burn_pairs", "burn_rate", "burn_rules", "events", "pair_signal", "replay_pair",
+           "budget_report", "burn_pairs", "burn_rate", "burn_rules", "combine_events", "events", "matching_keys", "pair_signal", "replay_pair",
            "slos_from_meta", "slos_to_meta"]

@@ -44,7 +44,7 @@ DEFAULT_MIN_EVENTS = 100
 SLI_KINDS = ("threshold", "ratio")
 
 __all__ = ["SLO", "WINDOWS_DAYS", "DEFAULT_MIN_EVENTS", "BurnPair", "BudgetReport", "burn_pairs", "events",
-           "budget_report", "burn_rate", "burn_rules", "pair_signal", "replay_pair", "slos_from_meta",
+           "budget_report", "burn_rate", "matching_keys", "combine_events", "burn_rules", "pair_signal", "replay_pair", "slos_from_meta",
            "slos_to_meta", "budget_alerts"]
 
 
@@ -177,6 +177,21 @@ def events(slo: SLO, points: pd.Series, total: pd.Series | None = None) -> pd.Da
     if (df[["bad", "total"]] < 0).to_numpy().any():
         raise ValidationError("event counts must not be negative", path="slo.series")
     return df
+
+
+def matching_keys(slo: SLO, keys: list[str]) -> list[str]:
+    """Stored series keys the SLO judges (threshold SLI: the key or every key its glob selects; ratio
+    SLI: the errors series)."""
+    probe = Rule(name="slo", series=slo.series, warning=0.0)
+    return [k for k in keys if probe.matches(k)]
+
+
+def combine_events(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Events of several series (a label glob) as one SLI: bad and total summed per minute."""
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame({"bad": pd.Series(dtype=float), "total": pd.Series(dtype=float)})
+    return pd.concat(parts).groupby(level=0).sum().sort_index()
 
 
 # ------------------------------------------------------------------------------------ budget
