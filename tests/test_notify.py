@@ -185,3 +185,51 @@ def test_a_change_waiting_for_approval_enqueues_a_notice(s, server, monkeypatch)
     assert n["kind"].tolist() == ["pending_approval"] and n["dedup_key"].iloc[0] == "pending_approval:default@v2"
     assert notify.deliver_due(s, now=T0 + pd.Timedelta(hours=1)).sent == 1
     assert server.received[0][1]["payload"]["version"] == 2
+
+
+def test_slo_budget_alerts_enqueue_notices_once_per_window(s, server, tmp_path):
+    from core.slo import SLO, burn_rules, slos_to_meta
+    from core.slo.watch import check_budget_alerts
+
+    idx = pd.date_range(T0, periods=2 * 1440, freq="min")
+    req = pd.Series(100.0, index=idx)
+    err = pd.Series(0.0, index=idx)
+    err.iloc[-30:] = 50.0                           # the last 30 minutes: half the requests fail
+    rows = [f"{t.isoformat()},{k},{v}" for k, ser in (("errors", err), ("requests", req)) for t, v in ser.items()]
+    f = tmp_path / "slo.csv"
+    f.write_text("timestamp,series,value\n" + "\n".join(rows) + "\n")
+    s.ingest(f, actor="ed")
+    slo = SLO("api", "errors", 0.999, sli="ratio", total="requests", min_events=1000)
+    ed = User("ed", "ed@example.com", frozenset({"viewer", "editor"}), os_account="ed-os")
+    pol.apply(s, "default", burn_rules(slo), base_version=0, user=ed, reason="api SLO", now=T0,
+              meta=slos_to_meta({}, [slo]))
+    conf = _conf(notify.Channel("hook", "webhook", server.url()))
+    now = idx[-1] + pd.Timedelta(minutes=1)
+    alerts = check_budget_alerts(s, config=conf, now=now)
+    # last hour: 1500 errors of 6000 requests = 25 % = 250x; 6 h: 1500 / 36000 = 41.7x; 3 d (2 d stored):
+    # 1500 / 288000 = 5.2x; every pair's short window is above its factor too
+    assert [(a["windows"], round(a["burn_rate"], 1)) for a in alerts] == [
+        ("1h/5m", 250.0), ("6h/30m", 41.7), ("3d/6h", 5.2)]
+    assert all(a["notice_id"] is not None for a in alerts)
+    again = check_budget_alerts(s, config=conf, now=now + pd.Timedelta(minutes=10))
+    assert [a["notice_id"] for a in again] == [None, None, None]           # de-duplicated within the hour
+    assert notify.deliver_due(s, conf, now=now).sent == 3
+    assert {p["kind"] for _, p in server.received} == {"slo_budget"}
+    assert "250.0x" in next(p["title"] for _, p in server.received if p["payload"]["windows"] == "1h/5m")
+
+
+def test_cli_deliver_and_log(tmp_path, server, monkeypatch, capsys):
+    from core.__main__ import main
+    from core.data.store import Store
+
+    db = tmp_path / "cli.duckdb"
+    monkeypatch.setenv("STUDIO_NOTIFY", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("STUDIO_NOTIFY_SLACK", server.url("/slack"))
+    with Store(db) as st_:
+        audit.install(st_)
+        notify.enqueue(st_, "drift", "d1", "drift on api", "KS p < 0.001")
+    assert main(["notify", "--db", str(db), "deliver"]) == 0
+    assert "sent 1, retrying 0, failed 0" in capsys.readouterr().out
+    assert server.received == [("/slack", {"text": "*drift on api*\nKS p < 0.001"})]
+    assert main(["notify", "--db", str(db), "log"]) == 0
+    assert "drift on api" in capsys.readouterr().out
