@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.alerting.rules import rule_to_dict
 from core.data.frame import downsample_minmax
-from core.errors import ConflictError, StudioError
+from core.errors import StudioError
 from core.policy import versions as pol
 from core.slo import (
     SLO,
@@ -27,8 +27,7 @@ from core.slo import (
     slos_to_meta,
 )
 from ui import state
-from ui.session import session_user
-from ui.thresholds.apply import show_preview
+from ui.thresholds.apply import confirm_apply, outcome, show_preview
 
 POLICY = pol.DEFAULT_POLICY
 FLASH = "slo.flash"
@@ -147,22 +146,8 @@ def apply_dialog(slo: SLO) -> None:
         st.error(f"Cannot preview this change: {exc}")
         return
     show_preview(pv, "; burn-rate rules replay on the burn rate in the SLO page's table, not here")
-    reason = st.text_input("Reason (required, recorded in the audit trail)", key="slo.reason")
-    if st.button("Confirm and apply", type="primary", key="slo.confirm", width="stretch"):
-        user, _ = session_user()
-        try:
-            state.require_edit("add burn-rate rules")
-            v = pol.apply(state.store(), POLICY, rules, base_version=snap["base"], user=user, reason=reason,
-                          meta=meta)
-        except ConflictError as exc:
-            st.error(f"Not applied. {exc}", icon=":material/sync_problem:")
-            return
-        except StudioError as exc:
-            st.error(str(exc))
-            return
-        state.after_write()
+    v = confirm_apply(rules, snap["base"], key="slo", action="add burn-rate rules", meta=meta)
+    if v is not None:
         _close()
-        st.session_state.pop("slo.reason", None)
-        st.session_state[FLASH] = (f"Created v{v.number} with the burn-rate rules of SLO {slo.name}: " + (
-            "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
+        st.session_state[FLASH] = f"Created v{v.number} with the burn-rate rules of SLO {slo.name}: {outcome(v)}"
         st.rerun()
