@@ -19,12 +19,10 @@ from core.slo import (
     burn_pairs,
     burn_rate,
     burn_rules,
-    combine_events,
-    events,
-    matching_keys,
     replay_pair,
     slos_from_meta,
     slos_to_meta,
+    watch,
 )
 from ui import state
 from ui.thresholds.apply import confirm_apply, outcome, show_preview
@@ -58,20 +56,11 @@ def saved_slos(snap: dict[str, Any]) -> dict[str, SLO]:
     return out
 
 
-def _series_points(key: str) -> pd.Series:
-    pts = state.points(key)
-    return pd.Series(pts["value"].to_numpy(float), index=pd.DatetimeIndex(pts["ts"]), name=key)
-
-
 @st.cache_data(show_spinner="Counting good and bad minutes...", max_entries=16)
 def _events(path: str, slo_json: str) -> pd.DataFrame:
     import json
 
-    slo = SLO.from_dict(json.loads(slo_json))
-    keys = state.series_table()["key"].tolist()
-    if slo.sli == "ratio":
-        return events(slo, _series_points(slo.series), _series_points(slo.total))  # type: ignore[arg-type]
-    return combine_events([events(slo, _series_points(k)) for k in matching_keys(slo, keys)])
+    return watch.slo_events(state.store(), SLO.from_dict(json.loads(slo_json)))
 
 
 def slo_events(slo: SLO) -> pd.DataFrame:
