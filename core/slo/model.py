@@ -309,7 +309,7 @@ def burn_rules(slo: SLO, mapping: PromMapping | None = None) -> list[Rule]:
             annotations={"summary": f"SLO {slo.name} ({slo.target:.4%} over {slo.window_days}d) burning its "
                                     f"error budget at over {p.factor:g}x over {p.label}",
                          "rationale": f"{p.budget_share:.0%} of the {slo.window_days}-day budget spent in "
-                                      f"{prom_duration(p.long_s)}; SRE workbook multi-window burn-rate alert"}))
+                                      f"{prom_duration(p.long_s)}; SRE workbook multi-window burn-rate alert."}))
     return rules
 
 
