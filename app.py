@@ -13,7 +13,8 @@ pages = [
     st.Page("pages/trends.py", title="Trends & anomalies", icon=":material/monitoring:"),
     st.Page("pages/thresholds.py", title="Thresholds", icon=":material/tune:"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/insights:"),
-    st.Page("pages/policies.py", title="Policies", icon=":material/policy:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("pages/slos.py", title="SLOs", icon=":material/speed:"),
+    st.Page("pages/policies.py", title="Policies", icon=":material/policy:"),
 ]
 st.navigation(pages).run()

@@ -6,9 +6,9 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.policy import versions as pol
+from ui import notifications, session, state
 from ui import policies as pu
 from ui import policy_tables as tables
-from ui import session, state
 
 st.title("Policies")
 pu.show_flash()
@@ -127,6 +127,7 @@ with t_audit:
     shown = pu.audit_log(None if who == "(all)" else who, None if act == "(all)" else act, since, until)
     st.caption(f"{len(shown)} of {len(full)} entries, newest first.")
     st.dataframe(tables.audit_frame(shown), hide_index=True, width="stretch")
+    notifications.show_log()
     st.caption("Backups of the whole database (policies, audit trail, data): `python -m core backup DIR` takes a "
                "consistent snapshot while the app runs; `python -m core restore DIR --yes` brings one back after "
                "checking its audit chain, and records the restore here (README: *Running the studio for a team*).")

@@ -158,6 +158,8 @@ def test_approval_queue_author_cannot_approve_second_person_can(db, monkeypatch)
     at.run()
     assert at.button(key="pol.approve.2").disabled and not at.button(key="pol.reject.2").disabled
     assert "Disabled: ed may not approve: that needs the 'approver' role" in texts(at)
+    notices = next(df.value for df in at.dataframe if "channels" in df.value.columns)   # Notifications expander
+    assert notices[["kind", "title"]].values.tolist() == [["pending_approval", "default v2 waits for approval"]]
     monkeypatch.setenv("STUDIO_USER", "ann")                 # same OS account as ed: not a second person
     at.run()
     assert at.button(key="pol.approve.2").disabled

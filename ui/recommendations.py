@@ -18,12 +18,11 @@ import streamlit as st
 from core.alerting.recommend.fleet import apply_changes, recommend_fleet, split_points
 from core.alerting.replay import replay
 from core.alerting.rules import Rule
-from core.errors import ConflictError, StudioError
+from core.errors import StudioError
 from core.policy import versions as pol
 from ui import state
 from ui.charts import series_figure
-from ui.session import session_user
-from ui.thresholds.apply import show_preview
+from ui.thresholds.apply import confirm_apply, outcome, show_preview
 from ui.thresholds.editor import POLICY, current_policy, rule_name
 
 RESULTS = "rec.results"
@@ -155,22 +154,9 @@ def apply_dialog(res: list[dict[str, Any]], selected: list[str]) -> None:
         st.info("Nothing to change: the selected recommendations are already in force or were left out.")
         return
     show_preview(pv, "; the held-out check is in the table on the page")
-    reason = st.text_input("Reason (required, recorded in the audit trail)", key="rec.reason")
-    if st.button("Confirm and apply", type="primary", key="rec.confirm", width="stretch"):
-        user, _ = session_user()
-        try:
-            state.require_edit("apply recommendations")
-            v = pol.apply(store, POLICY, new_rules, base_version=snap["base"], user=user, reason=reason)
-        except ConflictError as exc:
-            st.error(f"Not applied. {exc}", icon=":material/sync_problem:")
-            return
-        except StudioError as exc:
-            st.error(str(exc))
-            return
-        state.after_write()
+    v = confirm_apply(new_rules, snap["base"], key="rec", action="apply recommendations")
+    if v is not None:
         _close()
-        st.session_state.pop("rec.reason", None)
-        st.session_state[FLASH] = (f"Created v{v.number}: " + (
-            "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
+        st.session_state[FLASH] = f"Created v{v.number}: {outcome(v)}"
         st.rerun()
 

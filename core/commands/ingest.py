@@ -67,12 +67,27 @@ def run(args: argparse.Namespace) -> int:
             print(report.summary())
             for w in report.warnings:
                 print(f"  note: {w}")
+        if len(failed) < len(args.files):
+            _check_slos(store)
     if failed:
         ok = len(args.files) - len(failed)
         print(f"error: {len(failed)} of {len(args.files)} file(s) not ingested (nothing written from them): "
               f"{', '.join(failed)}; {ok} ingested", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_slos(store: object) -> None:
+    """After new data: enqueue notices for SLO burn-rate alerts of the policy in force (never fails the
+    ingest; a problem is printed as a note)."""
+    from core.slo.watch import check_budget_alerts
+
+    try:
+        for a in check_budget_alerts(store):  # type: ignore[arg-type]
+            if a["notice_id"] is not None:
+                print(f"  notice: SLO {a['slo']} burning at {a['burn_rate']:.1f}x over {a['windows']}")
+    except StudioError as exc:
+        print(f"  note: SLO budgets not checked: {exc}", file=sys.stderr)
 
 
 def _watch(args: argparse.Namespace, actor: str) -> int:

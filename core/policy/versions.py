@@ -44,6 +44,7 @@ from core.data.store import audit
 from core.data.store import policies as sql
 from core.data.store.base import CONCURRENT_WRITE_ERRORS, Store
 from core.errors import ConflictError, NotFound, PermissionDenied, StudioError, ValidationError
+from core.policy import notify
 from core.policy.identity import User, os_account, require
 from core.policy.policy_yaml import policy_from_yaml
 
@@ -483,6 +484,13 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                          reason=f"{reason} (bootstrap: no policy in force)" if bootstrap else reason,
                          detail=detail, before_hash=before["content_hash"] if before else None,
                          after_hash=chash, now=now)
+            if requires_approval:
+                notify.enqueue(store, "pending_approval", f"pending_approval:{policy}@v{number}",
+                               f"{policy} v{number} waits for approval",
+                               f"{author} changed policy {policy!r} ({reason}); it needs a second person's "
+                               f"approval: {'; '.join(significance)}",
+                               {"policy": policy, "version": number, "author": author, "significance": significance},
+                               now=now, actor=actor or author)
     except CONCURRENT_WRITE_ERRORS as exc:
         # Another connection to the same database inserted the same version number first.
         raise ConflictError(f"policy {policy!r} changed while you were editing (a concurrent write to "

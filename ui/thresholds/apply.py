@@ -105,6 +105,35 @@ def show_preview(pv: pol.Preview, impact_note: str = "") -> None:
         st.info("Takes effect at once (not a significant change).", icon=":material/bolt:")
 
 
+def confirm_apply(rules: list[dict[str, Any]], base: int, *, key: str, action: str,
+                  meta: dict[str, Any] | None = None) -> pol.PolicyVersion | None:
+    """Reason box and **Confirm and apply** of an apply dialog (widget keys ``<key>.reason`` and
+    ``<key>.confirm``): writes one version as the session user, the editor role checked again at the click.
+    A conflict or bad input is shown in the dialog and nothing is written. Returns the new version (caches
+    cleared), else None."""
+    reason = st.text_input("Reason (required, recorded in the audit trail)", key=f"{key}.reason")
+    if not st.button("Confirm and apply", type="primary", key=f"{key}.confirm", width="stretch"):
+        return None
+    user, _ = session_user()
+    try:
+        state.require_edit(action)
+        v = pol.apply(state.store(), POLICY, rules, base_version=base, user=user, reason=reason, meta=meta)
+    except ConflictError as exc:
+        st.error(f"Not applied. {exc}", icon=":material/sync_problem:")
+        return None
+    except StudioError as exc:
+        st.error(str(exc))
+        return None
+    state.after_write()
+    st.session_state.pop(f"{key}.reason", None)
+    return v
+
+
+def outcome(v: pol.PolicyVersion) -> str:
+    """"waits for a second person's approval." or "it is in force." for a version just written."""
+    return "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."
+
+
 @st.dialog("Apply threshold change", icon=":material/tune:", width="large", on_dismiss=_close)
 def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
     """Preview (diff, replayed impact, approval) and confirm; writes one new policy version."""
