@@ -333,6 +333,7 @@ class Integrity:
     anchor_path: str | None
     anchor_seq: int | None = None
     anchor_time: str | None = None
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -415,7 +416,7 @@ def check_integrity(store: Store) -> Integrity:
     elif last_line is not None and last_line.seq < n:
         note = f"; entries {last_line.seq + 1}-{n} not anchored yet (written by a process that stopped before anchoring)"
     return Integrity("intact", None, f"audit trail intact: {n} entr{'y' if n == 1 else 'ies'}, head "
-                                     f"{(head or GENESIS)[:12]}...{note}", **base)
+                                     f"{(head or GENESIS)[:12]}...{note}", **base, note=note.lstrip("; "))
 
 
 def _anchor_check(rows: list[tuple], lines: list[anchor.AnchorLine] | None,
@@ -451,6 +452,25 @@ def verify_audit(store: Store) -> tuple[bool, int | None, str]:
     """
     r = check_integrity(store)
     return r.ok, r.seq, r.message
+
+
+def head_comment(store: Store) -> str:
+    """A comment line naming the audit head, for the top of exported files (policy YAML, Prometheus
+    rules): ``# audit head: entry N, HMAC-SHA256 H (...)``; a reviewer holding the file can later check
+    that the database still contains that entry."""
+    head = last_entry(store)
+    if head is None:
+        return "# audit head: empty trail\n"
+    return (f"# audit head: entry {head[0]}, HMAC-SHA256 {head[1]} (check the database still holds it: "
+            "python -m core policy verify-audit)\n")
+
+
+def stamp_head(store: Store, text: str) -> str:
+    """``text`` (a YAML file) with :func:`head_comment` after its leading comment lines (export warnings
+    and headers stay on top)."""
+    lines = text.splitlines(keepends=True)
+    k = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return "".join(lines[:k]) + head_comment(store) + "".join(lines[k:])
 
 
 _OBJECT_KEYS = {"upload": "upload_id", "delete_upload": "upload_id", "delete_series": "series",
