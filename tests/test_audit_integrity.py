@@ -55,29 +55,17 @@ def test_key_file_is_created_owner_only_and_verifies(db, audit_dir):
     assert [a.seq for a in lines] == [1, 2, 3, 4, 5] and lines[-1].entry_hash == r.head
 
 
-def test_modified_row_is_named(db):
-    db.query_all("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
-    ok, seq, msg = audit.verify_audit(db)
-    assert (ok, seq) == (False, 3) and "entry 3 (policy.apply by mallory) was modified" in msg
-
-
-def test_deleted_newest_entry_is_caught_by_the_anchor(db):
-    db.query_all("DELETE FROM audit WHERE seq = 5")
-    ok, seq, msg = audit.verify_audit(db)
-    assert (ok, seq) == (False, 5)
-    assert "anchored audit entry 5" in msg and "the database ends at entry 4" in msg
-
-
-def test_deleted_middle_entry_is_named(db):
-    db.query_all("DELETE FROM audit WHERE seq = 2")
-    ok, seq, msg = audit.verify_audit(db)
-    assert (ok, seq) == (False, 2) and "entry 2 is missing" in msg
-
-
-def test_reordered_entries_are_caught(db):
-    db.query_all("UPDATE audit SET seq = CASE seq WHEN 2 THEN 3 ELSE 2 END WHERE seq IN (2, 3)")
-    ok, seq, msg = audit.verify_audit(db)
-    assert (ok, seq) == (False, 2) and "does not link to entry 1" in msg
+@pytest.mark.parametrize("tamper, seq, says", [
+    ("UPDATE audit SET actor = 'mallory' WHERE seq = 3", 3, ["entry 3 (policy.apply by mallory) was modified"]),
+    ("DELETE FROM audit WHERE seq = 5", 5, ["anchored audit entry 5", "the database ends at entry 4"]),
+    ("DELETE FROM audit WHERE seq = 2", 2, ["audit entry 2 is missing (next stored entry is 3)"]),
+    ("UPDATE audit SET seq = CASE seq WHEN 2 THEN 3 ELSE 2 END WHERE seq IN (2, 3)", 2,
+     ["audit entry 2 does not link to entry 1"]),
+], ids=["modified row", "deleted newest", "deleted middle", "reordered"])
+def test_tampered_rows_are_named(db, tamper, seq, says):
+    db.query_all(tamper)
+    ok, at, msg = audit.verify_audit(db)
+    assert (ok, at) == (False, seq) and all(s in msg for s in says), msg
 
 
 def _recompute_unkeyed(store):

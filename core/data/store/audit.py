@@ -265,9 +265,13 @@ def _seal(store: Store, key: bytes, now: Any = None) -> AuditEntry | None:
 def seal_legacy(store: Store) -> AuditEntry | None:
     """Migration of a database written before the keyed chain: verify its sha256 chain once and seal it
     with a keyed entry covering its head. Does nothing (returns None) when there is nothing to seal."""
+    # cheap reads first: a store opened on a keyed (or empty) trail writes nothing and commits nothing
+    first = store.query_one(f"SELECT {', '.join(COLUMNS)} FROM audit ORDER BY seq LIMIT 1")
+    if first is None or entry_hash(*first[:10]) != first[10]:
+        return None   # empty, keyed from the start, or broken at entry 1 (left for verification to report)
+    if store.query_one("SELECT 1 FROM audit WHERE action = ? LIMIT 1", [SEAL_ACTION]):
+        return None
     with store.transaction():
-        if not store.query_one("SELECT 1 FROM audit LIMIT 1"):
-            return None
         key = anchor.load_key(create=not _has_keyed_entries(store))
         if key is None or not _needs_seal(store, key):
             return None

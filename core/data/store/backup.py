@@ -114,7 +114,8 @@ def backup(store: Store, out: str | os.PathLike[str]) -> BackupInfo:
         export_dir.rmdir()
         manifest = {"format": FORMAT, "created_at": created, "source": str(Path(store.path).resolve()),
                     "schema_version": version, "tables": counts, "duckdb": duckdb.__version__,
-                    "audit": {"entries": head[0] if head else 0, "head": head[1] if head else None}}
+                    "audit": {"entries": head[0] if head else 0, "head": head[1] if head else None,
+                              "hash": "hmac-sha256 (key outside the database; see README, The audit trail)"}}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()
