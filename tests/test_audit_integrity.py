@@ -238,3 +238,18 @@ def test_cli_verify_audit_exit_codes(db):
     out = subprocess.run([sys.executable, "-m", "core", "policy", "verify-audit"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "anchored audit entry 5" in out.stdout
+
+
+def test_restore_of_a_backup_is_not_tampering(tmp_path, audit_dir):
+    from core.data.store.backup import backup, restore
+
+    s = Store(tmp_path / "r.duckdb")
+    _write(s, 3)
+    backup(s, tmp_path / "bk")
+    _write(s, 2, start=3)
+    rep = restore(s, tmp_path / "bk", actor="ann", reason="undo")
+    r = audit.check_integrity(s)
+    assert r.ok and r.entries == 4 == rep.audit_seq and r.anchor_seq == 4, r.message
+    s.query_all("DELETE FROM audit WHERE seq = 4")   # removing the restore entry itself is still caught
+    assert audit.verify_audit(s)[:2] == (False, 4)
+    s.close()

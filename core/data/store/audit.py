@@ -388,7 +388,8 @@ def check_integrity(store: Store) -> Integrity:
     head = str(rows[-1][10]) if rows else None
     apath = anchor.anchor_path(store.path)
     lines = anchor.read(apath) if apath is not None else None
-    last_line = max(lines, key=lambda a: (a.seq, a.ts)) if lines else None
+    since_restore = lines[max((i for i, a in enumerate(lines) if a.restore), default=0):] if lines else []
+    last_line = max(since_restore, key=lambda a: (a.seq, a.ts)) if since_restore else None
     base = {"entries": n, "head": head, "anchor_path": str(apath) if apath else None,
             "anchor_seq": last_line.seq if last_line else None, "anchor_time": last_line.ts if last_line else None}
     key = anchor.load_key(create=False)
