@@ -43,6 +43,7 @@ _PUBLIC: dict[str, str] = {
     "quality_report": "core.data.quality",
     "Store": "core.data.store",
     "verify_audit": "core.data.store.audit",
+    "check_integrity": "core.data.store.audit",
     # analysis
     "analyse": "core.analysis.pipeline",
     "Analysis": "core.analysis.pipeline",

@@ -54,6 +54,20 @@ def _isolated_db(tmp_path_factory):
         os.environ["STUDIO_DB"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_audit_dir(tmp_path_factory):
+    """Keep the audit key and anchor files (``$STUDIO_AUDIT_DIR``) in a session tmp directory, never in
+    the repository or the user's home; a key or anchor set in the caller's shell is ignored here."""
+    path = tmp_path_factory.mktemp("audit_dir")
+    saved = {k: os.environ.pop(k, None) for k in ("STUDIO_AUDIT_DIR", "STUDIO_AUDIT_KEY", "STUDIO_AUDIT_ANCHOR")}
+    os.environ["STUDIO_AUDIT_DIR"] = str(path)
+    yield path
+    os.environ.pop("STUDIO_AUDIT_DIR", None)
+    for k, v in saved.items():
+        if v is not None:
+            os.environ[k] = v
+
+
 @pytest.fixture
 def store(tmp_path):
     """A fresh Store in a temporary file."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import pandas as pd
 import pytest
 
-from core.data.store import audit
+from core.data.store import anchor, audit
 from tests.conftest import make_points
 
 T0 = pd.Timestamp("2026-03-01T12:00:00Z")
@@ -21,7 +22,7 @@ def _three(store):
                      now=T0 + pd.Timedelta(minutes=i))
 
 
-def test_chain_links_and_hash_is_sha256_of_canonical_fields(store):
+def test_chain_links_and_hash_is_hmac_of_canonical_fields(store):
     _three(store)
     df = audit.list_audit(store).sort_values("seq")
     assert df["seq"].tolist() == [1, 2, 3]
@@ -31,7 +32,9 @@ def test_chain_links_and_hash_is_sha256_of_canonical_fields(store):
     # recompute entry 1 independently of core.data.store.audit's helper
     payload = [1, "2026-03-01T12:00:00.000000Z", "alice", "policy.apply", "thing:0", "r0",
                '{"i":0,"x":[1,2]}', None, None, "0" * 64]
-    expected = hashlib.sha256(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+    key = bytes.fromhex(anchor.key_path().read_text().strip())   # the key file made on first use
+    text = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    expected = hmac.new(key, text, hashlib.sha256).hexdigest()
     assert df["entry_hash"].iloc[0] == expected
     ok, seq, msg = audit.verify_audit(store)
     assert ok and seq is None and "3 entries" in msg
@@ -62,11 +65,11 @@ def test_rehashed_row_breaks_the_link_of_the_next_entry(store):
                           "prev_hash FROM audit WHERE seq = 2")
     forged = list(row)
     forged[5] = "forged reason"   # the reason column
-    new_hash = audit.entry_hash(*forged)
+    new_hash = audit.entry_hash(*forged)   # rehashed without the key: plain sha256
     store.query_all("UPDATE audit SET reason = ?, entry_hash = ? WHERE seq = 2", ["forged reason", new_hash])
     ok, seq, msg = audit.verify_audit(store)
-    assert (ok, seq) == (False, 3)
-    assert "does not link" in msg
+    assert (ok, seq) == (False, 2)
+    assert "was modified" in msg
 
 
 def test_deleted_entry_is_detected(store):

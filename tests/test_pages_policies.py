@@ -69,6 +69,29 @@ def test_page_renders_history_and_integrity(db):
     assert f"Audit chain intact, {n} entr{'y' if n == 1 else 'ies'}." in out
 
 
+def test_page_reports_a_removed_newest_entry_with_the_anchor_and_what_to_do(db):
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    pol.apply(s, "default", add_rule(v1), base_version=1, user=ED, reason="extra cpu rule")
+    r = audit.check_integrity(s)
+    assert r.ok and r.anchor_seq == r.entries
+    s.query_all("DELETE FROM audit WHERE seq = ?", [r.entries])
+    refresh()
+    at = open_page("policies.py")
+    out = texts(at)
+    assert f"Audit chain broken at entry #{r.entries}: anchored audit entry {r.entries}" in out
+    assert f"the database ends at entry {r.entries - 1}" in out and "Do not write further changes" in out
+
+
+def test_page_says_unverifiable_without_the_key(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_AUDIT_DIR", str(tmp_path / "no-key-here"))
+    refresh()
+    at = open_page("policies.py")
+    out = texts(at)
+    assert "Audit chain unverifiable: unverifiable: key missing" in out and "restore the audit key" in out
+    assert "Audit chain intact" not in out
+
+
 def test_apply_then_rollback_through_the_dialog(db):
     at = open_page("policies.py")
     s = app_store(db)

@@ -527,9 +527,18 @@ def test_cli_import_history_export_rollback(tmp_path, monkeypatch, capsys):
     assert main(["policy", "--db", db, "export", "--format", "prometheus", "--out", str(out_file)]) == 0
     doc = yaml.safe_load(out_file.read_text())
     assert doc["groups"][0]["rules"][0]["expr"] == 'm{h="a"} > 80'
+    from core.data.store import Store
+    from core.data.store.audit import last_entry
+
+    with Store(db) as s:
+        seq, head = last_entry(s)
+    assert f"# audit head: entry {seq}, HMAC-SHA256 {head} " in out_file.read_text()
     assert main(["policy", "--db", db, "export", "--format", "yaml"]) == 0
-    assert "warning: 80" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "warning: 80" in out and f"\n# audit head: entry {seq}, HMAC-SHA256 {head} " in out
+    assert out.index("# audit head") < out.index("rules:")
     assert main(["policy", "--db", db, "verify-audit"]) == 0
+    assert "audit trail intact" in capsys.readouterr().out
 
 
 def test_cli_import_error_names_the_file(tmp_path, monkeypatch, capsys):

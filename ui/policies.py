@@ -57,23 +57,51 @@ def audit_log(actor: str | None = None, action: str | None = None, since: Any = 
 
 
 @st.cache_data(show_spinner=False)
-def _verify(path: str) -> tuple[bool, int | None, str]:
-    return audit.verify_audit(state.store())
+def _verify(path: str) -> audit.Integrity:
+    return audit.check_integrity(state.store())
 
 
 def verify() -> tuple[bool, int | None, str]:
     """:func:`core.data.store.audit.verify_audit` of the app's database (cached until the next write)."""
+    r = integrity()
+    return r.ok, r.seq, r.message
+
+
+def integrity() -> audit.Integrity:
+    """:func:`core.data.store.audit.check_integrity` of the app's database (cached until the next write)."""
     return _verify(state.db_path())
 
 
+#: What to do when the check fails, per status.
+INTEGRITY_ADVICE = {
+    "broken": ("Treat the trail as evidence of tampering or of a restored/replaced database file: keep a copy of "
+               "the database, the key and the anchor file as they are now, compare with your latest backup "
+               "(`python -m core backup` manifests and exported policy files carry the audit head), and find "
+               "out who had write access to the file. Do not write further changes until it is understood."),
+    "unverifiable": ("The trail cannot be checked here: restore the audit key this database was written with "
+                     "(the key file, or STUDIO_AUDIT_KEY) and reload. An unsealed old trail is sealed the "
+                     "next time the database is opened for writing."),
+}
+
+
 def show_integrity(entries: int) -> None:
-    """Green when the hash chain verifies, red naming the first broken entry otherwise."""
-    ok, seq, msg = verify()
-    if ok:
-        st.success(f"Audit chain intact, {entries} entr{'y' if entries == 1 else 'ies'}.",
+    """Green when the keyed chain verifies and matches the anchor (with the anchor's time); red naming the
+    entry at fault, or amber when it cannot be checked, each with what to do."""
+    r = integrity()
+    anchored = (f" Last anchored entry {r.anchor_seq} at {r.anchor_time} ({r.anchor_path})."
+                if r.anchor_seq else " No anchor file yet." if r.anchor_path else "")
+    if r.ok:
+        note = f" Note: {r.note}." if r.note else ""
+        st.success(f"Audit chain intact, {entries} entr{'y' if entries == 1 else 'ies'}. Keyed chain verified, "
+                   f"head {(r.head or audit.GENESIS)[:12]}...{anchored}{note}",
                    icon=":material/verified:")
+    elif r.status == "unverifiable":
+        st.warning(f"Audit chain unverifiable: {r.message}.{anchored}\n\n{INTEGRITY_ADVICE['unverifiable']}",
+                   icon=":material/key_off:")
     else:
-        st.error(f"Audit chain broken at entry #{seq}: {msg}", icon=":material/gpp_bad:")
+        where = f" at entry #{r.seq}" if r.seq else ""
+        st.error(f"Audit chain broken{where}: {r.message}.{anchored}\n\n{INTEGRITY_ADVICE['broken']}",
+                 icon=":material/gpp_bad:")
 
 
 # ---------------------------------------------------------------------------- dialogs
@@ -294,14 +322,15 @@ def map_series_dialog(changes: dict, base: int) -> None:
 
 def prometheus_text(version: pol.PolicyVersion, mapping: pd.DataFrame, scrape_interval_s: float) -> str:
     """Prometheus rules YAML of ``version`` with the edited ``series -> selector`` table."""
-    return prometheus_export(version, mapping, scrape_interval_s).to_yaml()
+    return audit.stamp_head(state.store(), prometheus_export(version, mapping, scrape_interval_s).to_yaml())
 
 
 def policy_text(version: pol.PolicyVersion) -> str:
     """The version as a studio policy YAML file."""
     from core.policy.policy_yaml import policy_to_yaml
 
-    return policy_to_yaml(version.rules(), {**version.meta, "policy": version.policy})
+    return audit.stamp_head(state.store(), policy_to_yaml(version.rules(), {**version.meta,
+                                                                       "policy": version.policy}))
 
 
 def date_bounds(days: object) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:

@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
                 # also in the file as comments; on stderr so a reader of the terminal cannot miss them
                 for w in prom.warnings:
                     print(f"warning: Prometheus will differ from the replay: {w}", file=sys.stderr)
+            from core.data.store.audit import stamp_head
+
+            text = stamp_head(store, text)
             if args.out:
                 Path(args.out).write_text(text, encoding="utf-8")
                 print(f"wrote {args.format} of {name} v{v.number} to {args.out}", file=sys.stderr)
@@ -212,9 +215,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{v.label} created: {v.reason}")
             return 0
         if args.action == "verify-audit":
-            from core.data.store.audit import verify_audit
+            from core.data.store.audit import check_integrity
 
-            ok, seq, msg = verify_audit(store)
-            print(msg)
+            r = check_integrity(store)
+            print(r.message)
+            if r.anchor_path:
+                when = f"last anchored entry {r.anchor_seq} at {r.anchor_time}" if r.anchor_seq else "no anchor yet"
+                print(f"anchor: {r.anchor_path} ({when})")
+            ok = r.ok
             return 0 if ok else 1
     return 2

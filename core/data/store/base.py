@@ -408,7 +408,7 @@ class Store:
     yield_s: float = 0.03
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
-                 lock_timeout: float | None = None) -> None:
+                 lock_timeout: float | None = None, seal_audit: bool = True) -> None:
         self.path = str(path) if path is not None else str(default_db_path())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -423,6 +423,8 @@ class Store:
         self._opened_at = self._idle_since = self._yield_until = 0.0
         self._reaper: threading.Timer | None = None
         self._wrote = False
+        #: Callables run once the outermost transaction has committed (the audit anchor); dropped on rollback.
+        self.after_commit: list[Callable[[], None]] = []
         if self.path == ":memory:":   # a memory database lives as long as its connection: keep it
             self._keep = duckdb.connect(":memory:")
             self._keep.execute("SET TimeZone = 'UTC'")
@@ -430,6 +432,8 @@ class Store:
         if not read_only:
             with self.connection():
                 self.migrate()
+                if seal_audit:
+                    audit.seal_legacy(self)
             audit.install(self)
 
     # ------------------------------------------------------------------ plumbing
@@ -543,6 +547,7 @@ class Store:
                 yield con
             except BaseException:
                 self._in_tx = False
+                self.after_commit.clear()
                 try:
                     con.execute("ROLLBACK")
                 except duckdb.Error:   # the transaction was already aborted by the failing statement
@@ -552,6 +557,9 @@ class Store:
                 self._in_tx = False
                 con.execute("COMMIT")
                 self._wrote = True
+                hooks, self.after_commit = self.after_commit, []
+                for hook in hooks:
+                    hook()
             finally:
                 self._in_tx = False
 

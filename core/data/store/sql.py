@@ -13,6 +13,9 @@ class Store(Protocol):
     """What the store's modules need of :class:`core.data.store.base.Store` (so that a module the
     Store itself imports, such as the audit chain, need not import it back)."""
 
+    path: str
+    after_commit: list[Any]
+
     def transaction(self) -> AbstractContextManager[Any]: ...
     def query_df(self, sql: str, params: Any = None) -> pd.DataFrame: ...
     def query_all(self, sql: str, params: Any = None) -> list[tuple]: ...
