@@ -8,6 +8,7 @@ from typing import Any
 from core.alerting.prometheus.mapping import PromMapping
 from core.alerting.promtool import promtool_binary, promtool_version
 from core.alerting.rule_tests import RuleTests, build_rule_tests
+from core.data.store.audit import head_comment
 
 
 def version_rule_tests(store: Any, version: Any, mapping: PromMapping | None = None, *,
@@ -15,7 +16,8 @@ def version_rule_tests(store: Any, version: Any, mapping: PromMapping | None = N
     """The ``promtool test rules`` file pinning ``version``'s Prometheus export to its replay on the
     stored history of every series its rules match.
 
-    ``audit_head``: the audit trail's head to name in the header (left to the caller). The tests
+    ``audit_head``: the audit trail's head to name in the header (default: the store's current head,
+    as the exported rule file names it, so the two files can be matched to one state). The tests
     target the installed ``promtool``'s major version, or Prometheus 2 when none is installed.
     """
     rules = version.rules()
@@ -25,6 +27,8 @@ def version_rule_tests(store: Any, version: Any, mapping: PromMapping | None = N
     pts = store.get_points(keys) if keys else None
     points = {} if pts is None or pts.empty else {k: g.set_index("ts")["value"] for k, g in pts.groupby("series")}
     major = promtool_version()[0] if promtool_binary() else 2
+    if audit_head is None:
+        audit_head = head_comment(store).removeprefix("# audit head: ").strip()
     return build_rule_tests(rules, points, mapping, rules_file=rules_file, policy=version.policy,
                             version=version.number, carried=version.meta.get("carried_rules") or (),
                             audit_head=audit_head, prom_major=major)
