@@ -13,8 +13,8 @@ from core.experiment.plan import STOPPING_RULES
 from core.experiment.workflow import rule_for_series
 from ui import experiments as ue
 from ui import state
+from ui.policy_apply import current_policy, rule_name
 from ui.session import session_user, write_note
-from ui.thresholds.editor import current_policy, rule_name
 
 ss = st.session_state
 st.title("Experiments")

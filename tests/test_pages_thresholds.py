@@ -331,7 +331,7 @@ def test_summary_cards_say_insufficient():
 
 
 def test_impact_frame_applies_the_card_gates():
-    from ui.thresholds.apply import impact_frame
+    from ui.policy_apply import impact_frame
 
     row = {"series": "s", "old_episodes_per_week": 3.14159, "old_time_in_alert_pct": 0.12345, "old_incidents": 1,
            "old_incidents_caught": 1, "old_recall": 1.0, "old_precision": 1.0, "old_episodes": 2,

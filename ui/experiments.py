@@ -26,9 +26,8 @@ from core.experiment.workflow import DEFAULT_SETTINGS, history_of, lower_is_bett
 from core.policy import versions as pol
 from ui import state
 from ui.pending import PendingDialogs
+from ui.policy_apply import POLICY, show_preview
 from ui.session import session_user
-from ui.thresholds.apply import show_preview
-from ui.thresholds.editor import POLICY
 
 PREFILL = "exp.prefill"      # set by the Recommendations page: {"series", "warning", "for_s", "critical"}
 PENDING = "exp.pending"

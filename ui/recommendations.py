@@ -22,8 +22,7 @@ from core.errors import StudioError
 from core.policy import versions as pol
 from ui import state
 from ui.charts import series_figure
-from ui.thresholds.apply import confirm_apply, outcome, show_preview
-from ui.thresholds.editor import POLICY, current_policy, rule_name
+from ui.policy_apply import POLICY, confirm_apply, current_policy, outcome, rule_name, show_preview
 
 RESULTS = "rec.results"
 DIALOG = "rec.dialog"

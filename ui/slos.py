@@ -25,7 +25,7 @@ from core.slo import (
     watch,
 )
 from ui import state
-from ui.thresholds.apply import confirm_apply, outcome, show_preview
+from ui.policy_apply import confirm_apply, outcome, show_preview
 
 POLICY = pol.DEFAULT_POLICY
 FLASH = "slo.flash"

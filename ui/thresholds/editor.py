@@ -9,7 +9,6 @@ the Apply dialog shows the :class:`~core.errors.ConflictError` message and the e
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,12 @@ import streamlit as st
 from core.alerting import recommend
 from core.alerting.recommend import snap, step_decimals
 from core.alerting.rules import KNOWN_UNITS, Rule, format_duration
-from core.data.frame import parse_key, series_values
+from core.data.frame import series_values
 from core.errors import InsufficientDataError, StudioError
 from core.policy import versions as pol
 from ui import state
 from ui.charts import chart_points
-
-POLICY = pol.DEFAULT_POLICY
-
+from ui.policy_apply import current_policy, rule_name
 
 QUANTILES = {"min": 0.0, "p0.1": 0.001, "p1": 0.01, "p50": 0.5, "p99": 0.99, "p99.9": 0.999, "max": 1.0}
 
@@ -110,17 +107,6 @@ def series_data(key: str) -> SeriesData:
 
 
 # ---------------------------------------------------------------------------- policy snapshot
-@st.cache_data(show_spinner=False)
-def _policy(path: str) -> dict[str, Any]:
-    s = state.store()
-    active = pol.active_version(s, POLICY)
-    return {"active": active.number if active else None, "base": pol.latest_number(s, POLICY),
-            "rules": active.rule_dicts if active else []}
-
-
-def current_policy() -> dict[str, Any]:
-    """``active`` (number in force or None), ``base`` (highest version number) and ``rules`` (dicts in force)."""
-    return _policy(state.db_path())
 
 
 def loaded_policy(reload: bool = False) -> dict[str, Any]:
@@ -189,18 +175,6 @@ def direction_defaults(data: SeriesData, comparator: str) -> tuple[float, float]
         return (snap(hi - step, step), hi) if up else (snap(lo + step, step), lo)
     assert fl.critical is not None             # always set when a step is given
     return fl.warning, fl.critical
-
-
-def rule_name(key: str, taken: Iterable[str] = ()) -> str:
-    """A CamelCase rule name from a series key: ``latency_p95_ms{service="checkout"}`` ->
-    ``CheckoutLatencyP95MsHigh`` (a number is appended when the name is taken)."""
-    name, labels = parse_key(key)
-    words = re.split(r"[^A-Za-z0-9]+", " ".join([*labels.values(), name]))
-    base = "".join(w[:1].upper() + w[1:] for w in words if w) + "High"
-    taken, out, i = set(taken), base, 2
-    while out in taken:
-        out, i = f"{base}{i}", i + 1
-    return out
 
 
 def draft_suggestion(data: SeriesData, for_s: str = "5m", missing: str = "nodata") -> recommend.Suggestion:

@@ -22,15 +22,8 @@ from core.alerting.replay import Replay, replay
 from core.alerting.rules import Rule
 from core.alerting.sweep import SweepGrid, auto_levels, sweep, sweep_grid
 from ui import state
+from ui.policy_apply import MIN_EPISODES_PRECISION, MIN_INCIDENTS_RATE
 from ui.thresholds.editor import CELL, SeriesData, _series_data
-
-#: a recall rate needs at least this many labelled incidents; below it the page shows counts only
-MIN_INCIDENTS_RATE = 5
-
-
-#: precision needs at least this many alert episodes (and one labelled incident)
-MIN_EPISODES_PRECISION = 5
-
 
 SWEEP_POINTS = 41
 
