@@ -274,6 +274,35 @@ def test_held_out_prediction_on_stationary_spikes() -> None:
     assert lo <= v["actual"] <= hi
 
 
+def test_held_out_period_cannot_change_the_risk_reasons() -> None:
+    """Only the held-out 30 % differs (a level shift of 6 sd and a fifth of its points missing): the
+    levels and every risk reason but the held-out check's own are the same; only the validation sees it. Over the whole history
+    the weekly medians span ~6 robust spreads and 6 % of the evaluations are missing, so a risk
+    computed there would add "level shift or trend" and "poor data quality"."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(6 * 2016)                    # 6 weeks at 5 minutes
+    base = _series(x, freq="5min")
+    rec = recommend(base, strategies=("robust",))
+    held = np.asarray(base.index >= rec.split)
+    y = x.copy()
+    y[held] += 6.0
+    gaps = np.flatnonzero(held)[::5]
+    y[gaps] = np.nan
+    other = recommend(_series(y, freq="5min"), strategies=("robust",))
+    assert other.split == rec.split
+    assert (other.warning, other.critical, other.level_interval) == (rec.warning, rec.critical, rec.level_interval)
+
+    def fit_reasons(r: engine.Recommendation) -> list[str]:
+        return [m for m in r.risk_reasons if not m.startswith("held-out error")]
+
+    assert fit_reasons(other) == fit_reasons(rec)
+    assert not any(m.startswith(("level shift", "poor data")) for m in fit_reasons(other))
+    assert other.validation["actual_time_in_alert_pct"] > 50 > rec.validation["actual_time_in_alert_pct"]
+    t = base.index.as_unit("ns").asi8
+    whole = engine._weekly_shift(t, y, np.isfinite(y), strategies.robust_scale(x[~held]))
+    assert whole > 1.0 and np.isnan(y).mean() > 0.05                 # the leak this guards against
+
+
 def test_held_out_too_quiet_says_why() -> None:
     x = np.random.default_rng(1).standard_normal(20_160)
     rec = recommend(_series(x), strategies=("percentile",), preset="conservative")

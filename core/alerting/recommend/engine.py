@@ -321,10 +321,12 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         hi = max(hi, pred + 1.0)     # an unchecked prediction: at least one episode/week of slack upwards
     fit_eps = int(((starts >= t0) & (starts < split_ns)).sum())
     scale = robust_scale(xc)
-    shift = _weekly_shift(t, v, finite, scale)
+    # risk evidence from the fit period only: the held-out period feeds nothing but the validation
+    shift = _weekly_shift(t[in_fit], v[in_fit], finite[in_fit], scale)
+    fit_missing = rep.missing[rep.ts_ns < split_ns]
     risk_level, reasons = risk(fit_episodes=fit_eps, level=level if level is not None else 0.0,
                                level_interval=level_iv, scale=scale, shift=shift,
-                               missing_share=float(rep.missing.mean()) if rep.missing.size else 0.0,
+                               missing_share=float(fit_missing.mean()) if fit_missing.size else 0.0,
                                validation=validation)
     comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None \
         and not _nested else {}
@@ -339,8 +341,9 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
 
 
 def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float) -> float | None:
-    """Range of the weekly medians over the whole history, in robust spreads (None below two full weeks):
-    a level shift or a trend moves it, daily and weekly seasonality do not."""
+    """Range of the weekly medians of the points given (the engine passes the fit period only), in
+    robust spreads (None below two full weeks): a level shift or a trend moves it, daily and weekly
+    seasonality do not."""
     week = (t[finite] - t[0]) // int(WEEK_S * _NS)
     full = int((t[-1] - t[0]) // int(WEEK_S * _NS))
     if full < 2:
