@@ -303,6 +303,36 @@ def test_held_out_period_cannot_change_the_risk_reasons() -> None:
     assert whole > 1.0 and np.isnan(y).mean() > 0.05                 # the leak this guards against
 
 
+def test_detected_outage_left_out_of_the_fit_by_default() -> None:
+    """A 3-hour outage (+30 sd, 36 points at 5 minutes) in the fit period of 6 weeks of N(10, 1):
+    the default detector flags it (36 points and the few after its end), so the p99.9 critical is
+    the outage-free one (13.20 with the outage removed by hand) instead of ~40 inside the outage;
+    ``exclude_outages=False`` keeps it in. The held-out period is never searched for outages."""
+    rng = np.random.default_rng(1)
+    y = 10 + rng.standard_normal(6 * 2016)
+    y[3000:3036] += 30.0
+    s = _series(y, freq="5min")
+    removed = s.copy()
+    removed.iloc[3000:3036] = np.nan
+    ref = recommend(removed, strategies=("percentile",), exclude_outages=False)
+    rec = recommend(s, strategies=("percentile",))
+    kept = recommend(s, strategies=("percentile",), exclude_outages=False)
+    assert 36 <= rec.outage_points <= 36 + 5 and kept.outage_points == 0
+    assert abs(ref.critical - 13.2) < 0.05
+    assert rec.critical == pytest.approx(ref.critical, abs=0.02)
+    assert kept.critical > 35.0                                   # dragged by the outage when kept
+    assert "detected outages were left out" in rec.rationale
+    t = s.index.as_unit("ns").asi8
+    in_fit = t < rec.split.value
+    mask = engine.fit_outages(s, in_fit, np.zeros(len(s), dtype=bool))
+    assert mask[3000:3036].all() and not mask[~in_fit].any()
+    late = y.copy()
+    late[-600:-564] += 30.0                                         # the same outage in the held-out period
+    assert not engine.fit_outages(_series(late, freq="5min"), in_fit, np.zeros(len(s), dtype=bool))[~in_fit].any()
+    with pytest.raises(ValidationError, match="outages"):
+        recommend(s, outages=np.zeros(3, dtype=bool))
+
+
 def test_held_out_too_quiet_says_why() -> None:
     x = np.random.default_rng(1).standard_normal(20_160)
     rec = recommend(_series(x), strategies=("percentile",), preset="conservative")

@@ -61,6 +61,7 @@ from core.alerting.replay import replay
 from core.alerting.rules import COMPARATORS, Rule, format_duration
 from core.alerting.sweep import sweep
 from core.analysis.baseline import exclusion_mask
+from core.analysis.pipeline import detect, detected_outages
 from core.analysis.scoring import score_events
 from core.errors import ValidationError
 from core.fmt import json_safe
@@ -85,6 +86,7 @@ class Recommendation:
     (|error| <= 15 % or 1/week), time in alert and incidents caught in both periods, ``sufficient``
     and ``reason``. ``comparison`` (with a rule in force): episodes and incidents caught/missed by the
     rule in force and by the recommendation, over the held-out period and the whole history.
+    ``outage_points`` counts the finite fit-period points left out as outages (not in an incident).
     """
 
     series: str
@@ -108,6 +110,7 @@ class Recommendation:
     candidates: pd.DataFrame | None = None
     hourly: np.ndarray | None = None
     split: pd.Timestamp | None = None
+    outage_points: int = 0
 
     def rule(self, name: str = "recommended", series: str | None = None, **extra: Any) -> Rule:
         """The recommended rule (raises when insufficient)."""
@@ -136,7 +139,7 @@ class Recommendation:
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
             "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
             "unconstrained": self.unconstrained or None, "constraints": list(self.constraint_notes) or None,
-            "comparison": self.comparison or None,
+            "comparison": self.comparison or None, "outage_points": self.outage_points,
         }
         if self.insufficient:
             out["insufficient"] = self.insufficient
@@ -177,7 +180,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
               (None, None), now: Any = None, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
               strategies: tuple[str, ...] | None = None, slo_target: float | None = None, n_boot: int = 200,
               seed: int = 0, outages: np.ndarray | None = None, inner_fraction: float = 0.7,
-              _nested: bool = False) -> Recommendation:
+              exclude_outages: bool = True, _nested: bool = False) -> Recommendation:
     """Recommend warning/critical levels for one series and validate them on its later history.
 
     Parameters
@@ -201,7 +204,12 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     strategies : tuple of str, optional
         Scalar strategies to choose among (default the preset's).
     outages : ndarray of bool, optional
-        Points to leave out of the fit as well (e.g. detected outages), aligned with ``values``.
+        Points to leave out of the fit as well, aligned with ``values``. Default: the outages the
+        default detector finds in the fit period (:func:`fit_outages`; causal, the held-out period
+        is never looked at), unless ``exclude_outages`` is False.
+    exclude_outages : bool
+        Detect outages in the fit period and leave them out of the fit when ``outages`` is not
+        given (default True; the CLI's ``--keep-outages`` turns it off).
     inner_fraction : float
         The prediction is cross-fitted inside the fit period: the same procedure (strategies,
         choice, constraints) is run on its first ``inner_fraction`` (default 0.7) and the rule it
@@ -245,8 +253,18 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     split_ns = t0 + int((t1 - t0) * train_fraction)
     split = pd.Timestamp(split_ns, tz="UTC")
     inc = _series_incidents(incidents, key)
-    excl = exclusion_mask(s.index, inc, outages)
     in_fit = t < split_ns
+    omask = None
+    if outages is not None:
+        omask = np.asarray(outages, dtype=bool)
+        if omask.shape != (len(values),):
+            raise ValidationError(f"outages has {omask.size} entries; expected one per point ({len(values)})",
+                                  path="outages")
+        omask = omask[np.argsort(values.index, kind="stable")]
+    elif exclude_outages and not _nested:
+        omask = fit_outages(s, in_fit, exclusion_mask(s.index, inc))
+    excl = exclusion_mask(s.index, inc, omask)
+    n_outage = 0 if omask is None else int((omask & in_fit & finite & ~exclusion_mask(s.index, inc)).sum())
     clean = in_fit & finite & ~excl
     n_clean = int(clean.sum())
     if n_clean < MIN_FIT_POINTS:
@@ -297,8 +315,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
                           last_changes=last_changes, now=now, weights=weights, strategies=strategies,
-                          slo_target=slo_target, seed=seed, outages=None if outages is None else
-                          np.asarray(outages)[np.argsort(values.index, kind="stable")][in_fit], _nested=True)
+                          slo_target=slo_target, seed=seed, outages=None if omask is None else omask[in_fit],
+                          _nested=True)
         if not inner.insufficient:
             iv = inner.validation
             check = (iv["held_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
@@ -331,13 +349,36 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None \
         and not _nested else {}
     rationale = _rationale(chosen, table, warning, critical, validation, notes, p, data)
+    if n_outage:
+        rationale += f" {n_outage} fit-period point(s) in detected outages were left out of the fit."
     return Recommendation(
         series=key, comparator=comparator, preset=p.name, warning=warning, critical=critical, for_s=p.for_s,
         strategy=chosen.strategy, unconstrained={"warning": w_c.unconstrained, "critical": k_c.unconstrained},
         constraint_notes=notes, level_interval=level_iv if all(math.isfinite(x) for x in level_iv) else None,
         predicted_episodes_per_week=pred, predicted_interval=(lo, hi), validation=validation,
         comparison=comparison, risk=risk_level, risk_reasons=reasons, rationale=rationale, candidates=table,
-        hourly=chosen.hourly, split=split)
+        hourly=chosen.hourly, split=split, outage_points=n_outage)
+
+
+def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Detected outages of the fit period, as the Trends pipeline finds them, aligned with ``s``.
+
+    The default detector (:func:`core.analysis.pipeline.detect`: trained on the first
+    ``min(7 days, span / 4)`` of the fit period, which it never scores; every later point scored
+    causally, from earlier points only) runs on the fit period alone, with ``excluded`` (labelled
+    incidents) and stuck values left out of its training; its flagged points make outages by
+    :func:`core.analysis.pipeline.detected_outages` (at least 3 flagged points each within 5
+    sampling steps, or a stuck run). Points after the fit period are always False: the held-out
+    period is never looked at. All False when the fit period is too thin to train the detector.
+    """
+    out = np.zeros(len(s), dtype=bool)
+    f = s[in_fit]
+    if len(f) < 2:
+        return out
+    flat = detected_outages(f)[1]
+    det = detect(f, exclude=excluded[in_fit] | flat)
+    out[np.flatnonzero(in_fit)] = detected_outages(f, det.flagged if det.sufficient else None)[1]
+    return out
 
 
 def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float) -> float | None:
