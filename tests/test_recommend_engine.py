@@ -333,6 +333,21 @@ def test_detected_outage_left_out_of_the_fit_by_default() -> None:
         recommend(s, outages=np.zeros(3, dtype=bool))
 
 
+def test_outages_of_a_fast_series_are_found_on_bucket_medians() -> None:
+    """1-minute data: the detector sees 15-minute medians; a 1-hour outage (+30 sd) is left out
+    whole (with a few buckets after it, at most 3 hours in all) and the p99.9 critical stays near
+    the outage-free 13.1 instead of ~40."""
+    rng = np.random.default_rng(1)
+    y = 10 + rng.standard_normal(3 * 10_080)
+    y[12000:12060] += 30.0
+    s = _series(y)
+    in_fit = np.arange(y.size) < int(0.7 * y.size)
+    mask = engine.fit_outages(s, in_fit, np.zeros(y.size, dtype=bool))
+    assert mask[12000:12060].all() and mask.sum() <= 180 and not mask[:12000].any()
+    rec = recommend(s, strategies=("percentile",))
+    assert rec.outage_points == mask.sum() and rec.critical < 13.5
+
+
 def test_held_out_too_quiet_says_why() -> None:
     x = np.random.default_rng(1).standard_normal(20_160)
     rec = recommend(_series(x), strategies=("percentile",), preset="conservative")

@@ -71,6 +71,8 @@ __all__ = ["Recommendation", "recommend", "DEFAULT_WEIGHTS", "MIN_HOLDOUT_S", "M
 DEFAULT_WEIGHTS = (0.4, 0.4, 0.2)
 MIN_HOLDOUT_S = 2 * 86400.0
 MIN_CHECK_EPISODES = 3.0
+#: finest step (seconds) the outage detector looks at: faster series are judged on bucket medians
+OUTAGE_STEP_S = 900
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
 
@@ -368,16 +370,32 @@ def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.nd
     causally, from earlier points only) runs on the fit period alone, with ``excluded`` (labelled
     incidents) and stuck values left out of its training; its flagged points make outages by
     :func:`core.analysis.pipeline.detected_outages` (at least 3 flagged points each within 5
-    sampling steps, or a stuck run). Points after the fit period are always False: the held-out
-    period is never looked at. All False when the fit period is too thin to train the detector.
+    sampling steps, or a stuck run). A series sampled more often than every
+    :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per ``OUTAGE_STEP_S``
+    bucket (an outage then lasts at least 3 buckets, 45 minutes), which keeps the detector's cost
+    to a fraction of the recommendation's; a flagged bucket's points are all in the outage; a
+    bucket without points stays missing. Points after the fit period are always False: the
+    held-out period is never looked at. All False when the fit period is too thin to train the
+    detector.
     """
     out = np.zeros(len(s), dtype=bool)
     f = s[in_fit]
     if len(f) < 2:
         return out
-    flat = detected_outages(f)[1]
-    det = detect(f, exclude=excluded[in_fit] | flat)
-    out[np.flatnonzero(in_fit)] = detected_outages(f, det.flagged if det.sufficient else None)[1]
+    train_excl = excluded[in_fit] | detected_outages(f)[1]
+    t = f.index.as_unit("ns").asi8
+    if float(np.median(np.diff(t))) < OUTAGE_STEP_S * _NS:
+        rule = f"{OUTAGE_STEP_S}s"
+        g = f.resample(rule).median()
+        g_excl = pd.Series(train_excl.astype(float), index=f.index).resample(rule).max().to_numpy() > 0
+        det = detect(g, exclude=g_excl)
+        gm = detected_outages(g, det.flagged if det.sufficient else None)[1]
+        bucket = np.searchsorted(g.index.as_unit("ns").asi8, t, side="right") - 1
+        mask = gm[bucket] | train_excl & ~excluded[in_fit]         # stuck runs found on the raw points
+    else:
+        det = detect(f, exclude=train_excl)
+        mask = detected_outages(f, det.flagged if det.sufficient else None)[1]
+    out[np.flatnonzero(in_fit)] = mask
     return out
 
 
