@@ -274,6 +274,80 @@ def test_held_out_prediction_on_stationary_spikes() -> None:
     assert lo <= v["actual"] <= hi
 
 
+def test_held_out_period_cannot_change_the_risk_reasons() -> None:
+    """Only the held-out 30 % differs (a level shift of 6 sd and a fifth of its points missing): the
+    levels and every risk reason but the held-out check's own are the same; only the validation sees it. Over the whole history
+    the weekly medians span ~6 robust spreads and 6 % of the evaluations are missing, so a risk
+    computed there would add "level shift or trend" and "poor data quality"."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(6 * 2016)                    # 6 weeks at 5 minutes
+    base = _series(x, freq="5min")
+    rec = recommend(base, strategies=("robust",))
+    held = np.asarray(base.index >= rec.split)
+    y = x.copy()
+    y[held] += 6.0
+    gaps = np.flatnonzero(held)[::5]
+    y[gaps] = np.nan
+    other = recommend(_series(y, freq="5min"), strategies=("robust",))
+    assert other.split == rec.split
+    assert (other.warning, other.critical, other.level_interval) == (rec.warning, rec.critical, rec.level_interval)
+
+    def fit_reasons(r: engine.Recommendation) -> list[str]:
+        return [m for m in r.risk_reasons if not m.startswith("held-out error")]
+
+    assert fit_reasons(other) == fit_reasons(rec)
+    assert not any(m.startswith(("level shift", "poor data")) for m in fit_reasons(other))
+    assert other.validation["actual_time_in_alert_pct"] > 50 > rec.validation["actual_time_in_alert_pct"]
+    t = base.index.as_unit("ns").asi8
+    whole = engine._weekly_shift(t, y, np.isfinite(y), strategies.robust_scale(x[~held]))
+    assert whole > 1.0 and np.isnan(y).mean() > 0.05                 # the leak this guards against
+
+
+def test_detected_outage_left_out_of_the_fit_by_default() -> None:
+    """A 3-hour outage (+30 sd, 36 points at 5 minutes) in the fit period of 6 weeks of N(10, 1):
+    the default detector flags it (36 points and the few after its end), so the p99.9 critical is
+    the outage-free one (13.20 with the outage removed by hand) instead of ~40 inside the outage;
+    ``exclude_outages=False`` keeps it in. The held-out period is never searched for outages."""
+    rng = np.random.default_rng(1)
+    y = 10 + rng.standard_normal(6 * 2016)
+    y[3000:3036] += 30.0
+    s = _series(y, freq="5min")
+    removed = s.copy()
+    removed.iloc[3000:3036] = np.nan
+    ref = recommend(removed, strategies=("percentile",), exclude_outages=False)
+    rec = recommend(s, strategies=("percentile",))
+    kept = recommend(s, strategies=("percentile",), exclude_outages=False)
+    assert 36 <= rec.outage_points <= 36 + 5 and kept.outage_points == 0
+    assert abs(ref.critical - 13.2) < 0.05
+    assert rec.critical == pytest.approx(ref.critical, abs=0.02)
+    assert kept.critical > 35.0                                   # dragged by the outage when kept
+    assert "detected outages were left out" in rec.rationale
+    t = s.index.as_unit("ns").asi8
+    in_fit = t < rec.split.value
+    mask = engine.fit_outages(s, in_fit, np.zeros(len(s), dtype=bool))
+    assert mask[3000:3036].all() and not mask[~in_fit].any()
+    late = y.copy()
+    late[-600:-564] += 30.0                                         # the same outage in the held-out period
+    assert not engine.fit_outages(_series(late, freq="5min"), in_fit, np.zeros(len(s), dtype=bool))[~in_fit].any()
+    with pytest.raises(ValidationError, match="outages"):
+        recommend(s, outages=np.zeros(3, dtype=bool))
+
+
+def test_outages_of_a_fast_series_are_found_on_bucket_medians() -> None:
+    """1-minute data: the detector sees 15-minute medians; a 1-hour outage (+30 sd) is left out
+    whole (with a few buckets after it, at most 3 hours in all) and the p99.9 critical stays near
+    the outage-free 13.1 instead of ~40."""
+    rng = np.random.default_rng(1)
+    y = 10 + rng.standard_normal(3 * 10_080)
+    y[12000:12060] += 30.0
+    s = _series(y)
+    in_fit = np.arange(y.size) < int(0.7 * y.size)
+    mask = engine.fit_outages(s, in_fit, np.zeros(y.size, dtype=bool))
+    assert mask[12000:12060].all() and mask.sum() <= 180 and not mask[:12000].any()
+    rec = recommend(s, strategies=("percentile",))
+    assert rec.outage_points == mask.sum() and rec.critical < 13.5
+
+
 def test_held_out_too_quiet_says_why() -> None:
     x = np.random.default_rng(1).standard_normal(20_160)
     rec = recommend(_series(x), strategies=("percentile",), preset="conservative")

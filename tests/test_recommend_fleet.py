@@ -93,3 +93,19 @@ def test_cli_recommend_from_the_database(tmp_path: Path, demo_db_bytes: bytes,
     checkout = next(o for o in out if o["series"] == 'latency_p95_ms{service="checkout"}')
     assert checkout["rule"] == "CheckoutLatencyHigh" and checkout["current"]["warning"] == 450.0
     assert checkout["comparison"]["current"]["total_incidents"] == 1    # the stored incident was used
+
+
+def test_cli_keep_outages_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A planted 3-hour outage in the fit period is left out by default and kept with --keep-outages."""
+    rng = np.random.default_rng(1)
+    y = 10 + rng.standard_normal(6 * 2016)
+    y[3000:3036] += 30.0
+    ts = pd.date_range("2026-01-05", periods=y.size, freq="5min", tz="UTC")
+    f = tmp_path / "m.csv"
+    pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "series": "s", "value": y}).to_csv(f, index=False)
+    got = {}
+    for flag in ([], ["--keep-outages"]):
+        assert main(["recommend", str(f), "--jsonl", "--workers", "1", "--db", str(tmp_path / "x.duckdb"), *flag]) == 0
+        got[bool(flag)] = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert got[False]["outage_points"] >= 36 and got[True]["outage_points"] == 0
+    assert got[False]["critical"] < 20 < 35 < got[True]["critical"]

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comparator for series without a rule in force (default >)")
     parser.add_argument("--max-change", type=float, default=0.2,
                         help="largest relative change per apply for a rule in force (default 0.2 = 20%%)")
+    parser.add_argument("--keep-outages", action="store_true",
+                        help="keep detected outages in the fit (default: the default detector's outages in "
+                             "each fit period are left out)")
     parser.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")
     parser.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
     out = parser.add_mutually_exclusive_group()
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     keys = [str(k) for k in pd.unique(points["series"])]
     items = split_points(points, incidents, _current(rules, keys), bounds)
     out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, preset=args.strategy,
-                          train_fraction=args.train_fraction, comparator=args.comparator, max_change=args.max_change)
+                          train_fraction=args.train_fraction, comparator=args.comparator, max_change=args.max_change,
+                          exclude_outages=not args.keep_outages)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()

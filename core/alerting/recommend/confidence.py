@@ -206,8 +206,9 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
     """Risk level (``low``/``medium``/``high``) and its reasons.
 
     Reasons: fewer than 5 episodes in the fit period; a level interval wider than 20 % of the level
-    (or than one robust spread when the level is near 0); weekly medians of the history spanning more
-    than one robust spread (``shift``: a level shift or trend); more than 5 % of the evaluations missing; a
+    (or than one robust spread when the level is near 0); weekly medians of the fit period spanning
+    more than one robust spread (``shift``: a level shift or trend); more than 5 % of the fit period's
+    evaluations missing; a
     held-out rate more than 50 % (and 1/week) off the prediction. One reason is medium, two or more,
     or a failed held-out check, high.
     """
@@ -221,7 +222,7 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
         if width > 0.2 * ref:
             reasons.append(f"wide interval: the level could lie anywhere in {lo:.4g} to {hi:.4g}")
     if shift is not None and math.isfinite(shift) and shift > 1.0:
-        reasons.append(f"level shift or trend: the weekly medians of the history span {shift:.1f} robust spreads")
+        reasons.append(f"level shift or trend: the weekly medians of the fit period span {shift:.1f} robust spreads")
     if missing_share > 0.05:
         reasons.append(f"poor data quality: {missing_share:.0%} of the evaluations have no data")
     failed = False

@@ -61,6 +61,7 @@ from core.alerting.replay import replay
 from core.alerting.rules import COMPARATORS, Rule, format_duration
 from core.alerting.sweep import sweep
 from core.analysis.baseline import exclusion_mask
+from core.analysis.pipeline import detect, detected_outages
 from core.analysis.scoring import score_events
 from core.errors import ValidationError
 from core.fmt import json_safe
@@ -70,6 +71,8 @@ __all__ = ["Recommendation", "recommend", "DEFAULT_WEIGHTS", "MIN_HOLDOUT_S", "M
 DEFAULT_WEIGHTS = (0.4, 0.4, 0.2)
 MIN_HOLDOUT_S = 2 * 86400.0
 MIN_CHECK_EPISODES = 3.0
+#: finest step (seconds) the outage detector looks at: faster series are judged on bucket medians
+OUTAGE_STEP_S = 900
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
 
@@ -85,6 +88,7 @@ class Recommendation:
     (|error| <= 15 % or 1/week), time in alert and incidents caught in both periods, ``sufficient``
     and ``reason``. ``comparison`` (with a rule in force): episodes and incidents caught/missed by the
     rule in force and by the recommendation, over the held-out period and the whole history.
+    ``outage_points`` counts the finite fit-period points left out as outages (not in an incident).
     """
 
     series: str
@@ -108,6 +112,7 @@ class Recommendation:
     candidates: pd.DataFrame | None = None
     hourly: np.ndarray | None = None
     split: pd.Timestamp | None = None
+    outage_points: int = 0
 
     def rule(self, name: str = "recommended", series: str | None = None, **extra: Any) -> Rule:
         """The recommended rule (raises when insufficient)."""
@@ -136,7 +141,7 @@ class Recommendation:
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
             "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
             "unconstrained": self.unconstrained or None, "constraints": list(self.constraint_notes) or None,
-            "comparison": self.comparison or None,
+            "comparison": self.comparison or None, "outage_points": self.outage_points,
         }
         if self.insufficient:
             out["insufficient"] = self.insufficient
@@ -177,7 +182,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
               (None, None), now: Any = None, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
               strategies: tuple[str, ...] | None = None, slo_target: float | None = None, n_boot: int = 200,
               seed: int = 0, outages: np.ndarray | None = None, inner_fraction: float = 0.7,
-              _nested: bool = False) -> Recommendation:
+              exclude_outages: bool = True, _nested: bool = False) -> Recommendation:
     """Recommend warning/critical levels for one series and validate them on its later history.
 
     Parameters
@@ -201,7 +206,12 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     strategies : tuple of str, optional
         Scalar strategies to choose among (default the preset's).
     outages : ndarray of bool, optional
-        Points to leave out of the fit as well (e.g. detected outages), aligned with ``values``.
+        Points to leave out of the fit as well, aligned with ``values``. Default: the outages the
+        default detector finds in the fit period (:func:`fit_outages`; causal, the held-out period
+        is never looked at), unless ``exclude_outages`` is False.
+    exclude_outages : bool
+        Detect outages in the fit period and leave them out of the fit when ``outages`` is not
+        given (default True; the CLI's ``--keep-outages`` turns it off).
     inner_fraction : float
         The prediction is cross-fitted inside the fit period: the same procedure (strategies,
         choice, constraints) is run on its first ``inner_fraction`` (default 0.7) and the rule it
@@ -245,8 +255,18 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     split_ns = t0 + int((t1 - t0) * train_fraction)
     split = pd.Timestamp(split_ns, tz="UTC")
     inc = _series_incidents(incidents, key)
-    excl = exclusion_mask(s.index, inc, outages)
     in_fit = t < split_ns
+    omask = None
+    if outages is not None:
+        omask = np.asarray(outages, dtype=bool)
+        if omask.shape != (len(values),):
+            raise ValidationError(f"outages has {omask.size} entries; expected one per point ({len(values)})",
+                                  path="outages")
+        omask = omask[np.argsort(values.index, kind="stable")]
+    elif exclude_outages and not _nested:
+        omask = fit_outages(s, in_fit, exclusion_mask(s.index, inc))
+    excl = exclusion_mask(s.index, inc, omask)
+    n_outage = 0 if omask is None else int((omask & in_fit & finite & ~exclusion_mask(s.index, inc)).sum())
     clean = in_fit & finite & ~excl
     n_clean = int(clean.sum())
     if n_clean < MIN_FIT_POINTS:
@@ -297,8 +317,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
                           last_changes=last_changes, now=now, weights=weights, strategies=strategies,
-                          slo_target=slo_target, seed=seed, outages=None if outages is None else
-                          np.asarray(outages)[np.argsort(values.index, kind="stable")][in_fit], _nested=True)
+                          slo_target=slo_target, seed=seed, outages=None if omask is None else omask[in_fit],
+                          _nested=True)
         if not inner.insufficient:
             iv = inner.validation
             check = (iv["held_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
@@ -321,26 +341,68 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         hi = max(hi, pred + 1.0)     # an unchecked prediction: at least one episode/week of slack upwards
     fit_eps = int(((starts >= t0) & (starts < split_ns)).sum())
     scale = robust_scale(xc)
-    shift = _weekly_shift(t, v, finite, scale)
+    # risk evidence from the fit period only: the held-out period feeds nothing but the validation
+    shift = _weekly_shift(t[in_fit], v[in_fit], finite[in_fit], scale)
+    fit_missing = rep.missing[rep.ts_ns < split_ns]
     risk_level, reasons = risk(fit_episodes=fit_eps, level=level if level is not None else 0.0,
                                level_interval=level_iv, scale=scale, shift=shift,
-                               missing_share=float(rep.missing.mean()) if rep.missing.size else 0.0,
+                               missing_share=float(fit_missing.mean()) if fit_missing.size else 0.0,
                                validation=validation)
     comparison = _compare(current, rule, s, split, inc) if current is not None and chosen.hourly is None \
         and not _nested else {}
     rationale = _rationale(chosen, table, warning, critical, validation, notes, p, data)
+    if n_outage:
+        rationale += f" {n_outage} fit-period point(s) in detected outages were left out of the fit."
     return Recommendation(
         series=key, comparator=comparator, preset=p.name, warning=warning, critical=critical, for_s=p.for_s,
         strategy=chosen.strategy, unconstrained={"warning": w_c.unconstrained, "critical": k_c.unconstrained},
         constraint_notes=notes, level_interval=level_iv if all(math.isfinite(x) for x in level_iv) else None,
         predicted_episodes_per_week=pred, predicted_interval=(lo, hi), validation=validation,
         comparison=comparison, risk=risk_level, risk_reasons=reasons, rationale=rationale, candidates=table,
-        hourly=chosen.hourly, split=split)
+        hourly=chosen.hourly, split=split, outage_points=n_outage)
+
+
+def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Detected outages of the fit period, as the Trends pipeline finds them, aligned with ``s``.
+
+    The default detector (:func:`core.analysis.pipeline.detect`: trained on the first
+    ``min(7 days, span / 4)`` of the fit period, which it never scores; every later point scored
+    causally, from earlier points only) runs on the fit period alone, with ``excluded`` (labelled
+    incidents) and stuck values left out of its training; its flagged points make outages by
+    :func:`core.analysis.pipeline.detected_outages` (at least 3 flagged points each within 5
+    sampling steps, or a stuck run). A series sampled more often than every
+    :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per ``OUTAGE_STEP_S``
+    bucket (an outage then lasts at least 3 buckets, 45 minutes), which keeps the detector's cost
+    to a fraction of the recommendation's; a flagged bucket's points are all in the outage; a
+    bucket without points stays missing. Points after the fit period are always False: the
+    held-out period is never looked at. All False when the fit period is too thin to train the
+    detector.
+    """
+    out = np.zeros(len(s), dtype=bool)
+    f = s[in_fit]
+    if len(f) < 2:
+        return out
+    train_excl = excluded[in_fit] | detected_outages(f)[1]
+    t = f.index.as_unit("ns").asi8
+    if float(np.median(np.diff(t))) < OUTAGE_STEP_S * _NS:
+        rule = f"{OUTAGE_STEP_S}s"
+        g = f.resample(rule).median()
+        g_excl = pd.Series(train_excl.astype(float), index=f.index).resample(rule).max().to_numpy() > 0
+        det = detect(g, exclude=g_excl)
+        gm = detected_outages(g, det.flagged if det.sufficient else None)[1]
+        bucket = np.searchsorted(g.index.as_unit("ns").asi8, t, side="right") - 1
+        mask = gm[bucket] | train_excl & ~excluded[in_fit]         # stuck runs found on the raw points
+    else:
+        det = detect(f, exclude=train_excl)
+        mask = detected_outages(f, det.flagged if det.sufficient else None)[1]
+    out[np.flatnonzero(in_fit)] = mask
+    return out
 
 
 def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float) -> float | None:
-    """Range of the weekly medians over the whole history, in robust spreads (None below two full weeks):
-    a level shift or a trend moves it, daily and weekly seasonality do not."""
+    """Range of the weekly medians of the points given (the engine passes the fit period only), in
+    robust spreads (None below two full weeks): a level shift or a trend moves it, daily and weekly
+    seasonality do not."""
     week = (t[finite] - t[0]) // int(WEEK_S * _NS)
     full = int((t[-1] - t[0]) // int(WEEK_S * _NS))
     if full < 2:
