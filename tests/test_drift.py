@@ -115,3 +115,16 @@ def test_psi_known_answers():
     want = (1 - 0.1) * np.log(1 / 0.1) + 9 * (floor - 0.1) * np.log(floor / 0.1)
     assert psi(b, r) == pytest.approx(want, rel=1e-9)
     assert psi(b, r) > PSI_THRESHOLD
+
+
+def test_hourly_data_is_compared_on_levels_only():
+    """One point per hour: no within-block spread, so KS on the hourly values alone (not insufficient)."""
+    rng = np.random.default_rng(11)
+    idx = pd.date_range("2026-01-01", periods=24 * 20, freq="h")
+    y = pd.Series(lfilter([1.0], [1.0, -0.5], rng.normal(size=len(idx))), index=idx)
+    r = drift(y.iloc[:24 * 14], y.iloc[24 * 14:])
+    assert (r.test, r.n_baseline, r.n_recent, r.verdict) == ("ks", 336, 144, "stable")
+    assert "Bonferroni" not in r.reason
+    y2 = y.copy()
+    y2.iloc[24 * 14:] += 2.0
+    assert drift(y2.iloc[:24 * 14], y2.iloc[24 * 14:]).verdict == "drift"
