@@ -245,6 +245,9 @@ def test_app_sessions_two_ingests_and_two_policy_imports_at_once(tmp_path, demo_
     winner = pol.history(s, "default")[-1]
     waits = winner.status == "pending_approval"
     new = audit.list_audit(s).head(len(audit.list_audit(s)) - n_audit)
+    # an ingest may also queue drift notices for shifted demo series (their own transactions, after it)
+    drift = new["detail"].map(lambda d: d.get("kind") == "drift") & (new["action"] == "notify.enqueue")
+    new = new[~drift]
     assert len(new) == 3 + waits
     assert (new["action"] == "notify.enqueue").sum() == waits
     s.close()

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch(args, user.id)
     failed: list[str] = []
+    changed = False
     with Store(args.db) as store:
         for f in args.files:
             try:
@@ -65,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"FAILED {exc}", file=sys.stderr)
                 continue
             print(report.summary())
+            changed = changed or report.inserted + report.updated > 0
             for w in report.warnings:
                 print(f"  note: {w}")
         if len(failed) < len(args.files):
             _check_slos(store)
+        if changed:   # drift reads every series: only when points were added or changed
+            _check_drift(store)
     if failed:
         ok = len(args.files) - len(failed)
         print(f"error: {len(failed)} of {len(args.files)} file(s) not ingested (nothing written from them): "
@@ -88,6 +92,19 @@ def _check_slos(store: object) -> None:
                 print(f"  notice: SLO {a['slo']} burning at {a['burn_rate']:.1f}x over {a['windows']}")
     except StudioError as exc:
         print(f"  note: SLO budgets not checked: {exc}", file=sys.stderr)
+
+
+def _check_drift(store: object) -> None:
+    """After new data: enqueue drift notices for series that shifted since their last covering change
+    (never fails the ingest; a problem is printed as a note)."""
+    from core.policy.drift_watch import check_drift
+
+    try:
+        for d in check_drift(store):  # type: ignore[arg-type]
+            if d.notice_id is not None:
+                print(f"  notice: drift on {d.key} since {d.change or 'its baseline period'}: {d.result.reason}")
+    except StudioError as exc:
+        print(f"  note: drift not checked: {exc}", file=sys.stderr)
 
 
 def _watch(args: argparse.Namespace, actor: str) -> int:
