@@ -128,6 +128,21 @@ def build_demo_db(directory: Path) -> bytes:
     return (directory / "demo.duckdb").read_bytes()
 
 
+#: the roles file of the page tests: ``ed`` edits, ``carol`` and unlisted accounts only view
+EDITOR_AND_VIEWER_ROLES = """
+[roles]
+ed = ["editor"]
+carol = ["viewer"]
+default = ["viewer"]
+"""
+
+
+def ok(at):
+    """``at`` after asserting its run showed no exception (the exceptions are the failure message)."""
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 @contextmanager
 def demo_copy(tmp_path: Path, demo: bytes, roles: str, monkeypatch, user: str = "ed"):
     """A private copy of the demo database as ``STUDIO_DB``, with a roles file and ``STUDIO_USER``."""

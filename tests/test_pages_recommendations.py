@@ -7,15 +7,10 @@ import pytest
 
 from core.data.store import audit
 from core.policy import versions as pol
-from tests.apptest_util import app_store, demo_copy, open_page, texts
+from tests.apptest_util import EDITOR_AND_VIEWER_ROLES, app_store, demo_copy, ok, open_page, texts
 
 CHECKOUT = 'latency_p95_ms{service="checkout"}'
-ROLES = """
-[roles]
-ed = ["editor"]
-carol = ["viewer"]
-default = ["viewer"]
-"""
+ROLES = EDITOR_AND_VIEWER_ROLES
 
 
 @pytest.fixture
@@ -23,10 +18,6 @@ def db(tmp_path, demo_db_bytes, monkeypatch):
     with demo_copy(tmp_path, demo_db_bytes, ROLES, monkeypatch) as p:
         yield p
 
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def computed(at):

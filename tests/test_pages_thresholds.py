@@ -15,18 +15,13 @@ from core.alerting.rules import Rule
 from core.data.store import audit
 from core.policy import versions as pol
 from core.policy.identity import User
-from tests.apptest_util import app_store, demo_copy, open_page, studio_db, texts
+from tests.apptest_util import EDITOR_AND_VIEWER_ROLES, app_store, demo_copy, ok, open_page, studio_db, texts
 from tests.conftest import make_points
 
 CHECKOUT = 'latency_p95_ms{service="checkout"}'
 NO_RULE = 'error_rate_pct{service="api-gateway"}'
 ED = User("ed", None, frozenset({"viewer", "editor"}))
-ROLES = """
-[roles]
-ed = ["editor"]
-carol = ["viewer"]
-default = ["viewer"]
-"""
+ROLES = EDITOR_AND_VIEWER_ROLES
 
 
 @pytest.fixture
@@ -43,10 +38,6 @@ def metrics(at) -> dict[str, str]:
 def alert_pct(at) -> float:
     return float(metrics(at)["Time in alert"].rstrip(" %"))
 
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def open_checkout(db):
