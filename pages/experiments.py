@@ -5,7 +5,6 @@ adopted through the policy's apply preview. Logic in core.experiment and ui/expe
 import numpy as np
 import streamlit as st
 
-from core.alerting.rules import Rule, parse_duration
 from core.errors import StudioError
 from core.experiment.analyse import decide
 from core.experiment.lifecycle import plan_of
@@ -13,7 +12,7 @@ from core.experiment.plan import STOPPING_RULES
 from core.experiment.workflow import rule_for_series
 from ui import experiments as ue
 from ui import state
-from ui.policy_apply import current_policy, rule_name
+from ui.policy_apply import current_policy
 from ui.session import session_user, write_note
 
 ss = st.session_state
@@ -55,14 +54,14 @@ if pick == ue.NEW:
     vals = pts["value"].to_numpy(float)
     in_force = rule_for_series(current_policy()["rules"], key)
     c = st.columns(3)
+    level_a = None
     if in_force is not None:
-        rule_a = in_force
-        c[0].markdown(f"**Rule A** (in force): `{rule_a.name}` {rule_a.comparator} {rule_a.warning:g} "
-                      f"for {rule_a.to_dict()['for']}")
+        c[0].markdown(f"**Rule A** (in force): `{in_force.name}` {in_force.comparator} {in_force.warning:g} "
+                      f"for {in_force.to_dict()['for']}")
     else:
-        lvl = c[0].number_input("Rule A level (no rule in force)", value=float(np.nanquantile(vals, 0.995)),
-                                key="exp.level_a", help="Alert when the value exceeds this.")
-        rule_a = Rule(name=rule_name(key), series=key, comparator=">", warning=float(lvl), for_s=120)
+        level_a = c[0].number_input("Rule A level (no rule in force)", value=float(np.nanquantile(vals, 0.995)),
+                                    key="exp.level_a", help="Alert when the value exceeds this.")
+    rule_a = ue.rule_a_of(key, vals, in_force, level_a)
     b_default = float(prefill["warning"]) if prefill else float(rule_a.warning or 0) * 1.1
     lvl_b = c[1].number_input("Rule B warning level", value=b_default, key="exp.level_b")
     for_b = c[2].text_input("Rule B for", value=(prefill or {}).get("for") or rule_a.to_dict()["for"],
@@ -80,11 +79,7 @@ if pick == ue.NEW:
     rate = st.number_input("Injected incidents per simulated day", 0.0, 5.0, 0.5, 0.1, key="exp.rate")
     settings = {**ue.DEFAULT_SETTINGS, "rate": float(rate)}
     try:
-        d = {**rule_a.to_dict(), "warning": float(lvl_b), "for": for_b}
-        if prefill and prefill.get("critical") is not None:
-            d["critical"] = float(prefill["critical"])
-        parse_duration(for_b, path="for")
-        rule_b = Rule.from_dict(d, path="rule B")
+        rule_b = ue.rule_b_of(rule_a, float(lvl_b), for_b, prefill)
         plan = ue.make_plan(ue.pilot_pool(key, rule_a, settings), metric, float(mde), float(alpha), float(power),
                             float(split), stopping)
     except StudioError as exc:
@@ -142,8 +137,7 @@ if len(units):
     {"adopt": st.success, "reject": st.error}.get(verdict["action"], st.info)(msg, icon=icon[verdict["action"]])
     st.caption(f"{len(units)} simulated days recorded ({int((units['arm'] == 'B').sum())} in B). Intervals are 95 %.")
     st.plotly_chart(ue.running_figure(dec.path, plan, verdict["action"]), key="exp.running_chart")
-    st.caption("The band is the confidence sequence: valid at every day at once, so looking daily does not "
-               "inflate false positives. The test stops when the log likelihood ratio crosses log(1/alpha).")
+    st.caption(ue.running_caption(plan))
     st.dataframe(ue.verdict_rows(verdict), hide_index=True, width="stretch", key="exp.verdict")
     if status == "completed" and verdict["action"] == "adopt":
         if st.button("Adopt B...", type="primary", key="exp.adopt", disabled=note is not None,

@@ -12,15 +12,10 @@ from core.alerting.rules import Rule
 from core.data.store import audit
 from core.experiment import lifecycle
 from core.experiment.plan import plan_experiment
-from tests.apptest_util import app_store, demo_copy, open_page, texts
+from tests.apptest_util import EDITOR_AND_VIEWER_ROLES, app_store, demo_copy, ok, open_page, texts
 
 API = 'latency_p95_ms{service="api-gateway"}'
-ROLES = """
-[roles]
-ed = ["editor"]
-carol = ["viewer"]
-default = ["viewer"]
-"""
+ROLES = EDITOR_AND_VIEWER_ROLES
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +39,6 @@ def viewer_db(tmp_path, demo8, monkeypatch):
     with demo_copy(tmp_path, demo8, ROLES, monkeypatch, user="carol") as p:
         yield p
 
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def pick(at, eid: int):
@@ -176,3 +167,18 @@ def test_recommendation_opens_the_page_prefilled(db):
     assert at.selectbox(key="exp.series").value == API
     assert at.number_input(key="exp.level_b").value == pytest.approx(rec_warning, rel=1e-3)
     assert "ApiGatewayLatencyHigh" in texts(at)                 # A stays the rule in force
+
+
+def test_running_chart_shows_a_daily_boundary_only_for_the_sequential_plan():
+    import pandas as pd
+
+    from core.experiment.plan import plan_experiment
+    from ui.experiments import running_caption, running_figure
+
+    path = pd.DataFrame({"units": [1, 2, 3], "diff": [0.1, 0.0, -0.2], "cs_low": [-1.0, -0.8, -0.7],
+                         "cs_high": [1.0, 0.8, 0.5], "log_lr": [0.1, 0.3, 0.2]})
+    for stopping, panels in (("msprt", 2), ("obf", 1), ("fixed", 1)):
+        plan = plan_experiment(10.0, 3.0, mde_rel=-0.5, stopping=stopping)
+        fig = running_figure(path, plan, None)
+        assert len([a for a in fig.layout.annotations if "log LR" in (a.text or "")]) == panels - 1, stopping
+        assert ("log likelihood ratio" in running_caption(plan)) == (stopping == "msprt")

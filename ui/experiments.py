@@ -214,25 +214,63 @@ def power_figure(plan: Plan) -> go.Figure:
 
 
 def running_figure(path: pd.DataFrame, plan: Plan, action: str | None) -> go.Figure:
-    """The running estimate B - A per day with its confidence sequence (the sequential boundary: the test
-    stops once the band leaves 0) and the log likelihood ratio against its threshold log(1/alpha)."""
+    """The running estimate B - A per day with its confidence sequence (valid at every day at once), and,
+    for the sequential (``msprt``) plan only, its statistic (log LR) against the boundary log(1/alpha).
+    A fixed-horizon or O'Brien-Fleming plan gets no daily boundary: it decides only at its planned looks."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("running estimate B - A with its confidence sequence",
-                                        "sequential statistic (log LR) and its boundary"))
+    sequential = plan.stopping == "msprt"
+    titles = ("running estimate B - A with its confidence sequence",)
+    if sequential:
+        titles += ("sequential statistic (log LR) and its boundary",)
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=titles)
     x = path["units"]
     fig.add_scatter(x=x, y=path["cs_high"], mode="lines", line=dict(width=0), showlegend=False, row=1, col=1)
     fig.add_scatter(x=x, y=path["cs_low"], mode="lines", line=dict(width=0), fill="tonexty",
                     name="confidence sequence", row=1, col=1)
     fig.add_scatter(x=x, y=path["diff"], mode="lines+markers", name="estimate", row=1, col=1)
     fig.add_hline(y=0, line_dash="dot", row=1, col=1)
-    fig.add_scatter(x=x, y=path["log_lr"], mode="lines+markers", name="log LR", row=2, col=1)
-    fig.add_hline(y=float(np.log(1 / plan.alpha)), line_dash="dash", row=2, col=1,
-                  annotation_text="boundary log(1/alpha)")
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"),
-                      xaxis2_title="days recorded")
+    if sequential:
+        fig.add_scatter(x=x, y=path["log_lr"], mode="lines+markers", name="log LR", row=2, col=1)
+        fig.add_hline(y=float(np.log(1 / plan.alpha)), line_dash="dash", row=2, col=1,
+                      annotation_text="boundary log(1/alpha)")
+    fig.update_layout(height=460 if sequential else 300, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h"))
+    fig.update_xaxes(title_text="days recorded", row=len(titles), col=1)
     return fig
+
+
+def running_caption(plan: Plan) -> str:
+    """What decides the test under ``plan``'s stopping rule, for under the running chart."""
+    band = ("The band is the confidence sequence: valid at every day at once, so looking at it daily does "
+            "not inflate false positives. ")
+    return band + {
+        "msprt": "The test stops when the log likelihood ratio crosses log(1/alpha).",
+        "obf": f"The decision is taken only at the planned looks (every {plan.look_every} days) against "
+               "the O'Brien-Fleming boundary, never from this chart in between.",
+        "fixed": f"Fixed horizon: the decision is Welch's test at the planned {plan.units} days; nothing in "
+                 "between decides.",
+    }[plan.stopping]
+
+
+def rule_a_of(key: str, values: np.ndarray, in_force: Rule | None, level_a: float | None) -> Rule:
+    """Rule A: the rule in force, else a ``>`` rule at ``level_a`` (default the series' p99.5) held 2 min."""
+    from ui.policy_apply import rule_name
+
+    if in_force is not None:
+        return in_force
+    level = float(level_a if level_a is not None else np.nanquantile(values, 0.995))
+    return Rule(name=rule_name(key), series=key, comparator=">", warning=level, for_s=120)
+
+
+def rule_b_of(rule_a: Rule, level_b: float, for_b: str, prefill: dict[str, Any] | None) -> Rule:
+    """Rule B: A with the warning level ``level_b``, ``for_b`` and a prefilled critical level. Raises
+    :class:`StudioError` naming the field when it is not a valid rule."""
+    d = {**rule_a.to_dict(), "warning": float(level_b), "for": for_b}
+    if prefill and prefill.get("critical") is not None:
+        d["critical"] = float(prefill["critical"])
+    return Rule.from_dict(d, path="rule B")
 
 
 # ---------------------------------------------------------------------------- dialogs
