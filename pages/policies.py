@@ -77,8 +77,7 @@ with t_hist:
         b = c2.selectbox("To (B)", nums, index=len(nums) - 1, format_func=lambda n: f"v{n}", key="pol.diff_b")
         tables.show_diff(pol.diff(by_number[a], by_number[b]), f"v{a} -> v{b}: ")
         st.subheader("Roll back")
-        targets = [v.number for v in reversed(versions)
-                   if v.status == "approved" and v.content_hash != versions[-1].content_hash]
+        targets = pol.rollback_targets(versions)
         if not targets:
             st.caption("No approved older version differs from the latest one; nothing to roll back to.")
         else:
@@ -110,7 +109,7 @@ with t_appr:
             for why in dict.fromkeys(w for w in (why_a, why_r) if w):
                 st.caption(f"Disabled: {why}.")
     st.subheader("Scheduled changes")
-    sched = [v for v in versions if v.effective_at is not None and v.effective_at > now and v.status != "rejected"]
+    sched = pol.scheduled(versions, now)
     if sched:
         st.dataframe(tables.versions_frame(sched, None), hide_index=True, width="stretch")
     else:

@@ -683,3 +683,21 @@ def test_author_lookup_does_not_confuse_v1_with_v10(s):
                   user=ED if i < 10 else ED2, reason=f"step {i}", now=T0 + pd.Timedelta(days=i))
     assert pol.author_os_account(s, "default", 1) == "ed-os"
     assert pol.author_os_account(s, "default", 10) == "eve-os"
+
+
+def test_rollback_targets_and_scheduled_changes_by_hand():
+    from types import SimpleNamespace as V
+
+    import pandas as pd
+
+    t0 = pd.Timestamp("2026-03-01", tz="UTC")
+    vs = [V(number=1, status="approved", content_hash="a", effective_at=None),
+          V(number=2, status="approved", content_hash="b", effective_at=None),
+          V(number=3, status="rejected", content_hash="c", effective_at=None),
+          V(number=4, status="approved", content_hash="b", effective_at=t0 + pd.Timedelta("1D")),
+          V(number=5, status="rejected", content_hash="d", effective_at=t0 + pd.Timedelta("2D"))]
+    assert pol.rollback_targets(vs) == [4, 2, 1]          # approved, and not the latest's (v5's) rules
+    assert pol.rollback_targets(vs[:4]) == [1]              # v2 and v4 hold the latest's rules (hash b)
+    assert pol.rollback_targets([]) == []
+    assert [v.number for v in pol.scheduled(vs, t0)] == [4]                      # v5 was rejected
+    assert pol.scheduled(vs, t0 + pd.Timedelta("3D")) == []

@@ -150,6 +150,23 @@ def in_force(versions: list[PolicyVersion], now: Any = None) -> PolicyVersion | 
     return max(live, key=lambda v: v.number) if live else None
 
 
+def rollback_targets(versions: list[PolicyVersion]) -> list[int]:
+    """Version numbers a rollback may restore, newest first: approved versions (the only ones
+    :func:`rollback` accepts) whose rules differ from the latest version's."""
+    if not versions:
+        return []
+    latest = max(versions, key=lambda v: v.number)
+    return [v.number for v in sorted(versions, key=lambda v: -v.number)
+            if v.status == "approved" and v.content_hash != latest.content_hash]
+
+
+def scheduled(versions: list[PolicyVersion], now: Any = None) -> list[PolicyVersion]:
+    """Versions that take effect after ``now`` (default the current time) and were not rejected."""
+    t = _now(now)
+    return [v for v in versions if v.effective_at is not None and pd.Timestamp(v.effective_at) > t
+            and v.status != "rejected"]
+
+
 def latest_number(store: Store, policy: str = DEFAULT_POLICY) -> int:
     """The highest version number (any status): the ``base_version`` for the next change; 0 if none."""
     return sql.latest_number(store, policy)
