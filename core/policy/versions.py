@@ -41,12 +41,14 @@ from core.alerting.replay import replay
 from core.alerting.rules import Rule, normalise_rules, rule_to_dict
 from core.data.frame import series_values
 from core.data.store import audit
+from core.data.store import outcomes as osql
 from core.data.store import policies as sql
 from core.data.store.base import CONCURRENT_WRITE_ERRORS, Store
 from core.errors import ConflictError, NotFound, PermissionDenied, StudioError, ValidationError
 from core.policy import notify
 from core.policy.identity import User, os_account, require
 from core.policy.policy_yaml import policy_from_yaml
+from core.policy.prediction import predict_impact
 
 DEFAULT_POLICY = "default"
 DEMO_POLICY_PATH = Path(__file__).resolve().parents[2] / "data" / "demo_policy.yaml"
@@ -455,13 +457,22 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                    judge: SignificanceConfig | None, source: str, action: str,
                    meta: dict[str, Any] | None, extra_detail: dict[str, Any] | None = None,
                    undo_ok: bool = False, actor: str | None = None,
-                   os_user: str | None = None, experiment_id: int | None = None) -> PolicyVersion:
+                   os_user: str | None = None, experiment_id: int | None = None,
+                   supplied: Mapping[str, Mapping[str, Any]] | None = None,
+                   review_reason: str | None = None) -> PolicyVersion:
     """Check-and-insert one version plus its audit entry in one transaction. ``judge`` None: no approval
     needed; else significance is judged (:func:`_judge`) against the version in force at ``now`` and the
     last reviewed one, inside the transaction. ``undo_ok``: restoring the version in force before the
     current one needs no approval (a rollback's undo). ``actor``: who the audit entry names (default the
-    author). ``os_user``: the OS account recorded with it (default this process's, :func:`os_account`)."""
+    author). ``os_user``: the OS account recorded with it (default this process's, :func:`os_account`).
+    The predicted impact (:func:`core.policy.prediction.predict_impact`, against the version in force at
+    ``now``; ``supplied``: recommendation predictions by series) is computed before the transaction and
+    stored inside it. ``review_reason``: the version waits for approval whatever its significance (a
+    rollback a trigger only proposes)."""
     content, chash = canonical_content(rule_dicts)
+    in_force = sql.active(store, policy, now)
+    predicted = predict_impact(store, json.loads(in_force["content"]) if in_force else [], rule_dicts, now,
+                               supplied=supplied)
     try:
         with store.transaction():
             latest = sql.latest_number(store, policy)
@@ -475,6 +486,8 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                 meta = json.loads(base["meta"]) if base else {}
             j = _judge(store, policy, rule_dicts, now, judge, undo_ok=undo_ok)
             before, bootstrap, significance = j.before, j.bootstrap, j.significance
+            if review_reason:
+                significance = [review_reason, *significance]
             requires_approval = bool(significance)
             pid = sql.ensure_policy(store, policy)
             number = latest + 1
@@ -486,11 +499,13 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                 "experiment_id": None if experiment_id is None else int(experiment_id),
                 "meta": audit.canonical_json(meta),
             })
+            osql.insert_predictions(store, [{**r, "policy": policy, "version": number} for r in predicted])
             d = diff(json.loads(before["content"]) if before else None, rule_dicts)
             detail = {"version": number, "base_version": int(base_version), "diff": d.to_dict(),
                       "status": "pending_approval" if requires_approval else "approved",
                       "significance": significance, "effective_at": effective_at, "source": source,
-                      "os_account": os_user or os_account(), **(extra_detail or {})}
+                      "os_account": os_user or os_account(), "predictions": len(predicted),
+                      **(extra_detail or {})}
             if bootstrap:
                 detail["bootstrap"] = True
             if j.undo_of is not None:
@@ -529,7 +544,8 @@ def _effective(effective_at: Any, now: datetime) -> datetime | None:
 def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: int, user: User, reason: str,
           effective_at: Any = None, now: Any = None, meta: dict[str, Any] | None = None,
           significance: SignificanceConfig | None = None, source: str = "apply",
-          experiment_id: int | None = None) -> PolicyVersion:
+          experiment_id: int | None = None,
+          predictions: Mapping[str, Mapping[str, Any]] | None = None) -> PolicyVersion:
     """Create a new version of ``policy`` holding ``new_rules``.
 
     Parameters
@@ -555,6 +571,10 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
         ``"bootstrap: no policy in force"``.
     experiment_id : int, optional
         The A/B experiment whose rule B this version adopts (kept as ``experiment_id``).
+    predictions : mapping, optional
+        Recommendation predictions by series key (``predicted_episodes_per_week``,
+        ``predicted_interval``) stored as the change's predicted episodes/week; everything else is
+        predicted by replay (:mod:`core.policy.prediction`) and stored in the same transaction.
 
     Returns
     -------
@@ -569,7 +589,7 @@ def apply(store: Store, policy: str, new_rules: Iterable[Any], *, base_version: 
     return _write_version(store, policy, dicts, base_version=base_version, author=user.id, reason=reason,
                           effective_at=eff, now=t, judge=significance or SignificanceConfig(),
                           source=source, action=f"policy.{source}", meta=meta, os_user=user.os_account,
-                          experiment_id=experiment_id)
+                          experiment_id=experiment_id, supplied=predictions)
 
 
 def _rollback_target(store: Store, policy: str, to_version: int) -> PolicyVersion:
@@ -581,7 +601,8 @@ def _rollback_target(store: Store, policy: str, to_version: int) -> PolicyVersio
 
 
 def rollback(store: Store, policy: str, to_version: int, user: User, reason: str, base_version: int, *,
-             now: Any = None, significance: SignificanceConfig | None = None) -> PolicyVersion:
+             now: Any = None, significance: SignificanceConfig | None = None,
+             propose: str | None = None, extra_detail: dict[str, Any] | None = None) -> PolicyVersion:
     """Create a new version whose rules equal those of ``to_version`` (history is never rewritten).
 
     Only a version that was approved (needed no approval, or was approved) can be rolled back to.
@@ -592,7 +613,8 @@ def rollback(store: Store, policy: str, to_version: int, user: User, reason: str
     :func:`apply` (against the version in force, thresholds against the last reviewed values): going
     back to old rules can undo reviewed changes, so a far rollback may wait for approval. The audit
     detail says ``undo_of`` when the undo rule applied. The version's reason reads
-    ``"rollback to vN: <reason>"``.
+    ``"rollback to vN: <reason>"``. ``propose`` (a reason): the rollback waits for approval in any case
+    (a rollback trigger in ``propose`` mode); ``extra_detail`` is added to the audit entry.
     """
     require(user, "editor")
     reason = _check_reason(reason)
@@ -602,8 +624,8 @@ def rollback(store: Store, policy: str, to_version: int, user: User, reason: str
                           reason=f"rollback to v{to_version}: {reason}", effective_at=None, now=t,
                           judge=significance or SignificanceConfig(), source="rollback",
                           action="policy.rollback", meta=dict(target.meta),
-                          extra_detail={"rollback_to": int(to_version)}, undo_ok=True,
-                          os_user=user.os_account)
+                          extra_detail={"rollback_to": int(to_version), **(extra_detail or {})}, undo_ok=True,
+                          os_user=user.os_account, review_reason=propose)
 
 
 def rollback_reasons(store: Store, policy: str, to_version: int, now: Any = None,

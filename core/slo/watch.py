@@ -10,7 +10,7 @@ import pandas as pd
 
 from core.data.store.sql import Store
 from core.errors import InsufficientDataError
-from core.policy import notify
+from core.policy import notify, triggers
 from core.policy import versions as pol
 from core.slo.model import (
     SLO,
@@ -59,3 +59,24 @@ def check_budget_alerts(store: Store, policy: str = pol.DEFAULT_POLICY, *, confi
                 {**a, "remaining": rep.remaining}, config=config, now=now)
             out.append(a)
     return out
+
+
+def burn_since(store: Any, version: pol.PolicyVersion, since: Any, now: Any = None) -> list[dict[str, Any]]:
+    """Burn-rate pairs of the SLOs kept with ``version`` firing at the newest minute, computed on the events
+    from ``since`` to ``now`` only (the data after a change). The :data:`core.policy.triggers.SloBurn`
+    callable of the ``slo_burn`` rollback trigger."""
+    t0 = pd.Timestamp(since)
+    t1 = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    out = []
+    for slo in slos_from_meta(version.meta):
+        ev = slo_events(store, slo)
+        ev = ev[(ev.index >= t0) & (ev.index <= t1)]
+        out += budget_alerts(slo, ev)
+    return out
+
+
+def check_rollback_triggers(store: Store, policy: str = pol.DEFAULT_POLICY, now: Any = None, *,
+                            dry_run: bool = False, notify_config: notify.NotifyConfig | None = None) -> list[Any]:
+    """:func:`core.policy.triggers.check_triggers` with the SLO budget-burn trigger (:func:`burn_since`)."""
+    return triggers.check_triggers(store, policy, now, slo_burn=burn_since, dry_run=dry_run,
+                                   notify_config=notify_config)
