@@ -121,18 +121,21 @@ def show_preview(pv: pol.Preview, impact_note: str = "") -> None:
 
 
 def confirm_apply(rules: list[dict[str, Any]], base: int, *, key: str, action: str,
-                  meta: dict[str, Any] | None = None) -> pol.PolicyVersion | None:
+                  meta: dict[str, Any] | None = None,
+                  predictions: Mapping[str, Mapping[str, Any]] | None = None) -> pol.PolicyVersion | None:
     """Reason box and **Confirm and apply** of an apply dialog (widget keys ``<key>.reason`` and
     ``<key>.confirm``): writes one version as the session user, the editor role checked again at the click.
     A conflict or bad input is shown in the dialog and nothing is written. Returns the new version (caches
-    cleared), else None."""
+    cleared), else None. ``predictions``: recommendation predictions by series, stored as the change's
+    predicted episodes/week (:func:`core.policy.versions.apply`)."""
     reason = st.text_input("Reason (required, recorded in the audit trail)", key=f"{key}.reason")
     if not st.button("Confirm and apply", type="primary", key=f"{key}.confirm", width="stretch"):
         return None
     user, _ = session_user()
     try:
         state.require_edit(action)
-        v = pol.apply(state.store(), POLICY, rules, base_version=base, user=user, reason=reason, meta=meta)
+        v = pol.apply(state.store(), POLICY, rules, base_version=base, user=user, reason=reason, meta=meta,
+                      predictions=predictions)
     except ConflictError as exc:
         st.error(f"Not applied. {exc}", icon=":material/sync_problem:")
         return None

@@ -153,7 +153,9 @@ def apply_dialog(res: list[dict[str, Any]], selected: list[str]) -> None:
         st.info("Nothing to change: the selected recommendations are already in force or were left out.")
         return
     show_preview(pv, "; the held-out check is in the table on the page")
-    v = confirm_apply(new_rules, snap["base"], key="rec", action="apply recommendations")
+    chosen = set(selected)
+    v = confirm_apply(new_rules, snap["base"], key="rec", action="apply recommendations",
+                      predictions={r["series"]: r for r in res if r.get("series") in chosen})
     if v is not None:
         _close()
         st.session_state[FLASH] = f"Created v{v.number}: {outcome(v)}"

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             _check_slos(store)
         if changed:   # drift reads every series: only when points were added or changed
             _check_drift(store)
+            _check_triggers(store)
     if failed:
         ok = len(args.files) - len(failed)
         print(f"error: {len(failed)} of {len(args.files)} file(s) not ingested (nothing written from them): "
@@ -107,6 +108,19 @@ def _check_drift(store: object) -> None:
         print(f"  note: drift not checked: {exc}", file=sys.stderr)
 
 
+def _check_triggers(store: object, log: object = print) -> None:
+    """After new data: check the rollback triggers of the change in force and act on a firing (never
+    fails the ingest; a problem is printed as a note)."""
+    from core.slo.watch import check_rollback_triggers
+
+    try:
+        for f in check_rollback_triggers(store):  # type: ignore[arg-type]
+            verb = "rolled back" if f.mode == "rollback" else "proposed a rollback"
+            log(f"  trigger: {f.trigger} on v{f.version} {verb} (v{f.result_version}): {f.summary()}")  # type: ignore[operator]
+    except StudioError as exc:
+        print(f"  note: rollback triggers not checked: {exc}", file=sys.stderr)
+
+
 def _watch(args: argparse.Namespace, actor: str) -> int:
     from core.data.store import Store
     from core.data.watch import FolderWatch
@@ -125,6 +139,7 @@ def _watch(args: argparse.Namespace, actor: str) -> int:
     failures = 0
     try:
         while not stop:
+            imported = False
             for path in watch.ready():
                 try:
                     report = store.ingest(path, fmt=args.format, actor=actor)
@@ -136,9 +151,12 @@ def _watch(args: argparse.Namespace, actor: str) -> int:
                     continue
                 else:
                     _log(("skipped " if report.is_noop else "imported ") + report.summary())
+                    imported = imported or report.inserted + report.updated > 0
                     for w in report.warnings:
                         _log(f"  note: {w}")
                 watch.done(path)
+            if imported:   # new points: the rollback triggers of the change in force
+                _check_triggers(store, _log)
             if args.once:
                 break
             end = time.monotonic() + args.interval

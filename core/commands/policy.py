@@ -7,6 +7,8 @@ Examples::
     python -m core policy import-rules alerts.rules.yml grafana-export.yaml --merge
     python -m core policy history
     python -m core policy rollback 3 --reason "v4 pages too often"
+    python -m core policy check-triggers --dry-run
+    python -m core policy report --csv effectiveness.csv --html effectiveness.html
 
 The acting user is ``$STUDIO_USER`` (or ``[local] user`` in the roles file); roles come from
 ``config/roles.toml`` or ``$STUDIO_ROLES``. That name is taken on trust, so every write also records
@@ -68,6 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rb.add_argument("--reason", default="rollback from the command line")
     rb.add_argument("--base", type=int, default=None, help="expected latest version (default: the latest)")
     sub.add_parser("verify-audit", help="check the audit trail's hash chain")
+    ct = sub.add_parser("check-triggers", help="check the rollback triggers of the change in force (for cron)",
+                        epilog="A firing trigger rolls back (or proposes a rollback, per the version's "
+                               "rollback_triggers settings), audits the evidence and queues a 'rollback' notice.")
+    ct.add_argument("--dry-run", action="store_true", help="print what would fire, write nothing")
+    ct.add_argument("--now", default=None, help="judge at this UTC time (default: the clock)")
+    rp = sub.add_parser("report", help="predicted vs actual per change, and the before/after effectiveness report")
+    rp.add_argument("--csv", default=None, metavar="FILE", help="write the effectiveness report as CSV")
+    rp.add_argument("--html", default=None, metavar="FILE", help="write it as a printable HTML page")
+    rp.add_argument("--now", default=None, help="judge at this UTC time (default: the clock)")
 
 
 def _store(args: argparse.Namespace):
@@ -213,6 +224,38 @@ def run(args: argparse.Namespace) -> int:
             base = pol.latest_number(store, name) if args.base is None else args.base
             v = pol.rollback(store, name, args.version, user, args.reason, base)
             print(f"{v.label} created: {v.reason}")
+            return 0
+        if args.action == "check-triggers":
+            from core.slo.watch import check_rollback_triggers
+
+            found = check_rollback_triggers(store, name, args.now, dry_run=args.dry_run)
+            for f in found:
+                what = ("would fire (dry run: nothing written)" if args.dry_run else
+                        f"fired: v{f.result_version} " + ("restores the previous rules" if f.mode == "rollback"
+                                                          else "proposes the rollback, waiting for approval"))
+                print(f"v{f.version} {f.trigger} {what}: {f.summary()}")
+            if not found:
+                print("no trigger fired")
+            return 0
+        if args.action == "report":
+            from core.policy import outcomes as oc
+
+            o = oc.change_outcomes(store, name, args.now)
+            acc = oc.prediction_accuracy(o)
+            si, mape = acc["share_inside"], acc["mape_pct"]
+            print(f"prediction accuracy: {'-' if si is None else f'{100 * si:.0f}%'} of actuals inside the predicted "
+                  f"interval (n = {acc['n']}); MAPE {'-' if mape is None else f'{mape:.0f}%'} (n = {acc['n_mape']})")
+            for r in o.itertuples(index=False):
+                act = "-" if r.actual is None or r.actual != r.actual else f"{r.actual:.3g}"
+                pred = "-" if r.predicted is None or r.predicted != r.predicted else f"{r.predicted:.3g}"
+                print(f"  v{r.version} {r.rule} {r.series} {r.measure}: predicted {pred}, actual {act}: {r.verdict}")
+            rep = oc.effectiveness_report(store, name, args.now)
+            if args.csv:
+                Path(args.csv).write_bytes(oc.report_csv(rep))
+                print(f"wrote {len(rep)} row(s) to {args.csv}", file=sys.stderr)
+            if args.html:
+                Path(args.html).write_text(oc.report_html(rep, acc), encoding="utf-8")
+                print(f"wrote the HTML report to {args.html}", file=sys.stderr)
             return 0
         if args.action == "verify-audit":
             from core.data.store.audit import check_integrity

@@ -199,8 +199,8 @@ def relative_error(actual: float | None, predicted: float | None) -> float | Non
 
 
 def thin_verdict(hours: float, need: float = MIN_HOURS) -> str:
-    """``"too little data since the change (N h of 24 h needed)"``."""
-    return f"too little data since the change ({hours:.0f} h of {need:.0f} h needed)"
+    """``"too little data since the change (N h of 24 h needed)"`` (N: whole hours of data, rounded down)."""
+    return f"too little data since the change ({math.floor(hours):.0f} h of {need:.0f} h needed)"
 
 
 def judge(actual: float | None, lo: float | None, hi: float | None) -> tuple[bool | None, str]:

@@ -9,6 +9,7 @@ Policy YAML (schema ``threshold-studio/policy/v1``)::
     response:                                # free-form: who is told what, per severity
       warning: {notify: [slack:#sre]}
       critical: {notify: [pagerduty]}
+    rollback_triggers: {mode: propose, storm_factor: 3}   # optional (core/policy/trigger_config.py)
     defaults: {for: 5m, missing: nodata}     # applied to every rule that does not set the field
     rules:
       - name: CheckoutLatencyHigh            # unique within the policy
@@ -45,12 +46,13 @@ import yaml
 
 from core.alerting.rules import Rule, as_rule, normalise_rules, parse_duration
 from core.errors import ValidationError
+from core.policy.trigger_config import trigger_config
 
 SCHEMA = "threshold-studio/policy/v1"
 MISSING = ("nodata", "keep_last", "resolve")
 SEVERITIES = ("warning", "critical")
 TOP_KEYS = ("schema", "policy", "version", "description", "detection", "response", "defaults", "rules",
-            "carried_rules")
+            "carried_rules", "rollback_triggers")
 RULE_KEYS = ("name", "series", "comparator", "warning", "critical", "bounds", "for", "keep_firing_for",
              "recovery", "consecutive", "missing", "interval", "unit", "matchers", "labels", "severity_labels",
              "annotations", "promql")
@@ -154,11 +156,12 @@ def _policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
             bounds[rule.name] = b
     normalise_rules(rules)
     meta: dict[str, Any] = {}
-    for k in ("policy", "description", "detection", "response"):
+    for k in ("policy", "description", "detection", "response", "rollback_triggers"):
         if doc.get(k) is not None:
             meta[k] = doc[k]
     if bounds:
         meta["bounds"] = bounds
+    trigger_config(meta)   # a bad rollback_triggers block is refused here, naming the field
     carried = doc.get("carried_rules")
     if carried is not None:
         if not isinstance(carried, list) or not all(isinstance(c, Mapping) and isinstance(c.get("rule"), Mapping)
@@ -181,7 +184,7 @@ def policy_to_yaml(rules: Iterable[Any], meta: Mapping[str, Any] | None = None) 
     meta = dict(meta or {})
     bounds = meta.get("bounds") or {}
     doc: dict[str, Any] = {"schema": SCHEMA}
-    for k in ("policy", "description", "detection", "response"):
+    for k in ("policy", "description", "detection", "response", "rollback_triggers"):
         if meta.get(k) is not None:
             doc[k] = meta[k]
     out = []
