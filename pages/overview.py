@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.fmt import fmt_duration, fmt_ts
-from ui import state
+from ui import outcomes, state
 from ui.charts import grade_figure
 from ui.widgets import (
     PAGES_DIR,
@@ -58,3 +58,6 @@ else:
 
 st.subheader("Next steps")
 next_steps()
+
+outcomes.render_recent_changes()
+outcomes.render_effectiveness_download()

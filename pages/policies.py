@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.policy import versions as pol
-from ui import notifications, session, state
+from ui import notifications, outcomes, session, state
 from ui import policies as pu
 from ui import policy_tables as tables
 
@@ -61,6 +61,7 @@ with t_active:
             st.subheader("Not tunable (kept unchanged)")
             st.caption("Imported rules the studio does not tune; exported again as they came.")
             st.dataframe(tables.carried_frame(carried), hide_index=True, width="stretch")
+    outcomes.render_triggers(active)
 
 with t_hist:
     st.subheader("Version history")

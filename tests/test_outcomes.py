@@ -337,3 +337,30 @@ def test_policy_yaml_keeps_and_checks_trigger_settings():
     assert policy_from_yaml(policy_to_yaml(rules, meta))[1]["rollback_triggers"] == {"mode": "propose", "storm_factor": 3}
     with pytest.raises(Exception, match="rollback_triggers.storm_factor"):
         policy_from_yaml(text.replace("storm_factor: 3", "storm_factor: 0.5"))
+
+
+# ---------------------------------------------------------------------------- pages
+def test_overview_and_policies_pages_show_outcomes_and_triggers(tmp_path, monkeypatch):
+    from core.data.store import Store
+    from tests.apptest_util import open_page, studio_db, texts
+
+    monkeypatch.setenv("STUDIO_NOTIFY", str(tmp_path / "none.toml"))
+    db = tmp_path / "pages.duckdb"
+    with Store(db) as st:
+        s = audit.install(st)
+        _two_versions(s, tmp_path)
+        _ingest(s, tmp_path, _frame(CHANGE, 2, 20), "after.csv")
+        triggers.check_triggers(s, now=CHANGE + pd.Timedelta(days=2), notify_config=NOCHAN)
+    with studio_db(db):
+        at = open_page("overview.py")
+        assert not at.exception, [e.value for e in at.exception]
+        shown = texts(at)
+        assert "Recent changes: predicted vs actual" in shown
+        assert "of actuals inside the predicted interval (n = " in shown
+        tables = [d.value for d in at.dataframe if "verdict" in d.value.columns]
+        assert any((t["verdict"] == "above the predicted interval").any() for t in tables)
+        assert "Rollback triggers that fired" in shown
+        assert len(at.get("download_button")) == 2
+        at = open_page("policies.py")
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("alert storm" in str(v) for d in at.dataframe for v in d.value.get("evidence", []))

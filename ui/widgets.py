@@ -17,7 +17,7 @@ import streamlit as st
 from core.data.store import IngestReport, Store
 from core.errors import IngestError, StudioError
 from core.fmt import fmt_ts
-from ui import state
+from ui import outcomes, state
 
 GRADES = ("A", "B", "C", "D", "F", "insufficient")
 TOAST_KEY = "ui.toast"
@@ -98,6 +98,7 @@ def import_files(files: Sequence[Any], fmt: str = "auto", actor: str | None = No
             progress(i + 1, len(files), name)
     if any(r.ok and not r.is_noop for r in results):
         state.after_write()
+        outcomes.after_upload(st_)   # rollback triggers of the change in force, on the new data
     return results
 
 
