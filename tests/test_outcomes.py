@@ -364,3 +364,22 @@ def test_overview_and_policies_pages_show_outcomes_and_triggers(tmp_path, monkey
         at = open_page("policies.py")
         assert not at.exception, [e.value for e in at.exception]
         assert any("alert storm" in str(v) for d in at.dataframe for v in d.value.get("evidence", []))
+
+
+def test_data_page_upload_runs_the_triggers(tmp_path, monkeypatch):
+    from core.data.store import Store
+    from tests.apptest_util import studio_db
+    from ui.widgets import import_files
+
+    monkeypatch.setenv("STUDIO_NOTIFY", str(tmp_path / "none.toml"))
+    db = tmp_path / "upload.duckdb"
+    with Store(db) as st:
+        _two_versions(audit.install(st), tmp_path)
+    with studio_db(db):
+        from ui import state
+
+        res = import_files([("storm.csv", _frame(CHANGE, 1, 20).to_csv(index=False).encode())], actor="ed")
+        assert res[0].ok
+        s = state.store()
+        assert pol.latest_number(s, "default") == 3
+        assert osql.firings(s, "default")["trigger"].tolist() == ["alert_storm"]

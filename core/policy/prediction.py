@@ -97,13 +97,18 @@ def _row(rule: str, key: str, measure: str, value: float | None, low: float | No
 
 def _daily_tia(rep: Any, t0: int) -> np.ndarray:
     """Percent of evaluations firing per UTC day from ``t0`` (ns) on (days with evaluations only)."""
-    tl = rep.timeline()
-    tl = tl[tl["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) >= t0]
-    sev = [c for c in tl.columns if c not in ("ts", "value", "missing")]
-    if tl.empty or not sev:
+    tg = np.asarray(rep.ts_ns, dtype=np.int64)
+    keep = tg >= t0
+    if not keep.any():
         return np.zeros(0)
-    firing = tl[sev].any(axis=1).astype(float) * 100.0
-    return firing.groupby(tl["ts"].dt.floor("D")).mean().to_numpy()
+    firing = np.zeros(tg.size, dtype=bool)
+    for m in rep.firing.values():
+        firing |= m
+    day = tg[keep] // (86400 * _NS)
+    day -= day.min()
+    n = np.bincount(day)
+    fired = np.bincount(day, weights=firing[keep].astype(float))
+    return 100.0 * fired[n > 0] / n[n > 0]
 
 
 def _measure_replay(rule: Rule, name: str, key: str, values: pd.Series, incidents: pd.DataFrame,
@@ -193,7 +198,8 @@ def predict_impact(store: Store, old_rules: Iterable[Mapping[str, Any]], new_rul
     if not plan:
         return []
     series = sorted({k for _, k in plan})
-    incidents = {k: store.list_incidents(k, end=t) for k in series}
+    every = store.list_incidents(None, end=t)
+    incidents = {k: every[every["series"].isna() | (every["series"] == k)].reset_index(drop=True) for k in series}
     full = [k for k in series if len(incidents[k])]
     recent = [k for k in series if not len(incidents[k])]
     frames = []
@@ -203,9 +209,11 @@ def predict_impact(store: Store, old_rules: Iterable[Mapping[str, Any]], new_rul
         frames.append(store.get_points(recent, start=t - pd.Timedelta(days=WINDOW_DAYS), end=t))
     points = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     points = points[points["ts"] < t]
+    values = {str(k): series_values(g) for k, g in points.groupby("series", sort=False)}
+    empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz="UTC"))
     out: list[dict[str, Any]] = []
     for name, key in plan:
-        rows = _measure_replay(rules[name], name, key, series_values(points, key), incidents[key], t, lb)
+        rows = _measure_replay(rules[name], name, key, values.get(key, empty), incidents[key], t, lb)
         rec = (supplied or {}).get(key)
         if rec and rec.get("predicted_episodes_per_week") is not None and rec.get("predicted_interval"):
             lo, hi = rec["predicted_interval"]
