@@ -79,7 +79,7 @@ def test_prediction_stored_with_the_version_known_answers(s, tmp_path):
     assert "no labelled incident" in p.loc["incidents_caught", "note"]
     # audited with the version: the entry counts the rows
     entry = audit.list_audit(s, object="policy:default@v2")
-    assert entry["detail"].iloc[-1]["predictions"] == 3
+    assert entry["detail"].iloc[-1]["predictions"] == 3 and len(entry["detail"].iloc[-1]["predictions_sha256"]) == 64
 
 
 def test_incident_share_prediction_and_recommendation_supplied(s, tmp_path):
@@ -383,3 +383,23 @@ def test_data_page_upload_runs_the_triggers(tmp_path, monkeypatch):
         s = state.store()
         assert pol.latest_number(s, "default") == 3
         assert osql.firings(s, "default")["trigger"].tolist() == ["alert_storm"]
+
+
+def test_slo_burn_trigger_on_the_slos_kept_with_the_version(s, tmp_path):
+    from core.slo import SLO
+    from core.slo.watch import burn_since, check_rollback_triggers
+
+    slo = SLO(name="lat-ok", series="lat", target=0.999, window_days=30, threshold=10.0, min_events=10)
+    _two_versions(s, tmp_path, meta={"slos": [slo.to_dict()]})
+    after = _frame(CHANGE, 1, 1)
+    clean = CHANGE + pd.Timedelta(hours=23)
+    _ingest(s, tmp_path, after[after["timestamp"] < clean], "after1.csv")
+    v2 = pol.get_version(s, "default", 2)
+    assert burn_since(s, v2, CHANGE, clean) == []              # one 15-minute spike 22 h ago: no page-level burn
+    assert check_rollback_triggers(s, now=clean, notify_config=NOCHAN) == []
+    late = after[after["timestamp"] >= clean].assign(value=20.0)  # the last hour all bad: burning 1000x
+    _ingest(s, tmp_path, late, "after2.csv")
+    now = CHANGE + pd.Timedelta(days=1)
+    fired = check_rollback_triggers(s, now=now, notify_config=NOCHAN)
+    assert [f.trigger for f in fired] == ["slo_burn"] and fired[0].evidence["slo"] == "lat-ok"
+    assert fired[0].evidence["severity"] == "critical" and fired[0].evidence["burn_rate"] > 14.4

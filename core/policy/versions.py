@@ -505,6 +505,7 @@ def _write_version(store: Store, policy: str, rule_dicts: list[dict[str, Any]], 
                       "status": "pending_approval" if requires_approval else "approved",
                       "significance": significance, "effective_at": effective_at, "source": source,
                       "os_account": os_user or os_account(), "predictions": len(predicted),
+                      "predictions_sha256": audit.sha256_text(audit.canonical_json(predicted)),
                       **(extra_detail or {})}
             if bootstrap:
                 detail["bootstrap"] = True
