@@ -154,32 +154,46 @@ def test_viewer_sees_the_page_but_cannot_apply(db, monkeypatch):
     assert "Read-only: carol has roles viewer" in texts(at)
 
 
-def test_series_without_rule_offers_a_percentile_draft(db):
+def test_series_without_rule_offers_the_recommendation_engines_draft(db):
+    from core.alerting.recommend import engine, snap
+    from core.alerting.recommend.strategies import PRESETS
+
     at = ok(open_page("thresholds.py"))
     at.selectbox(key="thr.series").set_value(NO_RULE).run()
     assert "No rule in force matches this series." in texts(ok(at))
+    assert at.selectbox(key="thr.preset").value == "balanced"
     at.button(key="thr.new").click().run()
     ok(at)
-    # levels from the first 70 % of the time span only, points inside labelled incidents left out
+    # the levels are the engine's balanced recommendation (fit on the first 70 %, fixed-level strategies), on
+    # the slider grid; its for and its check come with it
     store = app_store(db)
     pts = store.get_points(NO_RULE).sort_values("ts")
-    ts = pts["ts"]
-    split = ts.iloc[0] + (ts.iloc[-1] - ts.iloc[0]) * 0.7
-    keep = (ts < split) & pts["value"].notna()
-    for a, b in zip(store.list_incidents(NO_RULE)["start"], store.list_incidents(NO_RULE)["end"], strict=True):
-        keep &= ~((ts >= a) & (ts <= (b if pd.notna(b) else ts.iloc[-1])))
-    v = pts.loc[keep, "value"].to_numpy()
-    assert 0 < len(v) < 0.75 * pts["value"].notna().sum()
+    values = pts.set_index("ts")["value"].rename(NO_RULE)
+    names = tuple(n for n in PRESETS["balanced"].strategies if n != "seasonal")
+    rec = engine.recommend(values, incidents=store.list_incidents(NO_RULE), train_fraction=0.7, strategies=names)
+    assert rec.insufficient is None
     step = at.slider(key="thr.w").step
-    assert at.slider(key="thr.w").value == pytest.approx(round(np.quantile(v, 0.99) / step) * step)
-    assert at.slider(key="thr.c").value == pytest.approx(round(np.quantile(v, 0.999) / step) * step)
-    assert "New rule **ApiGatewayErrorRatePctHigh**" in texts(at)
+    assert at.slider(key="thr.w").value == pytest.approx(snap(rec.warning, step))
+    assert at.text_input(key="thr.for").value == "5m"
+    out = texts(at)
+    assert "New rule **ApiGatewayErrorRatePctHigh**: levels from the recommendation engine" in out
+    assert "Held-out check of the suggested levels" in " ".join(e.label for e in at.expander)
     # 3 days of data: the last 30 % is 0.9 days, too short to check the predicted rate; said, not scored
-    # (the measured rate is shown all the same)
-    assert "Held-out check insufficient (predicted " in texts(at)
-    assert "; a check needs at least 2d" in texts(at) and "the held-out period covers only " in texts(at)
-    assert "In-sample: what this rule would have done over the stored history" in texts(at)
+    assert "the held-out period covers only " in out and "a check needs at least 2d" in out
+    assert f"**Risk {rec.risk}**" in out
+    assert "In-sample: what this rule would have done over the stored history" in out
     assert not at.button(key="thr.apply").disabled
+    # another preset suggests again: conservative levels sit further out than balanced ones
+    at.selectbox(key="thr.preset").set_value("conservative").run()
+    ok(at)
+    assert at.text_input(key="thr.for").value == "10m"
+    assert at.slider(key="thr.w").value >= snap(rec.warning, step)
+    # the edited levels get their own held-out check (the engine's levels= path)
+    at.slider(key="thr.w").set_value(at.slider(key="thr.w").value + 10 * step).run()
+    at.button(key="thr.check").click().run()
+    ok(at)
+    assert "Held-out check of these levels" in " ".join(e.label for e in at.expander)
+    assert "(given; balanced preset, for 10m)" in texts(at)
 
 
 def test_flipping_comparator_resets_levels_to_the_other_tail(db):

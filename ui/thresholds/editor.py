@@ -8,6 +8,7 @@ the Apply dialog shows the :class:`~core.errors.ConflictError` message and the e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from core.alerting import recommend
-from core.alerting.recommend import snap, step_decimals
+from core.alerting.recommend import engine, snap, step_decimals
+from core.alerting.recommend.engine import Recommendation
+from core.alerting.recommend.strategies import PRESETS
 from core.alerting.rules import KNOWN_UNITS, Rule, format_duration
 from core.data.frame import series_values
 from core.errors import InsufficientDataError, StudioError
@@ -39,6 +42,9 @@ LOADED, CTX, DRAFT, DIALOG, FLASH = "thr.loaded", "thr.ctx", "thr.draft", "thr.d
 
 
 SUGGESTION = "thr.suggestion"
+#: the suggestion's preset (widget key), the last suggestion error, the edited levels' held-out check
+PRESET, SUGGEST_ERROR, CHECK = "thr.preset", "thr.suggest_error", "thr.levels_check"
+DEFAULT_PRESET = "balanced"
 
 
 #: a heat-map cell picked on the last run, ``(level name, level value, for seconds)``, applied to the
@@ -177,21 +183,27 @@ def direction_defaults(data: SeriesData, comparator: str) -> tuple[float, float]
     return fl.warning, fl.critical
 
 
-def draft_suggestion(data: SeriesData, for_s: str = "5m", missing: str = "nodata") -> recommend.Suggestion:
-    """Levels for a new ``>`` rule fit on the first 70 % of the series' history (labelled incidents left
-    out, on the slider grid) and their predicted alert rate checked on the last 30 %
-    (:func:`core.alerting.recommend.suggest_rule`). Raises :class:`InsufficientDataError` on too little data."""
+def draft_suggestion(data: SeriesData, preset: str = DEFAULT_PRESET) -> Recommendation:
+    """The recommendation engine's levels for a new ``>`` rule (:func:`core.alerting.recommend.engine.recommend`
+    with ``preset``, fit on the first 70 % of the series' history, labelled incidents and detected
+    outages left out, checked on the last 30 %). Fixed levels only (the seasonal strategy's hourly
+    levels cannot be set in this editor). Raises :class:`InsufficientDataError` with the engine's reason."""
+    names = tuple(n for n in PRESETS[preset].strategies if n != "seasonal")
+    rec = engine.recommend(data.values.rename(data.key), comparator=">", preset=preset, incidents=data.incidents,
+                           train_fraction=1 - HOLDOUT, strategies=names)
+    if rec.insufficient:
+        raise InsufficientDataError(rec.insufficient)
+    return rec
+
+
+def suggest_rule(data: SeriesData, taken: Iterable[str] = (), suggestion: Recommendation | None = None,
+                 preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """A new ``>`` rule dict for a series from :func:`draft_suggestion` (computed when not given): the
+    recommended levels on the slider grid, the recommendation's ``for``, ``missing: nodata``, and a
+    rationale quoting the prediction and the held-out check."""
+    rec = suggestion if suggestion is not None else draft_suggestion(data, preset)
     step = slider_spec(data.q, ">", (), data.unit)[2]
-    return recommend.suggest_rule(data.values, ">", data.incidents, HOLDOUT, step=step, for_s=for_s,
-                                  missing=missing)
-
-
-def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
-                 suggestion: recommend.Suggestion | None = None) -> dict[str, Any]:
-    """A new ``>`` rule dict for a series from :func:`draft_suggestion` (computed when not given):
-    warning at the fit period's p99, critical at its p99.9, ``for: 5m``, ``missing: nodata``."""
-    sug = suggestion if suggestion is not None else draft_suggestion(data)
-    d = recommend.as_rule_dict(sug, rule_name(data.key, taken), data.key)
+    d = recommend.as_rule_dict(rec, rule_name(data.key, taken), data.key, step=step)
     if data.unit:
         try:
             Rule.from_dict({**d, "unit": data.unit})
@@ -199,6 +211,30 @@ def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
         except StudioError:  # a unit name (or bound) the rule schema does not accept: leave it out
             pass
     return d
+
+
+def check_levels(data: SeriesData, rule: Rule) -> Recommendation:
+    """The held-out check of the edited levels (the engine's ``levels=`` path): the rule's levels,
+    comparator and ``for`` replayed over the history, the fit-period rate as the prediction (with
+    its interval) and the last 30 % as the measurement, plus the risk. Other settings (keep firing
+    for, recovery, consecutive, missing) are not part of the check."""
+    p = dataclasses.replace(PRESETS[DEFAULT_PRESET], for_s=rule.for_s)
+    return engine.recommend(data.values.rename(data.key), comparator=rule.comparator, preset=p,
+                            incidents=data.incidents, train_fraction=1 - HOLDOUT,
+                            levels=(rule.warning, rule.critical), exclude_outages=False)
+
+
+def on_preset(data: SeriesData, taken: Iterable[str]) -> None:
+    """Widget callback: a new preset re-suggests the draft rule (its levels, ``for`` and check)."""
+    ss = st.session_state
+    try:
+        rec = draft_suggestion(data, ss[PRESET])
+    except StudioError as exc:
+        ss[SUGGEST_ERROR] = str(exc)
+        return
+    ss[DRAFT], ss[SUGGESTION] = suggest_rule(data, taken, rec), rec
+    ss.pop(CTX, None)
+    ss.pop(CHECK, None)
 
 
 # ---------------------------------------------------------------------------- editor state
