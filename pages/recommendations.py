@@ -79,8 +79,13 @@ if keys:
         st.markdown(rec["rationale"])
         for r in rec["risk_reasons"]:
             st.caption(f"Risk: {r}")
+        unit = ur.series_unit(series, key)
+        for line in ur.constraint_lines(rec, unit):
+            st.info(line[0].upper() + line[1:], icon=":material/content_cut:")
         for n in rec.get("constraints") or []:
             st.caption(f"Constraint: {n}")
+        if rec.get("limits"):
+            st.caption(f"Change limits of rule {rec.get('rule')}: {rec['limits']['text']}.")
 
 # ---------------------------------------------------------------- apply
 user, err = session_user()

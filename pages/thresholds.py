@@ -111,6 +111,18 @@ for level in ("warning", "critical"):
 q = {k: f"{v:.4g}" for k, v in data.q.items()}
 st.caption(f"Slider range from raw-point percentiles ({data.n:,} points): median {q['p50']}, p99 {q['p99']}, "
            f"p99.9 {q['p99.9']}, max {q['max']}; widened to hold the current thresholds.")
+with st.expander("Change limits", icon=":material/tune:"):
+    st.caption("Stored with the rule: what a recommendation may do to it. Levels stay within the bounds; one "
+               "apply moves a level at most the maximum change; a change that reverses the last one within the "
+               "stability period is held back. Empty fields use the defaults (20 % per apply, 7d).")
+    lc = st.columns(4)
+    lc[0].number_input("Minimum level", value=None, key=K["limit_min"], placeholder="none", format="%g")
+    lc[1].number_input("Maximum level", value=None, key=K["limit_max"], placeholder="none", format="%g")
+    lc[2].number_input("Max change per apply (%)", value=None, min_value=0.1, key=K["max_change_pct"],
+                       placeholder="20 (default)", format="%g")
+    lc[3].text_input("Stability period", key=K["stability"], placeholder="7d (default)",
+                     help="No reversal of the last change within this period (oscillation guard), e.g. 3d")
+values = te.editor_state()
 try:
     rule = te.edited_rule(base_rule, values)
 except StudioError as exc:

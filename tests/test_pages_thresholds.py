@@ -570,3 +570,27 @@ def test_heat_map_follows_a_typed_for_and_a_dragged_level(db):
     assert current_cell(spec) == ("45m", "372")
     sm = _cell_summary(db, 372.0, 2700.0)
     assert f"{sm['episodes']} episode(s), {sm['episodes_per_week']:.2f} / week" in cell_texts(spec)[("45m", "372")]
+
+
+def test_change_limits_are_edited_and_stored_with_the_rule(db):
+    at = ok(open_page("thresholds.py"))
+    at.selectbox(key="thr.series").set_value('latency_p95_ms{service="api-gateway"}').run()
+    ok(at)
+    # the demo policy's bounds for this rule are its stored limits
+    assert (at.number_input(key="thr.lim_min").value, at.number_input(key="thr.lim_max").value) == (80.0, 1000.0)
+    assert at.number_input(key="thr.lim_change").value is None and at.text_input(key="thr.lim_stab").value == ""
+    at.number_input(key="thr.lim_change").set_value(10.0).run()
+    at.text_input(key="thr.lim_stab").input("3d").run()
+    ok(at)
+    at.button(key="thr.apply").click().run()
+    diff = next(df.value for df in ok(at).dataframe if "field" in df.value.columns)
+    assert sorted(diff["field"]) == ["limits.max_change", "limits.stability"]
+    at.text_input(key="thr.reason").input("slower tuning").run()
+    at.button(key="thr.confirm").click().run()
+    ok(at)
+    v2 = pol.history(app_store(db))[-1]
+    rule = next(r for r in v2.rule_dicts if r["name"] == "ApiGatewayLatencyHigh")
+    assert rule["limits"] == {"min": 80.0, "max": 1000.0, "max_change": 0.1, "stability": "3d"}
+    # a level outside the bounds is not a valid rule
+    at.number_input(key="thr.lim_max").set_value(120.0).run()
+    assert "Not a valid rule: rule.warning: 150 is outside this rule's bounds [80, 120]" in texts(ok(at))

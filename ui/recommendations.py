@@ -57,7 +57,10 @@ def compute(ctx: tuple[Any, ...], preset: str, train: float) -> list[dict[str, A
     for r in rules:
         for k in r.matching(keys):
             current.setdefault(k, r)
-    items = split_points(points, store.list_incidents(), current, bounds)
+    versions = sorted((v for v in pol.history(store, POLICY) if v.in_force_from is not None),
+                      key=lambda v: v.in_force_from)
+    items = split_points(points, store.list_incidents(), current, bounds,
+                         history=[(v.in_force_from, v.rule_dicts) for v in versions])
     bar = st.progress(0.0, text=f"Recommending {len(items)} series...")
 
     def tick(done: int, total: int) -> None:
@@ -98,6 +101,46 @@ def detail_figure(points: pd.DataFrame, incidents: pd.DataFrame, rec: dict[str, 
                                      marker={"color": color, "size": 6, "symbol": "triangle-up"}))
     fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.15})
     return fig
+
+
+def series_unit(series: pd.DataFrame, key: str) -> str | None:
+    """The unit of a stored series from the series table (None when unknown)."""
+    u = series.loc[series["key"] == key, "unit"]
+    return str(u.iloc[0]) if len(u) and pd.notna(u.iloc[0]) and str(u.iloc[0]) else None
+
+
+def _cut_by(reasons: list[str], limits: dict[str, Any]) -> str:
+    """Which constraint a level's reasons name, in a few words."""
+    text = " ".join(reasons)
+    if "per apply" in text:
+        mc = limits.get("max_change")
+        return f"max change {mc:.0%}" if mc is not None else "max change"
+    if "stability period" in text:
+        return "the stability period (no reversal of the last change)"
+    if "minimum" in text or "maximum" in text:
+        return "the rule's bounds"
+    if "beyond warning" in text:
+        return "the warning/critical order"
+    return "a constraint"
+
+
+def constraint_lines(rec: dict[str, Any], unit: str | None = None) -> list[str]:
+    """One line per level a constraint cut: ``"warning cut by max change 20%: unconstrained 412 ms,
+    recommended 330 ms"`` (the rule's limits are in ``rec["limits"]``, the reasons in
+    ``rec["constraints"]``)."""
+    u = f" {unit}" if unit else ""
+    notes = [str(n) for n in rec.get("constraints") or []]
+    unc = rec.get("unconstrained") or {}
+    limits = rec.get("limits") or {}
+    out = []
+    for lvl in ("warning", "critical"):
+        before, after = unc.get(lvl), rec.get(lvl)
+        if before is None or (after is not None and abs(after - before) <= 1e-9 * max(1.0, abs(before))):
+            continue
+        why = [n for n in notes if n.startswith(lvl)]
+        out.append(f"{lvl} cut by {_cut_by(why, limits)}: unconstrained {before:.4g}{u}, "
+                   + (f"recommended {after:.4g}{u}" if after is not None else "no level set"))
+    return out
 
 
 def _num(x: Any, fmt: str) -> str:

@@ -58,7 +58,8 @@ def _current(rules: list[Rule], keys: list[str]) -> dict[str, Rule]:
     return out
 
 
-def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Rule], dict[str, Any]]:
+def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Rule], dict[str, Any],
+                                               list[tuple[Any, list[dict[str, Any]]]]]:
     incidents = None
     if args.incidents:
         from core.data.incidents import read_incidents
@@ -80,9 +81,9 @@ def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None
         dup = points.duplicated(["series", "ts"], keep="last")
         if dup.any():
             points = points[~dup]
-        return points, incidents, rules, bounds
+        return points, incidents, rules, bounds, []
     from core.data.store import Store
-    from core.policy.versions import active_version
+    from core.policy.versions import active_version, history
 
     with (Store(args.db, read_only=True) if args.db else Store(read_only=True)) as store:
         points = store.get_points()
@@ -92,18 +93,20 @@ def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None
             v = active_version(store)
             if v is not None:
                 rules, bounds = v.rules(), dict(v.meta.get("bounds") or {})
-    return points, incidents, rules, bounds
+        live = [] if args.policy else sorted((h for h in history(store) if h.in_force_from is not None),
+                                             key=lambda h: h.in_force_from)
+    return points, incidents, rules, bounds, [(h.in_force_from, h.rule_dicts) for h in live]
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.train_fraction < 1:
         raise ValidationError(f"--train-fraction must lie strictly between 0 and 1, got {args.train_fraction}",
                               path="--train-fraction")
-    points, incidents, rules, bounds = _inputs(args)
+    points, incidents, rules, bounds, hist = _inputs(args)
     if len(points) == 0:
         raise ValidationError("no points to recommend thresholds for", path="FILE")
     keys = [str(k) for k in pd.unique(points["series"])]
-    items = split_points(points, incidents, _current(rules, keys), bounds)
+    items = split_points(points, incidents, _current(rules, keys), bounds, hist)
     out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, preset=args.strategy,
                           train_fraction=args.train_fraction, comparator=args.comparator, max_change=args.max_change,
                           exclude_outages=not args.keep_outages)

@@ -55,10 +55,12 @@ CELL = "thr.cell"
 #: editor field -> widget key
 KEYS = {"comparator": "thr.cmp", "has_warning": "thr.has_w", "warning": "thr.w", "has_critical": "thr.has_c",
         "critical": "thr.c", "for": "thr.for", "keep_firing_for": "thr.keep", "recovery": "thr.rec",
-        "consecutive": "thr.consec", "missing": "thr.missing"}
+        "consecutive": "thr.consec", "missing": "thr.missing", "limit_min": "thr.lim_min", "limit_max": "thr.lim_max",
+        "max_change_pct": "thr.lim_change", "stability": "thr.lim_stab"}
 
 
-_EDITED = ("comparator", "warning", "critical", "for", "keep_firing_for", "recovery", "consecutive", "missing")
+_EDITED = ("comparator", "warning", "critical", "for", "keep_firing_for", "recovery", "consecutive", "missing",
+           "limits")
 
 
 # ---------------------------------------------------------------------------- series data
@@ -243,7 +245,12 @@ def editor_values(rule: Mapping[str, Any], data: SeriesData) -> dict[str, Any]:
     (:func:`direction_defaults`)."""
     cmp = rule.get("comparator", ">")
     dw, dc = direction_defaults(data, cmp)
-    return {"comparator": cmp, "has_warning": rule.get("warning") is not None,
+    lim = dict(rule.get("limits") or {})
+    stab = lim.get("stability", lim.get("stability_s"))
+    return {"limit_min": lim.get("min"), "limit_max": lim.get("max"),
+            "max_change_pct": None if lim.get("max_change") is None else round(100.0 * float(lim["max_change"]), 6),
+            "stability": "" if stab is None else (format_duration(stab) if isinstance(stab, (int, float)) else str(stab)),
+            "comparator": cmp, "has_warning": rule.get("warning") is not None,
             "warning": float(rule.get("warning") if rule.get("warning") is not None else dw),
             "has_critical": rule.get("critical") is not None,
             "critical": float(rule.get("critical") if rule.get("critical") is not None else dc),
@@ -311,6 +318,12 @@ def edited_rule(base: Mapping[str, Any], values: Mapping[str, Any]) -> Rule:
             d[level] = float(values[level])
     if values.get("recovery") is not None:
         d["recovery"] = float(values["recovery"])
+    limits = {"min": values.get("limit_min"), "max": values.get("limit_max"),
+              "max_change": None if values.get("max_change_pct") is None else float(values["max_change_pct"]) / 100.0,
+              "stability": (values.get("stability") or "").strip() or None}
+    limits = {k: v for k, v in limits.items() if v is not None}
+    if limits:
+        d["limits"] = limits
     rule = Rule.from_dict(d, path="rule")
     ann = recommend.revise_rationale(base, rule)
     if ann != dict(rule.annotations):

@@ -201,7 +201,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     current : Rule, optional
         The rule in force: stability objective, constraints, and the before/after comparison.
     constraints : Constraints, optional
-        Default :class:`Constraints` (20 % per apply, 7-day stability) when ``current`` is given.
+        Default: the limits stored with ``current`` (:meth:`Constraints.from_rule`: its ``limits``,
+        else 20 % per apply and a 7-day stability period) when ``current`` is given.
     weights : (float, float, float)
         Reliability, achievability, stability.
     strategies : tuple of str, optional
@@ -298,7 +299,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
 
     # constraints
     cur = (current.warning, current.critical) if current is not None else (None, None)
-    cons = constraints or (Constraints() if current is not None else Constraints(max_change=None))
+    cons = constraints or (Constraints.from_rule(current) if current is not None else Constraints(max_change=None))
     if levels is not None:
         cons, last_changes = Constraints(max_change=None), (None, None)      # given levels are judged as they are
     crit_in, kept = chosen.critical, []

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.alerting.recommend.constraints import Constraints
+from core.alerting.recommend.constraints import Constraints, LastChange, last_changes
 from core.alerting.recommend.engine import recommend
 from core.alerting.rules import Rule
 from core.errors import ValidationError
@@ -29,18 +29,23 @@ from core.errors import ValidationError
 __all__ = ["FleetItem", "split_points", "recommend_one", "recommend_fleet", "fleet_table", "apply_changes", "TABLE_COLUMNS"]
 
 #: one series' task: (key, timestamps as int64 ns UTC, values, its incidents or None, rule in force as a
-#: dict or None, that rule's bounds ``{min, max}`` or None)
+#: dict or None, that rule's older-policy bounds ``{min, max}`` or None, the last applied change of the
+#: rule's (warning, critical) for the oscillation guard)
 FleetItem = tuple[str, np.ndarray, np.ndarray, "pd.DataFrame | None", "dict[str, Any] | None",
-                  "dict[str, float] | None"]
+                  "dict[str, float] | None", "tuple[LastChange | None, LastChange | None]"]
 
 
 def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
                  current: Mapping[str, Rule] | None = None,
-                 bounds: Mapping[str, Mapping[str, float]] | None = None) -> list[FleetItem]:
+                 bounds: Mapping[str, Mapping[str, float]] | None = None,
+                 history: Iterable[tuple[Any, Iterable[Mapping[str, Any]]]] | None = None) -> list[FleetItem]:
     """One task per series of a points frame ``series, ts, value`` (sorted by series, then time).
 
-    ``current`` maps a series key to its rule in force; ``bounds`` maps a *rule name* to its
-    ``{min, max}`` (the policy's ``meta["bounds"]``)."""
+    ``current`` maps a series key to its rule in force (whose ``limits`` constrain the
+    recommendation); ``bounds`` maps a *rule name* to its ``{min, max}`` in a policy stored before
+    rules had limits (the policy's ``meta["bounds"]``); ``history`` is the versions in force, oldest
+    first, as ``(in force from, rule dicts)``, from which each rule's last level change is found
+    (:func:`.constraints.last_changes`, for the oscillation guard)."""
     for col in ("series", "ts", "value"):
         if col not in points.columns:
             raise ValidationError(f"points frame lacks column {col!r}; expected series, ts, value", path=f"points.{col}")
@@ -48,6 +53,7 @@ def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
     keys = p["series"].astype(str).to_numpy()
     t = pd.DatetimeIndex(p["ts"]).tz_convert("UTC").as_unit("ns").asi8
     v = p["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    hist = [(at, [dict(r) for r in rules]) for at, rules in history] if history is not None else None
     cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     edges = np.concatenate(([0], cut, [keys.size]))
     items: list[FleetItem] = []
@@ -62,27 +68,34 @@ def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
             inc = inc.reset_index(drop=True) if len(inc) else None
         rule = current.get(key) if current else None
         b_ = dict(bounds.get(rule.name, {})) if (bounds and rule is not None) else None
-        items.append((key, t[a:b], v[a:b], inc, rule.to_dict() if rule is not None else None, b_ or None))
+        last = last_changes(hist, rule.name) if (hist and rule is not None) else (None, None)
+        items.append((key, t[a:b], v[a:b], inc, rule.to_dict() if rule is not None else None, b_ or None, last))
     return items
 
 
 def recommend_one(item: FleetItem, options: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`recommend` of one task, as the JSON-ready dict (a module-level function, so it pickles).
 
-    With a rule in force its comparator is used and its bounds become :class:`Constraints` (with the
-    ``max_change`` option, default 20 %)."""
-    key, t, v, inc, rule, bounds = item
+    With a rule in force its comparator is used and its stored limits become :class:`Constraints`
+    (what it leaves unset: the ``max_change`` option, default 20 %, a 7-day stability period and the
+    older policy bounds of the task), with the task's last changes for the oscillation guard."""
+    key, t, v, inc, rule, bounds, *rest = item
+    last = rest[0] if rest else (None, None)
     s = pd.Series(v, index=pd.DatetimeIndex(t.astype("datetime64[ns]")).tz_localize("UTC"), name=key)
     opts = dict(options)
     max_change = opts.pop("max_change", 0.2)
     cur = Rule.from_dict(rule) if rule is not None else None
     if cur is not None:
         opts["comparator"] = cur.comparator
-        opts["constraints"] = Constraints.from_bounds(bounds, max_change=max_change)
+        cons = Constraints.from_rule(cur, max_change=max_change, bounds=bounds)
+        opts["constraints"] = cons
+        opts["last_changes"] = last
     out = recommend(s, incidents=inc, current=cur, **opts).to_dict()
     if cur is not None:
         out["rule"] = cur.name
         out["current"] = {"warning": cur.warning, "critical": cur.critical, "for_seconds": cur.for_s}
+        out["limits"] = {"min": cons.min, "max": cons.max, "max_change": cons.max_change,
+                         "stability_s": cons.stability_s, "text": cons.describe()}
     return out
 
 
