@@ -3,7 +3,8 @@ chart and the "Apply selected" dialog (one reviewed policy change through the ap
 
 Every computation is a call into :mod:`core.alerting.recommend`; this module only wires it to the
 store and to Streamlit. ``STUDIO_DASK_SCHEDULER`` (an address such as ``tcp://host:8786``) runs the
-fleet on that Dask cluster instead of in this process.
+fleet on that Dask cluster instead of in this process, with the points exported as Parquet under
+``STUDIO_DASK_PARQUET_DIR`` (a directory every worker can read; default a local temporary one).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ RESULTS = "rec.results"
 DIALOG = "rec.dialog"
 FLASH = "rec.flash"
 SCHEDULER_ENV = "STUDIO_DASK_SCHEDULER"
+PARQUET_ENV = "STUDIO_DASK_PARQUET_DIR"
 
 
 def run_context(preset: str, train: float) -> tuple[Any, ...]:
@@ -67,6 +69,7 @@ def compute(ctx: tuple[Any, ...], preset: str, train: float) -> list[dict[str, A
         bar.progress(done / max(total, 1), text=f"Recommended {done} of {total} series")
 
     out = recommend_fleet(items, workers=1, scheduler=os.environ.get(SCHEDULER_ENV) or None, progress=tick,
+                          parquet_dir=os.environ.get(PARQUET_ENV) or None,
                           preset=preset, train_fraction=train)
     bar.empty()
     st.session_state[RESULTS] = (ctx, out)

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep detected outages in the fit (default: the default detector's outages in "
                              "each fit period are left out)")
     parser.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")
+    parser.add_argument("--parquet-dir",
+                        help="with --scheduler: a directory every Dask worker can read (shared filesystem); the "
+                             "points are exported there as Parquet partitions (default: a temporary directory on "
+                             "this machine, enough for workers on this machine only)")
     parser.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON array")
@@ -107,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("no points to recommend thresholds for", path="FILE")
     keys = [str(k) for k in pd.unique(points["series"])]
     items = split_points(points, incidents, _current(rules, keys), bounds, hist)
-    out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, preset=args.strategy,
+    if args.parquet_dir and not args.scheduler:
+        raise ValidationError("--parquet-dir is only used with --scheduler (a Dask cluster)", path="--parquet-dir")
+    out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, parquet_dir=args.parquet_dir,
+                          preset=args.strategy,
                           train_fraction=args.train_fraction, comparator=args.comparator, max_change=args.max_change,
                           exclude_outages=not args.keep_outages)
     if args.json:
