@@ -9,6 +9,8 @@ fleet on that Dask cluster instead of in this process, with the points exported 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from typing import Any
 
@@ -17,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.alerting.recommend.fleet import apply_changes, recommend_fleet, split_points
+from core.alerting.recommend.outcomes import candidate_outcomes
 from core.alerting.replay import replay
 from core.alerting.rules import Rule
 from core.errors import StudioError
@@ -148,6 +151,46 @@ def constraint_lines(rec: dict[str, Any], unit: str | None = None) -> list[str]:
 
 def _num(x: Any, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
+
+
+def _iv(x: Any, lo: Any, hi: Any, fmt: str) -> str:
+    """``"2.10 [0.64, 6.03]"``; the interval left out when it cannot be given (NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    ok = lo is not None and hi is not None and not (math.isnan(float(lo)) or math.isnan(float(hi)))
+    return format(x, fmt) + (f" [{format(lo, fmt)}, {format(hi, fmt)}]" if ok else "")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _outcomes(path: str, key: str, rec_json: str) -> pd.DataFrame:
+    rec = json.loads(rec_json)
+    pts = state.points(key)
+    values = pts.set_index("ts")["value"].rename(key)
+    return candidate_outcomes(values, rec, state.incidents(key))
+
+
+def outcomes_frame(rec: dict[str, Any]) -> pd.DataFrame:
+    """The rule in force, the recommendation and each strategy's candidate on the held-out period, each
+    figure with its 90 % interval (:func:`core.alerting.recommend.outcomes.candidate_outcomes`), for
+    display; cached per series and recommendation."""
+    df = _outcomes(state.db_path(), rec["series"], json.dumps(rec, sort_keys=True, default=str))
+    chosen = next((c["strategy"] for c in rec.get("candidates") or [] if c.get("chosen")), None)
+    rows = []
+    for r in df.to_dict("records"):
+        has_inc = r["incidents"] > 0
+        rows.append({
+            "rule": r["rule"] + (" (chosen)" if r["rule"] == chosen else ""),
+            "warning": _num(r["warning"], ".4g"), "critical": _num(r["critical"], ".4g"),
+            "episodes/week": _iv(r["episodes_per_week"], r["episodes_low"], r["episodes_high"], ".2f"),
+            "time in alert %": _iv(r["time_in_alert_pct"], r["time_in_alert_low"], r["time_in_alert_high"], ".3f"),
+            "caught": _iv(r["caught"], r["caught_low"], r["caught_high"], ".3g") + f" of {r['incidents']}"
+            if has_inc else "-",
+            "missed": _iv(r["missed"], r["missed_low"], r["missed_high"], ".3g") if has_inc else "-",
+            "median detection delay (s)": _iv(r["delay_s"], r["delay_low"], r["delay_high"], ".0f") if has_inc else "-",
+            "reset time (s)": _iv(r["reset_s"], r["reset_low"], r["reset_high"], ".0f") if has_inc else "-",
+            "note": r["note"] or "",
+        })
+    return pd.DataFrame(rows)
 
 
 def candidates_frame(rec: dict[str, Any]) -> pd.DataFrame:

@@ -75,6 +75,10 @@ MIN_CHECK_EPISODES = 3.0
 OUTAGE_STEP_S = 900
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
+#: per-candidate fields in :meth:`Recommendation.to_dict` (levels as the strategy proposed them, before
+#: constraints; fit-period scores)
+_CANDIDATE_FIELDS = ("strategy", "warning", "critical", "insufficient", "episodes_per_week", "recall", "score",
+                     "pareto", "chosen")
 
 
 @dataclass
@@ -142,6 +146,8 @@ class Recommendation:
             "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
             "unconstrained": self.unconstrained or None, "constraints": list(self.constraint_notes) or None,
             "comparison": self.comparison or None, "outage_points": self.outage_points,
+            "candidates": None if self.candidates is None else [
+                {k: r.get(k) for k in _CANDIDATE_FIELDS} for r in self.candidates.to_dict("records")],
         }
         if self.insufficient:
             out["insufficient"] = self.insufficient
