@@ -12,12 +12,16 @@ Modules
 :mod:`.confidence`
     Moving-block bootstrap intervals and the risk level with its reasons.
 :mod:`.constraints`
-    Bounds, maximum change per apply, the oscillation guard and the warning/critical order.
+    Bounds, maximum change per apply, the oscillation guard and the warning/critical order, from the
+    limits stored with the rule (``Rule.limits``).
 :mod:`.engine`
     :func:`recommend`: one series from raw points to a validated :class:`Recommendation`
     (a pure function of one series' frame, so a fleet can run it anywhere).
 :mod:`.fleet`
-    Many series at once: a local process pool or a Dask distributed cluster, same results.
+    Many series at once: a local process pool or a Dask distributed cluster (reading Parquet
+    partitions of the points), same results.
+:mod:`.outcomes`
+    Each candidate rule on the held-out period, every figure with its interval (the detail view).
 """
 
 from __future__ import annotations
