@@ -4,7 +4,7 @@ Examples::
 
     python -m core recommend latency.csv --strategy balanced --incidents incidents.csv --json
     python -m core recommend data/demo/*.csv --policy data/demo_policy.yaml --jsonl
-    python -m core recommend --db data/studio.duckdb --scheduler tcp://10.0.0.5:8786 --json
+    python -m core recommend --db data/studio.duckdb --scheduler tcp://10.0.0.5:8786 --parquet-dir /mnt/shared --json
 
 With FILE(s) it reads them the way an upload would store them (``core.data.ingest.load_metrics``) and
 never touches the database; without, it reads every series, the labelled incidents and the policy
