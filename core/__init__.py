@@ -60,7 +60,6 @@ _PUBLIC: dict[str, str] = {
     "Replay": "core.alerting.replay",
     "sweep": "core.alerting.sweep",
     "sweep_grid": "core.alerting.sweep",
-    "suggest_rule": "core.alerting.recommend",
     "recommend": "core.alerting.recommend",
     "Recommendation": "core.alerting.recommend",
     "PromMapping": "core.alerting.prometheus",

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.alerting.recommend.fleet import fleet_table
 from core.alerting.recommend.strategies import PRESETS
+from core.errors import StudioError
 from ui import experiments as ue
 from ui import recommendations as ur
 from ui import state
@@ -73,14 +74,30 @@ if keys:
         m[3].metric("Risk", rec["risk"])
         pts = state.points(key)
         st.plotly_chart(ur.detail_figure(pts, state.incidents(key), rec), key="rec.chart")
+        st.markdown("**Each candidate on the held-out period** (after the split; the levels were fit before "
+                    "it), with 90 % intervals")
+        try:
+            st.dataframe(ur.outcomes_frame(rec), hide_index=True, width="stretch", key="rec.outcomes")
+        except StudioError as exc:
+            st.caption(f"Candidates unavailable: {exc}")
+        st.caption("Episodes/week: block bootstrap of daily counts united with the exact Poisson interval; time "
+                   "in alert: block bootstrap of daily alert time; caught/missed: Clopper-Pearson; delay and "
+                   "reset: bootstrap of the median over caught incidents. Candidates are shown as their strategy "
+                   "proposed them, before the change limits; the recommendation after them.")
         cf = ur.candidates_frame(rec)
         if len(cf):
+            st.caption("Rule in force and recommendation over the whole history (in-sample for the recommendation):")
             st.dataframe(cf, hide_index=True, width="stretch")
         st.markdown(rec["rationale"])
         for r in rec["risk_reasons"]:
             st.caption(f"Risk: {r}")
+        unit = ur.series_unit(series, key)
+        for line in ur.constraint_lines(rec, unit):
+            st.info(line[0].upper() + line[1:], icon=":material/content_cut:")
         for n in rec.get("constraints") or []:
             st.caption(f"Constraint: {n}")
+        if rec.get("limits"):
+            st.caption(f"Change limits of rule {rec.get('rule')}: {rec['limits']['text']}.")
 
 # ---------------------------------------------------------------- apply
 user, err = session_user()

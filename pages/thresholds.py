@@ -6,6 +6,7 @@ from functools import partial
 import streamlit as st
 
 from core.alerting.recommend import step_decimals
+from core.alerting.recommend.strategies import PRESETS
 from core.alerting.rules import COMPARATORS, MISSING_MODES, Rule
 from core.errors import StudioError
 from ui import state
@@ -54,19 +55,31 @@ if matches:
                + (": a change applies to all of them." if len(selected) > 1 else "."))
 elif draft is not None and draft["series"] == key:
     base_rule, is_new = draft, True
-    st.caption(f"New rule **{draft['name']}**: warning and critical at the 99th and 99.9th percentiles of the "
-               f"first {1 - te.HOLDOUT:.0%} of this series' history (labelled incidents left out).")
-    ta.show_suggestion_check(ss.get(te.SUGGESTION))
+    taken = [r["name"] for r in snap["rules"]]
+    st.caption(f"New rule **{draft['name']}**: levels from the recommendation engine (strategies chosen on the "
+               f"first {1 - te.HOLDOUT:.0%} of this series' history, labelled incidents and detected outages left "
+               "out), on the slider grid. Pick another preset to suggest again.")
+    st.selectbox("Suggestion preset", list(PRESETS), key=te.PRESET, on_change=te.on_preset, args=(data, taken))
+    if ss.get(te.SUGGEST_ERROR):
+        st.warning(f"Cannot suggest levels: {ss.pop(te.SUGGEST_ERROR)}")
+    ta.show_check(ss.get(te.SUGGESTION), "Held-out check of the suggested levels",
+                  "Moving the sliders does not update this check; use 'Check these levels' below.")
 else:
     st.info("No rule in force matches this series.", icon=":material/rule:")
-    if st.button("New rule for this series", icon=":material/add:", key="thr.new"):
+    a, b = st.columns([1, 2], vertical_alignment="bottom")
+    preset = a.selectbox("Suggestion preset", list(PRESETS), key=te.PRESET,
+                         index=list(PRESETS).index(te.DEFAULT_PRESET),
+                         help="Conservative: fewer alerts; balanced: p99 and 3 warnings a week; aggressive: more.")
+    if b.button("New rule for this series", icon=":material/add:", key="thr.new"):
         try:
-            sug = te.draft_suggestion(data)
+            with st.spinner("Recommending levels..."):
+                sug = te.draft_suggestion(data, preset)
         except StudioError as exc:
             st.warning(f"Cannot suggest levels: {exc}")
             st.stop()
         ss[te.DRAFT] = te.suggest_rule(data, [r["name"] for r in snap["rules"]], sug)
         ss[te.SUGGESTION] = sug
+        ss.pop(te.CHECK, None)
         st.rerun()
     st.stop()
 
@@ -98,11 +111,34 @@ for level in ("warning", "critical"):
 q = {k: f"{v:.4g}" for k, v in data.q.items()}
 st.caption(f"Slider range from raw-point percentiles ({data.n:,} points): median {q['p50']}, p99 {q['p99']}, "
            f"p99.9 {q['p99.9']}, max {q['max']}; widened to hold the current thresholds.")
+with st.expander("Change limits", icon=":material/tune:"):
+    st.caption("Stored with the rule: what a recommendation may do to it. Levels stay within the bounds; one "
+               "apply moves a level at most the maximum change; a change that reverses the last one within the "
+               "stability period is held back. Empty fields use the defaults (20 % per apply, 7d).")
+    lc = st.columns(4)
+    lc[0].number_input("Minimum level", value=None, key=K["limit_min"], placeholder="none", format="%g")
+    lc[1].number_input("Maximum level", value=None, key=K["limit_max"], placeholder="none", format="%g")
+    lc[2].number_input("Max change per apply (%)", value=None, min_value=0.1, key=K["max_change_pct"],
+                       placeholder="20 (default)", format="%g")
+    lc[3].text_input("Stability period", key=K["stability"], placeholder="7d (default)",
+                     help="No reversal of the last change within this period (oscillation guard), e.g. 3d")
+values = te.editor_state()
 try:
     rule = te.edited_rule(base_rule, values)
 except StudioError as exc:
     st.error(f"Not a valid rule: {exc}", icon=":material/error:")
     st.stop()
+if st.button("Check these levels on the held-out part", key="thr.check", icon=":material/fact_check:",
+             help="Replays these levels, comparator and for: the rate on the first 70 % predicts the last 30 %"):
+    try:
+        ss[te.CHECK] = ((key, rule.comparator, rule.warning, rule.critical, rule.for_s), te.check_levels(data, rule))
+    except StudioError as exc:
+        st.warning(f"Cannot check these levels: {exc}")
+got = ss.get(te.CHECK)
+if got and got[0] == (key, rule.comparator, rule.warning, rule.critical, rule.for_s):
+    ta.show_check(got[1], "Held-out check of these levels",
+                  "Given levels are not chosen on the fit period, so its rate is the prediction; if you set them "
+                  "by looking at the whole history, the check is not out of sample.")
 
 # ---------------------------------------------------------------- replay
 levels = list(rule.triggers())

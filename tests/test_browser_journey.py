@@ -222,7 +222,7 @@ def _journey(journey: Journey, page, shots: Path) -> None:
     slider = main.get_by_role("slider", name=re.compile(r"^warning threshold"))
     start = float(slider.get_attribute("aria-valuetext"))
     from ui.thresholds.editor import suggest_rule
-    suggested = suggest_rule(journey.series)["warning"]                 # fit-period p99, on the slider grid
+    suggested = suggest_rule(journey.series)["warning"]      # the engine's balanced level, on the slider grid
     assert start == pytest.approx(suggested, abs=1e-9)
     main.get_by_text("Held-out check of the suggested levels").first.wait_for()
     before = _expected_cards(journey.series, start)

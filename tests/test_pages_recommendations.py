@@ -42,7 +42,7 @@ def test_fleet_table_detail_and_apply_selected(db):
     ok(at)
     assert "Preset:" in texts(at) or "preset:" in texts(at)
     assert len(at.get("plotly_chart")) == 1
-    side = next(df.value for df in at.dataframe if "median detection delay (s)" in df.value.columns)
+    side = next(df.value for df in at.dataframe if "incidents caught" in df.value.columns)
     assert side["rule"].tolist() == ["current", "recommended"]
     assert side["incidents caught"].notna().all() and side["incidents missed"].notna().all()
     # apply the checkout recommendation (its rule selects only this series)
@@ -71,3 +71,33 @@ def test_viewer_cannot_apply(db, monkeypatch):
     at.multiselect(key="rec.pick").set_value([CHECKOUT]).run()
     assert ok(at).button(key="rec.apply").disabled
     assert at.button(key="rec.ab").disabled
+
+
+def test_detail_view_shows_each_candidate_with_intervals_and_a_cut_by_the_rules_limits(db):
+    from core.policy.identity import User
+
+    s = app_store(db)
+    v1 = pol.get_version(s, "default", 1)
+    rules = [dict(r, limits={"max_change": 0.05}) if r["name"] == "CheckoutLatencyHigh" else r for r in v1.rule_dicts]
+    v2 = pol.apply(s, "default", rules, base_version=1, user=User("ed", None, frozenset({"viewer", "editor"})),
+                   reason="slow tuning for checkout")
+    if v2.status == "pending_approval":
+        boss = User("boss", "b@example.com", frozenset({"viewer", "approver"}), os_account="boss-os")
+        pol.approve(s, v2, boss, "ok")
+    at = computed(ok(open_page("recommendations.py")))
+    at.selectbox(key="rec.detail").set_value(CHECKOUT).run()
+    ok(at)
+    res = next(r for r in at.session_state["rec.results"][1] if r["series"] == CHECKOUT)
+    cur = res["current"]["warning"]
+    assert res["limits"]["max_change"] == 0.05
+    assert res["warning"] == pytest.approx(cur * 0.95) or res["warning"] == pytest.approx(cur * 1.05)
+    unc = res["unconstrained"]["warning"]
+    cut = [e.value for e in at.info if "cut by" in str(e.value)]
+    assert f"Warning cut by max change 5%: unconstrained {unc:.4g} ms, recommended {res['warning']:.4g} ms" in cut
+    assert "Change limits of rule CheckoutLatencyHigh: max change 5% per apply, stability 7d." in texts(at)
+    out = next(df.value for df in at.dataframe if "episodes/week" in df.value.columns)
+    strategies = [c["strategy"] for c in res["candidates"] if not c["insufficient"] and c["strategy"] != "seasonal"]
+    assert out["rule"].str.replace(" (chosen)", "").tolist() == ["in force", "recommended", *strategies]
+    assert out["episodes/week"].str.contains(r"^\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]$").all()   # each with its interval
+    assert {"time in alert %", "caught", "missed", "median detection delay (s)", "reset time (s)"} <= set(out.columns)
+    assert out["rule"].str.endswith("(chosen)").sum() == 1

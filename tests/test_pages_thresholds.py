@@ -154,32 +154,46 @@ def test_viewer_sees_the_page_but_cannot_apply(db, monkeypatch):
     assert "Read-only: carol has roles viewer" in texts(at)
 
 
-def test_series_without_rule_offers_a_percentile_draft(db):
+def test_series_without_rule_offers_the_recommendation_engines_draft(db):
+    from core.alerting.recommend import engine, snap
+    from core.alerting.recommend.strategies import PRESETS
+
     at = ok(open_page("thresholds.py"))
     at.selectbox(key="thr.series").set_value(NO_RULE).run()
     assert "No rule in force matches this series." in texts(ok(at))
+    assert at.selectbox(key="thr.preset").value == "balanced"
     at.button(key="thr.new").click().run()
     ok(at)
-    # levels from the first 70 % of the time span only, points inside labelled incidents left out
+    # the levels are the engine's balanced recommendation (fit on the first 70 %, fixed-level strategies), on
+    # the slider grid; its for and its check come with it
     store = app_store(db)
     pts = store.get_points(NO_RULE).sort_values("ts")
-    ts = pts["ts"]
-    split = ts.iloc[0] + (ts.iloc[-1] - ts.iloc[0]) * 0.7
-    keep = (ts < split) & pts["value"].notna()
-    for a, b in zip(store.list_incidents(NO_RULE)["start"], store.list_incidents(NO_RULE)["end"], strict=True):
-        keep &= ~((ts >= a) & (ts <= (b if pd.notna(b) else ts.iloc[-1])))
-    v = pts.loc[keep, "value"].to_numpy()
-    assert 0 < len(v) < 0.75 * pts["value"].notna().sum()
+    values = pts.set_index("ts")["value"].rename(NO_RULE)
+    names = tuple(n for n in PRESETS["balanced"].strategies if n != "seasonal")
+    rec = engine.recommend(values, incidents=store.list_incidents(NO_RULE), train_fraction=0.7, strategies=names)
+    assert rec.insufficient is None
     step = at.slider(key="thr.w").step
-    assert at.slider(key="thr.w").value == pytest.approx(round(np.quantile(v, 0.99) / step) * step)
-    assert at.slider(key="thr.c").value == pytest.approx(round(np.quantile(v, 0.999) / step) * step)
-    assert "New rule **ApiGatewayErrorRatePctHigh**" in texts(at)
+    assert at.slider(key="thr.w").value == pytest.approx(snap(rec.warning, step))
+    assert at.text_input(key="thr.for").value == "5m"
+    out = texts(at)
+    assert "New rule **ApiGatewayErrorRatePctHigh**: levels from the recommendation engine" in out
+    assert "Held-out check of the suggested levels" in " ".join(e.label for e in at.expander)
     # 3 days of data: the last 30 % is 0.9 days, too short to check the predicted rate; said, not scored
-    # (the measured rate is shown all the same)
-    assert "Held-out check insufficient (predicted " in texts(at)
-    assert "; a check needs at least 2d" in texts(at) and "the held-out period covers only " in texts(at)
-    assert "In-sample: what this rule would have done over the stored history" in texts(at)
+    assert "the held-out period covers only " in out and "a check needs at least 2d" in out
+    assert f"**Risk {rec.risk}**" in out
+    assert "In-sample: what this rule would have done over the stored history" in out
     assert not at.button(key="thr.apply").disabled
+    # another preset suggests again: conservative levels sit further out than balanced ones
+    at.selectbox(key="thr.preset").set_value("conservative").run()
+    ok(at)
+    assert at.text_input(key="thr.for").value == "10m"
+    assert at.slider(key="thr.w").value >= snap(rec.warning, step)
+    # the edited levels get their own held-out check (the engine's levels= path)
+    at.slider(key="thr.w").set_value(at.slider(key="thr.w").value + 10 * step).run()
+    at.button(key="thr.check").click().run()
+    ok(at)
+    assert "Held-out check of these levels" in " ".join(e.label for e in at.expander)
+    assert "(given; balanced preset, for 10m)" in texts(at)
 
 
 def test_flipping_comparator_resets_levels_to_the_other_tail(db):
@@ -556,3 +570,27 @@ def test_heat_map_follows_a_typed_for_and_a_dragged_level(db):
     assert current_cell(spec) == ("45m", "372")
     sm = _cell_summary(db, 372.0, 2700.0)
     assert f"{sm['episodes']} episode(s), {sm['episodes_per_week']:.2f} / week" in cell_texts(spec)[("45m", "372")]
+
+
+def test_change_limits_are_edited_and_stored_with_the_rule(db):
+    at = ok(open_page("thresholds.py"))
+    at.selectbox(key="thr.series").set_value('latency_p95_ms{service="api-gateway"}').run()
+    ok(at)
+    # the demo policy's bounds for this rule are its stored limits
+    assert (at.number_input(key="thr.lim_min").value, at.number_input(key="thr.lim_max").value) == (80.0, 1000.0)
+    assert at.number_input(key="thr.lim_change").value is None and at.text_input(key="thr.lim_stab").value == ""
+    at.number_input(key="thr.lim_change").set_value(10.0).run()
+    at.text_input(key="thr.lim_stab").input("3d").run()
+    ok(at)
+    at.button(key="thr.apply").click().run()
+    diff = next(df.value for df in ok(at).dataframe if "field" in df.value.columns)
+    assert sorted(diff["field"]) == ["limits.max_change", "limits.stability"]
+    at.text_input(key="thr.reason").input("slower tuning").run()
+    at.button(key="thr.confirm").click().run()
+    ok(at)
+    v2 = pol.history(app_store(db))[-1]
+    rule = next(r for r in v2.rule_dicts if r["name"] == "ApiGatewayLatencyHigh")
+    assert rule["limits"] == {"min": 80.0, "max": 1000.0, "max_change": 0.1, "stability": "3d"}
+    # a level outside the bounds is not a valid rule
+    at.number_input(key="thr.lim_max").set_value(120.0).run()
+    assert "Not a valid rule: rule.warning: 150 is outside this rule's bounds [80, 120]" in texts(ok(at))

@@ -1,5 +1,5 @@
-"""Fleet recommendations: serial, local process pool and a Dask ``distributed.LocalCluster`` give
-identical results; the ``python -m core recommend`` command prints the documented JSON."""
+"""Fleet recommendations: serial, local process pool and a Dask ``distributed.LocalCluster`` (each task
+reading its Parquet partition exported by DuckDB) give identical results; the ``python -m core recommend`` command prints the documented JSON."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from core.__main__ import main
+from core.alerting.recommend import fleet
 from core.alerting.recommend.fleet import recommend_fleet, split_points
 from core.alerting.rules import Rule
 
@@ -30,21 +31,36 @@ def _fleet(n_series: int = 4, n: int = 14 * 1440) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_local_pool_and_dask_cluster_give_identical_results() -> None:
+def test_local_pool_and_dask_cluster_give_identical_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     distributed = pytest.importorskip("distributed")
     points = _fleet()
     cur = {'lat{host="h0"}': Rule(name="H0", series='lat{host="h0"}', warning=60.0, critical=90.0)}
     items = split_points(points, None, cur, {"H0": {"min": 55.0}})
     serial = recommend_fleet(items, workers=1)
     pooled = recommend_fleet(items, workers=2)
+    shared = tmp_path / "shared"
+    read: list[str] = []
+    real_read = fleet.read_partition
+
+    def spy(path, **kw):
+        read.append(path)
+        return real_read(path, **kw)
+
+    monkeypatch.setattr(fleet, "read_partition", spy)        # in-process workers: the tasks' reads are seen
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             seen = []
             on_dask = recommend_fleet(items, scheduler=client, progress=lambda d, t: seen.append((d, t)))
+            # a given directory (what a real cluster's shared filesystem would be): partitions under it
+            in_dir = recommend_fleet(items, scheduler=client, parquet_dir=str(shared))
         by_address = recommend_fleet(items, scheduler=cluster.scheduler_address)   # what --scheduler does
-    assert json.dumps(serial) == json.dumps(pooled) == json.dumps(on_dask) == json.dumps(by_address)
-    assert seen[-1] == (5, 5)
+    assert json.dumps(serial) == json.dumps(pooled) == json.dumps(on_dask) == json.dumps(by_address) \
+        == json.dumps(in_dir)
+    assert seen[-1] == (5, 5) and len(seen) == 5          # 2 threads x 4 partitions each >= 5 series: one each
+    # every task read a Parquet partition (batch=K) exported by DuckDB; the run removed its files afterwards
+    assert len(read) == 15 and all("/batch=" in p for p in read)
+    assert sum(str(shared) in p for p in read) == 5 and shared.is_dir() and not any(shared.iterdir())
     assert [r["series"] for r in serial] == sorted(points["series"].unique())
     tiny = next(r for r in serial if r["series"] == "tiny")
     assert tiny["warning"] is None and "only 10 finite point(s)" in tiny["insufficient"]

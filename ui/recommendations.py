@@ -3,11 +3,14 @@ chart and the "Apply selected" dialog (one reviewed policy change through the ap
 
 Every computation is a call into :mod:`core.alerting.recommend`; this module only wires it to the
 store and to Streamlit. ``STUDIO_DASK_SCHEDULER`` (an address such as ``tcp://host:8786``) runs the
-fleet on that Dask cluster instead of in this process.
+fleet on that Dask cluster instead of in this process, with the points exported as Parquet under
+``STUDIO_DASK_PARQUET_DIR`` (a directory every worker can read; default a local temporary one).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from typing import Any
 
@@ -16,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.alerting.recommend.fleet import apply_changes, recommend_fleet, split_points
+from core.alerting.recommend.outcomes import candidate_outcomes
 from core.alerting.replay import replay
 from core.alerting.rules import Rule
 from core.errors import StudioError
@@ -28,6 +32,7 @@ RESULTS = "rec.results"
 DIALOG = "rec.dialog"
 FLASH = "rec.flash"
 SCHEDULER_ENV = "STUDIO_DASK_SCHEDULER"
+PARQUET_ENV = "STUDIO_DASK_PARQUET_DIR"
 
 
 def run_context(preset: str, train: float) -> tuple[Any, ...]:
@@ -57,13 +62,17 @@ def compute(ctx: tuple[Any, ...], preset: str, train: float) -> list[dict[str, A
     for r in rules:
         for k in r.matching(keys):
             current.setdefault(k, r)
-    items = split_points(points, store.list_incidents(), current, bounds)
+    versions = sorted((v for v in pol.history(store, POLICY) if v.in_force_from is not None),
+                      key=lambda v: v.in_force_from)
+    items = split_points(points, store.list_incidents(), current, bounds,
+                         history=[(v.in_force_from, v.rule_dicts) for v in versions])
     bar = st.progress(0.0, text=f"Recommending {len(items)} series...")
 
     def tick(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Recommended {done} of {total} series")
 
     out = recommend_fleet(items, workers=1, scheduler=os.environ.get(SCHEDULER_ENV) or None, progress=tick,
+                          parquet_dir=os.environ.get(PARQUET_ENV) or None,
                           preset=preset, train_fraction=train)
     bar.empty()
     st.session_state[RESULTS] = (ctx, out)
@@ -100,8 +109,88 @@ def detail_figure(points: pd.DataFrame, incidents: pd.DataFrame, rec: dict[str, 
     return fig
 
 
+def series_unit(series: pd.DataFrame, key: str) -> str | None:
+    """The unit of a stored series from the series table (None when unknown)."""
+    u = series.loc[series["key"] == key, "unit"]
+    return str(u.iloc[0]) if len(u) and pd.notna(u.iloc[0]) and str(u.iloc[0]) else None
+
+
+def _cut_by(reasons: list[str], limits: dict[str, Any]) -> str:
+    """Which constraint a level's reasons name, in a few words."""
+    text = " ".join(reasons)
+    if "per apply" in text:
+        mc = limits.get("max_change")
+        return f"max change {mc:.0%}" if mc is not None else "max change"
+    if "stability period" in text:
+        return "the stability period (no reversal of the last change)"
+    if "minimum" in text or "maximum" in text:
+        return "the rule's bounds"
+    if "beyond warning" in text:
+        return "the warning/critical order"
+    return "a constraint"
+
+
+def constraint_lines(rec: dict[str, Any], unit: str | None = None) -> list[str]:
+    """One line per level a constraint cut: ``"warning cut by max change 20%: unconstrained 412 ms,
+    recommended 330 ms"`` (the rule's limits are in ``rec["limits"]``, the reasons in
+    ``rec["constraints"]``)."""
+    u = f" {unit}" if unit else ""
+    notes = [str(n) for n in rec.get("constraints") or []]
+    unc = rec.get("unconstrained") or {}
+    limits = rec.get("limits") or {}
+    out = []
+    for lvl in ("warning", "critical"):
+        before, after = unc.get(lvl), rec.get(lvl)
+        if before is None or (after is not None and abs(after - before) <= 1e-9 * max(1.0, abs(before))):
+            continue
+        why = [n for n in notes if n.startswith(lvl)]
+        out.append(f"{lvl} cut by {_cut_by(why, limits)}: unconstrained {before:.4g}{u}, "
+                   + (f"recommended {after:.4g}{u}" if after is not None else "no level set"))
+    return out
+
+
 def _num(x: Any, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
+
+
+def _iv(x: Any, lo: Any, hi: Any, fmt: str) -> str:
+    """``"2.10 [0.64, 6.03]"``; the interval left out when it cannot be given (NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    ok = lo is not None and hi is not None and not (math.isnan(float(lo)) or math.isnan(float(hi)))
+    return format(x, fmt) + (f" [{format(lo, fmt)}, {format(hi, fmt)}]" if ok else "")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _outcomes(path: str, key: str, rec_json: str) -> pd.DataFrame:
+    rec = json.loads(rec_json)
+    pts = state.points(key)
+    values = pts.set_index("ts")["value"].rename(key)
+    return candidate_outcomes(values, rec, state.incidents(key))
+
+
+def outcomes_frame(rec: dict[str, Any]) -> pd.DataFrame:
+    """The rule in force, the recommendation and each strategy's candidate on the held-out period, each
+    figure with its 90 % interval (:func:`core.alerting.recommend.outcomes.candidate_outcomes`), for
+    display; cached per series and recommendation."""
+    df = _outcomes(state.db_path(), rec["series"], json.dumps(rec, sort_keys=True, default=str))
+    chosen = next((c["strategy"] for c in rec.get("candidates") or [] if c.get("chosen")), None)
+    rows = []
+    for r in df.to_dict("records"):
+        has_inc = r["incidents"] > 0
+        rows.append({
+            "rule": r["rule"] + (" (chosen)" if r["rule"] == chosen else ""),
+            "warning": _num(r["warning"], ".4g"), "critical": _num(r["critical"], ".4g"),
+            "episodes/week": _iv(r["episodes_per_week"], r["episodes_low"], r["episodes_high"], ".2f"),
+            "time in alert %": _iv(r["time_in_alert_pct"], r["time_in_alert_low"], r["time_in_alert_high"], ".3f"),
+            "caught": _iv(r["caught"], r["caught_low"], r["caught_high"], ".3g") + f" of {r['incidents']}"
+            if has_inc else "-",
+            "missed": _iv(r["missed"], r["missed_low"], r["missed_high"], ".3g") if has_inc else "-",
+            "median detection delay (s)": _iv(r["delay_s"], r["delay_low"], r["delay_high"], ".0f") if has_inc else "-",
+            "reset time (s)": _iv(r["reset_s"], r["reset_low"], r["reset_high"], ".0f") if has_inc else "-",
+            "note": r["note"] or "",
+        })
+    return pd.DataFrame(rows)
 
 
 def candidates_frame(rec: dict[str, Any]) -> pd.DataFrame:

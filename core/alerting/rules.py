@@ -177,6 +177,40 @@ def _str_map(value: Any, path: str) -> dict[str, str]:
     return out
 
 
+LIMIT_KEYS = ("min", "max", "max_change", "stability")
+
+
+def _limits(value: Any, path: str) -> dict[str, float]:
+    """A rule's change limits, checked: ``{min, max, max_change, stability_s}`` (keys that are set).
+    ``stability`` may be a duration (``7d``) or seconds; ``max_change`` a share > 0."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"limits must be a mapping of {list(LIMIT_KEYS)}, got {value!r}", path=path)
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        key = "stability" if k == "stability_s" else str(k)
+        if key not in LIMIT_KEYS:
+            raise ValidationError(f"unknown limit {k!r}; expected some of {list(LIMIT_KEYS)}", path=f"{path}.{k}")
+        if v is None:
+            continue
+        if key == "stability":
+            s = parse_duration(v, path=f"{path}.stability")
+            if s < 0:
+                raise ValidationError("the stability period must be >= 0", path=f"{path}.stability")
+            out["stability_s"] = s
+            continue
+        x = _num(v, f"{path}.{key}")
+        assert x is not None
+        if key == "max_change" and not x > 0:
+            raise ValidationError(f"max_change is a share of the level in force (0.2 = 20 %) and must be > 0, "
+                                  f"got {x:g}", path=f"{path}.max_change")
+        out[key] = x
+    if "min" in out and "max" in out and out["min"] >= out["max"]:
+        raise ValidationError(f"min {out['min']:g} must be below max {out['max']:g}", path=path)
+    return {k: out[k] for k in ("min", "max", "max_change", "stability_s") if k in out}
+
+
 @dataclass
 class Rule:
     """One threshold alert rule.
@@ -252,6 +286,7 @@ class Rule:
     unit: str | None = None
     interval_s: float | None = None
     promql: str | None = None
+    limits: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -322,6 +357,12 @@ class Rule:
                 raise ValidationError("promql must be a non-empty PromQL expression (or omitted)",
                                       path=f"{path}.promql")
             self.promql = self.promql.strip()
+        self.limits = _limits(self.limits, f"{path}.limits")
+        for fname, v in self.triggers().items():
+            lo, hi = self.limits.get("min"), self.limits.get("max")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise ValidationError(f"{v:g} is outside this rule's bounds [{'' if lo is None else f'{lo:g}'}, "
+                                      f"{'' if hi is None else f'{hi:g}'}] (limits min/max)", path=f"{path}.{fname}")
         if self.unit is not None:
             unit = str(self.unit).strip()
             if not _UNIT_RE.match(unit):
@@ -396,6 +437,10 @@ class Rule:
             d["interval"] = format_duration(self.interval_s)
         if self.promql is not None:
             d["promql"] = self.promql
+        if self.limits:
+            d["limits"] = {k: (format_duration(v) if k == "stability_s" else v) for k, v in self.limits.items()}
+            if "stability_s" in d["limits"]:
+                d["limits"]["stability"] = d["limits"].pop("stability_s")
         return d
 
     _FIELDS = {
@@ -404,7 +449,7 @@ class Rule:
         "keep_firing_for_s": "keep_firing_for_s", "recovery": "recovery", "consecutive": "consecutive",
         "missing": "missing", "matchers": "matchers", "labels": "labels",
         "severity_labels": "severity_labels", "annotations": "annotations", "unit": "unit",
-        "interval": "interval_s", "interval_s": "interval_s", "promql": "promql",
+        "interval": "interval_s", "interval_s": "interval_s", "promql": "promql", "limits": "limits",
     }
 
     @classmethod
@@ -435,7 +480,7 @@ class Rule:
                                                        "missing", "unit", "interval_s", "promql")}
         for f, v in defaults.items():
             setattr(obj, f, v)
-        for f in ("matchers", "labels", "severity_labels", "annotations"):
+        for f in ("matchers", "labels", "severity_labels", "annotations", "limits"):
             setattr(obj, f, {})
         for f, v in kwargs.items():
             setattr(obj, f, v)

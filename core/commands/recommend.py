@@ -4,7 +4,7 @@ Examples::
 
     python -m core recommend latency.csv --strategy balanced --incidents incidents.csv --json
     python -m core recommend data/demo/*.csv --policy data/demo_policy.yaml --jsonl
-    python -m core recommend --db data/studio.duckdb --scheduler tcp://10.0.0.5:8786 --json
+    python -m core recommend --db data/studio.duckdb --scheduler tcp://10.0.0.5:8786 --parquet-dir /mnt/shared --json
 
 With FILE(s) it reads them the way an upload would store them (``core.data.ingest.load_metrics``) and
 never touches the database; without, it reads every series, the labelled incidents and the policy
@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep detected outages in the fit (default: the default detector's outages in "
                              "each fit period are left out)")
     parser.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")
+    parser.add_argument("--parquet-dir",
+                        help="with --scheduler: a directory every Dask worker can read (shared filesystem); the "
+                             "points are exported there as Parquet partitions (default: a temporary directory on "
+                             "this machine, enough for workers on this machine only)")
     parser.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON array")
@@ -58,7 +62,8 @@ def _current(rules: list[Rule], keys: list[str]) -> dict[str, Rule]:
     return out
 
 
-def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Rule], dict[str, Any]]:
+def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Rule], dict[str, Any],
+                                               list[tuple[Any, list[dict[str, Any]]]]]:
     incidents = None
     if args.incidents:
         from core.data.incidents import read_incidents
@@ -80,9 +85,9 @@ def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None
         dup = points.duplicated(["series", "ts"], keep="last")
         if dup.any():
             points = points[~dup]
-        return points, incidents, rules, bounds
+        return points, incidents, rules, bounds, []
     from core.data.store import Store
-    from core.policy.versions import active_version
+    from core.policy.versions import active_version, history
 
     with (Store(args.db, read_only=True) if args.db else Store(read_only=True)) as store:
         points = store.get_points()
@@ -92,19 +97,24 @@ def _inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None
             v = active_version(store)
             if v is not None:
                 rules, bounds = v.rules(), dict(v.meta.get("bounds") or {})
-    return points, incidents, rules, bounds
+        live = [] if args.policy else sorted((h for h in history(store) if h.in_force_from is not None),
+                                             key=lambda h: h.in_force_from)
+    return points, incidents, rules, bounds, [(h.in_force_from, h.rule_dicts) for h in live]
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.train_fraction < 1:
         raise ValidationError(f"--train-fraction must lie strictly between 0 and 1, got {args.train_fraction}",
                               path="--train-fraction")
-    points, incidents, rules, bounds = _inputs(args)
+    points, incidents, rules, bounds, hist = _inputs(args)
     if len(points) == 0:
         raise ValidationError("no points to recommend thresholds for", path="FILE")
     keys = [str(k) for k in pd.unique(points["series"])]
-    items = split_points(points, incidents, _current(rules, keys), bounds)
-    out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, preset=args.strategy,
+    items = split_points(points, incidents, _current(rules, keys), bounds, hist)
+    if args.parquet_dir and not args.scheduler:
+        raise ValidationError("--parquet-dir is only used with --scheduler (a Dask cluster)", path="--parquet-dir")
+    out = recommend_fleet(items, workers=args.workers, scheduler=args.scheduler, parquet_dir=args.parquet_dir,
+                          preset=args.strategy,
                           train_fraction=args.train_fraction, comparator=args.comparator, max_change=args.max_change,
                           exclude_outages=not args.keep_outages)
     if args.json:

@@ -17,7 +17,9 @@ Policy YAML (schema ``threshold-studio/policy/v1``)::
         comparator: ">"                      # > >= < <=  (alert when value <comparator> threshold)
         warning: 450                         # at least one of warning / critical, in the series' unit
         critical: 900
-        bounds: {min: 100, max: 3000}        # optional: thresholds must stay inside (tuning guard rail)
+        limits: {min: 100, max: 3000, max_change: 0.2, stability: 7d}   # optional change limits: levels stay
+                                             # in [min, max]; a recommendation moves a level at most 20 %
+                                             # per apply and never reverses the last change within 7 days
         for: 5m                              # duration: 30s, 5m, 1h30m, or a number of seconds
         keep_firing_for: 2m
         recovery: 400                        # optional hysteresis: clears only once past this value
@@ -33,7 +35,9 @@ Policy YAML (schema ``threshold-studio/policy/v1``)::
       - {source: prometheus, group: g, interval: 1m, rule: {record: ..., expr: ...}}  # and exported as they came
 
 In memory a rule is the dict of :class:`core.alerting.rules.Rule` (durations as ``for_s`` and
-``keep_firing_for_s`` in seconds); bounds live in the policy meta (``meta["bounds"][rule name]``).
+``keep_firing_for_s`` in seconds). The older spelling ``bounds: {min, max}`` is read into the rule's
+``limits`` (it may not repeat a limit given there); policies stored before ``limits`` existed keep
+theirs in the policy meta (``meta["bounds"][rule name]``), which is written back out as ``bounds``.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ MISSING = ("nodata", "keep_last", "resolve")
 SEVERITIES = ("warning", "critical")
 TOP_KEYS = ("schema", "policy", "version", "description", "detection", "response", "defaults", "rules",
             "carried_rules", "rollback_triggers")
-RULE_KEYS = ("name", "series", "comparator", "warning", "critical", "bounds", "for", "keep_firing_for",
+RULE_KEYS = ("name", "series", "comparator", "warning", "critical", "bounds", "limits", "for", "keep_firing_for",
              "recovery", "consecutive", "missing", "interval", "unit", "matchers", "labels", "severity_labels",
              "annotations", "promql")
 DURATION_KEYS = ("for", "keep_firing_for", "interval")
@@ -70,7 +74,7 @@ def _number(v: Any, path: str) -> float | None:
     return float(v)
 
 
-def _parse_rule(raw: Any, i: int, defaults: Mapping[str, Any]) -> tuple[Any, dict[str, float] | None]:
+def _parse_rule(raw: Any, i: int, defaults: Mapping[str, Any]) -> Any:
     p = f"rules[{i}]"
     if not isinstance(raw, Mapping):
         raise ValidationError(f"each rule must be a mapping with name, series and thresholds, not {raw!r}",
@@ -84,27 +88,27 @@ def _parse_rule(raw: Any, i: int, defaults: Mapping[str, Any]) -> tuple[Any, dic
     for k in DURATION_KEYS:
         if k in r:
             r[k] = parse_duration(r[k], path=f"{p}.{k}")
-    rule = Rule.from_dict(r, path=p)
-    bounds = None
-    if bounds_raw is not None:
+    if bounds_raw is not None:          # the older spelling of limits.min / limits.max
         if not isinstance(bounds_raw, Mapping) or not bounds_raw or set(map(str, bounds_raw)) - {"min", "max"}:
             raise ValidationError("bounds must be a mapping with min and/or max", path=f"{p}.bounds")
-        lo = _number(bounds_raw.get("min"), f"{p}.bounds.min")
-        hi = _number(bounds_raw.get("max"), f"{p}.bounds.max")
-        if lo is not None and hi is not None and lo >= hi:
-            raise ValidationError(f"min {lo:g} must be below max {hi:g}", path=f"{p}.bounds")
-        for lvl, v in rule.triggers().items():
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise ValidationError(f"{v:g} is outside this rule's bounds [{lo}, {hi}]", path=f"{p}.{lvl}")
-        bounds = {k: v for k, v in (("min", lo), ("max", hi)) if v is not None}
-    return rule, bounds
+        limits = r.get("limits") or {}
+        if not isinstance(limits, Mapping):
+            raise ValidationError("limits must be a mapping of min, max, max_change, stability", path=f"{p}.limits")
+        both = sorted(set(map(str, bounds_raw)) & set(map(str, limits)))
+        if both:
+            raise ValidationError(f"{both[0]} is given in both bounds and limits; keep it in limits",
+                                  path=f"{p}.bounds.{both[0]}")
+        for k, v in bounds_raw.items():
+            _number(v, f"{p}.bounds.{k}")
+        r["limits"] = {**dict(limits), **dict(bounds_raw)}
+    return Rule.from_dict(r, path=p)
 
 
 def policy_from_yaml(text: str, source: str | None = None) -> tuple[list[Any], dict[str, Any]]:
     """Parse a policy YAML into ``(rules, meta)``.
 
-    ``rules`` are :class:`core.rules.Rule` objects; ``meta`` holds ``policy``, ``description``,
-    ``detection``, ``response`` and ``bounds`` (rule name -> ``{min, max}``) when given. Raises
+    ``rules`` are :class:`core.rules.Rule` objects (change limits, and ``bounds``, in their
+    ``limits``); ``meta`` holds ``policy``, ``description``, ``detection`` and ``response`` when given. Raises
     :class:`ValidationError` whose ``path`` names the offending field, e.g. ``rules[2].for``; with
     ``source`` (the file name) the message starts with it:
     ``"alerts.yaml: rules[0].warning: expected a number, got 'abc'"``.
@@ -148,19 +152,12 @@ def _policy_from_yaml(text: str) -> tuple[list[Any], dict[str, Any]]:
     raw_rules = doc.get("rules")
     if not isinstance(raw_rules, list):
         raise ValidationError("expected a list of rules", path="rules")
-    rules, bounds = [], {}
-    for i, raw in enumerate(raw_rules):
-        rule, b = _parse_rule(raw, i, defaults)
-        rules.append(rule)
-        if b:
-            bounds[rule.name] = b
+    rules = [_parse_rule(raw, i, defaults) for i, raw in enumerate(raw_rules)]
     normalise_rules(rules)
     meta: dict[str, Any] = {}
     for k in ("policy", "description", "detection", "response", "rollback_triggers"):
         if doc.get(k) is not None:
             meta[k] = doc[k]
-    if bounds:
-        meta["bounds"] = bounds
     trigger_config(meta)   # a bad rollback_triggers block is refused here, naming the field
     carried = doc.get("carried_rules")
     if carried is not None:
@@ -194,7 +191,7 @@ def policy_to_yaml(rules: Iterable[Any], meta: Mapping[str, Any] | None = None) 
         for k, v in d.items():
             y[k] = _clean_num(v)
             if k == "critical" or (k == "warning" and "critical" not in d):
-                if rule.name in bounds:
+                if rule.name in bounds and not ({"min", "max"} & set(rule.limits)):     # older policies
                     y["bounds"] = {bk: _clean_num(bv) for bk, bv in bounds[rule.name].items()}
         out.append(y)
     doc["rules"] = out

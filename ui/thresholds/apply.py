@@ -1,19 +1,21 @@
 """Thresholds page: the Apply dialog (preview with diff and impact, confirm, write as the session user),
-its flash message, and the banners about the policy in force and a suggestion's held-out check.
+its flash message, and the banners about the policy in force and a recommendation's held-out check.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
+from core.alerting.rules import format_duration
 from core.errors import ConflictError, StudioError
 from core.policy import versions as pol
 from ui import state
 from ui.policy_apply import POLICY, show_preview
 from ui.session import session_user
-from ui.thresholds.editor import CTX, DIALOG, DRAFT, FLASH, HOLDOUT, LOADED, SUGGESTION, loaded_policy
+from ui.thresholds.editor import CHECK, CTX, DIALOG, DRAFT, FLASH, HOLDOUT, LOADED, SUGGESTION, loaded_policy
 
 
 # ---------------------------------------------------------------------------- apply dialog
@@ -64,7 +66,7 @@ def apply_dialog(new_rules: list[dict[str, Any]], base: int, name: str) -> None:
             return
         state.after_write()
         _close()
-        for k in (LOADED, CTX, DRAFT, SUGGESTION, "thr.reason"):   # reload the policy and the editor from it
+        for k in (LOADED, CTX, DRAFT, SUGGESTION, CHECK, "thr.reason"):   # reload the policy and the editor from it
             st.session_state.pop(k, None)
         st.session_state[FLASH] = (f"Created v{v.number}: " + (
             "waits for a second person's approval." if v.status == "pending_approval" else "it is in force."))
@@ -86,16 +88,46 @@ def show_policy_state(snap: dict, now: dict) -> None:
                 f"and applying here supersedes v{snap['base']}.", icon=":material/pending:")
 
 
-def show_suggestion_check(sug) -> None:
-    """The held-out check of a suggested draft: predicted (fit period) vs measured (last part) alert rate."""
-    if sug is None:
+def check_rows(rec: Any) -> pd.DataFrame:
+    """A recommendation's check for display: ``metric, predicted (90 % interval), held-out (measured),
+    error`` rows for episodes/week and time in alert (error "insufficient" when the check cannot
+    give one)."""
+    v = rec.validation
+    iv = rec.predicted_interval
+    rel = v.get("relative_error")
+    err = "insufficient" if not v.get("sufficient") else ("n/a" if rel is None else f"{rel:+.0%}")
+    pred = f"{rec.predicted_episodes_per_week:.2f}" + (f" ({iv[0]:.2f} to {iv[1]:.2f})" if iv else "")
+    tia = (v.get("predicted_time_in_alert_pct"), v.get("actual_time_in_alert_pct"))
+    return pd.DataFrame({
+        "metric": [f"episodes / week ({v.get('severity')})", "time in alert (%)"],
+        "predicted (90 % interval)": [pred, "-" if tia[0] is None else f"{tia[0]:.3f}"],
+        "held-out (measured)": [f"{v.get('actual', 0.0):.2f}", "-" if tia[1] is None else f"{tia[1]:.3f}"],
+        "error": [err, ""],
+    })
+
+
+def show_check(rec: Any, title: str, note: str = "") -> None:
+    """An expander with a recommendation's prediction, held-out check, rationale, risk and candidates."""
+    if rec is None:
         return
-    with st.expander("Held-out check of the suggested levels" + ("" if sug.sufficient else " (insufficient)"),
-                     expanded=True):
-        st.caption(f"Predicted from the fit period, measured on the last {HOLDOUT:.0%} of the history "
-                   f"(from {sug.split:%Y-%m-%d %H:%M} UTC), for warning {sug.warning:g}"
-                   + (f" / critical {sug.critical:g}" if sug.critical is not None else "")
-                   + ", any level firing. Moving the sliders does not update this table.")
-        st.dataframe(sug.rows(), hide_index=True, width="stretch")
-        for line in sug.notes:
-            st.caption(line)
+    v = rec.validation
+    with st.expander(title + ("" if v.get("sufficient") else " (insufficient)"), expanded=True):
+        levels = " / ".join(f"{k} {x:.4g}" for k, x in (("warning", rec.warning), ("critical", rec.critical))
+                            if x is not None)
+        st.caption(f"{levels} ({rec.strategy}; {rec.preset} preset, for {format_duration(rec.for_s)}). Predicted "
+                   f"from the history before {pd.Timestamp(rec.split):%Y-%m-%d %H:%M} UTC, measured on the last "
+                   f"{HOLDOUT:.0%}. {note}")
+        st.dataframe(check_rows(rec), hide_index=True, width="stretch")
+        if not v.get("sufficient"):
+            st.caption(f"Held-out check insufficient: {v.get('reason')}.")
+        elif v.get("precision"):
+            st.caption(f"Precision: {v['precision']}.")
+        st.markdown(f"**Risk {rec.risk}**" + (": " + "; ".join(rec.risk_reasons) if rec.risk_reasons else ""))
+        st.caption(rec.rationale)
+        cands = rec.candidates
+        if cands is not None and len(cands) > 1:
+            cols = [c for c in ("strategy", "warning", "critical", "episodes_per_week", "recall", "score", "pareto",
+                                "chosen", "insufficient") if c in cands.columns]
+            st.dataframe(cands[cols], hide_index=True, width="stretch", column_config={
+                "episodes_per_week": st.column_config.NumberColumn("fit-period episodes/week", format="%.2f"),
+                "score": st.column_config.NumberColumn(format="%.2f")})

@@ -8,6 +8,7 @@ the Apply dialog shows the :class:`~core.errors.ConflictError` message and the e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from core.alerting import recommend
-from core.alerting.recommend import snap, step_decimals
+from core.alerting.recommend import engine, snap, step_decimals
+from core.alerting.recommend.engine import Recommendation
+from core.alerting.recommend.strategies import PRESETS
 from core.alerting.rules import KNOWN_UNITS, Rule, format_duration
 from core.data.frame import series_values
 from core.errors import InsufficientDataError, StudioError
@@ -39,6 +42,9 @@ LOADED, CTX, DRAFT, DIALOG, FLASH = "thr.loaded", "thr.ctx", "thr.draft", "thr.d
 
 
 SUGGESTION = "thr.suggestion"
+#: the suggestion's preset (widget key), the last suggestion error, the edited levels' held-out check
+PRESET, SUGGEST_ERROR, CHECK = "thr.preset", "thr.suggest_error", "thr.levels_check"
+DEFAULT_PRESET = "balanced"
 
 
 #: a heat-map cell picked on the last run, ``(level name, level value, for seconds)``, applied to the
@@ -49,10 +55,12 @@ CELL = "thr.cell"
 #: editor field -> widget key
 KEYS = {"comparator": "thr.cmp", "has_warning": "thr.has_w", "warning": "thr.w", "has_critical": "thr.has_c",
         "critical": "thr.c", "for": "thr.for", "keep_firing_for": "thr.keep", "recovery": "thr.rec",
-        "consecutive": "thr.consec", "missing": "thr.missing"}
+        "consecutive": "thr.consec", "missing": "thr.missing", "limit_min": "thr.lim_min", "limit_max": "thr.lim_max",
+        "max_change_pct": "thr.lim_change", "stability": "thr.lim_stab"}
 
 
-_EDITED = ("comparator", "warning", "critical", "for", "keep_firing_for", "recovery", "consecutive", "missing")
+_EDITED = ("comparator", "warning", "critical", "for", "keep_firing_for", "recovery", "consecutive", "missing",
+           "limits")
 
 
 # ---------------------------------------------------------------------------- series data
@@ -177,21 +185,27 @@ def direction_defaults(data: SeriesData, comparator: str) -> tuple[float, float]
     return fl.warning, fl.critical
 
 
-def draft_suggestion(data: SeriesData, for_s: str = "5m", missing: str = "nodata") -> recommend.Suggestion:
-    """Levels for a new ``>`` rule fit on the first 70 % of the series' history (labelled incidents left
-    out, on the slider grid) and their predicted alert rate checked on the last 30 %
-    (:func:`core.alerting.recommend.suggest_rule`). Raises :class:`InsufficientDataError` on too little data."""
+def draft_suggestion(data: SeriesData, preset: str = DEFAULT_PRESET) -> Recommendation:
+    """The recommendation engine's levels for a new ``>`` rule (:func:`core.alerting.recommend.engine.recommend`
+    with ``preset``, fit on the first 70 % of the series' history, labelled incidents and detected
+    outages left out, checked on the last 30 %). Fixed levels only (the seasonal strategy's hourly
+    levels cannot be set in this editor). Raises :class:`InsufficientDataError` with the engine's reason."""
+    names = tuple(n for n in PRESETS[preset].strategies if n != "seasonal")
+    rec = engine.recommend(data.values.rename(data.key), comparator=">", preset=preset, incidents=data.incidents,
+                           train_fraction=1 - HOLDOUT, strategies=names)
+    if rec.insufficient:
+        raise InsufficientDataError(rec.insufficient)
+    return rec
+
+
+def suggest_rule(data: SeriesData, taken: Iterable[str] = (), suggestion: Recommendation | None = None,
+                 preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """A new ``>`` rule dict for a series from :func:`draft_suggestion` (computed when not given): the
+    recommended levels on the slider grid, the recommendation's ``for``, ``missing: nodata``, and a
+    rationale quoting the prediction and the held-out check."""
+    rec = suggestion if suggestion is not None else draft_suggestion(data, preset)
     step = slider_spec(data.q, ">", (), data.unit)[2]
-    return recommend.suggest_rule(data.values, ">", data.incidents, HOLDOUT, step=step, for_s=for_s,
-                                  missing=missing)
-
-
-def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
-                 suggestion: recommend.Suggestion | None = None) -> dict[str, Any]:
-    """A new ``>`` rule dict for a series from :func:`draft_suggestion` (computed when not given):
-    warning at the fit period's p99, critical at its p99.9, ``for: 5m``, ``missing: nodata``."""
-    sug = suggestion if suggestion is not None else draft_suggestion(data)
-    d = recommend.as_rule_dict(sug, rule_name(data.key, taken), data.key)
+    d = recommend.as_rule_dict(rec, rule_name(data.key, taken), data.key, step=step)
     if data.unit:
         try:
             Rule.from_dict({**d, "unit": data.unit})
@@ -201,13 +215,42 @@ def suggest_rule(data: SeriesData, taken: Iterable[str] = (),
     return d
 
 
+def check_levels(data: SeriesData, rule: Rule) -> Recommendation:
+    """The held-out check of the edited levels (the engine's ``levels=`` path): the rule's levels,
+    comparator and ``for`` replayed over the history, the fit-period rate as the prediction (with
+    its interval) and the last 30 % as the measurement, plus the risk. Other settings (keep firing
+    for, recovery, consecutive, missing) are not part of the check."""
+    p = dataclasses.replace(PRESETS[DEFAULT_PRESET], for_s=rule.for_s)
+    return engine.recommend(data.values.rename(data.key), comparator=rule.comparator, preset=p,
+                            incidents=data.incidents, train_fraction=1 - HOLDOUT,
+                            levels=(rule.warning, rule.critical), exclude_outages=False)
+
+
+def on_preset(data: SeriesData, taken: Iterable[str]) -> None:
+    """Widget callback: a new preset re-suggests the draft rule (its levels, ``for`` and check)."""
+    ss = st.session_state
+    try:
+        rec = draft_suggestion(data, ss[PRESET])
+    except StudioError as exc:
+        ss[SUGGEST_ERROR] = str(exc)
+        return
+    ss[DRAFT], ss[SUGGESTION] = suggest_rule(data, taken, rec), rec
+    ss.pop(CTX, None)
+    ss.pop(CHECK, None)
+
+
 # ---------------------------------------------------------------------------- editor state
 def editor_values(rule: Mapping[str, Any], data: SeriesData) -> dict[str, Any]:
     """Widget values (by editor field) showing a rule dict; an absent level gets its fitted default
     (:func:`direction_defaults`)."""
     cmp = rule.get("comparator", ">")
     dw, dc = direction_defaults(data, cmp)
-    return {"comparator": cmp, "has_warning": rule.get("warning") is not None,
+    lim = dict(rule.get("limits") or {})
+    stab = lim.get("stability", lim.get("stability_s"))
+    return {"limit_min": lim.get("min"), "limit_max": lim.get("max"),
+            "max_change_pct": None if lim.get("max_change") is None else round(100.0 * float(lim["max_change"]), 6),
+            "stability": "" if stab is None else (format_duration(stab) if isinstance(stab, (int, float)) else str(stab)),
+            "comparator": cmp, "has_warning": rule.get("warning") is not None,
             "warning": float(rule.get("warning") if rule.get("warning") is not None else dw),
             "has_critical": rule.get("critical") is not None,
             "critical": float(rule.get("critical") if rule.get("critical") is not None else dc),
@@ -275,6 +318,12 @@ def edited_rule(base: Mapping[str, Any], values: Mapping[str, Any]) -> Rule:
             d[level] = float(values[level])
     if values.get("recovery") is not None:
         d["recovery"] = float(values["recovery"])
+    limits = {"min": values.get("limit_min"), "max": values.get("limit_max"),
+              "max_change": None if values.get("max_change_pct") is None else float(values["max_change_pct"]) / 100.0,
+              "stability": (values.get("stability") or "").strip() or None}
+    limits = {k: v for k, v in limits.items() if v is not None}
+    if limits:
+        d["limits"] = limits
     rule = Rule.from_dict(d, path="rule")
     ann = recommend.revise_rationale(base, rule)
     if ann != dict(rule.annotations):

@@ -3,8 +3,8 @@
 Modules
 -------
 :mod:`.suggest`
-    The single suggestion the Thresholds page starts a new rule from (percentiles of the first 70 %,
-    checked on the held-out 30 %): :func:`suggest_rule`, :func:`fit_levels`, :func:`snap`, ...
+    Starting a rule from a recommendation (the Thresholds page's "New rule"): :func:`as_rule_dict`,
+    default levels :func:`fit_levels`, :func:`snap`, ...
 :mod:`.strategies`
     One small class per strategy behind a registry (percentile, robust, alert budget,
     incident-optimal, seasonal hour-of-week, SLO burn-rate pairs) and the conservative / balanced /
@@ -12,12 +12,16 @@ Modules
 :mod:`.confidence`
     Moving-block bootstrap intervals and the risk level with its reasons.
 :mod:`.constraints`
-    Bounds, maximum change per apply, the oscillation guard and the warning/critical order.
+    Bounds, maximum change per apply, the oscillation guard and the warning/critical order, from the
+    limits stored with the rule (``Rule.limits``).
 :mod:`.engine`
     :func:`recommend`: one series from raw points to a validated :class:`Recommendation`
     (a pure function of one series' frame, so a fleet can run it anywhere).
 :mod:`.fleet`
-    Many series at once: a local process pool or a Dask distributed cluster, same results.
+    Many series at once: a local process pool or a Dask distributed cluster (reading Parquet
+    partitions of the points), same results.
+:mod:`.outcomes`
+    Each candidate rule on the held-out period, every figure with its interval (the detail view).
 """
 
 from __future__ import annotations
@@ -42,23 +46,17 @@ from core.alerting.recommend.strategies import (
 )
 from core.alerting.recommend.suggest import (
     LEVEL_QUANTILES,
-    MIN_EXPECTED_EPISODES,
-    MIN_HOLDOUT_S,
     SUGGESTED_PREFIX,
     FitLevels,
-    Suggestion,
     as_rule_dict,
     fit_levels,
     fit_mask,
-    poisson_p,
     revise_rationale,
     snap,
     step_decimals,
-    suggest_rule,
 )
 
-__all__ = ["Suggestion", "FitLevels", "suggest_rule", "fit_levels", "as_rule_dict", "revise_rationale",
-           "fit_mask", "snap", "step_decimals", "poisson_p", "LEVEL_QUANTILES", "MIN_HOLDOUT_S",
-           "MIN_EXPECTED_EPISODES", "SUGGESTED_PREFIX", "recommend", "Recommendation", "DEFAULT_WEIGHTS",
+__all__ = ["FitLevels", "fit_levels", "as_rule_dict", "revise_rationale", "fit_mask", "snap", "step_decimals",
+           "LEVEL_QUANTILES", "SUGGESTED_PREFIX", "recommend", "Recommendation", "DEFAULT_WEIGHTS",
            "PRESETS", "STRATEGIES", "Preset", "Strategy", "Candidate", "FitData", "get_strategy", "Constraints",
            "Constrained", "LastChange", "constrain", "constrain_pair", "quantile_interval", "rate_interval"]

@@ -2,22 +2,30 @@
 
 A recommendation is cut by the constraints of the rule it would change; when a constraint cuts it,
 the result says so and keeps the unconstrained value, so nobody mistakes a capped step for the
-level the data asked for. The constraints live with the rule: ``bounds`` in the policy
-(``meta["bounds"][rule name]``, :mod:`core.policy.policy_yaml`), the rest from the caller's settings.
+level the data asked for. The constraints live with the rule (:attr:`core.alerting.rules.Rule.limits`:
+``min``, ``max``, ``max_change``, ``stability``, kept in the policy YAML); what a rule leaves unset comes
+from the caller's defaults (20 % per apply, 7 days), and policies stored before rules had limits
+give their bounds through ``meta["bounds"]``. :func:`last_changes` finds a rule's last applied change
+of each level in the history of the versions in force, for the oscillation guard.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from core.alerting.rules import format_duration
+from core.alerting.rules import Rule, format_duration
 from core.errors import ValidationError
 
-__all__ = ["Constraints", "Constrained", "constrain", "constrain_pair", "LastChange"]
+__all__ = ["Constraints", "Constrained", "constrain", "constrain_pair", "LastChange", "last_changes",
+           "DEFAULT_MAX_CHANGE", "DEFAULT_STABILITY_S"]
+
+DEFAULT_MAX_CHANGE = 0.2
+DEFAULT_STABILITY_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,26 @@ class Constraints:
         """From a policy ``bounds`` mapping ``{min, max}`` plus other fields."""
         b = bounds or {}
         return cls(min=b.get("min"), max=b.get("max"), **kw)
+
+    @classmethod
+    def from_rule(cls, rule: Rule | None, *, max_change: float | None = DEFAULT_MAX_CHANGE,
+                  stability_s: float = DEFAULT_STABILITY_S, bounds: Mapping[str, float] | None = None) -> Constraints:
+        """The rule's stored limits (:attr:`~core.alerting.rules.Rule.limits`); what it leaves unset comes
+        from ``max_change`` / ``stability_s`` (the caller's defaults) and ``bounds`` (an older policy's
+        ``{min, max}`` for the rule)."""
+        lim = dict(rule.limits) if rule is not None else {}
+        b = dict(bounds or {})
+        return cls(min=lim.get("min", b.get("min")), max=lim.get("max", b.get("max")),
+                   max_change=lim.get("max_change", max_change), stability_s=lim.get("stability_s", stability_s))
+
+    def describe(self) -> str:
+        """The limits in words (``"max change 20% per apply, stability 7d, bounds [80, 1000]"``)."""
+        parts = ["no max change" if self.max_change is None else f"max change {self.max_change:.0%} per apply",
+                 f"stability {format_duration(self.stability_s)}"]
+        if self.min is not None or self.max is not None:
+            parts.append(f"bounds [{'' if self.min is None else f'{self.min:g}'}, "
+                         f"{'' if self.max is None else f'{self.max:g}'}]")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -145,3 +173,25 @@ def constrain_pair(warning: float | None, critical: float | None, comparator: st
             k = Constrained(None, k.unconstrained, k.reasons + (
                 f"critical {k.value:.4g} would not lie beyond warning {w.value:.4g}; no critical level is set",))
     return w, k
+
+
+def last_changes(history: Iterable[tuple[Any, Iterable[Mapping[str, Any]]]], name: str
+                 ) -> tuple[LastChange | None, LastChange | None]:
+    """The last applied change of rule ``name``'s warning and critical levels.
+
+    ``history`` is the versions in force, oldest first, each ``(in force from, rule dicts)``. A
+    level's change is a version whose value differs from the version before it (both set); a level
+    added or removed is not a change the oscillation guard can reverse.
+    """
+    prev: dict[str, float | None] = {"warning": None, "critical": None}
+    out: dict[str, LastChange | None] = {"warning": None, "critical": None}
+    for at, rules in history:
+        d = next((r for r in rules if r.get("name") == name), None)
+        for lvl in out:
+            new = None if d is None or d.get(lvl) is None else float(d[lvl])
+            old = prev[lvl]
+            if old is not None and new is not None and old != new:
+                t = pd.Timestamp(at)
+                out[lvl] = LastChange(old, new, t.tz_localize("UTC") if t.tz is None else t)
+            prev[lvl] = new
+    return out["warning"], out["critical"]

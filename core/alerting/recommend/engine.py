@@ -75,6 +75,10 @@ MIN_CHECK_EPISODES = 3.0
 OUTAGE_STEP_S = 900
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
+#: per-candidate fields in :meth:`Recommendation.to_dict` (levels as the strategy proposed them, before
+#: constraints; fit-period scores)
+_CANDIDATE_FIELDS = ("strategy", "warning", "critical", "insufficient", "episodes_per_week", "recall", "score",
+                     "pareto", "chosen")
 
 
 @dataclass
@@ -142,6 +146,8 @@ class Recommendation:
             "risk": self.risk, "risk_reasons": list(self.risk_reasons), "rationale": self.rationale,
             "unconstrained": self.unconstrained or None, "constraints": list(self.constraint_notes) or None,
             "comparison": self.comparison or None, "outage_points": self.outage_points,
+            "candidates": None if self.candidates is None else [
+                {k: r.get(k) for k in _CANDIDATE_FIELDS} for r in self.candidates.to_dict("records")],
         }
         if self.insufficient:
             out["insufficient"] = self.insufficient
@@ -182,7 +188,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
               (None, None), now: Any = None, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
               strategies: tuple[str, ...] | None = None, slo_target: float | None = None, n_boot: int = 200,
               seed: int = 0, outages: np.ndarray | None = None, inner_fraction: float = 0.7,
-              exclude_outages: bool = True, _nested: bool = False) -> Recommendation:
+              exclude_outages: bool = True, levels: tuple[float | None, float | None] | None = None,
+              _nested: bool = False) -> Recommendation:
     """Recommend warning/critical levels for one series and validate them on its later history.
 
     Parameters
@@ -200,7 +207,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     current : Rule, optional
         The rule in force: stability objective, constraints, and the before/after comparison.
     constraints : Constraints, optional
-        Default :class:`Constraints` (20 % per apply, 7-day stability) when ``current`` is given.
+        Default: the limits stored with ``current`` (:meth:`Constraints.from_rule`: its ``limits``,
+        else 20 % per apply and a 7-day stability period) when ``current`` is given.
     weights : (float, float, float)
         Reliability, achievability, stability.
     strategies : tuple of str, optional
@@ -220,6 +228,11 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         whose final levels are then chosen on the whole fit period (as cross-validation estimates
         a model that is refit on all the data). When the inner part is too thin the prediction is
         the in-sample fit-period rate, flagged ``in_sample`` in the validation.
+    levels : (warning, critical), optional
+        Evaluate these levels instead of choosing: no strategies, no choice, no constraints, no
+        cross-fit (nothing is chosen on the fit period, so its rate is no winner's-curse count):
+        the prediction is the given rule's rate on the fit period, checked on the held-out part,
+        with the same interval, confidence and risk (``strategy`` is ``"given"``).
 
     Returns
     -------
@@ -283,7 +296,8 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     data = FitData(key=key, ts_ns=t[in_fit], values=v[in_fit], clean=clean[in_fit], comparator=comparator,
                    preset=p, incidents=fit_inc, for_s=p.for_s, slo_target=slo_target)
     names = strategies or p.strategies
-    cands: list[Candidate] = [get_strategy(n).fit(data) for n in names]
+    cands: list[Candidate] = [get_strategy(n).fit(data) for n in names] if levels is None else \
+        [_given(levels, comparator, p.for_s)]
     table, chosen = _choose(data, cands, current, weights)
     if chosen is None:
         why = "; ".join(c.insufficient or "" for c in cands if c.insufficient) or "no strategy gave a level"
@@ -291,15 +305,19 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
 
     # constraints
     cur = (current.warning, current.critical) if current is not None else (None, None)
-    cons = constraints or (Constraints() if current is not None else Constraints(max_change=None))
+    cons = constraints or (Constraints.from_rule(current) if current is not None else Constraints(max_change=None))
+    if levels is not None:
+        cons, last_changes = Constraints(max_change=None), (None, None)      # given levels are judged as they are
     crit_in, kept = chosen.critical, []
-    if crit_in is None and cur[1] is not None and chosen.hourly is None:
+    if crit_in is None and cur[1] is not None and chosen.hourly is None and levels is None:
         crit_in = cur[1]        # never drop a critical level in force just because no strategy set one
         kept.append(f"no critical level was recommended; the critical level in force ({cur[1]:g}) is kept")
     w_c, k_c = constrain_pair(chosen.warning, crit_in, comparator, cur, cons, last=last_changes, now=now) \
         if chosen.hourly is None else (Constrained(chosen.warning, chosen.warning),
                                        Constrained(chosen.critical, chosen.critical))
     warning, critical = w_c.value, k_c.value
+    if levels is not None and levels[0] is None:        # a lone critical level was scored in the first slot
+        warning, critical = None, warning
     notes = kept + list(w_c.reasons + k_c.reasons)
 
     # validation: one replay of the final rule over the whole history
@@ -313,7 +331,10 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     else:
         rep = replay(rule, s, severity=sev)
     check = None
-    if not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
+    if levels is not None:      # nothing was chosen on the fit period: its own rate is the prediction
+        fp = rep.period(None, split, severity=sev)
+        check = (fp["episodes"], fp["span_s"], fp["start"])
+    elif not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
         inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
                           last_changes=last_changes, now=now, weights=weights, strategies=strategies,
@@ -360,6 +381,23 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         predicted_episodes_per_week=pred, predicted_interval=(lo, hi), validation=validation,
         comparison=comparison, risk=risk_level, risk_reasons=reasons, rationale=rationale, candidates=table,
         hourly=chosen.hourly, split=split, outage_points=n_outage)
+
+
+def _given(levels: tuple[float | None, float | None], comparator: str, for_s: float) -> Candidate:
+    """The caller's levels as the one candidate of :func:`recommend` (``levels=``)."""
+    try:
+        w, c = levels
+        w, c = (None if x is None else float(x) for x in (w, c))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"levels must be (warning, critical) numbers or None, got {levels!r}",
+                              path="levels") from exc
+    if w is None and c is None:
+        raise ValidationError("levels needs a warning or a critical level", path="levels")
+    Rule(name="given", series="s", comparator=comparator, warning=w, critical=c)    # order and finiteness
+    if w is None:       # a lone critical level is scored (and replayed) as the rule's first level
+        return Candidate("given", c, None, for_s, f"Levels given: critical {c:g}.")
+    return Candidate("given", w, c, for_s, "Levels given: warning " + f"{w:g}"
+                     + ("" if c is None else f", critical {c:g}") + ".")
 
 
 def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.ndarray:

@@ -7,13 +7,19 @@ the same fleet locally and on a ``distributed.LocalCluster`` and compare the out
 
 Pointing at a real cluster: start ``dask scheduler`` on one machine and ``dask worker
 tcp://HOST:8786`` on each worker (with this project installed in the same Python environment), then
-pass ``scheduler="tcp://HOST:8786"`` (CLI: ``--scheduler tcp://HOST:8786``). Each task carries its
-series' points as numpy arrays through the scheduler, so workers need no access to the database file.
+pass ``scheduler="tcp://HOST:8786"`` (CLI: ``--scheduler tcp://HOST:8786``) and ``parquet_dir`` (CLI:
+``--parquet-dir``), a directory on a filesystem every worker mounts. The points of the series are
+exported there as Parquet partitions, one per batch of series (DuckDB ``COPY ... PARTITION_BY``), and
+each task reads its own partition; the tasks carry only the series keys, incidents and rules, and
+workers never need the database file.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -21,26 +27,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.alerting.recommend.constraints import Constraints
+from core.alerting.recommend.constraints import Constraints, LastChange, last_changes
 from core.alerting.recommend.engine import recommend
 from core.alerting.rules import Rule
+from core.data.store.parquet import export_points, read_partition
 from core.errors import ValidationError
 
 __all__ = ["FleetItem", "split_points", "recommend_one", "recommend_fleet", "fleet_table", "apply_changes", "TABLE_COLUMNS"]
 
 #: one series' task: (key, timestamps as int64 ns UTC, values, its incidents or None, rule in force as a
-#: dict or None, that rule's bounds ``{min, max}`` or None)
+#: dict or None, that rule's older-policy bounds ``{min, max}`` or None, the last applied change of the
+#: rule's (warning, critical) for the oscillation guard)
 FleetItem = tuple[str, np.ndarray, np.ndarray, "pd.DataFrame | None", "dict[str, Any] | None",
-                  "dict[str, float] | None"]
+                  "dict[str, float] | None", "tuple[LastChange | None, LastChange | None]"]
 
 
 def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
                  current: Mapping[str, Rule] | None = None,
-                 bounds: Mapping[str, Mapping[str, float]] | None = None) -> list[FleetItem]:
+                 bounds: Mapping[str, Mapping[str, float]] | None = None,
+                 history: Iterable[tuple[Any, Iterable[Mapping[str, Any]]]] | None = None) -> list[FleetItem]:
     """One task per series of a points frame ``series, ts, value`` (sorted by series, then time).
 
-    ``current`` maps a series key to its rule in force; ``bounds`` maps a *rule name* to its
-    ``{min, max}`` (the policy's ``meta["bounds"]``)."""
+    ``current`` maps a series key to its rule in force (whose ``limits`` constrain the
+    recommendation); ``bounds`` maps a *rule name* to its ``{min, max}`` in a policy stored before
+    rules had limits (the policy's ``meta["bounds"]``); ``history`` is the versions in force, oldest
+    first, as ``(in force from, rule dicts)``, from which each rule's last level change is found
+    (:func:`.constraints.last_changes`, for the oscillation guard)."""
     for col in ("series", "ts", "value"):
         if col not in points.columns:
             raise ValidationError(f"points frame lacks column {col!r}; expected series, ts, value", path=f"points.{col}")
@@ -48,6 +60,7 @@ def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
     keys = p["series"].astype(str).to_numpy()
     t = pd.DatetimeIndex(p["ts"]).tz_convert("UTC").as_unit("ns").asi8
     v = p["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    hist = [(at, [dict(r) for r in rules]) for at, rules in history] if history is not None else None
     cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     edges = np.concatenate(([0], cut, [keys.size]))
     items: list[FleetItem] = []
@@ -62,27 +75,34 @@ def split_points(points: pd.DataFrame, incidents: pd.DataFrame | None = None,
             inc = inc.reset_index(drop=True) if len(inc) else None
         rule = current.get(key) if current else None
         b_ = dict(bounds.get(rule.name, {})) if (bounds and rule is not None) else None
-        items.append((key, t[a:b], v[a:b], inc, rule.to_dict() if rule is not None else None, b_ or None))
+        last = last_changes(hist, rule.name) if (hist and rule is not None) else (None, None)
+        items.append((key, t[a:b], v[a:b], inc, rule.to_dict() if rule is not None else None, b_ or None, last))
     return items
 
 
 def recommend_one(item: FleetItem, options: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`recommend` of one task, as the JSON-ready dict (a module-level function, so it pickles).
 
-    With a rule in force its comparator is used and its bounds become :class:`Constraints` (with the
-    ``max_change`` option, default 20 %)."""
-    key, t, v, inc, rule, bounds = item
+    With a rule in force its comparator is used and its stored limits become :class:`Constraints`
+    (what it leaves unset: the ``max_change`` option, default 20 %, a 7-day stability period and the
+    older policy bounds of the task), with the task's last changes for the oscillation guard."""
+    key, t, v, inc, rule, bounds, *rest = item
+    last = rest[0] if rest else (None, None)
     s = pd.Series(v, index=pd.DatetimeIndex(t.astype("datetime64[ns]")).tz_localize("UTC"), name=key)
     opts = dict(options)
     max_change = opts.pop("max_change", 0.2)
     cur = Rule.from_dict(rule) if rule is not None else None
     if cur is not None:
         opts["comparator"] = cur.comparator
-        opts["constraints"] = Constraints.from_bounds(bounds, max_change=max_change)
+        cons = Constraints.from_rule(cur, max_change=max_change, bounds=bounds)
+        opts["constraints"] = cons
+        opts["last_changes"] = last
     out = recommend(s, incidents=inc, current=cur, **opts).to_dict()
     if cur is not None:
         out["rule"] = cur.name
         out["current"] = {"warning": cur.warning, "critical": cur.critical, "for_seconds": cur.for_s}
+        out["limits"] = {"min": cons.min, "max": cons.max, "max_change": cons.max_change,
+                         "stability_s": cons.stability_s, "text": cons.describe()}
     return out
 
 
@@ -91,7 +111,8 @@ def _chunk(items: list[FleetItem], options: Mapping[str, Any]) -> list[dict[str,
 
 
 def recommend_fleet(items: Iterable[FleetItem], *, workers: int | None = None, scheduler: Any = None,
-                    progress: Callable[[int, int], None] | None = None, **options: Any) -> list[dict[str, Any]]:
+                    progress: Callable[[int, int], None] | None = None, parquet_dir: str | None = None,
+                    **options: Any) -> list[dict[str, Any]]:
     """Recommend every series; results in the order of ``items``.
 
     Parameters
@@ -101,7 +122,14 @@ def recommend_fleet(items: Iterable[FleetItem], *, workers: int | None = None, s
     workers : int, optional
         Local processes (default: the CPU count; 1 = in this process). Ignored with ``scheduler``.
     scheduler : str or distributed.Client, optional
-        A Dask scheduler address (``tcp://host:8786``) or a client: run there instead.
+        A Dask scheduler address (``tcp://host:8786``) or a client: run there instead. The points are
+        exported as Parquet partitions (one per batch of series, written by DuckDB:
+        :func:`core.data.store.parquet.export_points`) and each task reads its own.
+    parquet_dir : str, optional
+        Where the partitions go (with ``scheduler``): a directory every worker can read (a shared
+        filesystem mount; a run writes and then removes its own ``studio-fleet-*`` subdirectory).
+        Default: a temporary directory on this machine, which only workers on this machine (a
+        ``LocalCluster``) can read.
     progress : callable, optional
         ``progress(done, total)`` after each finished series (local runs) or chunk.
     options
@@ -110,7 +138,7 @@ def recommend_fleet(items: Iterable[FleetItem], *, workers: int | None = None, s
     items = list(items)
     total = len(items)
     if scheduler is not None:
-        return _on_dask(items, scheduler, options, progress)
+        return _on_dask(items, scheduler, options, progress, parquet_dir)
     n = workers or os.cpu_count() or 1
     if n <= 1 or total <= 1:
         out = []
@@ -130,8 +158,28 @@ def recommend_fleet(items: Iterable[FleetItem], *, workers: int | None = None, s
     return out
 
 
+def recommend_partition(path: str | None, metas: list[tuple[Any, ...]], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One Dask task: read a Parquet partition of points (:func:`core.data.store.parquet.read_partition`)
+    and recommend each of its series. ``metas`` are the tasks' :data:`FleetItem` without the arrays
+    (key, incidents, rule, bounds, last changes), in the order the results come back."""
+    df = read_partition(path) if path is not None else pd.DataFrame({"series": [], "ts": [], "value": []})
+    keys = df["series"].to_numpy()
+    t = pd.DatetimeIndex(df["ts"]).as_unit("ns").asi8
+    v = df["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    edges = np.concatenate(([0], cut, [keys.size])).astype(int)
+    where = {str(keys[a]): (a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a}
+    out = []
+    for m in metas:
+        a, b = where.get(m[0], (0, 0))
+        out.append(recommend_one((m[0], t[a:b], v[a:b], *m[1:]), options))
+    return out
+
+
 def _on_dask(items: list[FleetItem], scheduler: Any, options: Mapping[str, Any],
-             progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
+             progress: Callable[[int, int], None] | None, parquet_dir: str | None) -> list[dict[str, Any]]:
+    """Export the points as Parquet partitions (one per batch of series, written by DuckDB), then one
+    task per partition that reads it and recommends its series; results in the order of ``items``."""
     try:
         from distributed import Client, as_completed
     except ImportError as exc:  # pragma: no cover - pinned in requirements.txt
@@ -141,17 +189,44 @@ def _on_dask(items: list[FleetItem], scheduler: Any, options: Mapping[str, Any],
         client = Client(scheduler) if own else scheduler
     except (OSError, TimeoutError, ValueError) as exc:
         raise ValidationError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}", path="scheduler") from exc
+    tmp = None
     try:
-        futs = client.map(recommend_one, items, options=dict(options), pure=False)
+        if parquet_dir is None:
+            tmp = tempfile.mkdtemp(prefix="studio-fleet-")
+            root = tmp
+        else:
+            root = f"{str(parquet_dir).rstrip('/')}/studio-fleet-{uuid.uuid4().hex[:12]}"
+        threads = max(1, sum(client.nthreads().values()))
+        size = max(1, -(-len(items) // (4 * threads)))             # ~4 partitions per worker thread
+        batches = [items[a:a + size] for a in range(0, len(items), size)]
+        frame = pd.DataFrame({
+            "series": np.repeat([it[0] for it in items], [len(it[1]) for it in items]),
+            "ts": pd.DatetimeIndex(np.concatenate([it[1] for it in items]).astype("datetime64[ns]")).tz_localize("UTC"),
+            "value": np.concatenate([it[2] for it in items]) if items else np.zeros(0)})
+        batch_no = np.repeat(np.arange(len(batches)), [sum(len(it[1]) for it in bt) for bt in batches])
+        paths = export_points(frame, root, batch_no)
+        futs = [client.submit(recommend_partition, paths.get(k), [(it[0], *it[3:]) for it in bt], dict(options),
+                              pure=False) for k, bt in enumerate(batches)]
+        sizes = {f.key: len(bt) for f, bt in zip(futs, batches, strict=True)}
         done = 0
-        for _ in as_completed(futs):
-            done += 1
+        for f in as_completed(futs):
+            done += sizes[f.key]
             if progress:
                 progress(done, len(items))
-        return client.gather(futs)
+        try:
+            parts = client.gather(futs)
+        except OSError as exc:
+            raise ValidationError(f"the Dask workers could not read the points exported to {root}: {exc}; give a "
+                                  "directory every worker can read (--parquet-dir, or STUDIO_DASK_PARQUET_DIR)",
+                                  path="parquet_dir") from exc
+        return [r for part in parts for r in part]
     finally:
         if own:
             client.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif parquet_dir is not None and os.path.isdir(root):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------- fleet table
