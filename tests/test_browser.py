@@ -116,12 +116,13 @@ def artifact_dir(name: str) -> Path:
 
 
 def _shot_dir(tmp_path: Path) -> Path:
-    """``$STUDIO_SCREENSHOTS`` if set, else :func:`artifact_dir` named after the test's tmp folder."""
+    """``$STUDIO_SCREENSHOTS`` if set, else :func:`artifact_dir` named after the running test."""
     if os.environ.get("STUDIO_SCREENSHOTS"):
         d = Path(os.environ["STUDIO_SCREENSHOTS"])
         d.mkdir(parents=True, exist_ok=True)
         return d
-    return artifact_dir(re.sub(r"\d+$", "", tmp_path.name))
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")       # "tests/x.py::test_name (call)"
+    return artifact_dir(current.split("::")[-1].split(" ")[0] or tmp_path.name)
 
 
 def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):
