@@ -38,6 +38,11 @@ Row count: ``services x len(metrics) x days x 1440`` at one minute, minus the ga
 the default demo has about 2.6M points; ``generate_fleet(services=100, metrics=["latency_p95_ms"])``
 gives the 4.32M-row benchmark set (100 series x 30 days), ``services=100`` with all five metrics
 21.6M rows.
+
+Exports that follow a demo (issue 14's story: a newer upload, then an alert storm):
+``python -m data.generate --out DIR --continue-days 3 [--shift KEY=FACTOR] [--storm KEY]`` with the demo's
+own options writes ``newer.csv`` (:func:`continue_fleet`: every series continued, one shifted) and
+``storm.csv`` (:func:`storm_series`); see :func:`write_followups`.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def no_exception(page: Any) -> None:
 
 
 @pytest.fixture
-def story(browser_page, tmp_path) -> Iterator[Story]:  # noqa: F811  (browser_page skips before the build)
+def story(browser_page, tmp_path, monkeypatch) -> Iterator[Story]:  # noqa: F811  (browser_page skips first)
     """The demo database and its two later exports, the notification sink, and the app serving them."""
     from core.data.store import Store
     from core.policy import versions as pol
@@ -182,19 +182,14 @@ def story(browser_page, tmp_path) -> Iterator[Story]:  # noqa: F811  (browser_pa
     roles = tmp_path / "roles.toml"
     roles.write_text(f'[local]\nuser = "{USER}"\n[roles]\ndefault = ["editor"]\n')
     env = {"STUDIO_ROLES": str(roles), "STUDIO_USER": USER, "STUDIO_NOTIFY": str(notify_file)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)        # this process's own core calls (the approval) see the same configuration
+    for k, v in env.items():      # this process's own core calls (the approval) see the same configuration
+        monkeypatch.setenv(k, v)
     try:
         with serve_app(db, tmp_path, **env) as url:
             yield Story(browser_page, url, db, {**os.environ, "STUDIO_DB": str(db)}, exports, sink,
                         artifact_dir("story"))
     finally:
         sink.close()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ---------------------------------------------------------------------------- the steps
