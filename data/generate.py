@@ -38,6 +38,11 @@ Row count: ``services x len(metrics) x days x 1440`` at one minute, minus the ga
 the default demo has about 2.6M points; ``generate_fleet(services=100, metrics=["latency_p95_ms"])``
 gives the 4.32M-row benchmark set (100 series x 30 days), ``services=100`` with all five metrics
 21.6M rows.
+
+Exports that follow a demo (issue 14's story: a newer upload, then an alert storm):
+``python -m data.generate --out DIR --continue-days 3 [--shift KEY=FACTOR] [--storm KEY]`` with the demo's
+own options writes ``newer.csv`` (:func:`continue_fleet`: every series continued, one shifted) and
+``storm.csv`` (:func:`storm_series`); see :func:`write_followups`.
 """
 
 from __future__ import annotations
@@ -98,6 +103,71 @@ def _place_windows(rng: np.random.Generator, n: int, lo: int, hi: int, length: n
     return starts
 
 
+def _draw_params(rng: np.random.Generator, S: int) -> dict[str, np.ndarray]:
+    """Per-service signal parameters, shape (S, 1), drawn in a fixed order (the demo depends on it)."""
+    def col(lo: float, hi: float) -> np.ndarray:
+        return rng.uniform(lo, hi, size=(S, 1))
+
+    p = {"base_rps": np.exp(col(np.log(20), np.log(2000)))}
+    for name, lo, hi in (("phase_h", -2.0, 2.0), ("daily_amp", 0.3, 0.6), ("weekend_drop", 0.15, 0.35),
+                         ("trend", -0.10, 0.15), ("base_lat", 40.0, 400.0), ("base_err", 0.05, 0.8),
+                         ("cpu_base", 8.0, 25.0), ("cpu_load", 20.0, 40.0), ("mem_base", 30.0, 50.0),
+                         ("leak_per_day", 0.5, 2.5)):
+        p[name] = col(lo, hi)
+    p["restart_days"] = rng.integers(3, 8, size=(S, 1))
+    p["restart_offset"] = col(0.0, 7.0)
+    return p
+
+
+def _signals(p: dict[str, np.ndarray], ts: pd.DatetimeIndex, t_days: np.ndarray, days: float,
+             noise: dict[str, np.ndarray], tail: np.ndarray, tail_mult: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Incident-free signals (rps, cpu, latency, errors, memory), shape (S, len(ts)). ``t_days``: days since
+    the fleet's first timestamp (beyond ``days`` for a continuation: the trend goes on)."""
+    hour = np.asarray(ts.hour + ts.minute / 60.0 + ts.second / 3600.0, dtype=np.float64)[None, :]
+    weekend = np.asarray(ts.day_of_week >= 5)[None, :]
+    load = (1.0 + p["daily_amp"] * np.sin(2 * np.pi * (hour - 8.0 - p["phase_h"]) / 24.0))
+    load = load * np.where(weekend, 1.0 - p["weekend_drop"], 1.0) * (1.0 + p["trend"] * t_days / days)
+    rps = p["base_rps"] * load * (1.0 + 0.04 * noise["request_rate"])
+    cpu = p["cpu_base"] + p["cpu_load"] * load / (1.0 + p["daily_amp"]) + 1.5 * noise["cpu_pct"]
+    lat = p["base_lat"] * (1.0 + 0.25 * (load - 1.0)) * np.exp(0.08 * noise["latency_p95_ms"])
+    lat = np.where(tail, lat * tail_mult, lat)
+    err = p["base_err"] * (1.0 + 0.5 * (load - 1.0)) * np.exp(0.3 * noise["error_rate_pct"])
+    mem = (p["mem_base"] + p["leak_per_day"] * np.mod(t_days + p["restart_offset"], p["restart_days"])
+           + 0.4 * noise["memory_pct"])
+    return rps, cpu, lat, err, mem
+
+
+def _clip(rps: np.ndarray, cpu: np.ndarray, lat: np.ndarray, err: np.ndarray, mem: np.ndarray,
+          ) -> dict[str, np.ndarray]:
+    """Signals by metric name, kept inside each metric's physical range."""
+    return {
+        "latency_p95_ms": np.maximum(lat, 0.1),
+        "error_rate_pct": np.clip(err, 0.0, 100.0),
+        "cpu_pct": np.clip(cpu, 0.0, 100.0),
+        "memory_pct": np.clip(mem, 0.0, 100.0),
+        "request_rate": np.maximum(rps, 0.0),
+    }
+
+
+def _assemble(names: Sequence[str], wanted: Sequence[str], ts: pd.DatetimeIndex, values: dict[str, np.ndarray],
+              keep: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Points frame ``series, ts, value`` (service-major, then metric, then time) of the kept steps."""
+    t_ns = ts.as_unit("ns").asi8
+    keys, counts, ts_parts, val_parts = [], [], [], []
+    for s, name in enumerate(names):
+        for m in wanted:
+            mask = keep[m][s]
+            keys.append(make_key(m, {"service": name}))
+            counts.append(int(mask.sum()))
+            ts_parts.append(t_ns[mask])
+            val_parts.append(np.round(values[m][s, mask], DECIMALS[m]))
+    return pd.DataFrame({
+        "series": np.repeat(np.array(keys, dtype=object), counts),
+        "ts": pd.to_datetime(np.concatenate(ts_parts), unit="ns", utc=True),
+        "value": np.concatenate(val_parts).astype(np.float64),
+    })
+
+
 def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: str = "1min", *,
                    start: Any = DEFAULT_START, metrics: Sequence[str] | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -126,6 +196,13 @@ def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: st
     incidents : DataFrame
         ``series, start, end, kind, note``: one row per affected series and incident window.
     """
+    points, inc, _ = _fleet(services, days, seed, freq, start=start, metrics=metrics)
+    return points, inc
+
+
+def _fleet(services: int, days: float, seed: int, freq: str, *, start: Any, metrics: Sequence[str] | None,
+           ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """:func:`generate_fleet` plus the state a continuation needs (parameters, lasting effects, steps)."""
     if services < 1 or days <= 0:
         raise ValueError("services must be >= 1 and days > 0")
     wanted = list(METRICS) if metrics is None else list(metrics)
@@ -145,41 +222,21 @@ def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: st
     names = service_names(S)
     per_min = 60.0 / step_s  # steps per minute
 
-    # ---- per-service parameters (shape (S, 1) to broadcast against time)
-    def col(lo: float, hi: float) -> np.ndarray:
-        return rng.uniform(lo, hi, size=(S, 1))
-
-    base_rps = np.exp(col(np.log(20), np.log(2000)))
-    phase_h = col(-2.0, 2.0)
-    daily_amp = col(0.3, 0.6)
-    weekend_drop = col(0.15, 0.35)
-    trend = col(-0.10, 0.15)
-    base_lat = col(40.0, 400.0)
-    base_err = col(0.05, 0.8)
-    cpu_base, cpu_load = col(8.0, 25.0), col(20.0, 40.0)
-    mem_base, leak_per_day = col(30.0, 50.0), col(0.5, 2.5)
-    restart_days, restart_offset = rng.integers(3, 8, size=(S, 1)), col(0.0, 7.0)
-
+    # ---- per-service parameters (shape (S, 1) to broadcast against time), then the signals
+    p = _draw_params(rng, S)
     t_days = (np.arange(T) * step_s / 86400.0)[None, :]
-    hour = np.asarray(ts.hour + ts.minute / 60.0 + ts.second / 3600.0, dtype=np.float64)[None, :]
-    weekend = np.asarray(ts.day_of_week >= 5)[None, :]
-    load = (1.0 + daily_amp * np.sin(2 * np.pi * (hour - 8.0 - phase_h) / 24.0))
-    load = load * np.where(weekend, 1.0 - weekend_drop, 1.0) * (1.0 + trend * t_days / days)
-
     noise = {m: rng.standard_normal((S, T)) for m in METRICS}
-    rps = base_rps * load * (1.0 + 0.04 * noise["request_rate"])
-    cpu = cpu_base + cpu_load * load / (1.0 + daily_amp) + 1.5 * noise["cpu_pct"]
-    lat = base_lat * (1.0 + 0.25 * (load - 1.0)) * np.exp(0.08 * noise["latency_p95_ms"])
     tail = rng.random((S, T)) < 0.002
-    lat = np.where(tail, lat * rng.uniform(1.4, 2.0, size=(S, T)), lat)
-    err = base_err * (1.0 + 0.5 * (load - 1.0)) * np.exp(0.3 * noise["error_rate_pct"])
-    mem = mem_base + leak_per_day * np.mod(t_days + restart_offset, restart_days) + 0.4 * noise["memory_pct"]
+    tail_mult = rng.uniform(1.4, 2.0, size=(S, T))
+    rps, cpu, lat, err, mem = _signals(p, ts, t_days, days, noise, tail, tail_mult)
 
     # ---- scenarios and incidents
     warm = int(min(2 * 86400 / step_s, 0.25 * T))  # leave history before the first incident
     n_inc = 2 if days >= 10 else 1
     incidents: list[tuple[int, int, int, str, str]] = []  # (service, a, b, scenario, note)
     busy = np.zeros((S, T), dtype=bool)
+    # effects that last past the fleet's end (a deploy's level shift): a continuation carries them on
+    persist = {"lat_mul": np.ones(S), "cpu_add": np.zeros(S), "mem_add": np.zeros(S)}
     idx = np.arange(T)
     for s, kind in enumerate(scen):
         if kind == "normal":
@@ -230,8 +287,12 @@ def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: st
                 shift = rng.uniform(1.3, 1.6)
                 mid = a + (b - a) // 2
                 lat[s, mid:] *= shift
-                cpu[s, mid:] += rng.uniform(5, 10)
+                cpu_add = rng.uniform(5, 10)
+                cpu[s, mid:] += cpu_add
                 mem[s, mid:] += 5.0
+                persist["lat_mul"][s] *= shift
+                persist["cpu_add"][s] += cpu_add
+                persist["mem_add"][s] += 5.0
                 note = f"deploy at {ts[mid].isoformat()}: latency x{shift:.2f} from then on"
             busy[s, max(a - int(60 * per_min), 0):b + 1] = True
             incidents.append((s, a, b, kind, note))
@@ -260,34 +321,14 @@ def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: st
     free = np.flatnonzero(blocked[stuck_len:] - blocked[:-stuck_len] == 0)
     stuck_a = int(free[rng.integers(0, free.size)]) if free.size else 0
     keep["memory_pct"][stuck_s, stuck_a:stuck_a + stuck_len] = True
-    values = {
-        "latency_p95_ms": np.maximum(lat, 0.1),
-        "error_rate_pct": np.clip(err, 0.0, 100.0),
-        "cpu_pct": np.clip(cpu, 0.0, 100.0),
-        "memory_pct": np.clip(mem, 0.0, 100.0),
-        "request_rate": np.maximum(rps, 0.0),
-    }
+    values = _clip(rps, cpu, lat, err, mem)
     values["memory_pct"][stuck_s, stuck_a:stuck_a + stuck_len] = values["memory_pct"][stuck_s, stuck_a]
     # a few values reported as missing (NaN, written as empty CSV cells) in one series
     nan_s = int(rng.integers(0, S))
     values["error_rate_pct"][nan_s, rng.choice(T, size=min(30, T), replace=False)] = np.nan
 
     # ---- assemble: service-major, then metric, then time
-    t_ns = ts.as_unit("ns").asi8
-    keys, counts, ts_parts, val_parts = [], [], [], []
-    for s in range(S):
-        present = ~outage[s]
-        for m in wanted:
-            mask = keep[m][s] & present
-            keys.append(make_key(m, {"service": names[s]}))
-            counts.append(int(mask.sum()))
-            ts_parts.append(t_ns[mask])
-            val_parts.append(np.round(values[m][s, mask], DECIMALS[m]))
-    points = pd.DataFrame({
-        "series": np.repeat(np.array(keys, dtype=object), counts),
-        "ts": pd.to_datetime(np.concatenate(ts_parts), unit="ns", utc=True),
-        "value": np.concatenate(val_parts).astype(np.float64),
-    })
+    points = _assemble(names, wanted, ts, values, {m: keep[m] & ~outage for m in wanted})
 
     rows = []
     for s, a, b, kind, note in incidents:
@@ -299,7 +340,110 @@ def generate_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: st
     inc["start"] = pd.to_datetime(inc["start"], utc=True)
     inc["end"] = pd.to_datetime(inc["end"], utc=True)
     inc.attrs["scenarios"] = dict(zip(names, scen, strict=True))
-    return points, inc
+    state = {"params": p, "persist": persist, "steps": T, "step_s": step_s, "start": ts[0], "names": names,
+             "wanted": wanted}
+    return points, inc, state
+
+
+def default_shift(services: int = 12, metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """The continuation's planted drift: the first service's request rate drops to 60 % (a traffic
+    migration), or nothing when ``request_rate`` is not among ``metrics``."""
+    if metrics is not None and "request_rate" not in metrics:
+        return {}
+    return {make_key("request_rate", {"service": service_names(services)[0]}): 0.6}
+
+
+def continue_fleet(services: int = 12, days: float = 30, seed: int = 7, freq: str = "1min", *,
+                   continue_days: float = 3, start: Any = DEFAULT_START, metrics: Sequence[str] | None = None,
+                   shift: dict[str, float] | None = None) -> pd.DataFrame:
+    """A newer export: the demo fleet of the same arguments, continued for ``continue_days`` after its
+    last timestamp.
+
+    The signals go on with the demo's per-service parameters (daily and weekly cycle, the slow trend
+    past its end, the memory leak and restarts) and its lasting effects (a ``level_shift`` deploy stays
+    shifted), with fresh noise from a generator seeded by ``(seed, 1)``; scattered missing minutes
+    (0.05 %) but no incidents, outages or planted quality flaws. ``shift`` plants a distribution shift:
+    series key -> factor multiplying that series over the whole continuation (default
+    :func:`default_shift`; ``{}`` for none). Deterministic: the same arguments give the same frame.
+
+    Returns
+    -------
+    DataFrame
+        ``series, ts, value``, service-major, starting one step after the demo's last timestamp.
+    """
+    if continue_days <= 0:
+        raise ValueError("continue_days must be > 0")
+    _, _, st = _fleet(services, days, seed, freq, start=start, metrics=metrics)
+    shift = default_shift(services, metrics) if shift is None else dict(shift)
+    S, T0, step_s = len(st["names"]), st["steps"], st["step_s"]
+    index = {make_key(m, {"service": n}): (m, i) for i, n in enumerate(st["names"]) for m in st["wanted"]}
+    unknown = sorted(set(shift) - set(index))
+    if unknown:
+        raise ValueError(f"shift names series not in the fleet: {unknown}")
+    T = int(round(continue_days * 86400 / step_s))
+    steps = T0 + np.arange(T)
+    ts = st["start"] + pd.to_timedelta(steps * step_s, unit="s")
+    rng = np.random.default_rng([seed, 1])
+    noise = {m: rng.standard_normal((S, T)) for m in METRICS}
+    tail = rng.random((S, T)) < 0.002
+    tail_mult = rng.uniform(1.4, 2.0, size=(S, T))
+    rps, cpu, lat, err, mem = _signals(st["params"], pd.DatetimeIndex(ts), (steps * step_s / 86400.0)[None, :],
+                                       days, noise, tail, tail_mult)
+    lp = st["persist"]
+    lat, cpu, mem = lat * lp["lat_mul"][:, None], cpu + lp["cpu_add"][:, None], mem + lp["mem_add"][:, None]
+    values = _clip(rps, cpu, lat, err, mem)
+    for key, factor in shift.items():
+        m, i = index[key]
+        values[m][i] = values[m][i] * float(factor)
+    keep = {m: rng.random((S, T)) >= 0.0005 for m in METRICS}
+    return _assemble(st["names"], st["wanted"], pd.DatetimeIndex(ts), values, keep)
+
+
+def storm_series(history: pd.Series, *, start: Any = None, hours: float = 48, period_min: float = 60,
+                 high: float | None = None, low: float | None = None, freq: str = "1min",
+                 seed: int = 7) -> pd.Series:
+    """A constructed alert storm for one series: the value flaps between ``low`` and ``high``, each for
+    half of ``period_min`` minutes (low first), for ``hours`` hours.
+
+    Any ``>`` rule whose level lies between ``low`` and ``high`` (and whose recovery level, if any, is above
+    ``low``), with ``for`` and ``keep_firing_for`` shorter than half a period, fires once per period:
+    ``hours x 60 / period_min`` episodes (48 in the default 48 h), about 168 a week.
+
+    Parameters
+    ----------
+    history : pd.Series
+        The series so far (values indexed by UTC timestamps); it sets the defaults.
+    start : timestamp-like, optional
+        First timestamp (default: one ``freq`` step after the last point of ``history``).
+    hours, period_min : float
+        Length of the storm (hours) and of one low + high cycle (minutes).
+    high, low : float, optional
+        The two levels (default: 3 x the largest value of ``history``; its 5th percentile).
+    freq : str
+        Sampling step.
+    seed : int
+        Seed of the +-1 % multiplicative jitter (so the series is not flat).
+
+    Returns
+    -------
+    pd.Series
+        The storm's values indexed by UTC timestamps.
+    """
+    v = pd.to_numeric(history, errors="coerce").to_numpy(float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 and (high is None or low is None):
+        raise ValueError("storm_series needs a history with finite values (or both high and low)")
+    high = 3.0 * float(v.max()) if high is None else float(high)
+    low = float(np.percentile(v, 5)) if low is None else float(low)
+    step = pd.Timedelta(freq)
+    t0 = pd.Timestamp(history.index.max()) + step if start is None else pd.Timestamp(start)
+    t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
+    n = int(round(hours * 3600 / step.total_seconds()))
+    k = np.arange(n)
+    half = period_min * 60 / step.total_seconds() / 2
+    level = np.where((k // half) % 2 == 1, high, low)
+    jitter = 1.0 + 0.01 * np.random.default_rng(seed).uniform(-1, 1, n)
+    return pd.Series(level * jitter, index=t0 + k * step, name=history.name)
 
 
 class _CsvWriter:
@@ -410,6 +554,53 @@ def write_demo(out_dir: str | Path = "data/demo", db: str | Path | None = None, 
     return summary
 
 
+NEWER_FILE = "newer.csv"
+STORM_FILE = "storm.csv"
+
+
+def write_followups(out_dir: str | Path, *, services: int = 12, days: float = 30, seed: int = 7,
+                    freq: str = "1min", start: Any = DEFAULT_START, metrics: Sequence[str] | None = None,
+                    continue_days: float = 3, shift: dict[str, float] | None = None, storm: str | None = None,
+                    storm_hours: float = 48) -> dict[str, Any]:
+    """Write the exports that follow a demo built with the same arguments.
+
+    ``newer.csv`` (when ``continue_days`` > 0): :func:`continue_fleet`, every series, with ``shift``
+    planted. ``storm.csv`` (when ``storm`` names a series): :func:`storm_series` for that series over
+    ``storm_hours`` hours, starting one step after the newer export (or after the demo without one), its
+    levels set from the series' demo and newer data. Both are long CSVs ``timestamp,series,value`` that the
+    Data page or ``python -m core ingest`` read. Returns a summary (paths, time spans, shift, storm levels).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    demo, _, st = _fleet(services, days, seed, freq, start=start, metrics=metrics)
+    summary: dict[str, Any] = {"out_dir": str(out), "demo_end": demo["ts"].max()}
+    parts = [demo]
+    if continue_days > 0:
+        shift = default_shift(services, metrics) if shift is None else dict(shift)
+        newer = continue_fleet(services, days, seed, freq, continue_days=continue_days, start=start,
+                               metrics=metrics, shift=shift)
+        path = out / NEWER_FILE
+        _CsvWriter(newer).write(newer, path)
+        parts.append(newer)
+        summary.update(newer=str(path), newer_points=len(newer), newer_start=newer["ts"].min(),
+                       newer_end=newer["ts"].max(), shift=shift)
+    if storm:
+        hist = pd.concat([f[f["series"] == storm] for f in parts], ignore_index=True)
+        if hist.empty:
+            raise ValueError(f"storm series {storm!r} is not in the fleet")
+        step = pd.Timedelta(seconds=st["step_s"])
+        t0 = st["start"] + step * (st["steps"] + int(round(max(continue_days, 0) * 86400 / st["step_s"])))
+        values = storm_series(hist.set_index("ts")["value"], start=t0, hours=storm_hours, freq=freq, seed=seed)
+        metric = storm.split("{", 1)[0]
+        frame = pd.DataFrame({"series": storm, "ts": values.index,
+                              "value": np.round(values.to_numpy(), DECIMALS.get(metric, 3))})
+        path = out / STORM_FILE
+        _CsvWriter(frame).write(frame, path)
+        summary.update(storm=str(path), storm_series=storm, storm_start=frame["ts"].min(),
+                       storm_end=frame["ts"].max(), storm_points=len(frame))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data.generate", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data/demo", help="directory for the CSVs (default data/demo)")
@@ -419,11 +610,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--freq", default="1min")
     p.add_argument("--metrics", default=None, help=f"comma-separated subset of {','.join(METRICS)}")
+    p.add_argument("--start", default=DEFAULT_START, help=f"first timestamp, UTC (default {DEFAULT_START})")
+    g = p.add_argument_group("exports that follow the demo built with the options above (no demo is written)")
+    g.add_argument("--continue-days", type=float, default=None,
+                   help=f"write {NEWER_FILE}: the demo continued for this many days")
+    g.add_argument("--shift", action="append", default=None, metavar="KEY=FACTOR",
+                   help="multiply one series over the continuation (repeatable; 'none' for no shift; default: "
+                        "the first service's request_rate x 0.6)")
+    g.add_argument("--storm", default=None, metavar="KEY", help=f"write {STORM_FILE}: an alert storm for this series")
+    g.add_argument("--storm-hours", type=float, default=48)
     args = p.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if args.continue_days is not None or args.storm:
+        return _followups(args, metrics)
     try:
         s = write_demo(args.out, args.db, services=args.services, days=args.days, seed=args.seed,
-                       freq=args.freq, metrics=metrics, verbose=True)
+                       freq=args.freq, metrics=metrics, start=args.start, verbose=True)
     except (ValueError, OSError, StudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -431,6 +633,34 @@ def main(argv: list[str] | None = None) -> int:
           f"({s['seconds_total']:.1f} s)")
     for svc, kind in s["scenarios"].items():
         print(f"  {svc:<18} {kind}")
+    return 0
+
+
+def _followups(args: argparse.Namespace, metrics: list[str] | None) -> int:
+    shift: dict[str, float] | None = None
+    try:
+        if args.shift is not None:
+            shift = {}
+            for item in args.shift:
+                if item.strip().lower() == "none":
+                    continue
+                key, sep, factor = item.rpartition("=")
+                if not sep or not key:
+                    raise ValueError(f"--shift {item!r}: expected KEY=FACTOR, e.g. 'request_rate{{service=\"cart\"}}=0.6'")
+                shift[key] = float(factor)
+        s = write_followups(args.out, services=args.services, days=args.days, seed=args.seed, freq=args.freq,
+                            start=args.start, metrics=metrics, continue_days=args.continue_days or 0, shift=shift,
+                            storm=args.storm, storm_hours=args.storm_hours)
+    except (ValueError, OSError, StudioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"demo ends {s['demo_end']:%Y-%m-%d %H:%M} UTC")
+    if "newer" in s:
+        print(f"{s['newer']}: {s['newer_points']:,} points, {s['newer_start']:%Y-%m-%d %H:%M} to "
+              f"{s['newer_end']:%Y-%m-%d %H:%M}; shift {s['shift'] or 'none'}")
+    if "storm" in s:
+        print(f"{s['storm']}: {s['storm_series']}, {s['storm_points']:,} points, {s['storm_start']:%Y-%m-%d %H:%M} "
+              f"to {s['storm_end']:%Y-%m-%d %H:%M}")
     return 0
 
 

@@ -2,13 +2,15 @@
 
 Starts ``streamlit run app.py`` on a free localhost port over a small temporary database and drives
 Debian's ``/usr/bin/chromium`` with Playwright. Skipped (with the reason) when either is missing.
-Screenshots go to ``$STUDIO_SCREENSHOTS`` if set, else to the test's temporary directory.
+Screenshots are kept as test artifacts (:func:`artifact_dir`): ``$STUDIO_SCREENSHOTS`` if set, else
+``$STUDIO_TEST_ARTIFACTS/browser/<test>/``, else ``test-artifacts/browser/<test>/`` in the repository (gitignored).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -103,10 +105,24 @@ def browser_page():
             browser.close()
 
 
-def _shot_dir(tmp_path: Path) -> Path:
-    d = Path(os.environ.get("STUDIO_SCREENSHOTS", tmp_path / "screens"))
+def artifact_dir(name: str) -> Path:
+    """A fresh folder for one browser test's screenshots, kept after the run: ``<root>/browser/<name>``
+    where root is ``$STUDIO_TEST_ARTIFACTS`` or the repository's ``test-artifacts/`` (gitignored)."""
+    root = Path(os.environ.get("STUDIO_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+    d = root / "browser" / re.sub(r"[^\w.-]+", "_", name)
+    shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _shot_dir(tmp_path: Path) -> Path:
+    """``$STUDIO_SCREENSHOTS`` if set, else :func:`artifact_dir` named after the running test."""
+    if os.environ.get("STUDIO_SCREENSHOTS"):
+        d = Path(os.environ["STUDIO_SCREENSHOTS"])
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")       # "tests/x.py::test_name (call)"
+    return artifact_dir(current.split("::")[-1].split(" ")[0] or tmp_path.name)
 
 
 def test_overview_then_upload_on_the_data_page(server, browser_page, tmp_path):

@@ -15,8 +15,8 @@ folder and served by ``streamlit run app.py`` on a free localhost port. Then, as
 5. download the Prometheus rules of v3 and read them back with ``yaml.safe_load``;
 6. stop the server and check the database says the same (three versions, v3 equal in content to v1).
 
-Skipped (with the reason) when Chromium or Playwright is missing. Screenshots go to
-``$STUDIO_SCREENSHOTS`` if set, else to the test's temporary directory.
+Skipped (with the reason) when Chromium or Playwright is missing. Screenshots are kept in
+``test-artifacts/browser/<test>/`` (``tests.test_browser.artifact_dir``).
 """
 
 from __future__ import annotations

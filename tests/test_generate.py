@@ -11,7 +11,17 @@ import pytest
 
 from core.data.frame import parse_key
 from core.data.quality import quality_report
-from data.generate import METRICS, SCENARIOS, generate_fleet, service_names, write_demo
+from data.generate import (
+    METRICS,
+    SCENARIOS,
+    continue_fleet,
+    default_shift,
+    generate_fleet,
+    service_names,
+    storm_series,
+    write_demo,
+)
+from tests.apptest_util import ROOT
 
 T3 = 3 * 1440   # one-minute steps in three days
 
@@ -175,3 +185,133 @@ def test_csv_bytes_are_stable(tmp_path):
     write_demo(tmp_path, services=3, days=1, seed=5)
     blob = b"".join((tmp_path / f"{s}.csv").read_bytes() for s in service_names(3))
     assert hashlib.sha256(blob).hexdigest() == "a6751aa383b02021ea4e200a1fe1e23ca39cfec6ea73a361da03874f414efdbb"
+
+
+# ---------------------------------------------------------------- exports that follow the demo (issue 14)
+def _series(frame: pd.DataFrame, key: str) -> pd.Series:
+    return frame[frame["series"] == key].set_index("ts")["value"]
+
+
+@pytest.fixture(scope="module")
+def six_continued():
+    """6 services (every scenario, level_shift included) x 14 days and 3 more days."""
+    demo, inc = generate_fleet(services=6, days=14, seed=7)
+    return demo, inc, continue_fleet(services=6, days=14, seed=7, continue_days=3)
+
+
+def test_continuation_follows_the_demo_and_is_deterministic(six_continued):
+    demo, inc, newer = six_continued
+    step = pd.Timedelta("1min")
+    assert newer["ts"].min() == demo["ts"].max() + step
+    assert newer["ts"].max() == demo["ts"].max() + pd.Timedelta(days=3)
+    assert set(newer["series"]) == set(demo["series"])
+    assert not newer.duplicated(["series", "ts"]).any() and np.isfinite(newer["value"]).all()
+    assert 0.999 * 30 * 3 * 1440 < len(newer) < 30 * 3 * 1440          # 0.05 % scattered missing minutes
+    pd.testing.assert_frame_equal(newer, continue_fleet(services=6, days=14, seed=7, continue_days=3))
+    # levels go on: the first new day against the same weekday a week earlier (median, so an incident in
+    # that day hardly moves it); the deploys' level shifts (x1.3-1.6 on latency each) are carried on
+    shifted = set(default_shift(6))
+    lvl = next(s for s, k in inc.attrs["scenarios"].items() if k == "level_shift")
+    day = newer["ts"].min()
+    for key in sorted(k for k in set(demo["series"]) - shifted if f'service="{lvl}"' not in k):
+        before = _series(demo, key)[day - pd.Timedelta(days=7):day - pd.Timedelta(days=6)].median()
+        after = _series(newer, key)[day:day + pd.Timedelta(days=1)].median()
+        tol = 0.25 if key.startswith("memory_pct") else 0.12    # memory: leak and restarts every 3-7 days
+        assert after == pytest.approx(before, rel=tol), (key, before, after)
+    key = f'latency_p95_ms{{service="{lvl}"}}'
+    first = _series(demo, key)[:pd.Timestamp("2026-10-03", tz="UTC")].median()
+    assert _series(newer, key).median() > 1.25 * first                  # still shifted after the demo
+
+
+def test_followups_cli_writes_newer_and_storm_exports(tmp_path, capsys):
+    from data.generate import main
+
+    rc = main(["--services", "2", "--days", "3", "--continue-days", "1", "--storm", 'cpu_pct{service="checkout"}',
+               "--storm-hours", "4", "--out", str(tmp_path)])
+    assert rc == 0
+    newer = pd.read_csv(tmp_path / "newer.csv")
+    storm = pd.read_csv(tmp_path / "storm.csv")
+    assert list(newer.columns) == list(storm.columns) == ["timestamp", "series", "value"]
+    assert newer["timestamp"].min() == "2026-10-04T00:00:00Z" and newer["timestamp"].max() == "2026-10-04T23:59:00Z"
+    assert storm["timestamp"].min() == "2026-10-05T00:00:00Z" and len(storm) == 4 * 60
+    assert set(storm["series"]) == {'cpu_pct{service="checkout"}'}
+    assert main(["--continue-days", "1", "--shift", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["--continue-days", "1", "--shift", 'nope{a="b"}=2', "--out", str(tmp_path)]) == 2
+    assert "not in the fleet" in capsys.readouterr().err
+
+
+STARTS = ["2026-10-01T00:00:00Z", "2026-11-22T13:00:00Z"]   # a Thursday midnight; a Sunday afternoon
+
+
+@pytest.fixture(scope="module", params=STARTS)
+def story_data(request):
+    """The journey's demo, newer and storm exports, at two starts (the journey's start follows the clock)."""
+    from tests.story_util import APPLIED, CONTINUE_DAYS, DEMO, STORM_HOURS
+
+    demo, inc = generate_fleet(**DEMO, start=request.param)
+    newer = continue_fleet(**DEMO, start=request.param, continue_days=CONTINUE_DAYS)
+    hist = pd.concat([_series(demo, APPLIED), _series(newer, APPLIED)])
+    storm = storm_series(hist, hours=STORM_HOURS, seed=DEMO["seed"])
+    return demo, inc, newer, storm
+
+
+def test_the_newer_export_raises_a_drift_notice_on_the_shifted_series_only(story_data, tmp_path):
+    """Through the core drift watch (``check_drift``, the one ``python -m core notify check-drift`` and
+    ``ingest`` run): the shifted series gets a notice; the same series without the shift is stable."""
+    from core.data.frame import make_key
+    from core.data.store import Store
+    from core.policy import notify
+    from core.policy.drift_watch import check_drift
+    from tests.story_util import CONTINUE_DAYS, DEMO, SHIFTED
+
+    demo, _, newer, _ = story_data
+    unshifted = continue_fleet(**DEMO, start=demo["ts"].min(), continue_days=CONTINUE_DAYS, shift={})
+    control = make_key("request_rate", {"service": "api-gateway", "copy": "unshifted"})
+    rows = []
+    for key, after in ((SHIFTED, newer), (control, unshifted)):
+        s = pd.concat([_series(demo, SHIFTED), _series(after, SHIFTED)])
+        rows.append(pd.DataFrame({"timestamp": s.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "series": key,
+                                  "value": s.to_numpy()}))
+    csv = tmp_path / "two.csv"
+    pd.concat(rows).to_csv(csv, index=False)
+    with Store(tmp_path / "drift.duckdb") as store:
+        store.ingest(csv, actor="test")
+        got = {d.key: d for d in check_drift(store, config=notify.NotifyConfig())}
+        notices = notify.notices(store, 10)
+    hit, ctrl = got[SHIFTED], got[control]
+    assert hit.result.verdict == "drift" and hit.notice_id is not None, hit.result.reason
+    assert hit.result.test == "ks" and hit.result.n_recent >= 24 * CONTINUE_DAYS
+    assert ctrl.result.verdict == "stable" and ctrl.notice_id is None, ctrl.result.reason
+    assert list(notices["kind"]) == ["drift"] and SHIFTED in notices["title"].iloc[0]
+
+
+def test_the_storm_fires_the_applied_rule_far_above_its_prediction_and_the_newer_export_does_not(story_data):
+    """The rule the journey applies (the balanced recommendation for APPLIED, cross-fitted predicted
+    interval) replayed on the data after the change: inside its interval on the newer export (no trigger),
+    more than twice its upper bound once the storm is in (the default alert-storm trigger fires)."""
+    from core.alerting.recommend.fleet import recommend_fleet, split_points
+    from core.alerting.replay import replay
+    from core.alerting.rules import Rule
+    from core.policy.policy_yaml import policy_from_yaml
+    from tests.story_util import APPLIED, APPLIED_RULE, STORM_FACTOR, STORM_HOURS, STORM_MIN_HOURS
+
+    demo, inc, newer, storm = story_data
+    rules, _ = policy_from_yaml((ROOT / "data" / "demo_policy.yaml").read_text(encoding="utf-8"))
+    rule_in_force = next(r for r in rules if r.name == APPLIED_RULE)
+    items = split_points(demo[demo["series"] == APPLIED], inc, {APPLIED: rule_in_force})
+    rec = recommend_fleet(items, workers=1, preset="balanced", train_fraction=0.7)[0]
+    hi = rec["predicted_interval"][1]
+    rule = Rule.from_dict({"name": APPLIED_RULE, "series": APPLIED, "comparator": ">", "warning": rec["warning"],
+                           "critical": rec["critical"], "for": f"{rec['for_seconds']:.0f}s"})
+    week = 7 * 86400
+
+    def rate(values: pd.Series) -> float:
+        s = replay(rule, values).summary()
+        return s["episodes"] / ((values.index.max() - values.index.min()).total_seconds() / week)
+
+    after = _series(newer, APPLIED)
+    assert rate(after) <= hi                                            # the clean newer export: no storm
+    assert replay(rule, storm).summary()["episodes"] == STORM_HOURS     # one episode per 60-min flap
+    both = pd.concat([after, storm])
+    assert (both.index.max() - both.index.min()).total_seconds() >= STORM_MIN_HOURS * 3600
+    assert rate(both) > STORM_FACTOR * hi, (rate(both), hi)
