@@ -39,10 +39,10 @@ import pandas as pd
 
 from core.alerting.recommend.confidence import (
     CONFIDENCE,
+    compound_rate_interval,
     default_block,
     dispersion,
     garwood,
-    nb_rate_interval,
     quantile_interval,
     risk,
 )
@@ -135,7 +135,10 @@ class Recommendation:
                            "within": v.get("within"), "sufficient": v.get("sufficient"), "reason": v.get("reason"),
                            "severity": v.get("severity"), "split": v.get("split"),
                            "inside_interval": v.get("inside_interval"), "in_sample": v.get("in_sample"),
-                           "precision": v.get("precision"),
+                           "precision": v.get("precision"), "instability": v.get("instability"),
+                           "predicted_noise": v.get("predicted_noise"),
+                           "fit_incidents_per_week": v.get("fit_incidents_per_week"),
+                           "episodes_per_incident": v.get("episodes_per_incident"),
                            "check_window": v.get("check_window"), "fit_rate": v.get("fit_rate")},
             "confidence": {"level": CONFIDENCE,
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
@@ -308,11 +311,13 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     sev = "warning" if warning is not None else "critical"
     if chosen.hourly is not None:
         col = 0 if sev == "warning" else 1
-        resid = pd.Series(seasonal_residual(t, v, chosen.hourly, col), index=s.index, name=key)
-        rep = replay(Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s), resid)
+        rp_series = pd.Series(seasonal_residual(t, v, chosen.hourly, col), index=s.index, name=key)
+        rp_rule = Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s)
+        rep = replay(rp_rule, rp_series)
     else:
+        rp_series, rp_rule = s, rule
         rep = replay(rule, s, severity=sev)
-    check = None
+    check = projected = None
     if not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
         inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
@@ -321,8 +326,10 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
                           _nested=True)
         if not inner.insufficient:
             iv = inner.validation
-            check = (iv["held_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
-    validation = _validate(rep, sev, split, inc, check)
+            check = (iv["held_noise_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
+            projected = _drift_projection(rp_series, rp_rule, sev, clean, split_ns, iv["split"].value,
+                                          (t1 - split_ns) / _NS, inc)
+    validation = _validate(rep, sev, split, inc, check, projected=projected, seed=seed)
 
     # confidence
     up = comparator in (">", ">=")
@@ -477,32 +484,124 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
     return table, chosen
 
 
+def _overlaps(start_ns: np.ndarray, end_ns: np.ndarray, inc: pd.DataFrame | None) -> np.ndarray:
+    """(incidents, episodes) bool: episode ``[start, end]`` (``end`` int64 max when open) overlaps
+    incident window ``[start, end]``; shape ``(0, episodes)`` without incidents."""
+    if inc is None or len(inc) == 0:
+        return np.zeros((0, start_ns.size), dtype=bool)
+    a = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    b = inc["end"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return (start_ns[None, :] <= b[:, None]) & (end_ns[None, :] >= a[:, None])
+
+
+def _episode_bounds(eps: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    en = eps["end"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    open_ = eps["open"].to_numpy(dtype=bool) | (en == np.iinfo(np.int64).min)
+    return st, np.where(open_, np.iinfo(np.int64).max, en)
+
+
+def _drift_projection(series: pd.Series, rule: Rule, sev: str, clean: np.ndarray, split_ns: int, check_ns: int,
+                      held_s: float, inc: pd.DataFrame | None) -> tuple[int, float, float] | None:
+    """The rule's episodes outside incidents on the check window ``[check_ns, split_ns)`` with its
+    values moved by the fit period's drift carried on to the held-out period.
+
+    The drift is the change of the median of the clean points (``clean``, fit period) from the fit
+    period's first week to its last (full weeks, so a weekly cycle cancels), per unit of time; the
+    check window's values are moved by that slope times the distance from the check window's centre
+    to the held-out window's centre (``held_s`` seconds from the split). Fit period only: the
+    held-out values are never read. Returns ``(episodes, check span s, shift)``, or None with less
+    than two weeks of fit period or no movement.
+    """
+    t = series.index.as_unit("ns").asi8
+    v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    week = int(WEEK_S * _NS)
+    t0 = int(t[0])
+    if split_ns - t0 < 2 * week or split_ns <= check_ns:
+        return None
+    first = clean & (t < t0 + week)
+    last = clean & (t >= split_ns - week) & (t < split_ns)
+    if first.sum() < 10 or last.sum() < 10:
+        return None
+    slope = (float(np.median(v[last])) - float(np.median(v[first]))) / float(split_ns - week - t0)
+    shift = slope * ((split_ns + held_s * _NS / 2) - (check_ns + split_ns) / 2)
+    if not math.isfinite(shift) or shift == 0:
+        return None
+    win = (t >= check_ns) & (t < split_ns)
+    moved = pd.Series(v[win] + shift, index=series.index[win], name=series.name)
+    eps = replay(rule, moved, severity=sev).alert_episodes(sev)
+    st, en = _episode_bounds(eps)
+    noise = ~_overlaps(st, en, inc).any(axis=0)
+    return int(noise.sum()), (split_ns - check_ns) / _NS, shift
+
+
 def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
-              check: tuple[int, float, pd.Timestamp] | None) -> dict[str, Any]:
+              check: tuple[int, float, pd.Timestamp] | None, *,
+              projected: tuple[int, float, float] | None = None, seed: int = 0) -> dict[str, Any]:
     """Predicted vs actual (held-out) episodes/week of the replayed rule.
 
-    ``check`` is the cross-fitted count: ``(episodes, span_s, start)`` of the rule the same
+    Episodes are split into those overlapping a labelled incident window and the rest (*noise*).
+    ``check`` is the cross-fitted noise count: ``(episodes, span_s, start)`` of the rule the same
     procedure chose on the fit period's first part, replayed on its check window ``[start,
-    split)``. Its rate is the prediction, with a negative-binomial predictive interval for a window
-    as long as the held-out one (:func:`.confidence.nb_rate_interval`; overdispersion from the
-    daily counts of this rule over the fit period). Without ``check`` the prediction is the
-    in-sample fit-period rate, flagged ``in_sample`` and said so in the reason.
+    split)``, episodes outside labelled incidents only. Its rate is the noise prediction, with a
+    negative-binomial predictive interval for a window as long as the held-out one
+    (:func:`.confidence.nb_rate_interval`; overdispersion from the daily noise counts of this rule
+    over the fit period). Incident episodes are not noise: the fit period's labelled incidents give
+    an incident rate (Jeffreys posterior) and this rule's episodes per incident, added as a
+    compound Poisson term (:func:`.confidence.compound_rate_interval`). Without ``check`` the
+    prediction is the in-sample fit-period rate, flagged ``in_sample`` and said so in the reason.
+
+    The interval is widened, with the reason in ``instability``, when the fit period itself says
+    the rate is not stable: the rule chosen on the whole fit period fires in the check window at a
+    rate outside the interval (the choice depends on the data it saw), or ``projected`` (the check
+    window moved by the fit period's drift, :func:`_drift_projection`) lands outside it.
     """
     fit = rep.period(None, split, severity=sev)
     held = rep.period(split, None, severity=sev)
     in_sample = check is None or check[1] <= 0
     eps = rep.alert_episodes(sev)
-    st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    phi = dispersion(st, fit["start"].value, split.value)
-    n, span = (fit["episodes"], fit["span_s"]) if in_sample else (check[0], check[1])
-    pe, lo, hi = nb_rate_interval(n, span, max(held["span_s"], 1.0), phi)
+    st, en = _episode_bounds(eps)
+    ov = _overlaps(st, en, inc)
+    noise = ~ov.any(axis=0)
+    f0, sp = fit["start"].value, split.value
+    in_fit = (st >= f0) & (st < sp)
+    phi = dispersion(st[noise], f0, sp)
+    n, span = (int((in_fit & noise).sum()), fit["span_s"]) if in_sample else (check[0], check[1])
+    if inc is not None and len(inc):
+        ist = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        fit_inc = (ist >= f0) & (ist < sp)
+    else:
+        fit_inc = np.zeros(0, dtype=bool)
+    per_inc = (ov[fit_inc] & in_fit[None, :]).sum(axis=1) if fit_inc.any() else np.zeros(0, np.int64)
+    horizon = max(held["span_s"], 1.0)
+    args = (phi, int(fit_inc.sum()), fit["span_s"], per_inc)
+    pe, lo, hi = compound_rate_interval(n, span, horizon, *args, seed=seed)
     win = (fit["start"], split) if in_sample else (check[2], split)
+    instability = []
+    if math.isfinite(lo) and not in_sample:
+        n_final = int((noise & (st >= check[2].value) & (st < sp)).sum())
+        alt = [(n_final, check[1], f"the levels chosen on the whole fit period fire {{r:.2f}} time(s) a week outside "
+                f"incidents in the check window, against {n / check[1] * WEEK_S:.2f} for those chosen without it: "
+                "the choice depends on the data it sees")]
+        if projected is not None:
+            alt.append((projected[0], projected[1], "the fit period's median moved by "
+                        f"{projected[2]:+.4g} by the middle of the held-out period, carried on from its first week "
+                        "to its last (a trend or level shift); moved that much, the check window would fire "
+                        "{r:.2f} time(s) a week"))
+        for cnt, sp_, text in alt:
+            r = cnt / sp_ * WEEK_S
+            if r < lo - 1e-9 or r > hi + 1e-9:
+                _, lo2, hi2 = compound_rate_interval(cnt, sp_, horizon, *args, seed=seed)
+                lo, hi = min(lo, lo2), max(hi, hi2)
+                instability.append(text.format(r=r))
     tol = max(0.15 * pe, 1.0) if math.isfinite(pe) else math.nan
     precision = None
     if math.isfinite(lo) and (pe - lo > tol or hi - pe > tol):
         precision = (f"the {CONFIDENCE:.0%} interval {lo:.2f}-{hi:.2f} episodes/week is wider than the tolerance "
-                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s) and a held-out window of "
-                     f"{held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely")
+                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s)"
+                     + (f" and {int(fit_inc.sum())} labelled incident(s) in the fit period" if fit_inc.any() else "")
+                     + f" and a held-out window of {held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely"
+                     + ("; the fit period's rate was not stable" if instability else ""))
     pe = 0.0 if not math.isfinite(pe) else pe
     ae = held["episodes_per_week"] or 0.0
     expected = pe * held["span_s"] / WEEK_S
@@ -517,22 +616,26 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
         reasons.append(f"too quiet: {expected:.1f} episode(s) expected and {held['episodes']} seen in the held-out "
                        f"period; a check needs at least {MIN_CHECK_EPISODES:g} either way")
     rel = (ae - pe) / pe if pe > 0 else None
+    held_sel = st >= sp
     out: dict[str, Any] = {
         "severity": sev, "split": split, "predicted": pe, "actual": ae, "relative_error": rel,
         "within": abs(ae - pe) <= max(0.15 * pe, 1.0), "sufficient": not reasons,
         "inside_interval": bool(lo - 1e-9 <= ae <= hi + 1e-9) if math.isfinite(lo) else None,
-        "precision": precision,
+        "precision": precision, "instability": "; ".join(instability) or None,
         "in_sample": in_sample, "check_window": list(win), "dispersion": phi,
+        "predicted_noise": n / span * WEEK_S if span > 0 else None,
+        "fit_incidents_per_week": float(fit_inc.sum()) / fit["span_s"] * WEEK_S if fit["span_s"] > 0 else None,
+        "episodes_per_incident": float(per_inc.mean()) if per_inc.size else None,
         "fit_rate": fit["episodes_per_week"], "_interval": (lo, hi),
         "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
+        "held_noise_episodes": int((held_sel & noise).sum()),
         "predicted_time_in_alert_pct": fit["time_in_alert_pct"], "actual_time_in_alert_pct": held["time_in_alert_pct"],
     }
     if inc is not None:
-        eps = rep.alert_episodes(sev)
-        for name, a, b in (("fit", None, split), ("held", split, None)):
-            st = inc["start"]
-            sub = inc[(st >= a) if a is not None else (st < b)]
-            e = eps[(eps["start"] >= a) if a is not None else (eps["start"] < b)]
+        for name, sel in (("fit", in_fit), ("held", held_sel)):
+            ist = inc["start"]
+            sub = inc[(ist >= split) if name == "held" else (ist < split)]
+            e = eps[sel]
             alerts = e[["start", "end"]].copy()
             alerts.loc[e["open"].to_numpy(), "end"] = pd.NaT
             if len(sub):
