@@ -90,7 +90,9 @@ def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
         rec_m += c["recommended"].get("total_missed", 0) or 0
     out.update(current_episodes=cur, recommended_episodes=rec, current_held_episodes=cur_h,
                recommended_held_episodes=rec_h, current_missed=cur_m, recommended_missed=rec_m,
-               reduction=(1 - rec / cur) if cur else None)
+               reduction=(1 - rec / cur) if cur else None,
+               outage_series=sum(1 for r in results if r.get("outage_points")),
+               outage_points=sum(int(r.get("outage_points") or 0) for r in results))
     return out
 
 
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"episodes over the whole history: policy {tot['current_episodes']}, recommended {tot['recommended_episodes']}"
           f" ({-red:+.1%}); held-out {tot['current_held_episodes']} -> {tot['recommended_held_episodes']}; labelled "
           f"incidents missed: policy {tot['current_missed']}, recommended {tot['recommended_missed']}"
+          f"; detected outages left out in {tot['outage_series']} series ({tot['outage_points']} points)"
           f"  [{time.perf_counter() - t0:.0f} s]")
     return 0
 

@@ -61,7 +61,7 @@ from core.alerting.replay import replay
 from core.alerting.rules import COMPARATORS, Rule, format_duration
 from core.alerting.sweep import sweep
 from core.analysis.baseline import exclusion_mask
-from core.analysis.pipeline import detect, detected_outages
+from core.analysis.pipeline import TRAIN_DAYS, detect, detected_outages
 from core.analysis.scoring import score_events
 from core.errors import ValidationError
 from core.fmt import json_safe
@@ -73,6 +73,9 @@ MIN_HOLDOUT_S = 2 * 86400.0
 MIN_CHECK_EPISODES = 3.0
 #: finest step (seconds) the outage detector looks at: faster series are judged on bucket medians
 OUTAGE_STEP_S = 900
+#: outage rule: a point this many robust spreads from the median of the previous OUTAGE_WINDOW_S seconds
+OUTAGE_K = 5.0
+OUTAGE_WINDOW_S = 12 * 3600.0
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
 
@@ -369,39 +372,83 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         hourly=chosen.hourly, split=split, outage_points=n_outage)
 
 
-def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """Detected outages of the fit period, as the Trends pipeline finds them, aligned with ``s``.
+def robust_outage_flags(g: pd.Series, excluded: np.ndarray | None = None, *, window_s: float = OUTAGE_WINDOW_S,
+                        k: float = OUTAGE_K, train_days: float = TRAIN_DAYS) -> np.ndarray:
+    """Causal robust level rule: points more than ``k`` robust spreads from the median of the
+    ``window_s`` seconds before them (the point itself never in its baseline).
 
-    The default detector (:func:`core.analysis.pipeline.detect`: trained on the first
-    ``min(7 days, span / 4)`` of the fit period, which it never scores; every later point scored
-    causally, from earlier points only) runs on the fit period alone, with ``excluded`` (labelled
-    incidents) and stuck values left out of its training; its flagged points make outages by
-    :func:`core.analysis.pipeline.detected_outages` (at least 3 flagged points each within 5
-    sampling steps, or a stuck run). A series sampled more often than every
-    :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per ``OUTAGE_STEP_S``
-    bucket (an outage then lasts at least 3 buckets, 45 minutes), which keeps the detector's cost
-    to a fraction of the recommendation's; a flagged bucket's points are all in the outage; a
-    bucket without points stays missing. Points after the fit period are always False: the
-    held-out period is never looked at. All False when the fit period is too thin to train the
-    detector.
+    The spread is the robust spread (``1.4826 x MAD``) of the values of the training part (the
+    first ``min(train_days, span / 4)``, as the default detector trains), so a daily cycle or a
+    slow leak is part of the normal range, and only later points are flagged. ``excluded`` points (labelled incidents, stuck values) are left out of every baseline
+    and of the spread. A gap (NaN) is never flagged. Vectorised: two rolling medians.
+
+    Returns
+    -------
+    ndarray of bool
+        Flags aligned with ``g``; all False when the training part is too thin (< 10 deviations).
     """
+    v = g.to_numpy(dtype=np.float64, na_value=np.nan)
+    t = g.index.as_unit("ns").asi8
+    flags = np.zeros(v.size, dtype=bool)
+    if v.size < 4:
+        return flags
+    base_v = v if excluded is None else np.where(excluded, np.nan, v)
+    step = float(np.median(np.diff(t))) / _NS
+    w = max(4, int(round(window_s / max(step, 1e-9))))
+    base = pd.Series(base_v).rolling(w, min_periods=max(3, w // 2)).median().shift(1).to_numpy()
+    dev = v - base
+    cut = t[0] + min(train_days * 86400 * _NS, (t[-1] - t[0]) / 4)
+    train = (t < cut) & np.isfinite(dev) & np.isfinite(base_v)
+    if train.sum() < 10:
+        return flags
+    scale = robust_scale(base_v[(t < cut) & np.isfinite(base_v)])
+    with np.errstate(invalid="ignore"):
+        flags = (np.abs(dev) > k * scale) & (t >= cut)
+    return flags
+
+
+def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray, method: str = "robust") -> np.ndarray:
+    """Detected outages of the fit period, aligned with ``s``.
+
+    ``method="robust"`` (the default): :func:`robust_outage_flags` (more than :data:`OUTAGE_K`
+    robust spreads from the median of the previous :data:`OUTAGE_WINDOW_S` seconds; spread from the
+    first ``min(7 days, span / 4)`` of the fit period, which is never flagged; causal);
+    ``method="detector"``: the default anomaly detector as the Trends pipeline runs it
+    (:func:`core.analysis.pipeline.detect`, the same training part), about ten times the CPU.
+    Either way ``excluded`` (labelled incidents) and stuck values are left out of the baselines,
+    and the flagged points make outages by :func:`core.analysis.pipeline.detected_outages` (at least
+    3 flagged points each within 5 sampling steps, or a stuck run). A series sampled more often
+    than every :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per
+    ``OUTAGE_STEP_S`` bucket (an outage then lasts at least 3 buckets, 45 minutes); a flagged
+    bucket's points are all in the outage; a bucket without points stays missing. Points after the
+    fit period are always False: the held-out period is never looked at. All False when the fit
+    period is too thin.
+    """
+    if method not in ("robust", "detector"):
+        raise ValidationError(f"unknown outage method {method!r}; expected robust or detector", path="method")
     out = np.zeros(len(s), dtype=bool)
     f = s[in_fit]
     if len(f) < 2:
         return out
     train_excl = excluded[in_fit] | detected_outages(f)[1]
+
+    def flagged(x: pd.Series, excl: np.ndarray) -> pd.DataFrame | None:
+        if method == "robust":
+            fl = robust_outage_flags(x, excl)
+            return pd.DataFrame({"ts": x.index[fl]}) if fl.any() else None
+        det = detect(x, exclude=excl)
+        return det.flagged if det.sufficient else None
+
     t = f.index.as_unit("ns").asi8
     if float(np.median(np.diff(t))) < OUTAGE_STEP_S * _NS:
         rule = f"{OUTAGE_STEP_S}s"
         g = f.resample(rule).median()
         g_excl = pd.Series(train_excl.astype(float), index=f.index).resample(rule).max().to_numpy() > 0
-        det = detect(g, exclude=g_excl)
-        gm = detected_outages(g, det.flagged if det.sufficient else None)[1]
+        gm = detected_outages(g, flagged(g, g_excl))[1]
         bucket = np.searchsorted(g.index.as_unit("ns").asi8, t, side="right") - 1
         mask = gm[bucket] | train_excl & ~excluded[in_fit]         # stuck runs found on the raw points
     else:
-        det = detect(f, exclude=train_excl)
-        mask = detected_outages(f, det.flagged if det.sufficient else None)[1]
+        mask = detected_outages(f, flagged(f, train_excl))[1]
     out[np.flatnonzero(in_fit)] = mask
     return out
 
