@@ -134,3 +134,27 @@ def test_stationary_series_are_rarely_called_unstable() -> None:
             x[a:a + 3] = 8.0
         flagged += recommend(_series(x), strategies=("robust",)).validation["instability"] is not None
     assert flagged <= 6, flagged
+
+
+# ------------------------------------------------------------------------------ outage rule (fit period)
+def test_robust_outage_rule_finds_an_outage_and_leaves_a_leak_alone() -> None:
+    """1-minute data, 21 days. A memory-like sawtooth (a leak of 1.5 a day reset every 4 days, noise
+    0.4) has no outage; the same series with a 2-hour +20 excursion on day 12 has exactly that one,
+    left out whole (its 15-minute buckets: at most 2 h 30 min of points, none before it)."""
+    from core.alerting.recommend.engine import fit_outages
+
+    n = 21 * 1440
+    rng = np.random.default_rng(4)
+    day = np.arange(n) / 1440
+    y = 40 + 1.5 * np.mod(day, 4) + 0.4 * rng.standard_normal(n)
+    s = _series(y, freq="1min")
+    in_fit = np.ones(n, dtype=bool)
+    none = np.zeros(n, dtype=bool)
+    assert not fit_outages(s, in_fit, none).any()
+    z = y.copy()
+    a = 12 * 1440 + 600
+    z[a:a + 120] += 20.0
+    mask = fit_outages(_series(z, freq="1min"), in_fit, none)
+    assert mask[a:a + 120].all() and mask.sum() <= 150 and not mask[:a - 15].any()
+    with pytest.raises(Exception, match="outage method"):
+        fit_outages(s, in_fit, none, method="nope")

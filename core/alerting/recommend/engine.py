@@ -322,7 +322,10 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
         rep = replay(rule, s, severity=sev)
     check = projected = None
     if not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
-        inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
+        early = incidents        # labels of incidents that start after the split never reach the prediction
+        if incidents is not None and len(incidents):
+            early = incidents[np.asarray(pd.to_datetime(incidents["start"], utc=True) < split)]
+        inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=early,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
                           last_changes=last_changes, now=now, weights=weights, strategies=strategies,
                           slo_target=slo_target, seed=seed, outages=None if omask is None else omask[in_fit],
@@ -331,7 +334,7 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
             iv = inner.validation
             check = (iv["held_noise_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
             projected = _drift_projection(rp_series, rp_rule, sev, clean, split_ns, iv["split"].value,
-                                          (t1 - split_ns) / _NS, inc)
+                                          (t1 - split_ns) / _NS, _before(inc, split_ns))
     validation = _validate(rep, sev, split, inc, check, projected=projected, seed=seed)
 
     # confidence
@@ -541,6 +544,14 @@ def _overlaps(start_ns: np.ndarray, end_ns: np.ndarray, inc: pd.DataFrame | None
     return (start_ns[None, :] <= b[:, None]) & (end_ns[None, :] >= a[:, None])
 
 
+def _before(inc: pd.DataFrame | None, split_ns: int) -> pd.DataFrame | None:
+    """The incident windows that start before ``split_ns`` (None when there are none)."""
+    if inc is None or len(inc) == 0:
+        return None
+    keep = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64) < split_ns
+    return inc[keep].reset_index(drop=True) if keep.any() else None
+
+
 def _episode_bounds(eps: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     en = eps["end"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -608,15 +619,17 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
     in_sample = check is None or check[1] <= 0
     eps = rep.alert_episodes(sev)
     st, en = _episode_bounds(eps)
-    ov = _overlaps(st, en, inc)
-    noise = ~ov.any(axis=0)
     f0, sp = fit["start"].value, split.value
+    # the prediction sees the incidents that start before the split, and episodes only up to it
+    ov = _overlaps(st, np.minimum(en, sp - 1), _before(inc, sp))
+    noise = ~ov.any(axis=0)
     in_fit = (st >= f0) & (st < sp)
     phi = dispersion(st[noise], f0, sp)
     n, span = (int((in_fit & noise).sum()), fit["span_s"]) if in_sample else (check[0], check[1])
-    if inc is not None and len(inc):
-        ist = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        fit_inc = (ist >= f0) & (ist < sp)
+    early = _before(inc, sp)
+    if early is not None and len(early):
+        ist = early["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        fit_inc = ist >= f0
     else:
         fit_inc = np.zeros(0, dtype=bool)
     per_inc = (ov[fit_inc] & in_fit[None, :]).sum(axis=1) if fit_inc.any() else np.zeros(0, np.int64)
@@ -675,7 +688,7 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
         "episodes_per_incident": float(per_inc.mean()) if per_inc.size else None,
         "fit_rate": fit["episodes_per_week"], "_interval": (lo, hi),
         "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
-        "held_noise_episodes": int((held_sel & noise).sum()),
+        "held_noise_episodes": int((held_sel & ~_overlaps(st, en, inc).any(axis=0)).sum()),
         "predicted_time_in_alert_pct": fit["time_in_alert_pct"], "actual_time_in_alert_pct": held["time_in_alert_pct"],
     }
     if inc is not None:
