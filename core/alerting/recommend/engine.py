@@ -465,7 +465,10 @@ def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float
     if full < 2:
         return None
     keep = week < full
-    med = pd.Series(v[finite][keep]).groupby(week[keep]).median().to_numpy()
+    wk, x = week[keep], v[finite][keep]
+    order = np.argsort(wk, kind="stable")
+    parts = np.split(x[order], np.flatnonzero(np.diff(wk[order])) + 1)
+    med = np.array([np.median(p_) for p_ in parts if p_.size])       # one median per week (a handful)
     return float(med.max() - med.min()) / scale
 
 
@@ -473,18 +476,20 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
             weights: tuple[float, float, float]) -> tuple[pd.DataFrame, Candidate | None]:
     """Score the candidates on the fit period (one sweep for every scalar one) and pick one."""
     ok = [c for c in cands if c.insufficient is None and c.warning is not None and not c.rules]
-    rows = []
-    for c in cands:
-        rows.append({"strategy": c.strategy, "warning": c.warning, "critical": c.critical,
-                     "insufficient": c.insufficient, "rationale": c.rationale})
-    table = pd.DataFrame(rows)
-    for col in ("episodes_per_week", "time_in_alert_pct", "recall", "f1", "reliability", "achievability",
-                "stability", "score"):
-        table[col] = np.nan
-    table["pareto"] = False
-    table["chosen"] = False
+    m = len(cands)
+    num = {col: np.full(m, np.nan) for col in ("episodes_per_week", "time_in_alert_pct", "recall", "f1",
+                                                "reliability", "achievability", "stability", "score")}
+    pareto, chosen_col = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+
+    def table() -> pd.DataFrame:          # built once, from plain columns (cheaper than cell by cell)
+        return pd.DataFrame({"strategy": [c.strategy for c in cands], "warning": [c.warning for c in cands],
+                             "critical": [c.critical for c in cands],
+                             "insufficient": [c.insufficient for c in cands],
+                             "rationale": [c.rationale for c in cands], **num, "pareto": pareto,
+                             "chosen": chosen_col})
+
     if not ok:
-        return table, None
+        return table(), None
     has_inc = data.incidents is not None and len(data.incidents) > 0
     inc = data.incidents if has_inc else None
     scal = [c for c in ok if c.hourly is None]
@@ -492,46 +497,47 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
     if scal:
         sw = sweep(data.series(), data.comparator, np.array([c.warning for c in scal]), for_s=data.for_s,
                    incidents=inc)
-        for c, (_, r) in zip(scal, sw.iterrows(), strict=True):
-            res[c.strategy] = r.to_dict()
+        recs = sw.to_dict("records")
+        for c, r in zip(scal, recs, strict=True):
+            res[c.strategy] = r
     for c in ok:
         if c.hourly is not None:
             resid = pd.Series(seasonal_residual(data.ts_ns, data.values, c.hourly, 0),
                               index=data.series().index, name=data.key)
-            res[c.strategy] = sweep(resid, data.comparator, [0.0], for_s=data.for_s, incidents=inc).iloc[0].to_dict()
+            res[c.strategy] = sweep(resid, data.comparator, [0.0], for_s=data.for_s,
+                                    incidents=inc).to_dict("records")[0]
     budget = data.preset.budget[0]
     cur = None if current is None else (current.warning if current.warning is not None else current.critical)
     for i, c in enumerate(cands):
-        if c.strategy not in res or not pd.isna(table.at[i, "insufficient"]):
+        if c.strategy not in res or c.insufficient is not None:
             continue
         r = res[c.strategy]
         e = float(r["episodes_per_week"])
-        table.at[i, "episodes_per_week"] = e
-        table.at[i, "time_in_alert_pct"] = float(r["time_in_alert_pct"])
+        num["episodes_per_week"][i] = e
+        num["time_in_alert_pct"][i] = float(r["time_in_alert_pct"])
         if has_inc:
-            table.at[i, "recall"] = float(r.get("recall", np.nan))
-            table.at[i, "f1"] = float(r.get("f1", np.nan))
-            table.at[i, "reliability"] = float(np.nan_to_num(r.get("recall", np.nan), nan=0.0))
-        table.at[i, "achievability"] = 1.0 if e <= budget else budget / e
+            num["recall"][i] = float(r.get("recall", np.nan))
+            num["f1"][i] = float(r.get("f1", np.nan))
+            num["reliability"][i] = float(np.nan_to_num(r.get("recall", np.nan), nan=0.0))
+        num["achievability"][i] = 1.0 if e <= budget else budget / e
         if cur is not None and cur != 0 and c.hourly is None:
-            table.at[i, "stability"] = max(0.0, 1.0 - abs(c.warning - cur) / abs(cur))
-    scored = table.index[table["achievability"].notna()].to_numpy()
-    obj = table.loc[scored, ["reliability", "achievability", "stability"]].to_numpy(dtype=float)
+            num["stability"][i] = max(0.0, 1.0 - abs(c.warning - cur) / abs(cur))
+    scored = np.flatnonzero(np.isfinite(num["achievability"]))
+    obj = np.column_stack([num["reliability"][scored], num["achievability"][scored], num["stability"][scored]])
     wv = np.array(weights, dtype=float)
     present = ~np.isnan(obj).all(axis=0)
     wv = np.where(present, wv, 0.0)
     wv = wv / wv.sum() if wv.sum() > 0 else np.where(present, 1.0, 0.0) / max(1, present.sum())
     score = np.nan_to_num(obj, nan=0.0) @ wv
     front = _pareto(obj)
-    table.loc[scored, "score"] = score
-    table.loc[scored, "pareto"] = front
+    num["score"][scored] = score
+    pareto[scored] = front
     # best weighted score on the front; ties: fewer episodes (the less sensitive level)
-    eps = table.loc[scored, "episodes_per_week"].to_numpy(dtype=float)
+    eps = num["episodes_per_week"][scored]
     order = np.lexsort((eps, -np.where(front, score, -np.inf)))
     best = int(scored[order[0]])
-    table.at[best, "chosen"] = True
-    chosen = next(c for c in cands if c.strategy == table.at[best, "strategy"])
-    return table, chosen
+    chosen_col[best] = True
+    return table(), cands[best]
 
 
 def _overlaps(start_ns: np.ndarray, end_ns: np.ndarray, inc: pd.DataFrame | None) -> np.ndarray:
@@ -587,6 +593,10 @@ def _drift_projection(series: pd.Series, rule: Rule, sev: str, clean: np.ndarray
         return None
     win = (t >= check_ns) & (t < split_ns)
     moved = pd.Series(v[win] + shift, index=series.index[win], name=series.name)
+    if inc is None:         # no incident to tell apart: the one-level sweep counts what the replay would
+        level = rule.warning if sev == "warning" else rule.critical
+        sw = sweep(moved, rule.comparator, [float(level)], for_s=rule.for_s)
+        return int(sw["episodes"].iloc[0]), (split_ns - check_ns) / _NS, shift
     eps = replay(rule, moved, severity=sev).alert_episodes(sev)
     st, en = _episode_bounds(eps)
     noise = ~_overlaps(st, en, inc).any(axis=0)
