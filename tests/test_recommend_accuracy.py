@@ -156,5 +156,7 @@ def test_robust_outage_rule_finds_an_outage_and_leaves_a_leak_alone() -> None:
     z[a:a + 120] += 20.0
     mask = fit_outages(_series(z, freq="1min"), in_fit, none)
     assert mask[a:a + 120].all() and mask.sum() <= 150 and not mask[:a - 15].any()
+    by_detector = fit_outages(_series(z, freq="1min"), in_fit, none, method="detector")
+    assert by_detector[a:a + 120].all()                   # the Trends page's detector finds the same outage
     with pytest.raises(Exception, match="outage method"):
         fit_outages(s, in_fit, none, method="nope")

@@ -16,9 +16,13 @@
    held-out rate is the measurement. The prediction is *cross-fitted*, never the fit-period count
    the choice was made by (that count is biased low by the choice: winner's curse): steps 1-4 are
    rerun on the fit period alone with its first 70 % to choose on, and the rule they give is
-   replayed on the remaining 30 % (the check window); that rate predicts the procedure's rate on
-   new data, with a negative-binomial predictive interval for a window as long as the held-out one
-   (Poisson count, overdispersion from the daily counts, plus the estimate's own uncertainty). A
+   replayed on the remaining 30 % (the check window); that rate of episodes outside labelled
+   incidents predicts the procedure's noise on new data, with a negative-binomial predictive
+   interval for a window as long as the held-out one (Poisson count, overdispersion from the daily
+   counts, plus the estimate's own uncertainty); episodes of labelled incidents are added as a
+   compound Poisson term (the fit period's incident rate x the rule's episodes per incident). The
+   interval is widened, with the reason in ``instability``, when the fit period shows an unstable
+   rate (the choice depends on the data, or its drift carried on changes the rate). A
    held-out period under 2 days, fewer than 3 episodes both predicted and measured, or a fit period
    too thin to cross-fit (then the in-sample rate, flagged) is "insufficient" with the reason; an
    interval wider than the 15 % (or 1/week) tolerance says so in ``precision``.
