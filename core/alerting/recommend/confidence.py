@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2, nbinom
 
-__all__ = ["default_block", "quantile_interval", "rate_interval", "dispersion", "nb_rate_interval", "garwood", "risk", "CONFIDENCE"]
+__all__ = ["default_block", "quantile_interval", "rate_interval", "dispersion", "nb_rate_interval",
+           "compound_rate_interval", "garwood", "risk", "CONFIDENCE"]
 
 #: two-sided confidence of every interval here
 CONFIDENCE = 0.90
@@ -201,6 +202,53 @@ def nb_rate_interval(count: int, span_s: float, horizon_s: float, phi: float = 1
     return (count / span_s * WEEK_S, float(k_lo) / weeks, float(k_hi) / weeks)
 
 
+def compound_rate_interval(count: int, span_s: float, horizon_s: float, phi: float, incidents: int,
+                           incident_span_s: float, per_incident: np.ndarray, *, confidence: float = CONFIDENCE,
+                           draws: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Predicted episodes/week and its predictive interval when part of the episodes come with
+    labelled incidents.
+
+    The later window's count is ``N + K_1 + ... + K_M``: ``N`` the episodes outside incidents
+    (negative binomial as in :func:`nb_rate_interval`, from ``count`` over ``span_s``); ``M`` the
+    incidents in the later window, Poisson at a rate drawn from its Jeffreys posterior
+    (``Gamma(incidents + 1/2)`` over ``incident_span_s``: the uncertainty of a rate seen a few
+    times); each ``K`` drawn from ``per_incident`` (the rule's episodes per labelled incident of the
+    fit period, zeros for missed ones). The interval is the Monte Carlo quantiles of ``draws`` draws
+    with a fixed ``seed`` (the same inputs give the same interval anywhere); the point estimate is
+    ``count / span_s + incidents / incident_span_s x mean(per_incident)``, per week.
+
+    Returns
+    -------
+    (rate, lo, hi) : float
+        Episodes per week (NaN when a span is not positive).
+    """
+    k = np.asarray(per_incident, dtype=np.int64)
+    if span_s <= 0 or horizon_s <= 0 or incident_span_s <= 0:
+        return (math.nan, math.nan, math.nan)
+    if incidents <= 0 or k.size == 0:
+        return nb_rate_interval(count, span_s, horizon_s, phi, confidence=confidence)
+    rng = np.random.default_rng(seed)
+    ratio = horizon_s / span_s
+    m = max(float(count), 0.5) * ratio
+    v = max(phi, 1.0) * m * (1.0 + ratio)
+    p = m / v
+    r = m * p / (1.0 - p)
+    noise = rng.negative_binomial(r, p, size=draws)
+    lam = rng.gamma(incidents + 0.5, 1.0, size=draws) * (horizon_s / incident_span_s)
+    n_inc = rng.poisson(lam)
+    top = int(n_inc.max()) if n_inc.size else 0
+    extra = np.zeros(draws, dtype=np.int64)
+    if top > 0:
+        pick = k[rng.integers(0, k.size, size=(draws, top))]
+        extra = (pick * (np.arange(top)[None, :] < n_inc[:, None])).sum(axis=1)
+    total = noise + extra
+    a = 1 - confidence
+    weeks = horizon_s / WEEK_S
+    lo, hi = np.quantile(total, [a / 2, 1 - a / 2], method="inverted_cdf")
+    point = count / span_s * WEEK_S + incidents / incident_span_s * WEEK_S * float(k.mean())
+    return (point, float(lo) / weeks, float(hi) / weeks)
+
+
 def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float], scale: float,
          shift: float | None, missing_share: float, validation: dict[str, Any] | None) -> tuple[str, list[str]]:
     """Risk level (``low``/``medium``/``high``) and its reasons.
@@ -208,7 +256,8 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
     Reasons: fewer than 5 episodes in the fit period; a level interval wider than 20 % of the level
     (or than one robust spread when the level is near 0); weekly medians of the fit period spanning
     more than one robust spread (``shift``: a level shift or trend); more than 5 % of the fit period's
-    evaluations missing; a
+    evaluations missing; an episodes/week interval widened because the fit period's rate was not
+    stable (``validation["instability"]``, fit period only); a
     held-out rate more than 50 % (and 1/week) off the prediction. One reason is medium, two or more,
     or a failed held-out check, high.
     """
@@ -225,6 +274,9 @@ def risk(*, fit_episodes: int, level: float, level_interval: tuple[float, float]
         reasons.append(f"level shift or trend: the weekly medians of the fit period span {shift:.1f} robust spreads")
     if missing_share > 0.05:
         reasons.append(f"poor data quality: {missing_share:.0%} of the evaluations have no data")
+    if validation and validation.get("instability"):
+        reasons.append(f"unstable rate in the fit period, so the episodes/week interval was widened: "
+                       f"{validation['instability']}")
     failed = False
     if validation and validation.get("sufficient") and not validation.get("within"):
         rel = validation.get("relative_error")

@@ -16,9 +16,13 @@
    held-out rate is the measurement. The prediction is *cross-fitted*, never the fit-period count
    the choice was made by (that count is biased low by the choice: winner's curse): steps 1-4 are
    rerun on the fit period alone with its first 70 % to choose on, and the rule they give is
-   replayed on the remaining 30 % (the check window); that rate predicts the procedure's rate on
-   new data, with a negative-binomial predictive interval for a window as long as the held-out one
-   (Poisson count, overdispersion from the daily counts, plus the estimate's own uncertainty). A
+   replayed on the remaining 30 % (the check window); that rate of episodes outside labelled
+   incidents predicts the procedure's noise on new data, with a negative-binomial predictive
+   interval for a window as long as the held-out one (Poisson count, overdispersion from the daily
+   counts, plus the estimate's own uncertainty); episodes of labelled incidents are added as a
+   compound Poisson term (the fit period's incident rate x the rule's episodes per incident). The
+   interval is widened, with the reason in ``instability``, when the fit period shows an unstable
+   rate (the choice depends on the data, or its drift carried on changes the rate). A
    held-out period under 2 days, fewer than 3 episodes both predicted and measured, or a fit period
    too thin to cross-fit (then the in-sample rate, flagged) is "insufficient" with the reason; an
    interval wider than the 15 % (or 1/week) tolerance says so in ``precision``.
@@ -39,10 +43,10 @@ import pandas as pd
 
 from core.alerting.recommend.confidence import (
     CONFIDENCE,
+    compound_rate_interval,
     default_block,
     dispersion,
     garwood,
-    nb_rate_interval,
     quantile_interval,
     risk,
 )
@@ -61,7 +65,7 @@ from core.alerting.replay import replay
 from core.alerting.rules import COMPARATORS, Rule, format_duration
 from core.alerting.sweep import sweep
 from core.analysis.baseline import exclusion_mask
-from core.analysis.pipeline import detect, detected_outages
+from core.analysis.pipeline import TRAIN_DAYS, detect, detected_outages
 from core.analysis.scoring import score_events
 from core.errors import ValidationError
 from core.fmt import json_safe
@@ -73,6 +77,9 @@ MIN_HOLDOUT_S = 2 * 86400.0
 MIN_CHECK_EPISODES = 3.0
 #: finest step (seconds) the outage detector looks at: faster series are judged on bucket medians
 OUTAGE_STEP_S = 900
+#: outage rule: a point this many robust spreads from the median of the previous OUTAGE_WINDOW_S seconds
+OUTAGE_K = 5.0
+OUTAGE_WINDOW_S = 12 * 3600.0
 WEEK_S = 7 * 86400.0
 _NS = 1_000_000_000
 #: per-candidate fields in :meth:`Recommendation.to_dict` (levels as the strategy proposed them, before
@@ -139,7 +146,10 @@ class Recommendation:
                            "within": v.get("within"), "sufficient": v.get("sufficient"), "reason": v.get("reason"),
                            "severity": v.get("severity"), "split": v.get("split"),
                            "inside_interval": v.get("inside_interval"), "in_sample": v.get("in_sample"),
-                           "precision": v.get("precision"),
+                           "precision": v.get("precision"), "instability": v.get("instability"),
+                           "predicted_noise": v.get("predicted_noise"),
+                           "fit_incidents_per_week": v.get("fit_incidents_per_week"),
+                           "episodes_per_incident": v.get("episodes_per_incident"),
                            "check_window": v.get("check_window"), "fit_rate": v.get("fit_rate")},
             "confidence": {"level": CONFIDENCE,
                            "warning_interval": list(self.level_interval) if self.level_interval else None},
@@ -326,24 +336,28 @@ def recommend(values: pd.Series, *, comparator: str = ">", preset: str | Preset 
     sev = "warning" if warning is not None else "critical"
     if chosen.hourly is not None:
         col = 0 if sev == "warning" else 1
-        resid = pd.Series(seasonal_residual(t, v, chosen.hourly, col), index=s.index, name=key)
-        rep = replay(Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s), resid)
+        rp_series = pd.Series(seasonal_residual(t, v, chosen.hourly, col), index=s.index, name=key)
+        rp_rule = Rule(name="recommended", series=key, comparator=comparator, **{sev: 0.0}, for_s=p.for_s)
+        rep = replay(rp_rule, rp_series)
     else:
+        rp_series, rp_rule = s, rule
         rep = replay(rule, s, severity=sev)
-    check = None
-    if levels is not None:      # nothing was chosen on the fit period: its own rate is the prediction
-        fp = rep.period(None, split, severity=sev)
-        check = (fp["episodes"], fp["span_s"], fp["start"])
-    elif not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
-        inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=incidents,
+    check = projected = None
+    if levels is None and not _nested:     # cross-fit: the same procedure on the fit period's first part, checked on the rest
+        early = incidents        # labels of incidents that start after the split never reach the prediction
+        if incidents is not None and len(incidents):
+            early = incidents[np.asarray(pd.to_datetime(incidents["start"], utc=True) < split)]
+        inner = recommend(s[in_fit], comparator=comparator, preset=p, incidents=early,
                           train_fraction=inner_fraction, current=current, constraints=constraints,
                           last_changes=last_changes, now=now, weights=weights, strategies=strategies,
                           slo_target=slo_target, seed=seed, outages=None if omask is None else omask[in_fit],
                           _nested=True)
         if not inner.insufficient:
             iv = inner.validation
-            check = (iv["held_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
-    validation = _validate(rep, sev, split, inc, check)
+            check = (iv["held_noise_episodes"], (split - iv["split"]).total_seconds(), iv["split"])
+            projected = _drift_projection(rp_series, rp_rule, sev, clean, split_ns, iv["split"].value,
+                                          (t1 - split_ns) / _NS, _before(inc, split_ns))
+    validation = _validate(rep, sev, split, inc, check, projected=projected, seed=seed, given=levels is not None)
 
     # confidence
     up = comparator in (">", ">=")
@@ -400,39 +414,83 @@ def _given(levels: tuple[float | None, float | None], comparator: str, for_s: fl
                      + ("" if c is None else f", critical {c:g}") + ".")
 
 
-def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """Detected outages of the fit period, as the Trends pipeline finds them, aligned with ``s``.
+def robust_outage_flags(g: pd.Series, excluded: np.ndarray | None = None, *, window_s: float = OUTAGE_WINDOW_S,
+                        k: float = OUTAGE_K, train_days: float = TRAIN_DAYS) -> np.ndarray:
+    """Causal robust level rule: points more than ``k`` robust spreads from the median of the
+    ``window_s`` seconds before them (the point itself never in its baseline).
 
-    The default detector (:func:`core.analysis.pipeline.detect`: trained on the first
-    ``min(7 days, span / 4)`` of the fit period, which it never scores; every later point scored
-    causally, from earlier points only) runs on the fit period alone, with ``excluded`` (labelled
-    incidents) and stuck values left out of its training; its flagged points make outages by
-    :func:`core.analysis.pipeline.detected_outages` (at least 3 flagged points each within 5
-    sampling steps, or a stuck run). A series sampled more often than every
-    :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per ``OUTAGE_STEP_S``
-    bucket (an outage then lasts at least 3 buckets, 45 minutes), which keeps the detector's cost
-    to a fraction of the recommendation's; a flagged bucket's points are all in the outage; a
-    bucket without points stays missing. Points after the fit period are always False: the
-    held-out period is never looked at. All False when the fit period is too thin to train the
-    detector.
+    The spread is the robust spread (``1.4826 x MAD``) of the values of the training part (the
+    first ``min(train_days, span / 4)``, as the default detector trains), so a daily cycle or a
+    slow leak is part of the normal range, and only later points are flagged. ``excluded`` points (labelled incidents, stuck values) are left out of every baseline
+    and of the spread. A gap (NaN) is never flagged. Vectorised: two rolling medians.
+
+    Returns
+    -------
+    ndarray of bool
+        Flags aligned with ``g``; all False when the training part is too thin (< 10 deviations).
     """
+    v = g.to_numpy(dtype=np.float64, na_value=np.nan)
+    t = g.index.as_unit("ns").asi8
+    flags = np.zeros(v.size, dtype=bool)
+    if v.size < 4:
+        return flags
+    base_v = v if excluded is None else np.where(excluded, np.nan, v)
+    step = float(np.median(np.diff(t))) / _NS
+    w = max(4, int(round(window_s / max(step, 1e-9))))
+    base = pd.Series(base_v).rolling(w, min_periods=max(3, w // 2)).median().shift(1).to_numpy()
+    dev = v - base
+    cut = t[0] + min(train_days * 86400 * _NS, (t[-1] - t[0]) / 4)
+    train = (t < cut) & np.isfinite(dev) & np.isfinite(base_v)
+    if train.sum() < 10:
+        return flags
+    scale = robust_scale(base_v[(t < cut) & np.isfinite(base_v)])
+    with np.errstate(invalid="ignore"):
+        flags = (np.abs(dev) > k * scale) & (t >= cut)
+    return flags
+
+
+def fit_outages(s: pd.Series, in_fit: np.ndarray, excluded: np.ndarray, method: str = "robust") -> np.ndarray:
+    """Detected outages of the fit period, aligned with ``s``.
+
+    ``method="robust"`` (the default): :func:`robust_outage_flags` (more than :data:`OUTAGE_K`
+    robust spreads from the median of the previous :data:`OUTAGE_WINDOW_S` seconds; spread from the
+    first ``min(7 days, span / 4)`` of the fit period, which is never flagged; causal);
+    ``method="detector"``: the default anomaly detector as the Trends pipeline runs it
+    (:func:`core.analysis.pipeline.detect`, the same training part), about ten times the CPU.
+    Either way ``excluded`` (labelled incidents) and stuck values are left out of the baselines,
+    and the flagged points make outages by :func:`core.analysis.pipeline.detected_outages` (at least
+    3 flagged points each within 5 sampling steps, or a stuck run). A series sampled more often
+    than every :data:`OUTAGE_STEP_S` seconds is judged on medians of its raw points per
+    ``OUTAGE_STEP_S`` bucket (an outage then lasts at least 3 buckets, 45 minutes); a flagged
+    bucket's points are all in the outage; a bucket without points stays missing. Points after the
+    fit period are always False: the held-out period is never looked at. All False when the fit
+    period is too thin.
+    """
+    if method not in ("robust", "detector"):
+        raise ValidationError(f"unknown outage method {method!r}; expected robust or detector", path="method")
     out = np.zeros(len(s), dtype=bool)
     f = s[in_fit]
     if len(f) < 2:
         return out
     train_excl = excluded[in_fit] | detected_outages(f)[1]
+
+    def flagged(x: pd.Series, excl: np.ndarray) -> pd.DataFrame | None:
+        if method == "robust":
+            fl = robust_outage_flags(x, excl)
+            return pd.DataFrame({"ts": x.index[fl]}) if fl.any() else None
+        det = detect(x, exclude=excl)
+        return det.flagged if det.sufficient else None
+
     t = f.index.as_unit("ns").asi8
     if float(np.median(np.diff(t))) < OUTAGE_STEP_S * _NS:
         rule = f"{OUTAGE_STEP_S}s"
         g = f.resample(rule).median()
         g_excl = pd.Series(train_excl.astype(float), index=f.index).resample(rule).max().to_numpy() > 0
-        det = detect(g, exclude=g_excl)
-        gm = detected_outages(g, det.flagged if det.sufficient else None)[1]
+        gm = detected_outages(g, flagged(g, g_excl))[1]
         bucket = np.searchsorted(g.index.as_unit("ns").asi8, t, side="right") - 1
         mask = gm[bucket] | train_excl & ~excluded[in_fit]         # stuck runs found on the raw points
     else:
-        det = detect(f, exclude=train_excl)
-        mask = detected_outages(f, det.flagged if det.sufficient else None)[1]
+        mask = detected_outages(f, flagged(f, train_excl))[1]
     out[np.flatnonzero(in_fit)] = mask
     return out
 
@@ -446,7 +504,10 @@ def _weekly_shift(t: np.ndarray, v: np.ndarray, finite: np.ndarray, scale: float
     if full < 2:
         return None
     keep = week < full
-    med = pd.Series(v[finite][keep]).groupby(week[keep]).median().to_numpy()
+    wk, x = week[keep], v[finite][keep]
+    order = np.argsort(wk, kind="stable")
+    parts = np.split(x[order], np.flatnonzero(np.diff(wk[order])) + 1)
+    med = np.array([np.median(p_) for p_ in parts if p_.size])       # one median per week (a handful)
     return float(med.max() - med.min()) / scale
 
 
@@ -454,18 +515,20 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
             weights: tuple[float, float, float]) -> tuple[pd.DataFrame, Candidate | None]:
     """Score the candidates on the fit period (one sweep for every scalar one) and pick one."""
     ok = [c for c in cands if c.insufficient is None and c.warning is not None and not c.rules]
-    rows = []
-    for c in cands:
-        rows.append({"strategy": c.strategy, "warning": c.warning, "critical": c.critical,
-                     "insufficient": c.insufficient, "rationale": c.rationale})
-    table = pd.DataFrame(rows)
-    for col in ("episodes_per_week", "time_in_alert_pct", "recall", "f1", "reliability", "achievability",
-                "stability", "score"):
-        table[col] = np.nan
-    table["pareto"] = False
-    table["chosen"] = False
+    m = len(cands)
+    num = {col: np.full(m, np.nan) for col in ("episodes_per_week", "time_in_alert_pct", "recall", "f1",
+                                                "reliability", "achievability", "stability", "score")}
+    pareto, chosen_col = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+
+    def table() -> pd.DataFrame:          # built once, from plain columns (cheaper than cell by cell)
+        return pd.DataFrame({"strategy": [c.strategy for c in cands], "warning": [c.warning for c in cands],
+                             "critical": [c.critical for c in cands],
+                             "insufficient": [c.insufficient for c in cands],
+                             "rationale": [c.rationale for c in cands], **num, "pareto": pareto,
+                             "chosen": chosen_col})
+
     if not ok:
-        return table, None
+        return table(), None
     has_inc = data.incidents is not None and len(data.incidents) > 0
     inc = data.incidents if has_inc else None
     scal = [c for c in ok if c.hourly is None]
@@ -473,79 +536,188 @@ def _choose(data: FitData, cands: list[Candidate], current: Rule | None,
     if scal:
         sw = sweep(data.series(), data.comparator, np.array([c.warning for c in scal]), for_s=data.for_s,
                    incidents=inc)
-        for c, (_, r) in zip(scal, sw.iterrows(), strict=True):
-            res[c.strategy] = r.to_dict()
+        recs = sw.to_dict("records")
+        for c, r in zip(scal, recs, strict=True):
+            res[c.strategy] = r
     for c in ok:
         if c.hourly is not None:
             resid = pd.Series(seasonal_residual(data.ts_ns, data.values, c.hourly, 0),
                               index=data.series().index, name=data.key)
-            res[c.strategy] = sweep(resid, data.comparator, [0.0], for_s=data.for_s, incidents=inc).iloc[0].to_dict()
+            res[c.strategy] = sweep(resid, data.comparator, [0.0], for_s=data.for_s,
+                                    incidents=inc).to_dict("records")[0]
     budget = data.preset.budget[0]
     cur = None if current is None else (current.warning if current.warning is not None else current.critical)
     for i, c in enumerate(cands):
-        if c.strategy not in res or not pd.isna(table.at[i, "insufficient"]):
+        if c.strategy not in res or c.insufficient is not None:
             continue
         r = res[c.strategy]
         e = float(r["episodes_per_week"])
-        table.at[i, "episodes_per_week"] = e
-        table.at[i, "time_in_alert_pct"] = float(r["time_in_alert_pct"])
+        num["episodes_per_week"][i] = e
+        num["time_in_alert_pct"][i] = float(r["time_in_alert_pct"])
         if has_inc:
-            table.at[i, "recall"] = float(r.get("recall", np.nan))
-            table.at[i, "f1"] = float(r.get("f1", np.nan))
-            table.at[i, "reliability"] = float(np.nan_to_num(r.get("recall", np.nan), nan=0.0))
-        table.at[i, "achievability"] = 1.0 if e <= budget else budget / e
+            num["recall"][i] = float(r.get("recall", np.nan))
+            num["f1"][i] = float(r.get("f1", np.nan))
+            num["reliability"][i] = float(np.nan_to_num(r.get("recall", np.nan), nan=0.0))
+        num["achievability"][i] = 1.0 if e <= budget else budget / e
         if cur is not None and cur != 0 and c.hourly is None:
-            table.at[i, "stability"] = max(0.0, 1.0 - abs(c.warning - cur) / abs(cur))
-    scored = table.index[table["achievability"].notna()].to_numpy()
-    obj = table.loc[scored, ["reliability", "achievability", "stability"]].to_numpy(dtype=float)
+            num["stability"][i] = max(0.0, 1.0 - abs(c.warning - cur) / abs(cur))
+    scored = np.flatnonzero(np.isfinite(num["achievability"]))
+    obj = np.column_stack([num["reliability"][scored], num["achievability"][scored], num["stability"][scored]])
     wv = np.array(weights, dtype=float)
     present = ~np.isnan(obj).all(axis=0)
     wv = np.where(present, wv, 0.0)
     wv = wv / wv.sum() if wv.sum() > 0 else np.where(present, 1.0, 0.0) / max(1, present.sum())
     score = np.nan_to_num(obj, nan=0.0) @ wv
     front = _pareto(obj)
-    table.loc[scored, "score"] = score
-    table.loc[scored, "pareto"] = front
+    num["score"][scored] = score
+    pareto[scored] = front
     # best weighted score on the front; ties: fewer episodes (the less sensitive level)
-    eps = table.loc[scored, "episodes_per_week"].to_numpy(dtype=float)
+    eps = num["episodes_per_week"][scored]
     order = np.lexsort((eps, -np.where(front, score, -np.inf)))
     best = int(scored[order[0]])
-    table.at[best, "chosen"] = True
-    chosen = next(c for c in cands if c.strategy == table.at[best, "strategy"])
-    return table, chosen
+    chosen_col[best] = True
+    return table(), cands[best]
+
+
+def _overlaps(start_ns: np.ndarray, end_ns: np.ndarray, inc: pd.DataFrame | None) -> np.ndarray:
+    """(incidents, episodes) bool: episode ``[start, end]`` (``end`` int64 max when open) overlaps
+    incident window ``[start, end]``; shape ``(0, episodes)`` without incidents."""
+    if inc is None or len(inc) == 0:
+        return np.zeros((0, start_ns.size), dtype=bool)
+    a = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    b = inc["end"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return (start_ns[None, :] <= b[:, None]) & (end_ns[None, :] >= a[:, None])
+
+
+def _before(inc: pd.DataFrame | None, split_ns: int) -> pd.DataFrame | None:
+    """The incident windows that start before ``split_ns`` (None when there are none)."""
+    if inc is None or len(inc) == 0:
+        return None
+    keep = inc["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64) < split_ns
+    return inc[keep].reset_index(drop=True) if keep.any() else None
+
+
+def _episode_bounds(eps: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    en = eps["end"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    open_ = eps["open"].to_numpy(dtype=bool) | (en == np.iinfo(np.int64).min)
+    return st, np.where(open_, np.iinfo(np.int64).max, en)
+
+
+def _drift_projection(series: pd.Series, rule: Rule, sev: str, clean: np.ndarray, split_ns: int, check_ns: int,
+                      held_s: float, inc: pd.DataFrame | None) -> tuple[int, float, float] | None:
+    """The rule's episodes outside incidents on the check window ``[check_ns, split_ns)`` with its
+    values moved by the fit period's drift carried on to the held-out period.
+
+    The drift is the change of the median of the clean points (``clean``, fit period) from the fit
+    period's first week to its last (full weeks, so a weekly cycle cancels), per unit of time; the
+    check window's values are moved by that slope times the distance from the check window's centre
+    to the held-out window's centre (``held_s`` seconds from the split). Fit period only: the
+    held-out values are never read. Returns ``(episodes, check span s, shift)``, or None with less
+    than two weeks of fit period or no movement.
+    """
+    t = series.index.as_unit("ns").asi8
+    v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    week = int(WEEK_S * _NS)
+    t0 = int(t[0])
+    if split_ns - t0 < 2 * week or split_ns <= check_ns:
+        return None
+    first = clean & (t < t0 + week)
+    last = clean & (t >= split_ns - week) & (t < split_ns)
+    if first.sum() < 10 or last.sum() < 10:
+        return None
+    slope = (float(np.median(v[last])) - float(np.median(v[first]))) / float(split_ns - week - t0)
+    shift = slope * ((split_ns + held_s * _NS / 2) - (check_ns + split_ns) / 2)
+    if not math.isfinite(shift) or shift == 0:
+        return None
+    win = (t >= check_ns) & (t < split_ns)
+    moved = pd.Series(v[win] + shift, index=series.index[win], name=series.name)
+    if inc is None:         # no incident to tell apart: the one-level sweep counts what the replay would
+        level = rule.warning if sev == "warning" else rule.critical
+        sw = sweep(moved, rule.comparator, [float(level)], for_s=rule.for_s)
+        return int(sw["episodes"].iloc[0]), (split_ns - check_ns) / _NS, shift
+    eps = replay(rule, moved, severity=sev).alert_episodes(sev)
+    st, en = _episode_bounds(eps)
+    noise = ~_overlaps(st, en, inc).any(axis=0)
+    return int(noise.sum()), (split_ns - check_ns) / _NS, shift
 
 
 def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
-              check: tuple[int, float, pd.Timestamp] | None) -> dict[str, Any]:
+              check: tuple[int, float, pd.Timestamp] | None, *,
+              projected: tuple[int, float, float] | None = None, seed: int = 0,
+              given: bool = False) -> dict[str, Any]:
     """Predicted vs actual (held-out) episodes/week of the replayed rule.
 
-    ``check`` is the cross-fitted count: ``(episodes, span_s, start)`` of the rule the same
+    Episodes are split into those overlapping a labelled incident window and the rest (*noise*).
+    ``check`` is the cross-fitted noise count: ``(episodes, span_s, start)`` of the rule the same
     procedure chose on the fit period's first part, replayed on its check window ``[start,
-    split)``. Its rate is the prediction, with a negative-binomial predictive interval for a window
-    as long as the held-out one (:func:`.confidence.nb_rate_interval`; overdispersion from the
-    daily counts of this rule over the fit period). Without ``check`` the prediction is the
-    in-sample fit-period rate, flagged ``in_sample`` and said so in the reason.
+    split)``, episodes outside labelled incidents only. Its rate is the noise prediction, with a
+    negative-binomial predictive interval for a window as long as the held-out one
+    (:func:`.confidence.nb_rate_interval`; overdispersion from the daily noise counts of this rule
+    over the fit period). Incident episodes are not noise: the fit period's labelled incidents give
+    an incident rate (Jeffreys posterior) and this rule's episodes per incident, added as a
+    compound Poisson term (:func:`.confidence.compound_rate_interval`). Without ``check`` the
+    prediction is the in-sample fit-period rate, flagged ``in_sample`` and said so in the reason
+    (unless the levels were ``given``: nothing was chosen on the fit period, so its rate is honest).
+
+    The interval is widened, with the reason in ``instability``, when the fit period itself says
+    the rate is not stable: the rule chosen on the whole fit period fires in the check window at a
+    rate outside the interval (the choice depends on the data it saw), or ``projected`` (the check
+    window moved by the fit period's drift, :func:`_drift_projection`) lands outside it.
     """
     fit = rep.period(None, split, severity=sev)
     held = rep.period(split, None, severity=sev)
     in_sample = check is None or check[1] <= 0
     eps = rep.alert_episodes(sev)
-    st = eps["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    phi = dispersion(st, fit["start"].value, split.value)
-    n, span = (fit["episodes"], fit["span_s"]) if in_sample else (check[0], check[1])
-    pe, lo, hi = nb_rate_interval(n, span, max(held["span_s"], 1.0), phi)
+    st, en = _episode_bounds(eps)
+    f0, sp = fit["start"].value, split.value
+    # the prediction sees the incidents that start before the split, and episodes only up to it
+    ov = _overlaps(st, np.minimum(en, sp - 1), _before(inc, sp))
+    noise = ~ov.any(axis=0)
+    in_fit = (st >= f0) & (st < sp)
+    phi = dispersion(st[noise], f0, sp)
+    n, span = (int((in_fit & noise).sum()), fit["span_s"]) if in_sample else (check[0], check[1])
+    early = _before(inc, sp)
+    if early is not None and len(early):
+        ist = early["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        fit_inc = ist >= f0
+    else:
+        fit_inc = np.zeros(0, dtype=bool)
+    per_inc = (ov[fit_inc] & in_fit[None, :]).sum(axis=1) if fit_inc.any() else np.zeros(0, np.int64)
+    horizon = max(held["span_s"], 1.0)
+    args = (phi, int(fit_inc.sum()), fit["span_s"], per_inc)
+    pe, lo, hi = compound_rate_interval(n, span, horizon, *args, seed=seed)
     win = (fit["start"], split) if in_sample else (check[2], split)
+    instability = []
+    if math.isfinite(lo) and not in_sample:
+        n_final = int((noise & (st >= check[2].value) & (st < sp)).sum())
+        alt = [(n_final, check[1], f"the levels chosen on the whole fit period fire {{r:.2f}} time(s) a week outside "
+                f"incidents in the check window, against {n / check[1] * WEEK_S:.2f} for those chosen without it: "
+                "the choice depends on the data it sees")]
+        if projected is not None:
+            alt.append((projected[0], projected[1], "the fit period's median moved by "
+                        f"{projected[2]:+.4g} by the middle of the held-out period, carried on from its first week "
+                        "to its last (a trend or level shift); moved that much, the check window would fire "
+                        "{r:.2f} time(s) a week"))
+        for cnt, sp_, text in alt:
+            r = cnt / sp_ * WEEK_S
+            if r < lo - 1e-9 or r > hi + 1e-9:
+                _, lo2, hi2 = compound_rate_interval(cnt, sp_, horizon, *args, seed=seed)
+                lo, hi = min(lo, lo2), max(hi, hi2)
+                instability.append(text.format(r=r))
     tol = max(0.15 * pe, 1.0) if math.isfinite(pe) else math.nan
     precision = None
     if math.isfinite(lo) and (pe - lo > tol or hi - pe > tol):
         precision = (f"the {CONFIDENCE:.0%} interval {lo:.2f}-{hi:.2f} episodes/week is wider than the tolerance "
-                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s) and a held-out window of "
-                     f"{held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely")
+                     f"(15 % or 1/week): {n} episode(s) over {span / 86400:.1f} day(s)"
+                     + (f" and {int(fit_inc.sum())} labelled incident(s) in the fit period" if fit_inc.any() else "")
+                     + f" and a held-out window of {held['span_s'] / 86400:.1f} day(s) cannot pin the rate that closely"
+                     + ("; the fit period's rate was not stable" if instability else ""))
     pe = 0.0 if not math.isfinite(pe) else pe
     ae = held["episodes_per_week"] or 0.0
     expected = pe * held["span_s"] / WEEK_S
     reasons = []
-    if in_sample:
+    if in_sample and not given:
         reasons.append("the fit period was too thin to keep a check window apart, so the prediction is the "
                        "in-sample rate the levels were chosen by (likely optimistic)")
     if held["span_s"] < MIN_HOLDOUT_S:
@@ -555,22 +727,26 @@ def _validate(rep: Any, sev: str, split: pd.Timestamp, inc: pd.DataFrame | None,
         reasons.append(f"too quiet: {expected:.1f} episode(s) expected and {held['episodes']} seen in the held-out "
                        f"period; a check needs at least {MIN_CHECK_EPISODES:g} either way")
     rel = (ae - pe) / pe if pe > 0 else None
+    held_sel = st >= sp
     out: dict[str, Any] = {
         "severity": sev, "split": split, "predicted": pe, "actual": ae, "relative_error": rel,
         "within": abs(ae - pe) <= max(0.15 * pe, 1.0), "sufficient": not reasons,
         "inside_interval": bool(lo - 1e-9 <= ae <= hi + 1e-9) if math.isfinite(lo) else None,
-        "precision": precision,
+        "precision": precision, "instability": "; ".join(instability) or None,
         "in_sample": in_sample, "check_window": list(win), "dispersion": phi,
+        "predicted_noise": n / span * WEEK_S if span > 0 else None,
+        "fit_incidents_per_week": float(fit_inc.sum()) / fit["span_s"] * WEEK_S if fit["span_s"] > 0 else None,
+        "episodes_per_incident": float(per_inc.mean()) if per_inc.size else None,
         "fit_rate": fit["episodes_per_week"], "_interval": (lo, hi),
         "reason": "; ".join(reasons) or None, "fit_episodes": fit["episodes"], "held_episodes": held["episodes"],
+        "held_noise_episodes": int((held_sel & ~_overlaps(st, en, inc).any(axis=0)).sum()),
         "predicted_time_in_alert_pct": fit["time_in_alert_pct"], "actual_time_in_alert_pct": held["time_in_alert_pct"],
     }
     if inc is not None:
-        eps = rep.alert_episodes(sev)
-        for name, a, b in (("fit", None, split), ("held", split, None)):
-            st = inc["start"]
-            sub = inc[(st >= a) if a is not None else (st < b)]
-            e = eps[(eps["start"] >= a) if a is not None else (eps["start"] < b)]
+        for name, sel in (("fit", in_fit), ("held", held_sel)):
+            ist = inc["start"]
+            sub = inc[(ist >= split) if name == "held" else (ist < split)]
+            e = eps[sel]
             alerts = e[["start", "end"]].copy()
             alerts.loc[e["open"].to_numpy(), "end"] = pd.NaT
             if len(sub):

@@ -397,7 +397,8 @@ class IncidentOptimal(Strategy):
 
 def _slot_quantiles(x: np.ndarray, slots: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per hour-of-week slot: the quantiles ``qs`` (linear interpolation, as ``np.quantile``) and counts."""
-    order = np.lexsort((x, slots))
+    by_value = np.argsort(x)
+    order = by_value[np.argsort(slots[by_value], kind="stable")]        # slot, then value (a radix sort)
     xs, ss = x[order], slots[order]
     cnt = np.bincount(ss, minlength=168)
     start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
