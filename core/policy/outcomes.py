@@ -68,6 +68,10 @@ def utc(t: Any) -> pd.Timestamp:
 
 
 # ---------------------------------------------------------------------------------------- windows
+#: the end of the after window of the version still in force (all later points)
+OPEN_END = pd.Timestamp("2200-01-01", tz="UTC")
+
+
 @dataclass(frozen=True)
 class ChangeWindow:
     """A version that was in force: from ``start`` (UTC) until ``end`` (the next version took over; None:
@@ -79,7 +83,12 @@ class ChangeWindow:
     end: pd.Timestamp | None
 
     def until(self, now: pd.Timestamp) -> pd.Timestamp:
-        return now if self.end is None or self.end > now else self.end
+        """End of the after window: when the next version took over or, for the version still in force,
+        :data:`OPEN_END` (every point stored after the change counts, also points stamped later than
+        ``now``, e.g. an export from a machine whose clock runs ahead, or a replayed future)."""
+        if self.end is None:
+            return OPEN_END
+        return now if self.end > now else self.end
 
 
 def change_windows(versions: list[PolicyVersion], now: Any = None) -> list[ChangeWindow]:
@@ -340,9 +349,6 @@ def effectiveness_report(store: Store, policy: str = DEFAULT_POLICY, now: Any = 
         old = {r["name"]: r for r in w.previous.rule_dicts}
         new = {r["name"]: r for r in w.version.rule_dicts}
         names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
-        end = w.until(t)
-        length = end - w.start
-        b0 = w.start - length
         plan = []
         for n in names:
             ro, rn = rule_of(w.previous, n), rule_of(w.version, n)
@@ -351,8 +357,14 @@ def effectiveness_report(store: Store, policy: str = DEFAULT_POLICY, now: Any = 
         if not plan:
             continue
         ks = sorted({p[3] for p in plan})
-        before_pts = window_points(store, ks, b0, w.start)
+        end = w.until(t)
         after_pts = window_points(store, ks, w.start, end)
+        if w.end is None:     # in force: until now, or the newest point if it is stamped later
+            last = after_pts["ts"].max() if len(after_pts) else None
+            end = t if last is None or pd.isna(last) else max(t, utc(last) + pd.Timedelta(1, "s"))
+        length = end - w.start
+        b0 = w.start - length
+        before_pts = window_points(store, ks, b0, w.start)
         hours = length.total_seconds() / 3600.0
         for n, ro, rn, k in plan:
             b = _side(ro, series_values(before_pts, k), incidents_in(store, k, b0, w.start))

@@ -185,7 +185,7 @@ def evaluate(store: Store, policy: str = DEFAULT_POLICY, now: Any = None, *,
         return []
     cfg = trigger_config(w.version.meta)
     plan = _plan(w, store.series_keys())
-    pts = oc.window_points(store, sorted({k for _, k in plan}), w.start, t) if plan else None
+    pts = oc.window_points(store, sorted({k for _, k in plan}), w.start, w.until(t)) if plan else None
     for trig in TRIGGERS:
         if trig not in cfg.enabled:
             continue
