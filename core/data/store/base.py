@@ -613,14 +613,23 @@ class Store:
             return applied
 
     # ------------------------------------------------------------------ series
-    def list_series(self) -> pd.DataFrame:
-        """Every series with its point count and time span (``first_ts``, ``last_ts``)."""
+    def list_series(self, *, fingerprint: bool = False) -> pd.DataFrame:
+        """Every series with its point count and time span (``first_ts``, ``last_ts``).
+
+        With ``fingerprint`` also ``missing`` (points with a NULL value) and ``upload_sum`` (sum of
+        the points' upload ids), from the same aggregate pass: with the count and span they make a
+        per-series content fingerprint for caches of per-series results. Every upload, replacement,
+        deletion or restore changes it for each series it touches (a replaced point changes owner
+        upload, so ``upload_sum`` moves even when the count does not).
+        """
+        extra = (", p.missing, p.upload_sum", ", count(*) - count(value) AS missing, "
+                 "sum(coalesce(upload_id, 0))::BIGINT AS upload_sum") if fingerprint else ("", "")
         return self.query_df(
-            """
+            f"""
             SELECT s.id, s.key, s.name, s.labels, s.unit, s.kind,
-                   coalesce(p.points, 0) AS points, p.first_ts, p.last_ts
+                   coalesce(p.points, 0) AS points, p.first_ts, p.last_ts{extra[0]}
             FROM series s
-            LEFT JOIN (SELECT series_id, count(*) AS points, min(ts) AS first_ts, max(ts) AS last_ts
+            LEFT JOIN (SELECT series_id, count(*) AS points, min(ts) AS first_ts, max(ts) AS last_ts{extra[1]}
                        FROM points GROUP BY series_id) p ON p.series_id = s.id
             ORDER BY s.key
             """
@@ -673,6 +682,33 @@ class Store:
         df["ts"] = df["ts"].astype("datetime64[ns, UTC]")
         df["value"] = df["value"].astype("float64")
         return df
+
+    def point_arrays(self, keys: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Raw points of several series as NumPy arrays, for passes over many series (no per-row
+        Python objects: several times faster than :meth:`get_points` for millions of points).
+
+        Returns ``(found, code, ts_ns, value)``: the keys that exist (in ``keys`` order), each point's
+        index into ``found`` (int64), its time as int64 nanoseconds since the epoch (UTC) and its
+        value (float64, NaN where missing). Each series' points are contiguous and in time order.
+        """
+        wanted = [str(k) for k in keys]
+        with self.connection() as con:
+            ids = dict(con.execute("SELECT key, id FROM series WHERE key IN (SELECT unnest(?::VARCHAR[]))",
+                                   [wanted]).fetchall())
+            found = [k for k in wanted if k in ids]
+            if not found:
+                return [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+            sids = np.array([ids[k] for k in found], dtype=np.int64)
+            arr = con.execute("SELECT series_id, epoch_ns(ts) AS t, value FROM points "
+                              "WHERE series_id IN (SELECT unnest(?::INTEGER[])) ORDER BY series_id, ts",
+                              [sids.tolist()]).fetchnumpy()
+        by_id = np.argsort(sids)
+        sid = np.asarray(arr["series_id"], dtype=np.int64)
+        code = by_id[np.searchsorted(sids[by_id], sid)].astype(np.int64)
+        value = arr["value"]
+        value = np.ma.filled(value.astype(np.float64), np.nan) if np.ma.isMaskedArray(value) \
+            else np.asarray(value, dtype=np.float64)
+        return found, code, np.asarray(arr["t"], dtype=np.int64), value
 
     def delete_series(self, key: str, *, actor: str | None = None) -> int:
         """Delete a series, its points and its incidents. Returns the number of points deleted."""
