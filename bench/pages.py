@@ -57,7 +57,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 QUIET_S = 0.4          # browser: no script run for this long after the last one = idle
-TIMEOUT_S = 300        # per page run (generous: a failing goal is reported, not a hang)
+TIMEOUT_S = 120        # per page run (generous: a failing goal is reported, not a hang)
 
 
 # ---------------------------------------------------------------------------- the database
@@ -117,6 +117,7 @@ class Page:
     change: Callable[[Any], None] | None = None
     click: Callable[[Any], None] | None = None
     url: str = field(default="")
+    done_after: str = ""       # the last element's text after the change (default: ``done_text``)
 
     @property
     def path(self) -> str:
@@ -151,6 +152,22 @@ def _browser_select(label: str, value: Callable[[], str], tab: str | None = None
     return click
 
 
+def _at_text(key: str, value: str) -> Callable[[Any], None]:
+    def change(at: Any) -> None:
+        at.text_input(key=key).input(value)
+    return change
+
+
+def _browser_text(label: str, value: str) -> Callable[[Any], None]:
+    """Type ``value`` into the text input labelled ``label`` and press Enter."""
+    def click(page: Any) -> None:
+        box = page.get_by_test_id("stMain").get_by_test_id("stTextInput").filter(
+            has=page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)).first
+        box.locator("input").fill(value)
+        box.locator("input").press("Enter")
+    return click
+
+
 def _rerun_key(page: Any) -> None:
     page.get_by_test_id("stMain").get_by_role("heading").first.click()
     page.keyboard.press("r")                   # Streamlit's rerun shortcut
@@ -172,8 +189,9 @@ PAGES = (
          _at_select("rec.preset", lambda: "conservative"), _browser_select("Preset", lambda: "conservative")),
     Page("Experiments", "experiments.py", "Create experiment...", "another series",
          _at_select("exp.series", _second_key), _browser_select("Series", _second_key)),
-    Page("SLOs", "slos.py", "Add burn-rate rules to the policy...", "window 7 days",
-         _at_select("slo.window.New SLO...", lambda: 7), _browser_select("Window (days)", lambda: "7")),
+    Page("SLOs", "slos.py", "Name the SLO to see its budget.", "name a new SLO (budget of the first series)",
+         _at_text("slo.name.New SLO...", "bench"), _browser_text("Name", "bench"),
+         done_after="Add burn-rate rules to the policy..."),
     Page("Policies", "policies.py", "Export", "audit log: another action",
          _at_select("pol.audit_action", lambda: "upload"),
          _browser_select("Action", lambda: "upload", tab="Audit log")),
@@ -287,15 +305,19 @@ def serve(db: Path, log: Path):
 
 
 class ScriptRuns:
-    """Times of the ``script_finished`` messages the server sends on the page's websocket."""
+    """Times of the messages on the page's websocket: ``started`` / ``finished`` script runs (the
+    server's ``new_session`` and ``script_finished``) and ``requested`` reruns (the browser's
+    ``rerun_script``, sent when a widget changes)."""
 
     def __init__(self, page: Any) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         self.finished: list[float] = []
         self.started: list[float] = []
+        self.requested: list[float] = []
 
-        def on_frame(payload: Any) -> None:
+        def on_received(payload: Any) -> None:
             if not isinstance(payload, (bytes, bytearray)):
                 return
             msg = ForwardMsg()
@@ -309,7 +331,22 @@ class ScriptRuns:
             elif kind == "new_session":
                 self.started.append(time.perf_counter())
 
-        page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+        def on_sent(payload: Any) -> None:
+            if not isinstance(payload, (bytes, bytearray)):
+                return
+            msg = BackMsg()
+            try:
+                msg.ParseFromString(bytes(payload))
+            except Exception:
+                return
+            if msg.WhichOneof("type") == "rerun_script":
+                self.requested.append(time.perf_counter())
+
+        def on_ws(ws: Any) -> None:
+            ws.on("framereceived", on_received)
+            ws.on("framesent", on_sent)
+
+        page.on("websocket", on_ws)
 
     def wait_idle(self, page: Any, after: int, timeout_s: float = TIMEOUT_S) -> float:
         """Wait for a run finished after the ``after``-th one and then ``QUIET_S`` without another run
@@ -346,20 +383,23 @@ def browser_pages(db: Path, pages: list[Page], log_dir: Path) -> dict[str, dict[
                 os.utime(db)                       # the server's next change check drops its cache
                 t0 = time.perf_counter()
                 page.goto(f"{url}/{p.path}")
-                page.get_by_test_id("stMain").get_by_text(p.done_text, exact=True).first.wait_for()
+                page.get_by_test_id("stMain").get_by_text(p.done_text, exact=True).first.wait_for(state="attached")
                 shown = time.perf_counter()
                 last = runs.wait_idle(page, 0)
                 first = max(last, shown) - t0
+                shell = runs.started[0] - t0 if runs.started else float("nan")
                 _fail_on_exception(page, p.title)
-                n = len(runs.finished)
-                t0 = time.perf_counter()
+                n, asked = len(runs.finished), len(runs.requested)
                 (p.click or _rerun_key)(page)
                 last = runs.wait_idle(page, n)
-                page.get_by_test_id("stMain").get_by_text(p.done_text, exact=True).first.wait_for()
-                rerender = last - t0
+                page.get_by_test_id("stMain").get_by_text(p.done_after or p.done_text, exact=True).first.wait_for(
+                    state="attached")
+                if len(runs.requested) <= asked:
+                    raise AssertionError(f"{p.title}: {p.change_label} sent no rerun")
+                rerender = last - runs.requested[asked]      # from the widget change reaching the socket
                 _fail_on_exception(page, f"{p.title} after {p.change_label}")
                 page.screenshot(path=str(log_dir / f"{Path(p.file).stem}.png"), full_page=True)
-                out[p.title] = {"first": first, "rerender": rerender}
+                out[p.title] = {"first": first, "shell": shell, "rerender": rerender}
                 page.close()
         finally:
             browser.close()
@@ -387,6 +427,8 @@ def table(pages: list[Page], at: dict[str, dict[str, float]], br: dict[str, dict
         v = d.get(k)
         if v is None:
             return "-"
+        if k == "first" and "shell" in d:   # browser: the app shell's share (static files, websocket)
+            return f"{v:.2f} (shell {d['shell']:.2f})"
         return f"{v:.2f}" + (f" ({v / base[k]:.0f}x)" if ratio and base else "")
 
     for p in pages:

@@ -239,6 +239,9 @@ class IngestReport:
     series_count: int
     duplicate_of: int | None = None   # set when the same file was already uploaded (nothing written)
     warnings: tuple[str, ...] = ()
+    #: keys of the series whose stored points this upload added or changed (sorted); what the checks
+    #: after an ingest (drift) need to look at again. Empty for a duplicate or an all-unchanged upload.
+    changed_series: tuple[str, ...] = ()
 
     @property
     def is_noop(self) -> bool:
@@ -831,10 +834,10 @@ class Store:
                     "FROM _incoming i JOIN series s ON s.key = i.series"
                 )
                 con.unregister("_incoming")
-                updated, unchanged = self._upsert_stage(con, upload_id)
+                updated, unchanged, changed = self._upsert_stage(con, upload_id)
                 con.execute("DROP TABLE _stage")
                 return self._finish_upload(con, upload_id, name, sha256, fmt, nrows, len(pts), rejected, updated,
-                                           unchanged, len(keys), warnings, actor)
+                                           unchanged, len(keys), warnings, actor, changed)
 
         return self._retry_conflicts(attempt)
 
@@ -874,19 +877,20 @@ class Store:
             "SELECT DISTINCT series_id FROM points WHERE series_id IN (SELECT unnest(?::INTEGER[]))",
             [[int(i) for i in series_ids]]).fetchall()]
 
-    def _upsert_stage(self, con: duckdb.DuckDBPyConnection, upload_id: int) -> tuple[int, int]:
+    def _upsert_stage(self, con: duckdb.DuckDBPyConnection, upload_id: int) -> tuple[int, int, list[int]]:
         """Move temp table ``_stage (series_id, ts, value)`` (unique per series_id, ts) into points.
 
         New points are inserted; a stored point with a different value is replaced (it now belongs to
         this upload and remembers the upload it overwrote in ``replaced_upload``); a stored point with
         the same value is left alone, still belonging to the upload that wrote it.
-        Returns ``(updated, unchanged)``: stored points with a different / the same value.
+        Returns ``(updated, unchanged, changed)``: stored points with a different / the same value,
+        and the ids of the series with a point inserted or replaced.
         """
         sids = [r[0] for r in con.execute("SELECT DISTINCT series_id FROM _stage").fetchall()]
         if not self._touched(con, sids):
             con.execute("INSERT INTO points (series_id, ts, value, upload_id) "
                         "SELECT series_id, ts, value, ? FROM _stage", [upload_id])
-            return 0, 0
+            return 0, 0, sids
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _cmp AS SELECT st.series_id, st.ts, st.value, p.upload_id AS old_upload, "
             "       p.ts IS NOT NULL AS stored, "
@@ -902,20 +906,26 @@ class Store:
             "INSERT INTO points (series_id, ts, value, upload_id, replaced_upload) "
             "SELECT series_id, ts, value, ?, CASE WHEN changed THEN old_upload END FROM _cmp "
             "WHERE changed OR NOT stored", [upload_id])
+        changed = [r[0] for r in con.execute(
+            "SELECT DISTINCT series_id FROM _cmp WHERE changed OR NOT stored").fetchall()]
         con.execute("DROP TABLE _cmp")
-        return int(updated), int(unchanged)
+        return int(updated), int(unchanged), changed
 
     def _finish_upload(self, con: duckdb.DuckDBPyConnection, upload_id: int, name: str, sha256: str, fmt: str,
                        nrows: int, accepted: int, rejected: int, updated: int, unchanged: int, nseries: int,
-                       warnings: Sequence[str], actor: str | None) -> IngestReport:
+                       warnings: Sequence[str], actor: str | None, changed_ids: Sequence[int] = ()) -> IngestReport:
         inserted = accepted - updated - unchanged
+        changed = tuple(r[0] for r in con.execute(
+            "SELECT key FROM series WHERE id IN (SELECT unnest(?::INTEGER[])) ORDER BY key",
+            [[int(i) for i in changed_ids]]).fetchall()) if changed_ids else ()
         con.execute(
             "UPDATE uploads SET accepted = ?, rejected = ?, inserted = ?, updated = ?, unchanged = ? "
             "WHERE id = ?", [accepted, rejected, inserted, updated, unchanged, upload_id]
         )
         report = IngestReport(int(upload_id), name, sha256, fmt, nrows, accepted, rejected, inserted,
-                              updated, unchanged, nseries, warnings=tuple(warnings))
-        self._audit_hook("upload", actor, {k: v for k, v in report.to_dict().items() if k != "warnings"})
+                              updated, unchanged, nseries, warnings=tuple(warnings), changed_series=changed)
+        self._audit_hook("upload", actor, {k: v for k, v in report.to_dict().items()
+                                           if k not in ("warnings", "changed_series")})
         return report
 
     # ------------------------------------------------------------------ ingest
@@ -1155,10 +1165,11 @@ class Store:
         else:
             src, src_params = "FROM _bulk b JOIN _kid k ON k.raw = b.s", []
         updated = unchanged = 0
+        changed = sids
         if self._touched(con, sids):
             con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT k.sid AS series_id, b.ts AS ts, "
                         f"{value_expr} AS value {src}", src_params)
-            updated, unchanged = self._upsert_stage(con, upload_id)
+            updated, unchanged, changed = self._upsert_stage(con, upload_id)
             con.execute("DROP TABLE _stage")
         else:
             con.execute(f"INSERT INTO points (series_id, ts, value, upload_id) SELECT k.sid, b.ts, {value_expr}, ? "
@@ -1171,7 +1182,7 @@ class Store:
         if plan.no_zone_example is not None:
             warnings.append(f"timestamps have no time zone (e.g. {plan.no_zone_example!r}); read as UTC")
         return self._finish_upload(con, upload_id, name, sha, plan.format, int(n), int(n) - rejected, rejected,
-                                   updated, unchanged, len(keys), warnings, actor)
+                                   updated, unchanged, len(keys), warnings, actor, changed)
 
     @staticmethod
     def _decline_at(con: duckdb.DuckDBPyConnection, mask_sql: str, params: list[Any]) -> None:
