@@ -121,7 +121,8 @@ class Page:
 
     @property
     def path(self) -> str:
-        return self.url or Path(self.file).stem
+        """The page's URL path (the default page is the app's root)."""
+        return "" if self.url == "/" else self.url or Path(self.file).stem
 
 
 _KEYS: list[str] = []   # the database's series keys, read once before anything else opens it
@@ -169,8 +170,8 @@ def _browser_text(label: str, value: str) -> Callable[[Any], None]:
 
 
 def _rerun_key(page: Any) -> None:
-    page.get_by_test_id("stMain").get_by_role("heading").first.click()
-    page.keyboard.press("r")                   # Streamlit's rerun shortcut
+    """A click that reruns the page without changing a widget: its own link in the navigation."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overview").click()
 
 
 def _at_trends_resolution(at: Any) -> None:
@@ -178,7 +179,7 @@ def _at_trends_resolution(at: Any) -> None:
 
 
 PAGES = (
-    Page("Overview", "overview.py", "Next steps", "rerun (any click)", None, _rerun_key, url="overview"),
+    Page("Overview", "overview.py", "Next steps", "rerun (its navigation link)", None, _rerun_key, url="/"),
     Page("Data", "data.py", "Delete this upload...", "explorer: another series",
          _at_select("data.series", _second_key), _browser_select("Series", _second_key, tab="Series explorer")),
     Page("Trends & anomalies", "trends.py", "Median by weekday and hour (UTC)", "resolution 15m",
@@ -348,9 +349,10 @@ class ScriptRuns:
 
         page.on("websocket", on_ws)
 
-    def wait_idle(self, page: Any, after: int, timeout_s: float = TIMEOUT_S) -> float:
+    def wait_idle(self, page: Any, after: int, timeout_s: float | None = None) -> float:
         """Wait for a run finished after the ``after``-th one and then ``QUIET_S`` without another run
         starting; returns the time of the last finish."""
+        timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
         deadline = time.perf_counter() + timeout_s
         while True:
             page.wait_for_timeout(20)
@@ -373,8 +375,9 @@ def browser_pages(db: Path, pages: list[Page], log_dir: Path) -> dict[str, dict[
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             warm = browser.new_page(viewport={"width": 1400, "height": 1000})   # server warm-up: imports
-            warm.goto(url)
-            warm.get_by_test_id("stMain").get_by_text("Next steps").wait_for(timeout=TIMEOUT_S * 1000)
+            warm.goto(f"{url}/policies")
+            warm.get_by_test_id("stMain").get_by_text("Export", exact=True).first.wait_for(
+                state="attached", timeout=TIMEOUT_S * 1000)
             warm.close()
             for p in pages:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -482,13 +485,16 @@ def run(directory: Path, names: list[str] | None = None, apptest: bool = True, b
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TIMEOUT_S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default=None, help=f"where the database is kept (default ${DIR_ENV} or {DEFAULT_DIR})")
     ap.add_argument("--pages", default=None, help="comma-separated page files (stems) to measure, e.g. data,trends")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--no-apptest", action="store_true")
     ap.add_argument("--rebuild", action="store_true", help="build the database again")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help=f"seconds per page run (default {TIMEOUT_S})")
     args = ap.parse_args(argv)
+    TIMEOUT_S = args.timeout
     names = [n.strip() for n in args.pages.split(",")] if args.pages else None
     run(bench_dir(args.dir), names, apptest=not args.no_apptest, browser=not args.no_browser, rebuild=args.rebuild)
     return 0

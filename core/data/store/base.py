@@ -673,13 +673,21 @@ class Store:
         Missing values come back as NaN; gaps are absent rows (never filled).
         """
         keys = None if series is None else [series] if isinstance(series, str) else list(series)
-        where, params = where_clause(("s.key IN (SELECT unnest(?::VARCHAR[]))", keys),
-                               ("p.ts >= ?", _ts(start)), ("p.ts <= ?", _ts(end)))
-        df = self.query_df(
-            "SELECT s.key AS series, p.ts, p.value FROM points p JOIN series s ON s.id = p.series_id "
-            f"WHERE {where} ORDER BY s.key, p.ts",
-            params,
-        )
+        if keys is not None and len(keys) == 1:   # one series (what a page shows): by id, no join
+            with self.connection() as con:
+                row = con.execute("SELECT id FROM series WHERE key = ?", [keys[0]]).fetchone()
+                where, params = where_clause(("series_id = ?", -1 if row is None else row[0]),
+                                             ("ts >= ?", _ts(start)), ("ts <= ?", _ts(end)))
+                df = con.execute(f"SELECT ?::VARCHAR AS series, ts, value FROM points WHERE {where} ORDER BY ts",
+                                 [keys[0], *params]).df()
+        else:
+            where, params = where_clause(("s.key IN (SELECT unnest(?::VARCHAR[]))", keys),
+                                         ("p.ts >= ?", _ts(start)), ("p.ts <= ?", _ts(end)))
+            df = self.query_df(
+                "SELECT s.key AS series, p.ts, p.value FROM points p JOIN series s ON s.id = p.series_id "
+                f"WHERE {where} ORDER BY s.key, p.ts",
+                params,
+            )
         if df.empty:
             return empty_points()
         df["ts"] = df["ts"].astype("datetime64[ns, UTC]")
