@@ -188,7 +188,7 @@ PAGES = (
          _at_select("thr.series", _second_key), _browser_select("Series", _second_key)),
     Page("Recommendations", "recommendations.py", "Compute recommendations", "preset conservative",
          _at_select("rec.preset", lambda: "conservative"), _browser_select("Preset", lambda: "conservative")),
-    Page("Experiments", "experiments.py", "Create experiment...", "another series",
+    Page("Experiments", "experiments.py", "Injected incidents per simulated day", "another series",
          _at_select("exp.series", _second_key), _browser_select("Series", _second_key)),
     Page("SLOs", "slos.py", "Name the SLO to see its budget.", "name a new SLO (budget of the first series)",
          _at_text("slo.name.New SLO...", "bench"), _browser_text("Name", "bench"),
@@ -380,33 +380,49 @@ def browser_pages(db: Path, pages: list[Page], log_dir: Path) -> dict[str, dict[
                 state="attached", timeout=TIMEOUT_S * 1000)
             warm.close()
             for p in pages:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.set_default_timeout(TIMEOUT_S * 1000)
-                runs = ScriptRuns(page)
-                os.utime(db)                       # the server's next change check drops its cache
-                t0 = time.perf_counter()
-                page.goto(f"{url}/{p.path}")
-                page.get_by_test_id("stMain").get_by_text(p.done_text, exact=True).first.wait_for(state="attached")
-                shown = time.perf_counter()
-                last = runs.wait_idle(page, 0)
-                first = max(last, shown) - t0
-                shell = runs.started[0] - t0 if runs.started else float("nan")
-                _fail_on_exception(page, p.title)
-                n, asked = len(runs.finished), len(runs.requested)
-                (p.click or _rerun_key)(page)
-                last = runs.wait_idle(page, n)
-                page.get_by_test_id("stMain").get_by_text(p.done_after or p.done_text, exact=True).first.wait_for(
-                    state="attached")
-                if len(runs.requested) <= asked:
-                    raise AssertionError(f"{p.title}: {p.change_label} sent no rerun")
-                rerender = last - runs.requested[asked]      # from the widget change reaching the socket
-                _fail_on_exception(page, f"{p.title} after {p.change_label}")
-                page.screenshot(path=str(log_dir / f"{Path(p.file).stem}.png"), full_page=True)
-                out[p.title] = {"first": first, "shell": shell, "rerender": rerender}
-                page.close()
+                try:
+                    out[p.title] = _browser_page(browser, url, db, p, log_dir)
+                    print(f"  browser {p.title}: " + ", ".join(f"{k} {v:.2f} s" for k, v in out[p.title].items())
+                          + f" (load {load()})", flush=True)
+                except Exception as exc:   # one page's failure is reported, the others still measured
+                    out[p.title] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+                    print(f"  browser {p.title}: FAILED {out[p.title]['error']}", flush=True)
         finally:
             browser.close()
     return out
+
+
+def _browser_page(browser: Any, url: str, db: Path, p: Page, log_dir: Path) -> dict[str, float]:
+    """One page in a new browser tab: ``first``, ``shell`` and ``rerender`` seconds."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.set_default_timeout(TIMEOUT_S * 1000)
+        runs = ScriptRuns(page)
+        os.utime(db)                       # the server's next change check drops its cache
+        t0 = time.perf_counter()
+        page.goto(f"{url}/{p.path}")
+        page.get_by_test_id("stMain").get_by_text(p.done_text, exact=True).first.wait_for(state="attached")
+        shown = time.perf_counter()
+        last = runs.wait_idle(page, 0)
+        first = max(last, shown) - t0
+        shell = runs.started[0] - t0 if runs.started else float("nan")
+        _fail_on_exception(page, p.title)
+        n, asked = len(runs.finished), len(runs.requested)
+        (p.click or _rerun_key)(page)
+        last = runs.wait_idle(page, n)
+        page.get_by_test_id("stMain").get_by_text(p.done_after or p.done_text, exact=True).first.wait_for(
+            state="attached")
+        if len(runs.requested) <= asked:
+            raise AssertionError(f"{p.title}: {p.change_label} sent no rerun")
+        rerender = last - runs.requested[asked]      # from the widget change reaching the socket
+        _fail_on_exception(page, f"{p.title} after {p.change_label}")
+        page.screenshot(path=str(log_dir / f"{Path(p.file).stem}.png"), full_page=True)
+        return {"first": first, "shell": shell, "rerender": rerender}
+    except Exception:
+        page.screenshot(path=str(log_dir / f"{Path(p.file).stem}-failed.png"), full_page=True)
+        raise
+    finally:
+        page.close()
 
 
 def _fail_on_exception(page: Any, where: str) -> None:
@@ -436,6 +452,10 @@ def table(pages: list[Page], at: dict[str, dict[str, float]], br: dict[str, dict
 
     for p in pages:
         a, b = at.get(p.title, {}), br.get(p.title, {})
+        if "error" in b:
+            rows.append(f"| {p.title} | {p.change_label} | {cell(a, 'first', True)} | {cell(a, 'session', True)} | "
+                        f"{cell(a, 'rerender', True)} | failed: {b['error']} | - | no |")
+            continue
         firsts = [d["first"] for d in (a, b) if "first" in d]
         rerenders = [d["rerender"] for d in (a, b) if "rerender" in d]
         met = all(x <= GOAL_FIRST_S for x in firsts) and all(x <= GOAL_RERENDER_S for x in rerenders)
@@ -476,8 +496,6 @@ def run(directory: Path, names: list[str] | None = None, apptest: bool = True, b
             log_dir = directory / "browser"
             log_dir.mkdir(exist_ok=True)
             br = browser_pages(db, pages, log_dir)
-            for title, d in br.items():
-                print(f"  browser {title}: " + ", ".join(f"{k} {v:.2f} s" for k, v in d.items()), flush=True)
     print(f"\nseconds (ratio to the bare page); goals: first <= {GOAL_FIRST_S:g} s, re-render <= "
           f"{GOAL_RERENDER_S * 1e3:.0f} ms; load {load()} on {os.cpu_count()} cores\n")
     print(table(pages, at, br, base))

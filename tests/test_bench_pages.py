@@ -40,6 +40,8 @@ def test_pages_meet_the_render_goals_on_the_benchmark_database(monkeypatch):
     monkeypatch.setenv("STUDIO_AUDIT_DIR", str(directory / "audit"))   # the database's own audit key
     monkeypatch.setenv("STUDIO_DB", str(directory / "studio.duckdb"))
     res = bp.run(directory)
+    failed = {t: d["error"] for t, d in res["browser"].items() if "error" in d}
+    assert not failed, failed
     late = [(kind, title, k, round(v, 2)) for kind in ("apptest", "browser")
             for title, d in res[kind].items() for k, v in d.items()
             if (k == "first" and v > bp.GOAL_FIRST_S) or (k == "rerender" and v > bp.GOAL_RERENDER_S)]

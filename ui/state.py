@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.data.frame import series_values
 from core.data.store import Store, default_db_path
 from core.data.store.base import file_token
 from core.errors import PermissionDenied
@@ -312,7 +311,8 @@ def quality() -> pd.DataFrame | None:
 def _gaps(path: str, key: str) -> pd.DataFrame:
     from core.data.quality import gap_table
 
-    return gap_table(series_values(_store(path).get_points(key), key))
+    _, _, t_ns, values = _store(path).point_arrays([key])   # arrays: no per-row objects
+    return gap_table(pd.Series(values, index=pd.to_datetime(t_ns, unit="ns", utc=True), name=key))
 
 
 def gaps(key: str) -> pd.DataFrame | None:
