@@ -32,14 +32,10 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,46 +261,6 @@ def apptest_page(page: Page) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(db: Path, log: Path):
-    """``python -m ui.serve run app.py`` over ``db`` on a free port until the block ends; yields its URL."""
-    port = _free_port()
-    env = {**os.environ, "STUDIO_DB": str(db), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    cmd = [sys.executable, "-m", "ui.serve", "run", "app.py", "--server.headless", "true", "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the app exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the app is not healthy after 120 s: {log.read_text()[-2000:]}") from None
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 class ScriptRuns:
     """Times of the messages on the page's websocket: ``started`` / ``finished`` script runs (the
     server's ``new_session`` and ``script_finished``) and ``requested`` reruns (the browser's
@@ -370,8 +326,11 @@ def browser_pages(db: Path, pages: list[Page], log_dir: Path) -> dict[str, dict[
     """Browser ``first`` and ``rerender`` seconds per page title."""
     from playwright.sync_api import sync_playwright
 
+    from tests.test_browser import serve_app  # the browser tests' launcher: python -m ui.serve run app.py
+
     out: dict[str, dict[str, float]] = {}
-    with serve(db, log_dir / "streamlit.log") as url, sync_playwright() as pw:
+
+    with serve_app(db, log_dir) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             warm = browser.new_page(viewport={"width": 1400, "height": 1000})   # server warm-up: imports
