@@ -83,8 +83,9 @@ if sli == "threshold" and rep.window_minutes_without_data:
     st.caption(f"{rep.window_minutes_without_data:,} minutes of the window have no data; they count as neither "
                "good nor bad.")
 
-st.plotly_chart(us.burn_figure(slo, ev), key="slo.chart")
-st.dataframe(us.pairs_frame(slo, ev), hide_index=True, width="stretch", key="slo.pairs")
+burn_fig, pairs = us.burn_view(slo)
+st.plotly_chart(burn_fig, key="slo.chart")
+st.dataframe(pairs, hide_index=True, width="stretch", key="slo.pairs")
 st.caption("Each rule fires when the burn rate over both its long and its short window exceeds its factor; "
            "the episodes are its replay over the stored history (in-sample).")
 

@@ -4,6 +4,8 @@ test and sample sizes, a stationary one none; the CLI verb and the ingest hook."
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,3 +115,85 @@ def test_cli_check_drift_and_ingest_hook(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "lat_a since baseline" in out and "drift: already notified within the window" in out
     assert "lat_b since baseline" in out and ": stable;" in out
+
+
+def test_an_upload_reports_the_series_it_added_or_changed(s, tmp_path):
+    f = _csv(tmp_path / "m.csv")
+    first = s.ingest(f)
+    assert first.changed_series == ("lat_a", "lat_b")
+    pts = s.get_points("lat_b").iloc[:3]
+    pts.loc[pts.index[0], "value"] = 99.0                       # one value of lat_b changed
+    again = s.write_points(pd.concat([pts, s.get_points("lat_a").iloc[:2]]), name="fix.csv", sha256="fix",
+                           fmt="long")
+    assert (again.updated, again.unchanged, again.changed_series) == (1, 4, ("lat_b",))
+    same = s.write_points(s.get_points("lat_a").iloc[:5], name="same.csv", sha256="same", fmt="long")
+    assert same.unchanged == 5 and same.changed_series == ()
+    assert s.ingest(f).changed_series == ()                     # a duplicate file changes nothing
+    s.bulk_min_bytes = 0                                       # the DuckDB CSV path reports them too
+    newer = tmp_path / "newer.csv"
+    newer.write_text("timestamp,series,value\n2026-02-01T00:00:00Z,lat_b,1.5\n2026-02-01T00:00:00Z,lat_c,2\n"
+                     "2026-01-01T00:00:00Z,lat_a," + repr(float(s.get_points("lat_a")["value"].iloc[0])) + "\n")
+    bulk = s.ingest(newer)
+    assert (bulk.inserted, bulk.unchanged, bulk.changed_series) == (2, 1, ("lat_b", "lat_c"))
+
+
+def test_check_drift_can_be_limited_to_some_series(s, tmp_path):
+    s.ingest(_csv(tmp_path / "m.csv"))
+    res = drift_watch.check_drift(s, config=_conf(), now=NOW, keys=["lat_b", "not_stored"])
+    assert [d.key for d in res] == ["lat_b"] and res[0].notice_id is None
+    assert notify.notices(s).empty
+
+
+def test_the_ingest_hook_checks_drift_only_on_the_series_the_upload_changed(tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+
+    db = tmp_path / "cli.duckdb"
+    monkeypatch.setenv("STUDIO_NOTIFY", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("STUDIO_NOTIFY_WEBHOOK", raising=False)
+    monkeypatch.delenv("STUDIO_NOTIFY_SLACK", raising=False)
+    seen: list[list[str]] = []
+    real = drift_watch.check_drift
+
+    def spy(store, *a, keys=None, **kw):
+        seen.append(None if keys is None else list(keys))
+        return real(store, *a, keys=keys, **kw)
+
+    monkeypatch.setattr(drift_watch, "check_drift", spy)
+    assert main(["ingest", "--db", str(db), str(_csv(tmp_path / "m.csv"))]) == 0
+    assert seen == [["lat_a", "lat_b"]]
+    newer = tmp_path / "newer.csv"
+    newer.write_text("timestamp,series,value\n2026-01-15T00:00:00Z,lat_b,10.5\n")
+    assert main(["ingest", "--db", str(db), str(newer)]) == 0
+    assert seen[-1] == ["lat_b"]                                # only what the upload touched
+    assert main(["ingest", "--db", str(db), str(newer)]) == 0     # a duplicate: nothing to check
+    assert len(seen) == 2
+    capsys.readouterr()
+
+
+def test_watch_runs_the_same_checks_after_each_file(tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+    from core.commands import ingest as ingest_cmd
+
+    db = tmp_path / "cli.duckdb"
+    monkeypatch.setenv("STUDIO_NOTIFY", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("STUDIO_NOTIFY_WEBHOOK", raising=False)
+    monkeypatch.delenv("STUDIO_NOTIFY_SLACK", raising=False)
+    calls: list[tuple[str, ...]] = []
+    real = ingest_cmd.post_ingest_checks
+
+    def spy(store, reports, *a, **kw):
+        calls.append(tuple(k for r in reports for k in r.changed_series))
+        return real(store, reports, *a, **kw)
+
+    monkeypatch.setattr(ingest_cmd, "post_ingest_checks", spy)
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    _csv(feed / "m.csv")
+    old = feed / "m.csv"
+    t = old.stat().st_mtime - 60
+    os.utime(old, (t, t))                                       # settled: ready at the first look
+    assert main(["ingest", "--db", str(db), "--watch", str(feed), "--once", "--settle", "0"]) == 0
+    out = capsys.readouterr().out
+    assert calls == [("lat_a", "lat_b")]
+    assert "notice: drift on lat_a since its baseline period" in out          # the one-shot ingest's check
+    assert "lat_b" not in out.split("notice:")[-1]

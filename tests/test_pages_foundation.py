@@ -537,3 +537,56 @@ def test_edit_refusal_reads_the_roles_each_time(tmp_path, monkeypatch):
     assert msg is not None and msg.startswith("Not allowed to delete upload #1: visitor lacks the 'editor' role")
     with pytest.raises(PermissionDenied, match="delete upload #1"):
         state.require_edit("delete upload #1")
+
+
+def test_point_arrays_match_get_points(small_db):
+    s = app_store(small_db)
+    keys = [API_LAT, "no_such_series", 'error_pct{service="db"}']
+    found, code, t, v = s.point_arrays(keys)
+    assert found == [API_LAT, 'error_pct{service="db"}']
+    for i, key in enumerate(found):
+        pts = s.get_points(key)
+        sel = code == i
+        np.testing.assert_array_equal(t[sel], pts["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy())
+        np.testing.assert_array_equal(v[sel], pts["value"].to_numpy())   # NaN where missing, same places
+    assert np.isnan(v[code == 0]).sum() == 3
+    assert s.point_arrays(["nothing"])[0] == []
+
+
+def test_quality_from_arrays_equals_the_frame_report_in_any_order(small_db):
+    from core.data.quality import quality_from_arrays, quality_report
+
+    s = app_store(small_db)
+    pts = s.get_points()
+    want = quality_report(pts)
+    found, code, t, v = s.point_arrays(sorted(pts["series"].unique(), reverse=True))
+    perm = np.random.default_rng(3).permutation(code.size)   # series in pieces, times shuffled
+    got = quality_from_arrays(found, code[perm], t[perm], v[perm])
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_quality_memo_reassesses_only_the_series_an_upload_changed(small_db, monkeypatch):
+    from ui import state
+
+    s = app_store(small_db)
+    plain = state.compute_quality(s)
+    state._QUALITY_MEMO.clear()
+    read: list[list[str]] = []
+    real = type(s).point_arrays
+
+    def counting(self, keys):
+        read.append(list(keys))
+        return real(self, keys)
+
+    monkeypatch.setattr(type(s), "point_arrays", counting)
+    pd.testing.assert_frame_equal(state.compute_quality(s, memo=True), plain)
+    assert sorted(k for batch in read for k in batch) == sorted(plain["series"])
+    read.clear()
+    pd.testing.assert_frame_equal(state.compute_quality(s, memo=True), plain)   # nothing changed: no read
+    assert read == []
+    # an upload replacing one value of one series (same point count): only that series is read again
+    one = s.get_points(API_LAT).iloc[[5]].assign(value=999.0)
+    s.write_points(one, name="fix.csv", sha256="fix-sha", fmt="long", actor="test")
+    after = state.compute_quality(s, memo=True)
+    assert [k for batch in read for k in batch] == [API_LAT]
+    pd.testing.assert_frame_equal(after, state.compute_quality(s))

@@ -205,3 +205,14 @@ def test_quality_cli_pattern_without_match_says_so(store, tmp_path, capsys):
     Store(tmp_path / "empty.duckdb").close()
     assert main(["quality", "--db", str(tmp_path / "empty.duckdb")]) == 0
     assert capsys.readouterr().out.strip() == "no series stored"
+
+
+def test_resolution_is_the_mode_covering_half_the_steps_else_the_median():
+    from core.data.quality import _resolution_ns
+
+    assert _resolution_ns(np.array([60, 60, 60, 120, 600])) == 60           # mode on more than half
+    assert _resolution_ns(np.array([60, 60, 120, 120])) == 60               # a tie: the smaller mode
+    assert _resolution_ns(np.array([120, 60, 120, 60])) == 60
+    assert _resolution_ns(np.array([10, 20, 30, 40, 50])) == 30             # no mode: the median
+    assert _resolution_ns(np.array([10, 20, 30, 40])) == 25
+    assert _resolution_ns(np.array([], dtype=np.int64)) is None

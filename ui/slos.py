@@ -63,11 +63,32 @@ def _events(path: str, slo_json: str) -> pd.DataFrame:
     return watch.slo_events(state.store(), SLO.from_dict(json.loads(slo_json)))
 
 
-def slo_events(slo: SLO) -> pd.DataFrame:
-    """Per-minute ``bad`` / ``total`` events of the SLO's SLI over the stored history."""
+def _sli_json(slo: SLO) -> str:
+    """The SLO's definition without what the events do not depend on (its name), as a cache key."""
     import json
 
-    return _events(state.db_path(), json.dumps(slo.to_dict(), sort_keys=True))
+    return json.dumps({**slo.to_dict(), "name": "sli"}, sort_keys=True)
+
+
+def slo_events(slo: SLO) -> pd.DataFrame:
+    """Per-minute ``bad`` / ``total`` events of the SLO's SLI over the stored history (cached per SLI:
+    naming or renaming an SLO does not read the points again)."""
+    return _events(state.db_path(), _sli_json(slo))
+
+
+@st.cache_data(show_spinner="Replaying the burn-rate rules...", max_entries=16)
+def _burn_view(path: str, slo_json: str) -> tuple[go.Figure, pd.DataFrame]:
+    import json
+
+    slo = SLO.from_dict(json.loads(slo_json))
+    ev = _events(path, slo_json)
+    return burn_figure(slo, ev), pairs_frame(slo, ev)
+
+
+def burn_view(slo: SLO) -> tuple[go.Figure, pd.DataFrame]:
+    """:func:`burn_figure` and :func:`pairs_frame` of the SLO over its events, cached per SLI definition
+    (a rerun that does not change the SLO, e.g. opening the apply dialog, replays nothing)."""
+    return _burn_view(state.db_path(), _sli_json(slo))
 
 
 def burn_figure(slo: SLO, ev: pd.DataFrame) -> go.Figure:

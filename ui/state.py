@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.data.frame import series_values
 from core.data.store import Store, default_db_path
 from core.data.store.base import file_token
 from core.errors import PermissionDenied
@@ -147,11 +146,12 @@ def require_edit(action: str) -> None:
 # ---------------------------------------------------------------------------- listings
 @st.cache_data(show_spinner=False)
 def list_series(path: str) -> pd.DataFrame:
-    return _store(path).list_series()
+    return _store(path).list_series(fingerprint=True)
 
 
 def series_table() -> pd.DataFrame:
-    """Every series with ``key, kind, unit, points, first_ts, last_ts``."""
+    """Every series with ``key, kind, unit, points, first_ts, last_ts`` (and the content fingerprint
+    columns ``missing, upload_sum``: ``Store.list_series(fingerprint=True)``)."""
     return list_series(db_path())
 
 
@@ -235,31 +235,67 @@ def _batches(series: pd.DataFrame, max_points: int) -> list[list[str]]:
     return groups
 
 
-def compute_quality(st_: Store, series: pd.DataFrame | None = None,
-                    max_points: int = QUALITY_BATCH_POINTS) -> pd.DataFrame:
-    """Quality report of every stored series, reading points from DuckDB a batch of series at a time.
+# Quality rows per (database path, series key, kind), each kept with the series' content
+# fingerprint (Store.list_series(fingerprint=True)). A write clears st.cache_data, but a series whose points
+# did not change keeps its row here, so the report after an upload reassesses only the series the
+# upload touched (the fingerprint comes with the cached series listing; no points are read for the rest).
+_QUALITY_MEMO: dict[tuple[str, str, str], tuple[tuple, dict[str, Any]]] = {}
+_QUALITY_LOCK = threading.Lock()
 
-    One row per series as returned by ``core.data.quality.quality_report`` (series kinds passed along).
-    Pure apart from reading the store; the page caches it (:func:`quality`).
+
+def compute_quality(st_: Store, series: pd.DataFrame | None = None,
+                    max_points: int = QUALITY_BATCH_POINTS, *, memo: bool = False) -> pd.DataFrame:
+    """Quality report of every stored series, reading points from DuckDB a batch of series at a time
+    (as NumPy arrays: ``Store.point_arrays``).
+
+    One row per series as returned by ``core.data.quality.quality_report`` (series kinds passed along),
+    sorted by key. With ``memo`` the rows of series whose content fingerprint is unchanged since an
+    earlier call in this process are reused instead of read and assessed again. Pure apart from
+    reading the store; the page caches it (:func:`quality`).
     """
-    from core.data.quality import quality_report
+    from core.data.quality import REPORT_COLUMNS, quality_from_arrays
 
     series = st_.list_series() if series is None else series
     series = series[series["points"] > 0]
-    kinds = dict(zip(series["key"], series["kind"], strict=True))
-    parts = []
-    for keys in _batches(series, max_points):
-        pts = st_.get_points(keys)
-        parts.append(quality_report(pts, kinds={k: kinds[k] for k in keys}))
-    if not parts:
+    kinds = {str(k): str(v or "gauge") for k, v in zip(series["key"], series["kind"], strict=True)}
+    rows: dict[str, dict[str, Any]] = {}
+    fps: dict[str, tuple] = {}
+    todo = series
+    if memo and len(series):
+        if "upload_sum" not in series:
+            series = st_.list_series(fingerprint=True)
+            series = series[series["points"] > 0]
+        fps = {str(r[0]): tuple(r[1:]) for r in
+               series[["key", "points", "first_ts", "last_ts", "missing", "upload_sum"]].itertuples(index=False)}
+        with _QUALITY_LOCK:
+            for k in kinds:
+                hit = _QUALITY_MEMO.get((st_.path, k, kinds[k]))
+                if hit is not None and hit[0] == fps.get(k):
+                    rows[k] = hit[1]
+        todo = series[~series["key"].isin(list(rows))]
+    for keys in _batches(todo, max_points):
+        found, code, t, v = st_.point_arrays(keys)
+        rep = quality_from_arrays(found, code, t, v, kinds={k: kinds[k] for k in found})
+        for rec in rep.to_dict("records"):
+            rows[str(rec["series"])] = rec
+            if memo and rec["series"] in fps:
+                with _QUALITY_LOCK:
+                    _QUALITY_MEMO[(st_.path, str(rec["series"]), kinds[str(rec["series"])])] = (
+                        fps[str(rec["series"])], rec)
+    if memo:
+        with _QUALITY_LOCK:   # forget deleted series
+            for mk in [mk for mk in _QUALITY_MEMO if mk[0] == st_.path and mk[1] not in fps]:
+                del _QUALITY_MEMO[mk]
+    if not rows:
         return pd.DataFrame()
-    out = pd.concat(parts, ignore_index=True)
+    out = pd.DataFrame([rows[k] for k in sorted(rows)], columns=REPORT_COLUMNS)
+    out["counter_resets"] = out["counter_resets"].astype("Int64")  # <NA> where not a counter
     return out
 
 
 @st.cache_data(show_spinner="Computing data quality...")
 def _quality(path: str) -> pd.DataFrame:
-    return compute_quality(_store(path), list_series(path))
+    return compute_quality(_store(path), list_series(path), memo=True)
 
 
 def quality() -> pd.DataFrame | None:
@@ -275,7 +311,8 @@ def quality() -> pd.DataFrame | None:
 def _gaps(path: str, key: str) -> pd.DataFrame:
     from core.data.quality import gap_table
 
-    return gap_table(series_values(_store(path).get_points(key), key))
+    _, _, t_ns, values = _store(path).point_arrays([key])   # arrays: no per-row objects
+    return gap_table(pd.Series(values, index=pd.to_datetime(t_ns, unit="ns", utc=True), name=key))
 
 
 def gaps(key: str) -> pd.DataFrame | None:

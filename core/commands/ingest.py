@@ -18,6 +18,7 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.data.ingest import FORMATS
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _log(line: str, *, err: bool = False) -> None:
+    """One timestamped line of the watcher's log."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"{stamp} {line}", file=sys.stderr if err else sys.stdout, flush=True)
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch(args, user.id)
     failed: list[str] = []
-    changed = False
+    reports = []
     with Store(args.db) as store:
         for f in args.files:
             try:
@@ -66,14 +68,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"FAILED {exc}", file=sys.stderr)
                 continue
             print(report.summary())
-            changed = changed or report.inserted + report.updated > 0
+            reports.append(report)
             for w in report.warnings:
                 print(f"  note: {w}")
-        if len(failed) < len(args.files):
-            _check_slos(store)
-        if changed:   # drift reads every series: only when points were added or changed
-            _check_drift(store)
-            _check_triggers(store)
+        post_ingest_checks(store, reports)
     if failed:
         ok = len(args.files) - len(failed)
         print(f"error: {len(failed)} of {len(args.files)} file(s) not ingested (nothing written from them): "
@@ -82,33 +80,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_slos(store: object) -> None:
-    """After new data: enqueue notices for SLO burn-rate alerts of the policy in force (never fails the
-    ingest; a problem is printed as a note)."""
+def _print(text: str, *, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
+def post_ingest_checks(store: object, reports: Sequence[object], say: Callable[..., None] = _print) -> None:
+    """The checks new data triggers, after a one-shot ingest (once, for all its files) and after each
+    file of ``--watch``: SLO budget alerts of the policy in force, then drift of the series the uploads
+    added or changed points to (``IngestReport.changed_series``; none when nothing changed), then the
+    rollback triggers of the change in force (when points changed). Never
+    fails the ingest: a problem is said as a note. ``say(text, err=False)`` prints one line."""
+    if not reports:
+        return
+    _check_slos(store, say)
+    changed = sorted({k for r in reports for k in getattr(r, "changed_series", ())})
+    if changed:
+        _check_drift(store, changed, say)
+        _check_triggers(store, say)
+
+
+def _check_slos(store: object, say: Callable[..., None] = _print) -> None:
+    """After new data: enqueue notices for SLO burn-rate alerts of the policy in force."""
     from core.slo.watch import check_budget_alerts
 
     try:
         for a in check_budget_alerts(store):  # type: ignore[arg-type]
             if a["notice_id"] is not None:
-                print(f"  notice: SLO {a['slo']} burning at {a['burn_rate']:.1f}x over {a['windows']}")
+                say(f"  notice: SLO {a['slo']} burning at {a['burn_rate']:.1f}x over {a['windows']}")
     except StudioError as exc:
-        print(f"  note: SLO budgets not checked: {exc}", file=sys.stderr)
+        say(f"  note: SLO budgets not checked: {exc}", err=True)
 
 
-def _check_drift(store: object) -> None:
-    """After new data: enqueue drift notices for series that shifted since their last covering change
-    (never fails the ingest; a problem is printed as a note)."""
+def _check_drift(store: object, keys: Sequence[str], say: Callable[..., None] = _print) -> None:
+    """After new data: enqueue drift notices for those of ``keys`` that shifted since their last
+    covering change."""
     from core.policy.drift_watch import check_drift
 
     try:
-        for d in check_drift(store):  # type: ignore[arg-type]
+        for d in check_drift(store, keys=keys):  # type: ignore[arg-type]
             if d.notice_id is not None:
-                print(f"  notice: drift on {d.key} since {d.change or 'its baseline period'}: {d.result.reason}")
+                say(f"  notice: drift on {d.key} since {d.change or 'its baseline period'}: {d.result.reason}")
     except StudioError as exc:
-        print(f"  note: drift not checked: {exc}", file=sys.stderr)
+        say(f"  note: drift not checked: {exc}", err=True)
 
 
-def _check_triggers(store: object, log: object = print) -> None:
+def _check_triggers(store: object, say: Callable[..., None] = _print) -> None:
     """After new data: check the rollback triggers of the change in force and act on a firing (never
     fails the ingest; a problem is printed as a note)."""
     from core.slo.watch import check_rollback_triggers
@@ -116,9 +132,9 @@ def _check_triggers(store: object, log: object = print) -> None:
     try:
         for f in check_rollback_triggers(store):  # type: ignore[arg-type]
             verb = "rolled back" if f.mode == "rollback" else "proposed a rollback"
-            log(f"  trigger: {f.trigger} on v{f.version} {verb} (v{f.result_version}): {f.summary()}")  # type: ignore[operator]
+            say(f"  trigger: {f.trigger} on v{f.version} {verb} (v{f.result_version}): {f.summary()}")
     except StudioError as exc:
-        print(f"  note: rollback triggers not checked: {exc}", file=sys.stderr)
+        say(f"  note: rollback triggers not checked: {exc}", err=True)
 
 
 def _watch(args: argparse.Namespace, actor: str) -> int:
@@ -139,7 +155,6 @@ def _watch(args: argparse.Namespace, actor: str) -> int:
     failures = 0
     try:
         while not stop:
-            imported = False
             for path in watch.ready():
                 try:
                     report = store.ingest(path, fmt=args.format, actor=actor)
@@ -151,12 +166,10 @@ def _watch(args: argparse.Namespace, actor: str) -> int:
                     continue
                 else:
                     _log(("skipped " if report.is_noop else "imported ") + report.summary())
-                    imported = imported or report.inserted + report.updated > 0
                     for w in report.warnings:
                         _log(f"  note: {w}")
+                    post_ingest_checks(store, [report], _log)
                 watch.done(path)
-            if imported:   # new points: the rollback triggers of the change in force
-                _check_triggers(store, _log)
             if args.once:
                 break
             end = time.monotonic() + args.interval

@@ -54,7 +54,7 @@ finite values the score is None and the grade ``"insufficient"``: too little dat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -129,6 +129,11 @@ def _resolution_ns(steps: np.ndarray) -> int | None:
     """Robust sampling step: the mode if it covers at least half of the steps, else the median."""
     if steps.size == 0:
         return None
+    # fast path (regular series): a value covering at least half of the steps is the median step,
+    # and then it is the mode np.unique would pick (two values covering half each average to neither)
+    med = np.median(steps)
+    if med == int(med) and 2 * int(np.count_nonzero(steps == int(med))) >= steps.size:
+        return int(med)
     uniq, counts = np.unique(steps, return_counts=True)
     i = int(np.argmax(counts))
     if counts[i] * 2 >= steps.size:
@@ -296,21 +301,43 @@ def quality_report(points: pd.DataFrame, kinds: Mapping[str, str] | None = None,
     if pts.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in REPORT_COLUMNS})
     codes, keys = pd.factorize(pts["series"], sort=True)
-    t = ts_ns(pts["ts"])
-    v = pts["value"].to_numpy(dtype=np.float64)
-    order = np.lexsort((t, codes))
-    codes, t, v = codes[order], t[order], v[order]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.r_[0, bounds]
-    stops = np.r_[bounds, codes.size]
+    return quality_from_arrays([str(k) for k in keys], codes.astype(np.int64), ts_ns(pts["ts"]),
+                               pts["value"].to_numpy(dtype=np.float64), kinds, now, gap_factor=gap_factor,
+                               flat_min_points=flat_min_points, min_points=min_points)
+
+
+def quality_from_arrays(keys: Sequence[str], code: np.ndarray, t_ns: np.ndarray, values: np.ndarray,
+                        kinds: Mapping[str, str] | None = None, now: Any = None, *,
+                        gap_factor: float = GAP_FACTOR, flat_min_points: int = FLAT_MIN_POINTS,
+                        min_points: int = MIN_POINTS) -> pd.DataFrame:
+    """:func:`quality_report` of points given as arrays (as ``Store.point_arrays`` returns them).
+
+    ``code[i]`` is point i's index into ``keys``, ``t_ns`` its time (int64 nanoseconds, UTC) and
+    ``values`` its value (float64, NaN = missing); any order. One row per series that has points,
+    sorted by key, exactly as :func:`quality_report` gives for the same points.
+    """
+    code = np.asarray(code, dtype=np.int64)
+    t = np.asarray(t_ns, dtype=np.int64)
+    v = np.asarray(values, dtype=np.float64)
+    if code.size == 0:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in REPORT_COLUMNS})
+    keys = [str(k) for k in keys]
+    change = code[1:] != code[:-1]
+    starts = np.r_[0, np.flatnonzero(change) + 1]
+    if np.unique(code[starts]).size != starts.size:   # a series in several pieces: bring them together
+        order = np.argsort(code, kind="stable")
+        code, t, v = code[order], t[order], v[order]
+        starts = np.r_[0, np.flatnonzero(code[1:] != code[:-1]) + 1]
+    stops = np.r_[starts[1:], code.size]
     ref = _timestamp(now)
     kinds = kinds or {}
     rows = []
-    for a, b in zip(starts, stops, strict=True):
-        key = str(keys[codes[a]])
+    for a, b in zip(starts, stops, strict=True):   # per series; _assess sorts by time when needed
+        key = keys[code[a]]
         q = _assess(t[a:b], v[a:b], series=key, kind=kinds.get(key, "gauge"), now=ref,
                     gap_factor=gap_factor, flat_min_points=flat_min_points, min_points=min_points)
         rows.append(q.to_dict())
+    rows.sort(key=lambda r: r["series"])
     rep = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     rep["counter_resets"] = rep["counter_resets"].astype("Int64")  # <NA> where not a counter
     return rep

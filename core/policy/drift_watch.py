@@ -11,6 +11,7 @@ the series' time span and the recent window the rest. Notices are de-duplicated 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +94,19 @@ def check_series(store: Store, key: str, applied: list[pol.PolicyVersion], **kw:
 
 
 def check_drift(store: Store, policy: str = pol.DEFAULT_POLICY, *, config: notify.NotifyConfig | None = None,
-                now: Any = None, **kw: Any) -> list[SeriesDrift]:
-    """Check every stored series and enqueue a ``drift`` notice for each that shifted. Returns one
-    :class:`SeriesDrift` per series with points (``kw`` goes to :func:`core.analysis.drift.drift`)."""
+                now: Any = None, keys: Sequence[str] | None = None, **kw: Any) -> list[SeriesDrift]:
+    """Check every stored series (or only ``keys``, e.g. the series an upload changed:
+    ``IngestReport.changed_series``) and enqueue a ``drift`` notice for each that shifted. Returns one
+    :class:`SeriesDrift` per checked series with points (``kw`` goes to :func:`core.analysis.drift.drift`).
+    Each series reads its own points (about 25 ms for 43,200 points), so limiting ``keys`` after an
+    upload keeps the check proportional to the upload, not to the store."""
     applied = _applied(store, policy, now)
+    stored = store.series_keys()
+    if keys is not None:
+        wanted = set(keys)
+        stored = [k for k in stored if k in wanted]
     out = []
-    for key in store.series_keys():
+    for key in stored:
         sd = check_series(store, key, applied, **kw)
         if sd is None:
             continue
