@@ -18,7 +18,7 @@ from core.errors import InsufficientDataError, ValidationError
 #: it adds almost nothing (NAB subset at 0.998: 61.9 without it, 61.7 with it) for most of the CPU time.
 #: ``drift_z`` (level against the previous week) and ``dist_change`` (histogram of the last two hours
 #: against the week before) catch slow and shape changes the point detectors adapt to.
-DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change")
+DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change", "mp_discord")
 MIN_SMOOTH_BASELINE = 200   # points the surprise-level baseline needs before it is used
 
 
