@@ -46,18 +46,22 @@ def left_discord(x: np.ndarray, m: int, max_lag: int) -> np.ndarray:
         return np.full(n, np.nan)
     bad = ~np.isfinite(x)
     xf = np.where(bad, 0.0, x)
+    # wb[t]: the subsequence ending at t holds a missing value (so no pair with it is a match)
+    wb = np.convolve(bad, np.ones(m), mode="full")[:n] > 0 if bad.any() else None
+    c = np.empty(n + 1)
+    c[0] = 0.0
     for d in range(m, hi + 1):                  # one vectorised pass per lag (a few hundred lags)
-        sq = (xf[d:] - xf[:-d]) ** 2
-        nb = bad[d:] | bad[:-d]
-        sq[nb] = 0.0
-        c = np.cumsum(sq)
-        k = np.cumsum(nb)
-        win = c[m - 1:] - np.r_[0.0, c[:-m]]            # sum over the m pairs ending at position t
-        hit = (k[m - 1:] - np.r_[0, k[:-m]]) > 0
-        win[hit] = np.inf
+        sq = xf[d:] - xf[:-d]
+        sq *= sq
+        cs = c[: sq.size + 1]
+        np.cumsum(sq, out=cs[1:])
+        win = cs[m:] - cs[:-m]                   # sum over the m pairs ending at position d + m - 1 ...
+        if wb is not None:
+            win[wb[d + m - 1:] | wb[m - 1: n - d]] = np.inf
         seg = best[d + m - 1:]
         np.minimum(seg, win, out=seg)
     best[~np.isfinite(best)] = np.nan
+    np.maximum(best, 0.0, out=best)             # rounding in the running sums never goes below 0
     return np.sqrt(best / m)
 
 
