@@ -488,3 +488,14 @@ def test_discord_on_fast_data_is_causal_on_its_averaged_grid():
         t = tail.copy()
         t.iloc[cut:] = 1e4
         np.testing.assert_array_equal(det.score(tail.iloc[:cut]), det.score(t)[:cut])
+
+
+def test_every_member_has_words_for_its_explanations():
+    from core.analysis.detect import DEFAULT_MEMBERS
+    from core.analysis.detect.registry import MEMBERS
+    from core.analysis.wording import MEMBER_TEXT, member_reasons
+
+    assert "mp_discord" in DEFAULT_MEMBERS
+    assert set(MEMBERS) <= set(MEMBER_TEXT)
+    assert member_reasons("mp_discord") == ("mp_discord: the last hour's shape has no close match in the "
+                                            "three days before")

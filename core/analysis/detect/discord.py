@@ -82,15 +82,21 @@ class MatrixProfileDiscord(Detector):
         Smallest subsequence, points of the (averaged) grid.
     reference_s : float
         How far back a match is searched, seconds (default three days).
+    smooth : int
+        Trailing median over this many (grid) points before matching, so a lone spike, which the
+        point detectors judge, does not make every subsequence that holds it a discord for the next
+        hour (1 = off).
     """
 
     name = "mp_discord"
 
-    def __init__(self, window_s: float = 3600.0, min_points: int = 4, reference_s: float = 3 * 86400.0) -> None:
+    def __init__(self, window_s: float = 3600.0, min_points: int = 4, reference_s: float = 3 * 86400.0,
+                 smooth: int = 3) -> None:
         super().__init__()
         self.window_s = window_s
         self.min_points = min_points
         self.reference_s = reference_s
+        self.smooth = int(smooth)
 
     def _raw(self, s: pd.Series, start: int = 0):
         x = s.to_numpy()
@@ -104,6 +110,9 @@ class MatrixProfileDiscord(Detector):
             means = pd.Series(x).rolling(g, min_periods=1).mean().to_numpy()
             ends = np.arange(g - 1, n, g)                   # block ends, counted from the first point
             y = means[ends]
+        if self.smooth > 1:                                 # a lone spike is not a new shape
+            med = pd.Series(y).rolling(self.smooth, min_periods=1).median().to_numpy()
+            y = np.where(np.isfinite(y), med, np.nan)      # missing stays missing
         gstep = step * g
         m = max(self.min_points, int(round(self.window_s / gstep)))
         lag = max(4 * m, int(round(self.reference_s / gstep)))

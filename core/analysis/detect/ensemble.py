@@ -15,13 +15,14 @@ from core.errors import InsufficientDataError, ValidationError
 
 #: Default members. ``iforest`` is registered but not a default member: calibrated on the few hundred
 #: held-out training points it rarely gives tail probabilities much below 1e-3, so inside Simes' rule
-#: it adds little (nested NAB standard / reward_low_FP: 66.7 / 50.1 with it, 66.1 / 56.9 without) for
+#: it adds little (nested NAB standard / reward_low_FP, discord without smoothing: 66.7 / 50.1 with it,
+#: 66.1 / 56.9 without) for
 #: most of the CPU time.
 #: ``drift_z`` (level against the previous week) and ``dist_change`` (histogram of the last two hours
 #: against the week before) catch slow and shape changes the point detectors adapt to; ``mp_discord``
 #: (the last hour's shape against its nearest match in the three days before) catches new shapes and
 #: rarely fires on a burst the series has shown before (nested leave-one-category-out NAB standard
-#: score 66.1 with it, 62.5 without; README).
+#: score 67.1 with it, 62.5 without; README).
 DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change", "mp_discord")
 MIN_SMOOTH_BASELINE = 200   # points the surprise-level baseline needs before it is used
 
