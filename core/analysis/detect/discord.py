@@ -1,4 +1,4 @@
-"""Discord detector: how far the last hour's shape lies from its nearest match in the days before it.
+"""Discord detector: how far the last hours' shape lies from its nearest match in the days before it.
 
 A causal *left matrix profile*: for each point, the subsequence of the last ``m`` points (the point
 included) is compared with every earlier subsequence of the same length that ends at least ``m``
@@ -77,7 +77,7 @@ class MatrixProfileDiscord(Detector):
     Parameters
     ----------
     window_s : float
-        Subsequence length, seconds (default one hour; at least ``min_points`` points).
+        Subsequence length, seconds (default two hours; at least ``min_points`` points).
     min_points : int
         Smallest subsequence, points of the (averaged) grid.
     reference_s : float
@@ -90,7 +90,7 @@ class MatrixProfileDiscord(Detector):
 
     name = "mp_discord"
 
-    def __init__(self, window_s: float = 3600.0, min_points: int = 4, reference_s: float = 3 * 86400.0,
+    def __init__(self, window_s: float = 7200.0, min_points: int = 4, reference_s: float = 3 * 86400.0,
                  smooth: int = 3) -> None:
         super().__init__()
         self.window_s = window_s
@@ -119,6 +119,8 @@ class MatrixProfileDiscord(Detector):
         d = left_discord(y, m, lag)
         if g == 1:
             return d, nan, nan.copy()
+        if d.size == 0:                                     # fewer points than one block: no score
+            return nan.copy(), nan, nan.copy()
         k = np.searchsorted(ends, np.arange(n), side="right") - 1   # last block end at or before t
         raw = np.where(k >= 0, d[np.clip(k, 0, None)], np.nan)
         return raw, nan, nan.copy()
