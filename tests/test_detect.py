@@ -431,3 +431,73 @@ def test_a_lone_spike_makes_no_detected_outage():
     near = found.anomalies[(found.anomalies["ts"] >= t) & (found.anomalies["ts"] <= t + pd.Timedelta("10min"))]
     assert list(near["ts"]) == [t]
     assert detected_outages(s, found.anomalies)[0].empty
+
+
+# ----------------------------------------------------------------------------- matrix-profile discord
+def _discord_by_loop(x, m, max_lag):
+    """Reference: nearest earlier non-overlapping subsequence, every pair written out."""
+    out = np.full(x.size, np.nan)
+    for t in range(x.size):
+        best = np.inf
+        for d in range(m, max_lag + 1):
+            if t - d - m + 1 < 0:
+                break
+            a, b = x[t - m + 1: t + 1], x[t - d - m + 1: t - d + 1]
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                best = min(best, float(np.mean((a - b) ** 2)))
+        out[t] = np.sqrt(best) if np.isfinite(best) else np.nan
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_left_discord_matches_the_pairwise_loop(seed):
+    from core.analysis.detect.discord import left_discord
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=120)
+    x[[7, 50, 51]] = np.nan
+    np.testing.assert_allclose(left_discord(x, 4, 30), _discord_by_loop(x, 4, 30), equal_nan=True)
+    # by hand: a repeated pattern matches itself exactly one period back
+    y = np.tile([0.0, 1.0, 2.0, 1.0], 6)
+    assert left_discord(y, 3, 8)[-1] == 0.0
+    assert np.isnan(left_discord(y, 3, 8)[:5]).all()              # no earlier non-overlapping partner yet
+
+
+@pytest.mark.parametrize("window_s,delay", [(1800.0, 2), (3600.0, 2), (7200.0, 14)])
+def test_discord_flags_an_unseen_shape_inside_the_normal_range(window_s, delay):
+    s = seasonal_noise(days=8, seed=5, sigma=0.5)
+    at = 6 * PER_DAY + 40
+    s.iloc[at: at + 12] = 100.0 + np.where(np.arange(12) % 2, 8.0, -8.0)   # an hour of saw in the daily range
+    det = make_detector("mp_discord", window_s=window_s).fit(s.iloc[: 4 * PER_DAY])
+    sc = det.score(s.iloc[4 * PER_DAY:])
+    rel = at - 4 * PER_DAY
+    assert np.nanmean(sc[:rel] >= DEFAULT_THRESHOLD) <= 0.01
+    hits = np.flatnonzero(sc[rel:] >= DEFAULT_THRESHOLD)
+    # a 2 h subsequence is half saw when the saw ends: it is flagged by 2 points after that
+    assert hits.size and hits[0] <= delay, hits[:3]
+
+
+def test_discord_on_fast_data_is_causal_on_its_averaged_grid():
+    rng = np.random.default_rng(3)
+    n = 4 * 1440
+    idx = pd.date_range("2026-03-02", periods=n, freq="1min", tz="UTC")
+    s = pd.Series(50 + 5 * np.sin(2 * np.pi * np.arange(n) / 1440) + rng.normal(0, 1, n), index=idx)
+    det = make_detector("mp_discord").fit(s.iloc[: 2 * 1440])
+    tail = s.iloc[2 * 1440:]
+    full = det.score(tail)
+    assert np.isfinite(full).mean() > 0.95
+    for cut in (1, 7, 333):
+        t = tail.copy()
+        t.iloc[cut:] = 1e4
+        np.testing.assert_array_equal(det.score(tail.iloc[:cut]), det.score(t)[:cut])
+
+
+def test_every_member_has_words_for_its_explanations():
+    from core.analysis.detect import DEFAULT_MEMBERS
+    from core.analysis.detect.registry import MEMBERS
+    from core.analysis.wording import MEMBER_TEXT, member_reasons
+
+    assert "mp_discord" in DEFAULT_MEMBERS
+    assert set(MEMBERS) <= set(MEMBER_TEXT)
+    assert member_reasons("mp_discord") == ("mp_discord: the recent shape (last 0.5-2 hours) has no close "
+                                            "match in the three days before")

@@ -533,12 +533,12 @@ def test_page_shows_detected_outages_and_the_exclusion_toggle(small_trends_db):
     assert not at.exception, [e.value for e in at.exception]
     text = page_text(at)
     # the frozen stretch 10:20-13:15 (36 points) is a stuck value; the detectors flag it too, as an
-    # episode 11:25-13:20 (the jump back at 13:20 included): 37 points in all, one row per cause
-    assert "2 detected outage(s) covering 37 points of the range, left out of the baseline" in text
-    assert "37 detected-outage points excluded" in text
+    # episode 11:30-13:15 inside it: 36 points in all, one row per cause
+    assert "2 detected outage(s) covering 36 points of the range, left out of the baseline" in text
+    assert "36 detected-outage points excluded" in text
     table = next(d.value for d in at.dataframe if "cause" in d.value.columns)
-    assert list(table["cause"]) == ["stuck value", "anomaly episode"] and list(table["points"]) == [36, 24]
-    assert list(table["minutes"]) == [175.0, 115.0]                   # 36 and 24 points 5 minutes apart
+    assert list(table["cause"]) == ["stuck value", "anomaly episode"] and list(table["points"]) == [36, 22]
+    assert list(table["minutes"]) == [175.0, 105.0]                   # 36 and 22 points 5 minutes apart
     at.toggle(key="trends.outages").set_value(False).run()
     assert not at.exception
     text = page_text(at)

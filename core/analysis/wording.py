@@ -207,6 +207,7 @@ MEMBER_TEXT = {
     "drift_z": "level differs from the same time last week",
     "dist_change": "the last two hours' distribution changed",
     "iforest": "an unusual pattern of recent values",
+    "mp_discord": "the recent shape (last 0.5-2 hours) has no close match in the three days before",
 }
 
 

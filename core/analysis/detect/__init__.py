@@ -21,6 +21,7 @@ from core.analysis.detect.alarms import (
 from core.analysis.detect.base import DEFAULT_THRESHOLD, Detector, TailCalibrator
 from core.analysis.detect.catalog import DEFAULT_DETECTOR, DETECTORS, PRESETS, detector_names, make_detector
 from core.analysis.detect.cusum import CusumDetector
+from core.analysis.detect.discord import MatrixProfileDiscord
 from core.analysis.detect.drift import DriftZScore
 from core.analysis.detect.ensemble import DEFAULT_MEMBERS, EnsembleDetector
 from core.analysis.detect.entropy import DistributionChange
@@ -37,6 +38,6 @@ from core.analysis.detect.seasonal import SeasonalZScore
 
 __all__ = ["DETECTORS", "PRESETS", "detector_names", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
            "TailCalibrator", "make_detector", "score_online", "SeasonalZScore", "CusumDetector",
-           "EwmaResidual", "IsolationForestDetector", "DriftZScore", "DistributionChange",
+           "EwmaResidual", "IsolationForestDetector", "DriftZScore", "DistributionChange", "MatrixProfileDiscord",
            "EnsembleDetector", "AlarmRule", "DEFAULT_REFRACTORY_S", "alarm_ids", "alarm_starts",
            "alarm_table", "typical_step_s", "DetectionRun", "alarms_from_scores", "run_detection", "train_rows"]

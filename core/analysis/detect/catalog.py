@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.analysis.detect.base import Detector
-from core.analysis.detect.ensemble import EnsembleDetector
+from core.analysis.detect.ensemble import DEFAULT_MEMBERS, EnsembleDetector
 from core.analysis.detect.registry import MEMBERS, make_member
 from core.errors import ValidationError
 
@@ -15,9 +15,14 @@ DETECTORS: dict[str, type[Detector]] = {**MEMBERS, EnsembleDetector.name: Ensemb
 #: ``ensemble_burst``: the ensemble without the EWMA member, with the surprise-level test (5 points
 #: against the previous 2016, a week of 5-minute data) for bursty series; see the README for the
 #: nested leave-one-category-out evidence.
+#: ``ensemble_discord30m`` / ``ensemble_discord1h``: the default ensemble with a 30-minute / 1-hour
+#: discord subsequence instead of 2 hours (``core.eval nab --loco`` chooses among the three).
 PRESETS: dict[str, tuple[type[Detector], dict[str, Any]]] = {
     "ensemble_burst": (EnsembleDetector, {"members": ("seasonal_z", "cusum", "drift_z", "dist_change"),
                                           "smooth_points": 5, "smooth_baseline": 2016}),
+    **{f"ensemble_discord{label}": (EnsembleDetector, {"members": (
+        *(m for m in DEFAULT_MEMBERS if m != "mp_discord"), ("mp_discord", {"window_s": seconds}))})
+       for label, seconds in (("30m", 1800.0), ("1h", 3600.0))},
 }
 DEFAULT_DETECTOR = "ensemble"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from core.analysis.detect.base import Detector
 from core.analysis.detect.cusum import CusumDetector
+from core.analysis.detect.discord import MatrixProfileDiscord
 from core.analysis.detect.drift import DriftZScore
 from core.analysis.detect.entropy import DistributionChange
 from core.analysis.detect.forecast import EwmaResidual
@@ -18,7 +19,7 @@ from core.errors import ValidationError
 MEMBERS: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (SeasonalZScore, CusumDetector, EwmaResidual, IsolationForestDetector, DriftZScore,
-                DistributionChange)
+                DistributionChange, MatrixProfileDiscord)
 }
 
 
