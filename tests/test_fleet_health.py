@@ -151,3 +151,14 @@ def test_cli_prints_the_table_and_the_attention_list(s, capsys):
     assert main(["fleet_health", "--db", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Needs attention first:" in out and "[pending_approval] default v3" in out
+
+
+def test_matching_rules_agrees_with_rule_matches():
+    keys = [A, B, 'lat{zone="eu",svc="a"}', 'lat{svc="a",zone="eu"}', "plain", 'cpu{svc="a"}']
+    rules = [Rule(name="R1", series='lat{zone="eu",svc="a"}', warning=1.0), Rule(name="R2", series="lat*", warning=1.0),
+             Rule(name="R3", series="plain", warning=1.0),
+             Rule(name="R4", series="*", matchers={"svc": "a"}, warning=1.0)]
+    got = fh.matching_rules([r.to_dict() for r in rules], keys)
+    want = {k: [r.name for r in rules if r.matches(k)] for k in keys}
+    assert {k: [r.name for r in v] for k, v in got.items()} == {k: v for k, v in want.items() if v}
+    assert [r.name for r in got['lat{svc="a",zone="eu"}']] == ["R1", "R2", "R4"]

@@ -56,8 +56,9 @@ def base() -> tuple[fh.FleetBase, dict[str, dict[str, str]]]:
 
 @st.cache_resource(show_spinner=False)
 def _kept() -> dict[str, Any]:
-    """Derived values per database path, shared by every session of this server (with a lock)."""
-    return {"lock": threading.Lock(), "by_path": {}}
+    """Derived values per database path, shared by every session of this server (with a lock), and a
+    generation number per path that moves on every change (it keys the assembled table's cache)."""
+    return {"lock": threading.Lock(), "by_path": {}, "gen": {}}
 
 
 def kept() -> dict[str, dict[str, dict[str, Any]]]:
@@ -67,22 +68,39 @@ def kept() -> dict[str, dict[str, dict[str, Any]]]:
         return k["by_path"].get(state.db_path(), {})
 
 
-def _store_kept(value: dict[str, dict[str, dict[str, Any]]]) -> None:
+def _generation(path: str) -> int:
     k = _kept()
     with k["lock"]:
-        k["by_path"][state.db_path()] = value
+        return int(k["gen"].get(path, 0))
 
 
-def health(glob: str | None = None) -> dict[str, Any]:
-    """Everything the page shows: ``base``, ``sigs``, the full ``table``, the ``shown`` rows (glob
-    filter), the ``attention`` list (whole fleet) and ``fresh`` (per derived group, over the shown rows)."""
-    b, sigs = base()
-    kv = kept()
+def _store_kept(value: dict[str, dict[str, dict[str, Any]]]) -> None:
+    k = _kept()
+    path = state.db_path()
+    with k["lock"]:
+        k["by_path"][path] = value
+        k["gen"][path] = int(k["gen"].get(path, 0)) + 1
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _health(path: str, generation: int, glob: str | None) -> dict[str, Any]:
+    b, sigs = _base(path)
+    k = _kept()
+    with k["lock"]:
+        kv = k["by_path"].get(path, {})
     table = fh.fleet_table(b, fh.derived_frame(kv, sigs))
     shown = fh.filter_series(table, glob)
     return {"base": b, "sigs": sigs, "table": table, "shown": shown,
             "attention": fh.needs_attention(table, b.approvals),
             "fresh": fh.freshness(kv, sigs, shown["series"].tolist())}
+
+
+def health(glob: str | None = None) -> dict[str, Any]:
+    """Everything the page shows: ``base``, ``sigs``, the full ``table``, the ``shown`` rows (glob
+    filter), the ``attention`` list (whole fleet) and ``fresh`` (per derived group, over the shown rows).
+    Cached per database, kept-values generation and filter (dropped with every write, like ``base``)."""
+    path = state.db_path()
+    return _health(path, _generation(path), glob or None)
 
 
 def compute(keys: Sequence[str], groups: Sequence[str]) -> int:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from core.alerting.replay import WEEK_S, replay
 from core.alerting.rules import Rule
-from core.data.frame import series_values
+from core.data.frame import make_key, parse_key, series_values
 from core.data.quality import quality_report
 from core.data.store import experiments as exp_sql
 from core.data.store import fleet as fsql
@@ -94,15 +94,30 @@ class FleetBase:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _canonical(key: str) -> str:
+    """A series key with its labels sorted (as :meth:`Rule.matches` compares an exact key)."""
+    name, labels = parse_key(key)
+    return make_key(name, labels) if labels else str(key).strip()
+
+
 def matching_rules(rule_dicts: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> dict[str, list[Rule]]:
-    """Series key -> the policy rules that select it (in policy order); series without one are absent."""
+    """Series key -> the policy rules that select it (in policy order); series without one are absent.
+
+    The same answer as :meth:`Rule.matches` for every pair; a rule naming one exact series (no glob, no
+    matchers) is looked up by its canonical key instead of being compared with every key."""
     rules = pol.to_rules(rule_dicts)
-    out: dict[str, list[Rule]] = {}
-    for k in keys:
-        mine = [r for r in rules if r.matches(k)]
-        if mine:
-            out[k] = mine
-    return out
+    keys = [str(k) for k in keys]
+    by_canon: dict[str, list[str]] = {}
+    exact = [r for r in rules if not r.matchers and "*" not in r.series and "?" not in r.series]
+    if exact:
+        for k in keys:                                   # per series (a few hundred), once
+            by_canon.setdefault(_canonical(k), []).append(k)
+    hits: dict[str, set[int]] = {}
+    for i, r in enumerate(rules):
+        found = by_canon.get(_canonical(r.series), []) if r in exact else r.matching(keys)
+        for k in found:
+            hits.setdefault(k, set()).add(i)
+    return {k: [rules[i] for i in sorted(hits[k])] for k in keys if k in hits}
 
 
 def current_alerts(points: pd.DataFrame, rules: Mapping[str, Sequence[Rule]],
