@@ -121,6 +121,7 @@ def test_needs_attention_ranks_within_a_reason_and_skips_what_is_not_computed():
         "expected_reduction": [None, 6.0, 1.0, 0.5], "predicted_episodes_per_week": [None, 4.0, 3.0, 0.0],
         "grade": [None, "B", "F", "D"], "quality_score": [None, 85.0, 30.0, 65.0]})
     att = fh.needs_attention(t)
+    pd.testing.assert_frame_equal(att, fh.needs_attention(t.astype({"recommendation_open": "boolean"})))
     assert list(zip(att["reason"], att["subject"], strict=True)) == [
         ("slo_budget", "y"), ("slo_budget", "x"),           # overspent before 20 % left
         ("alert_storm", "z"), ("alert_storm", "y"),          # 40/week before 25/week

@@ -74,11 +74,13 @@ def _generation(path: str) -> int:
         return int(k["gen"].get(path, 0))
 
 
-def _store_kept(value: dict[str, dict[str, dict[str, Any]]]) -> None:
+def _fold_kept(derived: pd.DataFrame, sigs: dict[str, dict[str, str]]) -> None:
+    """Fold a derive result into the kept values (read, merge and write under the lock, so two
+    sessions computing at once both keep their rows)."""
     k = _kept()
     path = state.db_path()
     with k["lock"]:
-        k["by_path"][path] = value
+        k["by_path"][path] = fh.keep_derived(k["by_path"].get(path, {}), derived, sigs)
         k["gen"][path] = int(k["gen"].get(path, 0)) + 1
 
 
@@ -117,7 +119,7 @@ def compute(keys: Sequence[str], groups: Sequence[str]) -> int:
         bar.progress(done / max(total, 1), text=f"Computed {done} of {total} series ({', '.join(groups)})")
 
     derived = fh.derive(state.store(), b, todo, groups=groups, progress=tick)
-    _store_kept(fh.keep_derived(kept(), derived, sigs))
+    _fold_kept(derived, sigs)
     bar.empty()
     return len(todo)
 

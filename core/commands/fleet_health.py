@@ -576,7 +576,8 @@ def needs_attention(table: pd.DataFrame, approvals: pd.DataFrame | None = None) 
                           f"open drift notice (shifted since {r.drift_since})" if r.drift_since else "open drift notice",
                           "recommendations"))
         now, red = r.episodes_per_week_now, r.expected_reduction
-        if (r.recommendation_open is True and now is not None and red is not None and not pd.isna(now)
+        is_open = r.recommendation_open
+        if (is_open is not None and not pd.isna(is_open) and bool(is_open) and now is not None and red is not None and not pd.isna(now)
                 and not pd.isna(red) and now >= MIN_NOISE_PER_WEEK and red / now > NOISE_CUT):
             items.append((rank["recommendation"], -float(red / now), "recommendation", r.series,
                           f"recommendation cuts {red / now:.0%} of the episodes ({now:.1f} to "
