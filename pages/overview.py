@@ -36,6 +36,7 @@ st.caption(f"Data from {fmt_ts(info['start'])} to {fmt_ts(info['end'])}."
 st.subheader("Needs attention first")
 att = h["attention"]
 if len(att):
+    st.caption(uo.attention_summary(att))
     st.dataframe(uo.attention_frame(att), hide_index=True, width="stretch", key="ovw.attention")
 else:
     st.success("Nothing needs attention among what has been computed.", icon=":material/check_circle:")

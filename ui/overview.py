@@ -84,25 +84,27 @@ def _fold_kept(derived: pd.DataFrame, sigs: dict[str, dict[str, str]]) -> None:
         k["gen"][path] = int(k["gen"].get(path, 0)) + 1
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _health(path: str, generation: int, glob: str | None) -> dict[str, Any]:
+@st.cache_data(show_spinner=False, max_entries=4)
+def _assembled(path: str, generation: int) -> dict[str, Any]:
     b, sigs = _base(path)
     k = _kept()
     with k["lock"]:
         kv = k["by_path"].get(path, {})
     table = fh.fleet_table(b, fh.derived_frame(kv, sigs))
-    shown = fh.filter_series(table, glob)
-    return {"base": b, "sigs": sigs, "table": table, "shown": shown,
-            "attention": fh.needs_attention(table, b.approvals),
-            "fresh": fh.freshness(kv, sigs, shown["series"].tolist())}
+    return {"base": b, "sigs": sigs, "table": table, "attention": fh.needs_attention(table, b.approvals),
+            "kept": kv}
 
 
 def health(glob: str | None = None) -> dict[str, Any]:
     """Everything the page shows: ``base``, ``sigs``, the full ``table``, the ``shown`` rows (glob
     filter), the ``attention`` list (whole fleet) and ``fresh`` (per derived group, over the shown rows).
-    Cached per database, kept-values generation and filter (dropped with every write, like ``base``)."""
+    The assembled table is cached per database and kept-values generation (dropped with every write,
+    like ``base``); the filter is applied to it on each run."""
     path = state.db_path()
-    return _health(path, _generation(path), glob or None)
+    got = dict(_assembled(path, _generation(path)))
+    got["shown"] = fh.filter_series(got["table"], glob or None)
+    got["fresh"] = fh.freshness(got.pop("kept"), got["sigs"], got["shown"]["series"].tolist())
+    return got
 
 
 def compute(keys: Sequence[str], groups: Sequence[str]) -> int:
@@ -147,6 +149,13 @@ def freshness_text(fresh: dict[str, dict[str, Any]]) -> str:
                 f"{fmt_ts(f['oldest'])} to {fmt_ts(f['newest'])}"
             parts.append(f"**{names[g]}**: {f['n']} of {f['of']} series, computed {when} for the current data")
     return "  \n".join(parts)
+
+
+def attention_summary(att: pd.DataFrame) -> str:
+    """How many items per reason, in the list's order (e.g. "2 SLO budget, 1 Pending approval")."""
+    counts = att["reason"].value_counts()
+    return ", ".join(f"{int(counts[r])} {REASON_LABELS[r]}" for r in fh.REASONS if r in counts) + \
+        ", most urgent first."
 
 
 def attention_frame(att: pd.DataFrame) -> pd.DataFrame:

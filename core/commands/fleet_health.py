@@ -13,7 +13,7 @@ The columns fall in two groups by cost:
 * **derived** (:func:`derive`, groups :data:`GROUPS`): quality grade and current alerts/week (fast:
   they read each series' raw points once), anomalies and the recommendation (slow: about a second a
   series for detection and the recommendation's cross-fitting). The Overview computes them on request
-  and keeps them until the series' data, its incidents or its rules change (:func:`derived_signature`).
+  and keeps them until the data or the series' rules change (:func:`signatures`).
 
 :func:`fleet_table` and :func:`needs_attention` are pure: they merge what the two groups found and
 rank it, so they can be tested on hand-built frames. Nothing here fills gaps or averages percentiles.
