@@ -163,3 +163,17 @@ def test_matching_rules_agrees_with_rule_matches():
     want = {k: [r.name for r in rules if r.matches(k)] for k in keys}
     assert {k: [r.name for r in v] for k, v in got.items()} == {k: v for k, v in want.items() if v}
     assert [r.name for r in got['lat{svc="a",zone="eu"}']] == ["R1", "R2", "R4"]
+
+
+def test_alerts_per_week_on_a_short_history_uses_the_history_it_has():
+    ts = pd.date_range(T0, periods=2 * 1440, freq="1min")          # 2 days (minus a minute)
+    v = np.full(len(ts), 10.0)
+    v[600:605] = v[2000:2005] = 100.0                                # two episodes
+    pts = pd.DataFrame({"series": A, "ts": ts, "value": v})
+    got = fh.current_alerts(pts, {A: [Rule(name="RA", series=A, warning=50.0)]}).iloc[0]
+    window = (ts[-1] - ts[0]).total_seconds() / 86400.0
+    assert got["alert_episodes"] == 2 and got["window_days"] == pytest.approx(window)
+    assert got["alerts_per_week"] == pytest.approx(2 / window * 7)
+    assert "less than 7" in got["alert_notes"]
+    none = fh.current_alerts(pts.iloc[:0], {A: [Rule(name="RA", series=A, warning=50.0)]}).iloc[0]
+    assert none["alerts_per_week"] is None

@@ -127,23 +127,27 @@ def current_alerts(points: pd.DataFrame, rules: Mapping[str, Sequence[Rule]],
     Each rule that selects a series is replayed (:func:`core.alerting.replay.replay`, causal) over the
     window plus ``context_days`` before it (so a ``for`` duration can be met at the window's start);
     episodes of any level firing that *start* inside the window count. A series' rate is the sum over its
-    rules, scaled to a week (``episodes / days x 7``).
+    rules scaled to a week (``episodes / window x 7 days``). A series with less history than ``days`` is
+    judged on all of it (the window is shorter and ``alert_notes`` says so); without points, or with a
+    single timestamp, the rate is None.
 
     Returns
     -------
     DataFrame
-        ``series, rules`` (names joined by ", "), ``alert_episodes`` and ``alerts_per_week``; one row per
-        series of ``rules`` (0 episodes for a series without points in the window).
+        ``series, rules`` (names joined by ", "), ``alert_episodes``, ``alerts_per_week``,
+        ``window_days`` and ``alert_notes``; one row per series of ``rules``.
     """
     rows = []
     groups = dict(tuple(points.groupby("series", sort=False))) if len(points) else {}
     for key, rs in rules.items():
         pts = groups.get(key)
-        n = 0
+        n, rate, window = 0, None, 0.0
         notes = []
         if pts is not None and len(pts):
             v = series_values(pts, key)
-            start = v.index[-1] - pd.Timedelta(days=days)
+            end = v.index[-1]
+            start = max(end - pd.Timedelta(days=days), v.index[0])
+            window = (end - start).total_seconds() / 86400.0
             v = v[v.index >= start - pd.Timedelta(days=context_days)]
             for r in rs:
                 try:
@@ -151,9 +155,16 @@ def current_alerts(points: pd.DataFrame, rules: Mapping[str, Sequence[Rule]],
                     n += int(rep.period(start, None)["episodes"])
                 except StudioError as exc:      # a rule the series cannot be replayed under: say so
                     notes.append(f"{r.name}: {exc}")
+            if window > 0:
+                rate = n / (window * 86400.0 / WEEK_S)
+                if window < days - 1e-9:
+                    notes.append(f"alerts/week from {window:.1f} days of history (less than {days:g})")
+            else:
+                notes.append("a single timestamp: no alert rate")
         rows.append({"series": key, "rules": ", ".join(r.name for r in rs), "alert_episodes": n,
-                     "alerts_per_week": n / (days * 86400.0 / WEEK_S), "alert_notes": "; ".join(notes)})
-    return pd.DataFrame(rows, columns=["series", "rules", "alert_episodes", "alerts_per_week", "alert_notes"])
+                     "alerts_per_week": rate, "window_days": window, "alert_notes": "; ".join(notes)})
+    return pd.DataFrame(rows, columns=["series", "rules", "alert_episodes", "alerts_per_week", "window_days",
+                                       "alert_notes"])
 
 
 def slo_coverage(store: Store, version: pol.PolicyVersion | None, keys: Sequence[str]) -> pd.DataFrame:
@@ -483,7 +494,8 @@ def derive(store: Store, base: FleetBase, keys: Sequence[str], *, groups: Sequen
                            quality_issues="; ".join(qual.loc[k, "issues"]))
             if alerts is not None:
                 if k in alerts.index:
-                    out.update(alerts_per_week=float(alerts.loc[k, "alerts_per_week"]),
+                    apw = alerts.loc[k, "alerts_per_week"]
+                    out.update(alerts_per_week=None if apw is None or pd.isna(apw) else float(apw),
                                alert_episodes=int(alerts.loc[k, "alert_episodes"]),
                                alert_notes=alerts.loc[k, "alert_notes"])
                 else:
