@@ -56,12 +56,13 @@ if g1.button(f"Compute quality and alerts ({len(shown)})", key="ovw.fast", disab
     uo.compute(shown["series"].tolist(), FAST_GROUPS)
     st.rerun()
 if g2.button(f"Compute everything ({len(shown)})", key="ovw.all", disabled=not len(shown),
-             help=f"Adds anomalies and the balanced recommendation: {uo.estimate(shown, GROUPS[2:])}."):
+             help=f"Adds anomalies and the balanced recommendation: {uo.estimate(shown, GROUPS)}."):
     uo.compute(shown["series"].tolist(), GROUPS)
     st.rerun()
 st.caption(uo.freshness_text(h["fresh"]))
-st.caption("Rules, SLOs and drift notices are read on every visit. Computed columns are kept by this server "
-           "until the data (an upload, an incident) or the series' rules change. Click a column header to sort.")
+st.caption(f"Rules, SLOs, drift notices, approvals and notifications read at {fmt_ts(b.computed_at)} (again after "
+           "any change). Computed columns are kept by this server until the data (an upload, an incident) or the "
+           "series' rules change. Click a column header to sort.")
 st.dataframe(shown[uo.TABLE_SHOWN], hide_index=True, width="stretch", key="ovw.table",
              column_config=uo.TABLE_CONFIG)
 if len(shown):
