@@ -155,10 +155,10 @@ def freshness_text(fresh: dict[str, dict[str, Any]]) -> str:
 
 
 def attention_summary(att: pd.DataFrame) -> str:
-    """How many items per reason, in the list's order (e.g. "2 SLO budget, 1 Pending approval")."""
+    """How many items per reason, in the list's order (e.g. "SLO budget: 2, Pending approval: 1")."""
     counts = att["reason"].value_counts()
-    return ", ".join(f"{int(counts[r])} {REASON_LABELS[r]}" for r in fh.REASONS if r in counts) + \
-        ", most urgent first."
+    return ", ".join(f"{REASON_LABELS[r]}: {int(counts[r])}" for r in fh.REASONS if r in counts) + \
+        " (most urgent first)."
 
 
 def attention_frame(att: pd.DataFrame) -> pd.DataFrame:
