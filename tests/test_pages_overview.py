@@ -88,3 +88,12 @@ def test_demo_fleet_alerts_pending_approval_and_link_to_trends(demo):
     ok(at)
     assert at.title[0].value == "Trends & anomalies"
     assert at.selectbox(key="trends.series").value == CHECKOUT
+
+
+def test_open_a_series_on_the_recommendations_page(small_db):
+    at = ok(open_page("overview.py"))
+    at.selectbox(key="ovw.pick").set_value(API_LAT).run()
+    at.button(key="ovw.rec").click().run()
+    ok(at)
+    assert at.title[0].value == "Recommendations"
+    assert at.text_input(key="rec.glob").value == API_LAT        # the fleet table is filtered to it
