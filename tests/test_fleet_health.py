@@ -177,3 +177,35 @@ def test_alerts_per_week_on_a_short_history_uses_the_history_it_has():
     assert "less than 7" in got["alert_notes"]
     none = fh.current_alerts(pts.iloc[:0], {A: [Rule(name="RA", series=A, warning=50.0)]}).iloc[0]
     assert none["alerts_per_week"] is None
+
+
+@pytest.mark.parametrize("cmp_, thr", [(">", 50.0), (">=", 100.0), ("<", 20.0), ("<=", 10.0)])
+def test_sql_minute_events_equal_the_slo_module_over_the_window(s, cmp_, thr):
+    from core.data.store import fleet as fsql
+    from core.slo import budget_report
+    from core.slo.watch import slo_events
+
+    # a glob over two series, one with NaN and infinite values and a gap in its window
+    s.write_points(pd.DataFrame({"series": B, "ts": [END - pd.Timedelta("3h"), END - pd.Timedelta("2h")],
+                                 "value": [np.nan, np.inf]}), name="odd.csv", sha256="odd", fmt="long")
+    slo = SLO(name="g", series="lat*", target=0.99, window_days=7, comparator=cmp_, threshold=thr)
+    keys = [A, B, C, D]
+    want = slo_events(s, slo)
+    got = fsql.threshold_minute_events(s, keys, cmp_, thr, slo.window_s)
+    start = got.index[0]
+    assert start <= want.index[-1] - pd.Timedelta(days=7)          # the window is covered
+    pd.testing.assert_frame_equal(got, want[want.index >= start], check_freq=False, check_names=False)
+    assert budget_report(slo, got) == budget_report(slo, want)
+
+
+def test_slo_results_are_kept_until_the_data_change(s):
+    cache: dict = {}
+    first = fh.fleet_base(s, now=NOW, slo_cache=cache)
+    assert len(cache) == 1
+    cache[next(iter(cache))][0]["budget_remaining"] = -9.0                  # a marker: served from the cache
+    again = fh.fleet_base(s, now=NOW, slo_cache=cache)
+    assert again.slo.set_index("series").loc[B, "budget_remaining"] == -9.0
+    s.write_points(_series(C, []).tail(3).assign(value=12.0), name="new.csv", sha256="new", fmt="long")
+    fresh = fh.fleet_base(s, now=NOW, slo_cache=cache)                      # new data: recomputed
+    assert fresh.slo.set_index("series").loc[B, "budget_remaining"] == pytest.approx(
+        first.slo.set_index("series").loc[B, "budget_remaining"])

@@ -45,8 +45,15 @@ REASON_LABELS = {"slo_budget": "SLO budget", "alert_storm": "Alert storm", "pend
 # ---------------------------------------------------------------------------- cached reads
 @st.cache_data(show_spinner="Reading fleet health...", max_entries=4)
 def _base(path: str) -> tuple[fh.FleetBase, dict[str, dict[str, str]]]:
-    base = fh.fleet_base(state._store(path), series=state.list_series(path))
+    base = fh.fleet_base(state._store(path), series=state.list_series(path), slo_cache=_slo_cache(path))
     return base, fh.signatures(base)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _slo_cache(path: str) -> dict[str, list[dict[str, Any]]]:
+    """SLO results per data fingerprint and SLO definition (kept across writes that leave the data
+    alone; entries of older data are never looked up again, and few SLOs exist)."""
+    return {}
 
 
 def base() -> tuple[fh.FleetBase, dict[str, dict[str, str]]]:

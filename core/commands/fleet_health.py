@@ -25,7 +25,7 @@ import argparse
 import fnmatch
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,11 +167,18 @@ def current_alerts(points: pd.DataFrame, rules: Mapping[str, Sequence[Rule]],
                                        "alert_notes"])
 
 
-def slo_coverage(store: Store, version: pol.PolicyVersion | None, keys: Sequence[str]) -> pd.DataFrame:
+def slo_coverage(store: Store, version: pol.PolicyVersion | None, keys: Sequence[str], *,
+                 fingerprint: tuple[Any, ...] | None = None,
+                 cache: MutableMapping[str, list[dict[str, Any]]] | None = None) -> pd.DataFrame:
     """Compliance and budget remaining of every SLO kept with the policy in force, per series it covers.
 
     A threshold SLI covers every series its key or glob selects; a ratio SLI its errors and total series.
-    Where several SLOs cover a series, the one with the least budget left is kept. ``budget_remaining``
+    Where several SLOs cover a series, the one with the least budget left is kept. A threshold SLI's
+    per-minute events are aggregated in DuckDB over its window only
+    (:func:`core.data.store.fleet.threshold_minute_events`, the same events as
+    :func:`core.slo.watch.slo_events`); a ratio SLI's two series are read. With ``fingerprint`` (the
+    data's, :func:`core.data.store.fleet.data_fingerprint`) and a ``cache`` mapping, each SLO's rows are
+    kept under the fingerprint and the SLO's definition, so only a data change recomputes them. ``budget_remaining``
     is a share (1 = untouched, negative = overspent) and None when the low-traffic guard withholds the
     verdict (``slo_note`` says why).
     """
@@ -187,13 +194,23 @@ def slo_coverage(store: Store, version: pol.PolicyVersion | None, keys: Sequence
             k for k in (slo.series, slo.total) if k in set(keys)]
         if not covered:
             continue
+        ckey = json.dumps([list(fingerprint or ()), slo.to_dict(), covered], sort_keys=True, default=str) \
+            if cache is not None and fingerprint is not None else None
+        if ckey is not None and ckey in cache:
+            rows += cache[ckey]
+            continue
         try:
-            rep = budget_report(slo, slo_events(store, slo))
+            ev = (fsql.threshold_minute_events(store, covered, slo.comparator, float(slo.threshold), slo.window_s)
+                  if slo.sli == "threshold" else slo_events(store, slo))
+            rep = budget_report(slo, ev)
             comp, rem, note = rep.compliance, rep.remaining, rep.reason
         except InsufficientDataError as exc:
             comp, rem, note = None, None, str(exc)
-        rows += [{"series": k, "slo": slo.name, "slo_compliance": comp, "budget_remaining": rem, "slo_note": note}
-                 for k in covered]
+        mine = [{"series": k, "slo": slo.name, "slo_compliance": comp, "budget_remaining": rem, "slo_note": note}
+                for k in covered]
+        if ckey is not None:
+            cache[ckey] = mine
+        rows += mine
     df = pd.DataFrame(rows, columns=cols)
     if df.empty:
         return df
@@ -262,7 +279,8 @@ def recent_notifications(store: Store, limit: int = 20) -> pd.DataFrame:
 
 
 def fleet_base(store: Store, policy: str = pol.DEFAULT_POLICY, *, series: pd.DataFrame | None = None,
-               now: Any = None, notifications: int = 20) -> FleetBase:
+               now: Any = None, notifications: int = 20,
+               slo_cache: MutableMapping[str, list[dict[str, Any]]] | None = None) -> FleetBase:
     """The cheap columns and side lists (see the module notes): no raw points are read except the
     series of the SLOs kept with the policy in force.
 
@@ -277,6 +295,8 @@ def fleet_base(store: Store, policy: str = pol.DEFAULT_POLICY, *, series: pd.Dat
         Reference time for the version in force, open drift notices and approval waits (default: now).
     notifications : int
         How many recent notices to list.
+    slo_cache : mutable mapping, optional
+        Keeps each SLO's result until the data change (see :func:`slo_coverage`).
     """
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -291,7 +311,7 @@ def fleet_base(store: Store, policy: str = pol.DEFAULT_POLICY, *, series: pd.Dat
     rules = matching_rules(version.rule_dicts if version else [], keys)
 
     t0 = time.perf_counter()
-    slo = slo_coverage(store, version, keys)
+    slo = slo_coverage(store, version, keys, fingerprint=fp, cache=slo_cache)
     clock["slo"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.data.store.sql import Store
@@ -36,3 +37,40 @@ def latest_notices(store: Store, kind: str) -> pd.DataFrame:
         "                            ORDER BY created_at DESC, id DESC) AS k"
         "  FROM notices WHERE kind = ?) "
         "WHERE k = 1 AND series IS NOT NULL ORDER BY created_at DESC, id DESC", [kind])
+
+
+#: SQL of the comparators an SLO may use (core.slo.model.SLO validates the comparator against these).
+_CMP = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def threshold_minute_events(store: Store, keys: list[str], comparator: str, threshold: float,
+                            window_s: float) -> pd.DataFrame:
+    """Per-minute events of a threshold SLI over ``keys``, aggregated in DuckDB: ``bad`` and ``total``
+    indexed by the UTC minute, for the minutes within ``window_s`` seconds (plus one minute) of the
+    newest finite point of any of ``keys``.
+
+    As :func:`core.slo.model.events` then :func:`core.slo.model.combine_events`: per series, a minute
+    with at least one finite point is one event, bad when any finite point in it satisfies
+    ``value <comparator> threshold``; events are summed over the series per minute. Minutes without data
+    are absent. ``comparator`` must be one of ``>``, ``>=``, ``<``, ``<=``.
+    """
+    if comparator not in _CMP:
+        raise ValueError(f"unknown comparator {comparator!r}")
+    empty = pd.DataFrame({"bad": pd.Series(dtype=float), "total": pd.Series(dtype=float)},
+                         index=pd.DatetimeIndex([], tz="UTC"))
+    if not keys:
+        return empty
+    df = store.query_df(
+        "WITH k AS (SELECT id FROM series WHERE key IN (SELECT unnest(?::VARCHAR[]))), "
+        "f AS (SELECT p.series_id, p.ts, p.value FROM points p JOIN k ON k.id = p.series_id "
+        "      WHERE p.value IS NOT NULL AND isfinite(p.value)), "
+        "cut AS (SELECT max(ts) - to_microseconds(CAST((? + 60) * 1e6 AS BIGINT)) AS t FROM f) "
+        "SELECT m, CAST(sum(bad) AS DOUBLE) AS bad, CAST(count(*) AS DOUBLE) AS total FROM ("
+        "  SELECT f.series_id, epoch_us(f.ts) // 60000000 AS m,"          # the UTC minute, as a number
+        f"        max(CASE WHEN f.value {_CMP[comparator]} ? THEN 1 ELSE 0 END) AS bad"
+        "  FROM f, cut WHERE f.ts > cut.t GROUP BY 1, 2) GROUP BY m ORDER BY m",
+        [list(keys), float(window_s), float(threshold)])
+    if df.empty:
+        return empty
+    idx = pd.DatetimeIndex(pd.to_datetime(df["m"].to_numpy(np.int64) * 60, unit="s", utc=True)).as_unit("ns")
+    return pd.DataFrame({"bad": df["bad"].to_numpy(float), "total": df["total"].to_numpy(float)}, index=idx)
