@@ -60,16 +60,19 @@ def threshold_minute_events(store: Store, keys: list[str], comparator: str, thre
                          index=pd.DatetimeIndex([], tz="UTC"))
     if not keys:
         return empty
+    ids = "(SELECT id FROM series WHERE key IN (SELECT unnest(?::VARCHAR[])))"
+    finite = "p.value IS NOT NULL AND isfinite(p.value)"
+    last = store.query_one(f"SELECT max(p.ts) FROM points p WHERE p.series_id IN {ids} AND {finite}", [list(keys)])
+    if not last or last[0] is None:
+        return empty
+    cut = pd.Timestamp(last[0]) - pd.Timedelta(seconds=float(window_s) + 60.0)
     df = store.query_df(
-        "WITH k AS (SELECT id FROM series WHERE key IN (SELECT unnest(?::VARCHAR[]))), "
-        "f AS (SELECT p.series_id, p.ts, p.value FROM points p JOIN k ON k.id = p.series_id "
-        "      WHERE p.value IS NOT NULL AND isfinite(p.value)), "
-        "cut AS (SELECT max(ts) - to_microseconds(CAST((? + 60) * 1e6 AS BIGINT)) AS t FROM f) "
         "SELECT m, CAST(sum(bad) AS DOUBLE) AS bad, CAST(count(*) AS DOUBLE) AS total FROM ("
-        "  SELECT f.series_id, epoch_us(f.ts) // 60000000 AS m,"          # the UTC minute, as a number
-        f"        max(CASE WHEN f.value {_CMP[comparator]} ? THEN 1 ELSE 0 END) AS bad"
-        "  FROM f, cut WHERE f.ts > cut.t GROUP BY 1, 2) GROUP BY m ORDER BY m",
-        [list(keys), float(window_s), float(threshold)])
+        "  SELECT p.series_id, epoch_us(p.ts) // 60000000 AS m,"          # the UTC minute, as a number
+        f"        max(CASE WHEN p.value {_CMP[comparator]} ? THEN 1 ELSE 0 END) AS bad"
+        f"  FROM points p WHERE p.series_id IN {ids} AND {finite} AND p.ts > ?"
+        "  GROUP BY 1, 2) GROUP BY m ORDER BY m",
+        [float(threshold), list(keys), cut.to_pydatetime()])
     if df.empty:
         return empty
     idx = pd.DatetimeIndex(pd.to_datetime(df["m"].to_numpy(np.int64) * 60, unit="s", utc=True)).as_unit("ns")
