@@ -98,8 +98,11 @@ def _assembled(path: str, generation: int) -> dict[str, Any]:
     with k["lock"]:
         kv = k["by_path"].get(path, {})
     table = fh.fleet_table(b, fh.derived_frame(kv, sigs))
+    # when each current group was computed (no values: this dict is copied out of the cache on every run)
+    when = {k: {g: {"sig": e["sig"], "at": e["at"]} for g, e in groups.items()
+                if sigs.get(k, {}).get(g) == e.get("sig")} for k, groups in kv.items()}
     return {"base": b, "sigs": sigs, "table": table, "attention": fh.needs_attention(table, b.approvals),
-            "kept": kv}
+            "when": when}
 
 
 def health(glob: str | None = None) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def health(glob: str | None = None) -> dict[str, Any]:
     path = state.db_path()
     got = dict(_assembled(path, _generation(path)))
     got["shown"] = fh.filter_series(got["table"], glob or None)
-    got["fresh"] = fh.freshness(got.pop("kept"), got["sigs"], got["shown"]["series"].tolist())
+    got["fresh"] = fh.freshness(got.pop("when"), got["sigs"], got["shown"]["series"].tolist())
     return got
 
 
