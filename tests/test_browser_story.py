@@ -198,7 +198,7 @@ def overview(st: Story) -> None:
     st.page.goto(st.url)
     st.main.get_by_role("heading", name="Overview").first.wait_for(timeout=WAIT_MS)
     st.page.get_by_test_id("stMetric").first.wait_for()
-    st.main.get_by_test_id("stPageLink-NavLink").last.wait_for()     # the script ran to its end
+    st.main.get_by_role("heading", name="Recent notifications").wait_for()   # the script ran to its end
     st.shot("01_overview")
     st.lap("overview")
 
