@@ -23,7 +23,7 @@ from core.errors import InsufficientDataError, ValidationError
 #: against the week before) catch slow and shape changes the point detectors adapt to; ``mp_discord``
 #: (the last two hours' shape against its nearest match in the three days before) catches new shapes
 #: and rarely fires on a burst the series has shown before (nested leave-one-category-out NAB
-#: standard score 68.7 with it, its window chosen per fold among 30 min, 1 h and 2 h; 62.5 without;
+#: standard score, plain Simes, 68.7 with it, its window chosen per fold among 30 min, 1 h and 2 h; 62.5 without;
 #: README).
 DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change", "mp_discord")
 #: Default member weights for weighted Simes: the discord member counts double and the EWMA forecast
