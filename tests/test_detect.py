@@ -501,3 +501,48 @@ def test_every_member_has_words_for_its_explanations():
     assert set(MEMBERS) <= set(MEMBER_TEXT)
     assert member_reasons("mp_discord") == ("mp_discord: the recent shape (last 0.5-2 hours) has no close "
                                             "match in the three days before")
+
+
+# ----------------------------------------------------------------------------- weighted Simes
+def test_weighted_simes_by_hand():
+    from core.analysis.detect.ensemble import EnsembleDetector
+
+    p = np.array([[0.01, 0.5], [0.01, np.nan], [0.2, 0.3]])
+    plain = EnsembleDetector.combine(p)
+    np.testing.assert_allclose(plain, [0.02, 0.01, 0.3])
+    np.testing.assert_array_equal(EnsembleDetector.combine(p, np.array([1.0, 1.0])), plain)
+    # weights 3 : 1 rescale to 1.5 : 0.5 where both score: q = (0.01/1.5, 0.5/0.5) -> min(2 q1, q2) = 0.0133;
+    # alone, the first member's weight rescales to 1 (plain); third row: q = (0.1333, 0.6) -> 0.2667
+    w = EnsembleDetector.combine(p, np.array([3.0, 1.0]))
+    np.testing.assert_allclose(w, [2 * 0.01 / 1.5, 0.01, min(2 * 0.2 / 1.5, 0.6)])
+
+
+def test_weighted_simes_false_alarm_rate_on_null_p_values():
+    """Independent uniform member p-values: the weighted combination is still a valid tail
+    probability, P(p <= alpha) <= alpha (the default weights, 6 members)."""
+    from core.analysis.detect.ensemble import DEFAULT_WEIGHTS, EnsembleDetector
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=(200_000, 6))
+    names = ["seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change", "mp_discord"]
+    w = np.array([DEFAULT_WEIGHTS.get(n, 1.0) for n in names])
+    comb = EnsembleDetector.combine(p, w)
+    for alpha in (0.05, 0.01):
+        assert np.mean(comb <= alpha) <= alpha * 1.06       # ~5 sd of the binomial at 0.01
+
+
+def test_ensemble_weights_change_only_the_combination():
+    from core.analysis.detect.ensemble import EnsembleDetector
+
+    s, _ = _inject("spike")
+    hist, test = s.iloc[: 4 * PER_DAY], s.iloc[4 * PER_DAY:]
+    weighted = make_detector("ensemble").fit(hist)
+    plain = make_detector("ensemble_plain").fit(hist)
+    assert plain.weights == {} and weighted.weights == {"ewma_residual": 0.5, "mp_discord": 2.0}
+    pv = weighted.member_pvalues(test)
+    np.testing.assert_array_equal(pv.to_numpy(), plain.member_pvalues(test).to_numpy())
+    np.testing.assert_array_equal(plain.pvalue(test), EnsembleDetector.combine(pv.to_numpy()))
+    w = np.array([weighted.weights.get(c, 1.0) for c in pv.columns])
+    np.testing.assert_array_equal(weighted.pvalue(test), EnsembleDetector.combine(pv.to_numpy(), w))
+    with pytest.raises(ValidationError, match="weights"):
+        EnsembleDetector(weights={"cusum": 0.0})

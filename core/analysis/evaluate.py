@@ -33,6 +33,7 @@ from core.analysis.detect import (
     DEFAULT_DETECTOR,
     DEFAULT_REFRACTORY_S,
     DEFAULT_THRESHOLD,
+    ENSEMBLE_DESIGNS,
     AlarmRule,
     alarm_starts,
     alarms_from_scores,
@@ -246,11 +247,12 @@ def leave_one_category_out(run: NabRun, thresholds: tuple[float, ...] = SWEEP_TH
 
 
 #: Designs and alarm rules the nested leave-one-category-out estimate chooses among (``--loco``).
-#: The default ensemble and the same with a shorter discord subsequence (2 h, 30 min, 1 h). Not
+#: The default ensemble and the same with a shorter discord subsequence (2 h, 30 min, 1 h), each with
+#: four Simes weightings (EWMA member 1 or 0.5 x discord member 1 or 2): twelve designs. Not
 #: ``ensemble_burst``: with it in the pool the per-fold design choice flips between categories and
 #: the pooled nested standard score drops (63.4 against 66.1 with an unsmoothed 1 h ``mp_discord``
 #: member; README, "How the statistics are kept honest").
-LOCO_DESIGNS = ("ensemble", "ensemble_discord30m", "ensemble_discord1h")
+LOCO_DESIGNS = ENSEMBLE_DESIGNS
 LOCO_REFRACTORY_H = (6.0, 12.0, 24.0)
 
 

@@ -19,7 +19,14 @@ from core.analysis.detect.alarms import (
     typical_step_s,
 )
 from core.analysis.detect.base import DEFAULT_THRESHOLD, Detector, TailCalibrator
-from core.analysis.detect.catalog import DEFAULT_DETECTOR, DETECTORS, PRESETS, detector_names, make_detector
+from core.analysis.detect.catalog import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    ENSEMBLE_DESIGNS,
+    PRESETS,
+    detector_names,
+    make_detector,
+)
 from core.analysis.detect.cusum import CusumDetector
 from core.analysis.detect.discord import MatrixProfileDiscord
 from core.analysis.detect.drift import DriftZScore
@@ -36,7 +43,7 @@ from core.analysis.detect.monitor import (
 )
 from core.analysis.detect.seasonal import SeasonalZScore
 
-__all__ = ["DETECTORS", "PRESETS", "detector_names", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
+__all__ = ["DETECTORS", "ENSEMBLE_DESIGNS", "PRESETS", "detector_names", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
            "TailCalibrator", "make_detector", "score_online", "SeasonalZScore", "CusumDetector",
            "EwmaResidual", "IsolationForestDetector", "DriftZScore", "DistributionChange", "MatrixProfileDiscord",
            "EnsembleDetector", "AlarmRule", "DEFAULT_REFRACTORY_S", "alarm_ids", "alarm_starts",

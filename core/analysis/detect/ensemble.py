@@ -23,9 +23,14 @@ from core.errors import InsufficientDataError, ValidationError
 #: against the week before) catch slow and shape changes the point detectors adapt to; ``mp_discord``
 #: (the last two hours' shape against its nearest match in the three days before) catches new shapes
 #: and rarely fires on a burst the series has shown before (nested leave-one-category-out NAB
-#: standard score 68.7 with it, its window chosen per fold among 30 min, 1 h and 2 h; 62.5 without;
+#: standard score, plain Simes, 68.7 with it, its window chosen per fold among 30 min, 1 h and 2 h; 62.5 without;
 #: README).
 DEFAULT_MEMBERS = ("seasonal_z", "cusum", "ewma_residual", "drift_z", "dist_change", "mp_discord")
+#: Default member weights for weighted Simes: the discord member counts double and the EWMA forecast
+#: member half (the others 1). ``core.eval nab --loco`` chooses the weighting per fold among EWMA
+#: {1, 0.5} x discord {1, 2} (with the discord window); every fold chose these (nested NAB
+#: 69.4 / 59.0 / 75.5 against 68.7 / 57.1 / 75.0 for plain Simes; README).
+DEFAULT_WEIGHTS: Mapping[str, float] = {"ewma_residual": 0.5, "mp_discord": 2.0}
 MIN_SMOOTH_BASELINE = 200   # points the surprise-level baseline needs before it is used
 
 
@@ -91,6 +96,12 @@ class EnsembleDetector(Detector):
         Short window of the surprise-level test, points (0 = off).
     smooth_baseline : int
         Baseline window of the surprise-level test, points.
+    weights : mapping of member name to float, optional
+        Weighted Simes (Benjamini & Hochberg's weighted form): each member's tail probability is
+        divided by its weight before the combination, the weights of the members scoring a point
+        rescaled to average 1 there, so the combination stays a valid tail probability. Unlisted
+        members weigh 1; ``None``, ``{}`` or all-equal weights is plain Simes. Default
+        :data:`DEFAULT_WEIGHTS`.
     name : str, optional
         Registry name of this configuration (shown in explanations).
     """
@@ -98,8 +109,12 @@ class EnsembleDetector(Detector):
     name = "ensemble"
 
     def __init__(self, members: Sequence[MemberSpec] = DEFAULT_MEMBERS, smooth_points: int = 0,
-                 smooth_baseline: int = 2016, name: str | None = None) -> None:
+                 smooth_baseline: int = 2016, weights: Mapping[str, float] | None = DEFAULT_WEIGHTS,
+                 name: str | None = None) -> None:
         super().__init__()
+        self.weights = dict(weights or {})
+        if any(not (np.isfinite(w) and w > 0) for w in self.weights.values()):
+            raise ValidationError(f"member weights must be positive, got {self.weights}", path="weights")
         self.members = tuple(members)
         self.smooth_points = int(smooth_points)
         self.smooth_baseline = int(smooth_baseline)
@@ -154,8 +169,11 @@ class EnsembleDetector(Detector):
         return pd.DataFrame(pv, index=s.index), bands
 
     @staticmethod
-    def combine(p: np.ndarray) -> np.ndarray:
-        """Simes combination of a (points x members) array of tail probabilities (NaN = no score)."""
+    def combine(p: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Simes combination of a (points x members) array of tail probabilities (NaN = no score);
+        with ``weights`` (one per column, positive) the weighted form: per point the weights of the
+        scoring members are rescaled to average 1 and each probability is divided by its weight."""
+        p = EnsembleDetector.weighted(p, weights)
         fin = np.isfinite(p)
         m = fin.sum(axis=1)
         srt = np.sort(np.where(fin, p, np.inf), axis=1)            # missing members sort last
@@ -164,16 +182,34 @@ class EnsembleDetector(Detector):
             simes = np.where(np.isfinite(srt), m[:, None] * srt / rank, np.inf).min(axis=1)
         return np.where(m > 0, np.minimum(1.0, simes), np.nan)
 
-    def _combined(self, pv: np.ndarray) -> np.ndarray:
-        """Simes' combination, then the surprise-level test when ``smooth_points > 0``."""
-        p = self.combine(pv)
+    @staticmethod
+    def weighted(p: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """``p / w`` with the weights ``w`` of the members scoring each point rescaled to average 1
+        there (NaN stays missing); ``p`` itself when ``weights`` is None."""
+        p = np.asarray(p, dtype=np.float64)
+        if weights is None:
+            return p
+        fin = np.isfinite(p)
+        w = np.where(fin, np.asarray(weights, dtype=np.float64)[None, :], 0.0)
+        total = w.sum(axis=1, keepdims=True)
+        w = w * fin.sum(axis=1, keepdims=True) / np.where(total > 0, total, 1.0)
+        return np.where(fin, p / np.where(w > 0, w, 1.0), np.nan)
+
+    def _weight_vector(self, names: Sequence[str]) -> np.ndarray | None:
+        """Member weights in column order (None when no weights are set)."""
+        return np.array([self.weights.get(n, 1.0) for n in names]) if self.weights else None
+
+    def _combined(self, pv: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """(Weighted) Simes' combination, then the surprise-level test when ``smooth_points > 0``."""
+        p = self.combine(pv, self._weight_vector(names))
         if self.smooth_points <= 0:
             return p
         lvl = surprise_level(p, self.smooth_points, self.smooth_baseline)
         return np.where(np.isfinite(lvl), np.maximum(p, lvl), p)      # a missing point stays NaN
 
     def pvalue(self, series: pd.Series) -> np.ndarray:
-        return self._combined(self.member_pvalues(series).to_numpy())
+        pv = self.member_pvalues(series)
+        return self._combined(pv.to_numpy(), list(pv.columns))
 
     def raw(self, series: pd.Series):
         p = self.pvalue(series)
@@ -183,8 +219,8 @@ class EnsembleDetector(Detector):
     def explain(self, series: pd.Series, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
         """One row per flagged point: ``ts, value, score, detectors, expected, lower, upper, confidence``.
 
-        ``detectors`` lists the members whose own tail probability is at most ``1 - threshold`` (with
-        Simes' rule at least one member does, for every flagged point); ``expected``/``lower``/
+        ``detectors`` lists the members whose own tail probability (divided by its weight) is at most
+        ``1 - threshold`` (with Simes' rule at least one member does, for every flagged point); ``expected``/``lower``/
         ``upper`` is the band of values the seasonal member would not flag at that level (the
         forecast member's band where it agrees and the seasonal member does not); ``confidence`` is
         ``1 - p`` for the combined tail probability ``p``. Each member's raw statistic is computed
@@ -194,10 +230,11 @@ class EnsembleDetector(Detector):
             raise ValidationError(f"threshold must be in (0, 1), got {threshold}", path="threshold")
         s = as_series(series)
         pv, bands = self._member_outputs(s)
-        p = self._combined(pv.to_numpy())
+        p = self._combined(pv.to_numpy(), list(pv.columns))
         score = 1.0 - p
         hit = np.flatnonzero(score >= threshold)
-        agree = pv.to_numpy() <= (1.0 - threshold)          # NaN compares False
+        # weighted: a flagged point has a member with p / w <= 1 - threshold
+        agree = self.weighted(pv.to_numpy(), self._weight_vector(list(pv.columns))) <= (1.0 - threshold)
         names = np.array(pv.columns)
         cols = list(pv.columns)
         by_name = {d.name: d for d in self.fitted_}
