@@ -16,14 +16,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, AlarmRule, detector_names
+from core.analysis.detect import DEFAULT_DETECTOR, DEFAULT_THRESHOLD, AlarmRule, user_detector_names
 from core.analysis.explore import display_values
 from core.analysis.pipeline import Analysis, analyse_range, forecast_from
 from core.analysis.wording import shifts_frame
 from core.data.frame import series_values
 
 #: Detectors offered on the page (first = default) and sensitivities (None = the default score threshold).
-DETECTOR_CHOICES = (DEFAULT_DETECTOR, *[n for n in detector_names() if n != DEFAULT_DETECTOR])
+DETECTOR_CHOICES = (DEFAULT_DETECTOR, *[n for n in user_detector_names() if n != DEFAULT_DETECTOR])
 SENSITIVITIES = (None, 0.5, 1.0, 2.0, 5.0, 10.0)
 MAX_MARKERS = 500         # anomaly markers drawn (the highest scores)
 MAX_SHADES = 200          # incident and outage windows shaded

@@ -26,6 +26,7 @@ from core.analysis.detect.catalog import (
     PRESETS,
     detector_names,
     make_detector,
+    user_detector_names,
 )
 from core.analysis.detect.cusum import CusumDetector
 from core.analysis.detect.discord import MatrixProfileDiscord
@@ -43,7 +44,7 @@ from core.analysis.detect.monitor import (
 )
 from core.analysis.detect.seasonal import SeasonalZScore
 
-__all__ = ["DETECTORS", "ENSEMBLE_DESIGNS", "PRESETS", "detector_names", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
+__all__ = ["DETECTORS", "ENSEMBLE_DESIGNS", "PRESETS", "detector_names", "user_detector_names", "DEFAULT_DETECTOR", "DEFAULT_MEMBERS", "DEFAULT_THRESHOLD", "Detector",
            "TailCalibrator", "make_detector", "score_online", "SeasonalZScore", "CusumDetector",
            "EwmaResidual", "IsolationForestDetector", "DriftZScore", "DistributionChange", "MatrixProfileDiscord",
            "EnsembleDetector", "AlarmRule", "DEFAULT_REFRACTORY_S", "alarm_ids", "alarm_starts",

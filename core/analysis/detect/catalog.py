@@ -50,6 +50,13 @@ def detector_names() -> list[str]:
     return sorted([*DETECTORS, *PRESETS])
 
 
+def user_detector_names() -> list[str]:
+    """The detectors offered to users (Trends page): every member, the ensemble, ``ensemble_burst`` and
+    the discord-length variants with the default weights; the other weightings exist for
+    ``core.eval nab --loco`` to choose among and stay reachable by name (CLI ``--detector``)."""
+    return sorted([*DETECTORS, "ensemble_burst", *(f"ensemble{d}" for d in _DISCORD if d)])
+
+
 def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> Detector:
     """A new detector from the registry by name, with keyword parameters for its constructor."""
     if name in PRESETS:
