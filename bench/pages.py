@@ -170,6 +170,23 @@ def _rerun_key(page: Any) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overview").click()
 
 
+def _at_slider_step(key: str) -> Callable[[Any], None]:
+    """Move the slider ``key`` one step (up, or down at its maximum)."""
+    def change(at: Any) -> None:
+        s = at.slider(key=key)
+        s.set_value(s.value + s.step if s.value + s.step <= s.max else s.value - s.step)
+    return change
+
+
+def _browser_slider_step(index: int = 0) -> Callable[[Any], None]:
+    """Move the ``index``-th slider of the page one step with the keyboard (its thumb focused)."""
+    def click(page: Any) -> None:
+        thumb = page.get_by_test_id("stMain").get_by_test_id("stSlider").nth(index).get_by_role("slider")
+        thumb.focus()
+        page.keyboard.press("ArrowRight")
+    return click
+
+
 def _at_trends_resolution(at: Any) -> None:
     at.selectbox(key="trends.resolution").select("15m")
 
@@ -182,6 +199,8 @@ PAGES = (
          _at_trends_resolution, _browser_select("Resolution", lambda: "15m")),
     Page("Thresholds", "thresholds.py", "Apply...", "another series",
          _at_select("thr.series", _second_key), _browser_select("Series", _second_key)),
+    Page("Thresholds (slider)", "thresholds.py", "Apply...", "warning slider one step",
+         _at_slider_step("thr.w"), _browser_slider_step(0)),
     Page("Recommendations", "recommendations.py", "Compute recommendations", "preset conservative",
          _at_select("rec.preset", lambda: "conservative"), _browser_select("Preset", lambda: "conservative")),
     Page("Experiments", "experiments.py", "Injected incidents per simulated day", "another series",

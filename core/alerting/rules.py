@@ -12,6 +12,7 @@ see :func:`parse_duration` and :func:`format_duration`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -113,8 +114,10 @@ def format_duration(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------------- selectors
+@functools.lru_cache(maxsize=4096)
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a series-key glob: ``*`` any run of characters, ``?`` one character.
+    """Compile a series-key glob: ``*`` any run of characters, ``?`` one character (memoised: a page
+    matches every rule against hundreds of keys on each run).
 
     Inside a quoted label value (``{service="*"}``) a wildcard never crosses a double quote, so
     ``latency{service="*"}`` matches ``latency{service="api"}`` but not a key with more labels.
@@ -140,6 +143,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$", re.DOTALL)
 
 
+@functools.lru_cache(maxsize=65536)
 def _canonical_key(key: str) -> str:
     name, labels = parse_key(key)
     return make_key(name, labels) if labels else str(key).strip()

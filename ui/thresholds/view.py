@@ -226,9 +226,11 @@ def sweep_figure(sw: pd.DataFrame, current: float, unit: str | None = None, *, n
     if show_recall:
         fig.add_trace(go.Scatter(x=sw["threshold"], y=100 * sw["recall"], name=f"recall (%, n={n_incidents})",
                                  yaxis="y2", mode="lines", line={"color": COLORS["incident"], "shape": "hv"}))
-    fig.add_vline(x=current, line_dash="dash", line_color="#dc2626",
-                  annotation_text=f"current {current:g}", annotation_position="top")
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 24, "b": 10}, hovermode="x unified",
+    fig.update_layout(shapes=[{"type": "line", "xref": "x", "x0": current, "x1": current, "yref": "paper", "y0": 0,
+                               "y1": 1, "line": {"color": "#dc2626", "dash": "dash"}}],
+                      annotations=[{"xref": "x", "x": current, "yref": "paper", "y": 1, "text": f"current {current:g}",
+                                    "showarrow": False, "yanchor": "bottom"}],
+                      height=height, margin={"l": 10, "r": 10, "t": 24, "b": 10}, hovermode="x unified",
                       xaxis_title=f"threshold ({unit})" if unit else "threshold", yaxis_title="episodes / week",
                       yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "recall (%)",
                               "tickmode": "array", "tickvals": [0, 25, 50, 75, 100], "showgrid": False,
