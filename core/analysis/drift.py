@@ -2,18 +2,31 @@
 
 Metric data are autocorrelated, so a two-sample test on raw points treats thousands of dependent
 points as independent and its p-value is far too small. Both sides are therefore compared on **block
-aggregates**: the mean of each block of ``block`` (default one hour, ``"1h"``) of consecutive points,
-blocks with fewer than half the median block count dropped. Hourly means of minute or 5-minute data
-with an AR(1) coefficient of 0.8 are close to independent, which keeps the false-alarm rate honest
-(measured in ``tests/test_drift.py``).
+aggregates**: the mean and standard deviation of each block of ``block`` (default one hour, ``"1h"``)
+of consecutive points, blocks with fewer than half the median block count dropped (never filled).
+
+Metric data are also seasonal, and a recent window of a few days has another mix of hours of the week
+than a baseline of two weeks (three weekdays against weekdays and weekends): its blocks are not
+exchangeable with the baseline's even when nothing changed. Before any comparison the baseline's
+seasonal profile (hour of week, else weekday/weekend x hour of day, else hour of day; see
+:func:`seasonal_adjust`), estimated on the baseline only, is removed from both sides. What is left
+(slow trends, a memory leak's restart cycle) is still autocorrelated from hour to hour, so the KS
+p-value uses effective sample sizes (:func:`effective_n`). A difference must also be **material**: the
+Wasserstein-1 distance between the adjusted windows above ``w_threshold`` (0.5) standard deviations of
+the baseline's *unadjusted* blocks (the spread its thresholds were tuned on), so a trend or leak that
+a test notices but that moves the series by a fraction of its usual range is not a drift notice.
 
 - **small samples** (fewer than ``large_n`` blocks on either side, default 240 = 10 days of hours):
-  the two-sample Kolmogorov-Smirnov test on the block means; drift when p < ``alpha`` (default 0.01).
-- **large samples**: effect sizes on the block means, where a p-value would flag trivial shifts:
-  PSI (population stability index on the baseline's deciles) and the Wasserstein-1 distance divided by
-  the baseline's standard deviation. Drift when PSI > ``psi_threshold`` (0.25, the usual "significant
-  shift" convention) or the scaled distance > ``w_threshold`` (0.5 baseline standard deviations).
+  the two-sample Kolmogorov-Smirnov test on the adjusted block means and block sds (Bonferroni over
+  the two), p from the KS distribution at the effective sizes; drift when p < ``alpha`` (default 0.01)
+  and the same statistic's distance is material.
+- **large samples**: effect sizes, where a p-value would flag trivial shifts: PSI (population
+  stability index on the adjusted baseline's deciles) > ``psi_threshold`` (0.25, the usual
+  "significant shift" convention) and the material distance > ``w_threshold``.
+- **insufficient**: fewer than ``min_blocks`` (24) blocks on a side, or a baseline without
+  ``MIN_PER_CELL`` (3) blocks of every hour of day the recent window has (under three days).
 
+False-alarm rates and power are measured in ``tests/test_drift.py`` and ``bench/drift_false_alarms.py``.
 The functions are pure; they are not causal in the detection sense (they compare two given windows).
 """
 
@@ -107,20 +120,23 @@ def seasonal_adjust(bs: pd.DataFrame, rs: pd.DataFrame, *, min_per_cell: int = M
     lacks ``min_per_cell`` baseline blocks for an hour the recent window has.
     """
     for name, cell in PROFILES:
-        cb, cr = np.asarray(cell(bs.index)), np.asarray(cell(rs.index))
-        grp = bs.groupby(cb)
-        k = grp["mean"].count()
-        if not np.isin(np.unique(cr), k.index[k >= min_per_cell]).all():
+        cb, cr = np.asarray(cell(bs.index), int), np.asarray(cell(rs.index), int)
+        size = max(int(cb.max(initial=0)), int(cr.max(initial=0))) + 1
+        have = np.bincount(cb[np.isfinite(bs["mean"].to_numpy(float))], minlength=size)
+        if (have[np.unique(cr)] < min_per_cell).any():
             continue
         ab, ar = bs.copy(), rs.copy()
         for c in bs.columns:
-            tot, cnt = grp[c].sum(min_count=1), grp[c].count()
-            kb = cnt.reindex(cb).to_numpy(float)
-            loo = (tot.reindex(cb).to_numpy(float) - bs[c].to_numpy(float)) / (kb - 1)
+            x = bs[c].to_numpy(float)
+            ok = np.isfinite(x)
+            tot = np.bincount(cb[ok], weights=x[ok], minlength=size)
+            cnt = np.bincount(cb[ok], minlength=size).astype(float)
+            kb = cnt[cb]
             with np.errstate(divide="ignore", invalid="ignore"):
+                loo = (tot[cb] - x) / (kb - 1)
                 fac = np.sqrt((1 + 1 / kb) / (1 + 1 / (kb - 1)))
-            ab[c] = (bs[c].to_numpy(float) - loo) * fac
-            ar[c] = rs[c].to_numpy(float) - (tot / cnt).reindex(cr).to_numpy(float)
+                ab[c] = np.where(kb >= 2, (x - loo) * fac, np.nan)
+                ar[c] = rs[c].to_numpy(float) - np.where(cnt[cr] > 0, tot[cr] / cnt[cr], np.nan)
         return ab, ar, name
     return None
 
@@ -234,8 +250,7 @@ def drift(baseline: pd.Series, recent: pd.Series, *, block: str = "1h", alpha: f
             p = min(1.0, len(parts) * float(stats.kstwo.sf(d, max(1, int(round(eb * er / (eb + er)))))))
             res[c] = (d, p, eb, er)
         hits = [c for c in parts if res[c][1] < alpha and ws[c] > w_threshold]
-        worst = hits[0] if hits else min(parts, key=lambda c: (res[c][1] >= alpha, -ws[c] if res[c][1] < alpha
-                                                                 else res[c][1]))
+        worst = hits[0] if hits else min(parts, key=lambda c: res[c][1])
         d, p, eb, er = res[worst]
         hit = bool(hits)
         bonf = " (Bonferroni over level and spread)" if len(parts) > 1 else ""
