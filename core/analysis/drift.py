@@ -52,9 +52,13 @@ class DriftResult:
     """The outcome of :func:`drift`.
 
     ``test`` is ``"ks"`` or ``"psi+wasserstein"`` (``None`` when insufficient); ``statistic`` is the KS
-    D or the PSI; ``p_value`` (KS) or ``distance`` (Wasserstein / baseline sd) is set by the test used;
-    ``n_baseline`` / ``n_recent`` count block aggregates, ``points_*`` raw finite points. ``verdict`` is
-    ``"drift"``, ``"stable"`` or ``"insufficient"``; ``reason`` says why in words.
+    D or the PSI; ``p_value`` (KS, at the effective sizes, Bonferroni-adjusted) is set by the KS test;
+    ``distance`` is the Wasserstein-1 distance of the adjusted blocks in unadjusted baseline block
+    standard deviations (both tests). ``n_baseline`` / ``n_recent`` count block aggregates,
+    ``points_*`` raw finite points, ``n_eff_*`` the effective block counts the KS p-value used.
+    ``adjustment`` names the seasonal profile removed (``"hour of week"``, ``"weekday/weekend hour of
+    day"``, ``"hour of day"`` or ``"none"`` for daily or coarser blocks). ``verdict`` is ``"drift"``,
+    ``"stable"`` or ``"insufficient"``; ``reason`` says why in words.
     """
 
     test: str | None
