@@ -233,3 +233,117 @@ def test_cli_deliver_and_log(tmp_path, server, monkeypatch, capsys):
     assert server.received == [("/slack", {"text": "*drift on api*\nKS p < 0.001"})]
     assert main(["notify", "--db", str(db), "log"]) == 0
     assert "drift on api" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- email
+class _Smtp:
+    """A minimal SMTP server on 127.0.0.1 (EHLO, MAIL, RCPT, DATA, QUIT) keeping each message it accepts;
+    ``refuse`` answers MAIL FROM with 451 that many times first (a temporary failure)."""
+
+    def __init__(self, refuse: int = 0):
+        import socketserver
+
+        self.messages, self.refuse = [], refuse
+        outer = self
+
+        class H(socketserver.StreamRequestHandler):
+            def handle(self):
+                def say(line):
+                    self.wfile.write((line + "\r\n").encode())
+
+                say("220 test ESMTP")
+                rcpt, sender = [], None
+                while True:
+                    raw = self.rfile.readline()
+                    if not raw:
+                        return
+                    cmd = raw.decode().strip()
+                    up = cmd.upper()
+                    if up.startswith(("EHLO", "HELO")):
+                        say("250 test")
+                    elif up.startswith("MAIL FROM"):
+                        if outer.refuse:
+                            outer.refuse -= 1
+                            say("451 try again later")
+                            continue
+                        sender = cmd.split(":", 1)[1].strip("<> ")
+                        say("250 ok")
+                    elif up.startswith("RCPT TO"):
+                        rcpt.append(cmd.split(":", 1)[1].strip("<> "))
+                        say("250 ok")
+                    elif up == "DATA":
+                        say("354 end with .")
+                        lines = []
+                        while (line := self.rfile.readline().decode()) not in (".\r\n", ".\n", ""):
+                            lines.append(line)
+                        outer.messages.append((sender, list(rcpt), "".join(lines)))
+                        say("250 queued")
+                    elif up == "RSET":
+                        rcpt, sender = [], None
+                        say("250 ok")
+                    elif up == "QUIT":
+                        say("221 bye")
+                        return
+                    else:
+                        say("502 not implemented")
+
+        self.srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.thread = threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"smtp://127.0.0.1:{self.srv.server_address[1]}"
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_email_channel_config_is_checked_and_names_the_field():
+    ok = notify.parse_config({"notify": {"channel": [{"name": "mail", "type": "email", "url": "smtp://mx:2525",
+                                                      "from": "studio@example.com", "to": "oncall@example.com"}]}})
+    ch = ok.channels[0]
+    assert (ch.type, ch.to, ch.sender, ch.starttls) == ("email", ("oncall@example.com",), "studio@example.com", False)
+    bad = [({"url": "http://mx"}, "url"), ({"to": []}, "to"), ({"from": "nobody"}, "from"),
+           ({"starttls": "yes"}, "starttls"), ({"password": "hunter2"}, "password")]
+    for change, field in bad:
+        c = {"name": "mail", "type": "email", "url": "smtp://mx", "from": "s@x.org", "to": ["o@x.org"], **change}
+        with pytest.raises(Exception) as exc:
+            notify.parse_config({"notify": {"channel": [c]}})
+        assert f"notify.channel[0].{field}" in str(exc.value)
+
+
+def test_email_delivered_to_a_local_smtp_server_with_retry(s):
+    smtp = _Smtp(refuse=1)
+    try:
+        conf = _conf(notify.Channel("mail", "email", smtp.url, to=("oncall@example.com", "lead@example.com"),
+                                    sender="studio@example.com"), backoff_s=30)
+        nid = notify.enqueue(s, "rollback", "rb:1", "v2 rolled back", "alert storm: 67/week against 6.7",
+                             {"trigger": "alert_storm"}, config=conf, now=T0)
+        first = notify.deliver_due(s, conf, now=T0)
+        assert (first.sent, first.retrying) == (0, 1) and smtp.messages == []     # 451: retried later
+        assert notify.deliver_due(s, conf, now=T0 + pd.Timedelta(seconds=29)).sent == 0   # not due yet
+        assert notify.deliver_due(s, conf, now=T0 + pd.Timedelta(seconds=30)).sent == 1
+        assert notify.deliver_due(s, conf, now=T0 + pd.Timedelta(hours=1)).sent == 0    # never twice
+        (sender, rcpt, text), = smtp.messages
+        assert sender == "studio@example.com" and rcpt == ["oncall@example.com", "lead@example.com"]
+        assert "Subject: [threshold studio] v2 rolled back" in text
+        assert "alert storm: 67/week against 6.7" in text and '"trigger": "alert_storm"' in text
+        assert f"notice {nid} (rollback)" in text
+        log = notify.delivery_log(s)
+        assert sorted(log["ok"].tolist()) == [False, True]
+        assert "451" in " ".join(str(e) for e in log["error"].dropna())
+    finally:
+        smtp.close()
+
+
+def test_unreachable_smtp_server_never_blocks_and_is_retried(s):
+    conf = _conf(notify.Channel("mail", "email", f"smtp://127.0.0.1:{_free_port()}", to=("o@example.com",),
+                                sender="s@example.com"), timeout_s=1.0)
+    notify.enqueue(s, "drift", "d:1", "drift", "b", config=conf, now=T0)
+    res = notify.deliver_due(s, conf, now=T0)
+    assert (res.sent, res.retrying) == (0, 1)
+    assert "ConnectionRefusedError" in notify.delivery_log(s)["error"].iloc[0]

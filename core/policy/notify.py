@@ -26,23 +26,40 @@ channel each without a file, ``$STUDIO_NOTIFY_WEBHOOK`` (generic JSON) and ``$ST
     url = "https://hooks.slack.com/services/..."
     kinds = ["pending_approval", "slo_budget"]   # optional; default every kind
 
+    [[notify.channel]]
+    name = "leads"
+    type = "email"
+    url = "smtp://mail.example.com:587"   # smtp:// (STARTTLS when starttls = true) or smtps:// (TLS)
+    from = "studio@example.com"
+    to = ["sre-leads@example.com"]
+    starttls = true
+    username = "studio"                   # optional; the password is read from the environment
+    password_env = "STUDIO_SMTP_PASSWORD" # variable named here, never stored in the file
+
 Payloads: ``webhook`` POSTs ``{"source": "threshold-studio", "id", "kind", "title", "body", "payload",
 "created_at"}``; ``slack`` POSTs ``{"text": "*title*\\nbody"}`` (Slack's incoming-webhook format,
-also read by Mattermost and Rocket.Chat). A 2xx answer is a delivery.
+also read by Mattermost and Rocket.Chat). A 2xx answer is a delivery. ``email`` sends a plain-text
+message (subject: the title; body: the body, then the payload as JSON) over SMTP; a message the server
+accepts is a delivery (logged with the SMTP reply code 250), a refusal or a connection error is retried
+like an HTTP failure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import smtplib
+import ssl
 import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -52,7 +69,7 @@ from core.data.store.sql import Store
 from core.errors import ValidationError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "notify.toml"
-CHANNEL_TYPES = ("webhook", "slack")
+CHANNEL_TYPES = ("webhook", "slack", "email")
 KINDS = ("pending_approval", "slo_budget", "drift", "rollback")
 ACTOR = "notifier"
 
@@ -62,10 +79,18 @@ Poster = Callable[[str, bytes, float], tuple[int | None, str | None]]
 
 @dataclass(frozen=True)
 class Channel:
+    """A delivery channel; ``to``, ``sender``, ``starttls``, ``username`` and ``password_env`` are for
+    ``email`` only (``url`` is then ``smtp://host[:port]`` or ``smtps://host[:port]``)."""
+
     name: str
     type: str
     url: str
     kinds: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    sender: str = ""
+    starttls: bool = False
+    username: str = ""
+    password_env: str = ""
 
     def wants(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds
@@ -113,18 +138,47 @@ def parse_config(cfg: dict[str, Any], *, source: str = "notify config") -> Notif
         if typ not in CHANNEL_TYPES:
             raise ValidationError(f"{source}: {p}.type must be one of {list(CHANNEL_TYPES)}, got {typ!r}",
                                   path=f"{p}.type")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        email: dict[str, Any] = {}
+        if typ == "email":
+            email = _email_fields(c, url, p, source)
+        elif not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValidationError(f"{source}: {p}.url must be an http(s) URL, got {url!r}", path=f"{p}.url")
         kinds = c.get("kinds", [])
         if not isinstance(kinds, list) or any(k not in KINDS for k in kinds):
             raise ValidationError(f"{source}: {p}.kinds must list some of {list(KINDS)}, got {kinds!r}",
                                   path=f"{p}.kinds")
         seen.add(name)
-        chans.append(Channel(name, typ, url, tuple(kinds)))
+        chans.append(Channel(name, typ, url, tuple(kinds), **email))
     attempts = _num(n, "max_attempts", 5, "notify", minimum=1)
     return NotifyConfig(tuple(chans), _num(n, "dedup_window_s", 3600, "notify"), int(attempts),
                         _num(n, "backoff_s", 30, "notify"), _num(n, "max_backoff_s", 3600, "notify"),
                         _num(n, "timeout_s", 5, "notify", minimum=0.001))
+
+
+def _email_fields(c: dict[str, Any], url: Any, p: str, source: str) -> dict[str, Any]:
+    """The email settings of channel table ``c`` (at ``p``), checked; errors name the field."""
+    if not isinstance(url, str) or not url.startswith(("smtp://", "smtps://")) or not urlsplit(url).hostname:
+        raise ValidationError(f"{source}: {p}.url must be smtp://host[:port] or smtps://host[:port] for an email "
+                              f"channel, got {url!r}", path=f"{p}.url")
+    to, sender = c.get("to"), c.get("from")
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
+        raise ValidationError(f"{source}: {p}.to must list one or more email addresses, got {to!r}", path=f"{p}.to")
+    if not isinstance(sender, str) or "@" not in sender:
+        raise ValidationError(f"{source}: {p}.from must be an email address, got {sender!r}", path=f"{p}.from")
+    starttls = c.get("starttls", False)
+    if not isinstance(starttls, bool):
+        raise ValidationError(f"{source}: {p}.starttls must be true or false, got {starttls!r}", path=f"{p}.starttls")
+    if "password" in c:
+        raise ValidationError(f"{source}: {p}.password is not read from the file: name an environment variable "
+                              "holding it in password_env", path=f"{p}.password")
+    username, password_env = c.get("username", ""), c.get("password_env", "")
+    for k, v in (("username", username), ("password_env", password_env)):
+        if not isinstance(v, str):
+            raise ValidationError(f"{source}: {p}.{k} must be a string, got {v!r}", path=f"{p}.{k}")
+    return {"to": tuple(to), "sender": sender, "starttls": starttls, "username": username,
+            "password_env": password_env}
 
 
 def load_config(path: str | Path | None = None) -> NotifyConfig:
@@ -187,7 +241,15 @@ def enqueue(store: Store, kind: str, dedup_key: str, title: str, body: str, payl
 
 
 def render(channel: Channel, notice: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body POSTed to ``channel`` for ``notice`` (a row of :func:`core.data.store.outbox.due`)."""
+    """The JSON body POSTed to ``channel`` for ``notice`` (a row of :func:`core.data.store.outbox.due`);
+    for an email channel, ``{"subject", "text"}``."""
+    if channel.type == "email":
+        payload = json.loads(notice["payload"] or "{}")
+        text = f"{notice['body']}\n"
+        if payload:
+            text += "\nDetails:\n" + json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        text += f"\n-- threshold studio, notice {int(notice['notice_id'])} ({notice['kind']})\n"
+        return {"subject": f"[threshold studio] {notice['title']}", "text": text}
     if channel.type == "slack":
         return {"text": f"*{notice['title']}*\n{notice['body']}"}
     created = pd.Timestamp(notice["created_at"])
@@ -209,6 +271,32 @@ def http_post(url: str, body: bytes, timeout_s: float) -> tuple[int | None, str 
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def smtp_send(channel: Channel, message: dict[str, Any], timeout_s: float) -> tuple[int | None, str | None]:
+    """Send ``message`` (``{"subject", "text"}``) by email on ``channel``; ``(250, None)`` when the server
+    accepted it for every recipient, else ``(reply code or None, error text)``. Never raises."""
+    u = urlsplit(channel.url)
+    tls = u.scheme == "smtps"
+    msg = EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = message["subject"], channel.sender, ", ".join(channel.to)
+    msg.set_content(message["text"])
+    try:
+        cls = smtplib.SMTP_SSL if tls else smtplib.SMTP
+        kw: dict[str, Any] = {"context": ssl.create_default_context()} if tls else {}
+        with cls(u.hostname, u.port or (465 if tls else 25), timeout=timeout_s, **kw) as smtp:
+            if channel.starttls and not tls:
+                smtp.starttls(context=ssl.create_default_context())
+            if channel.username:
+                smtp.login(channel.username, os.environ.get(channel.password_env, "") if channel.password_env else "")
+            refused = smtp.send_message(msg)
+        if refused:
+            return 250, "refused by the server for " + ", ".join(sorted(refused))
+        return 250, None
+    except smtplib.SMTPResponseException as exc:
+        return int(exc.smtp_code), f"SMTP {exc.smtp_code} {exc.smtp_error!r}"
+    except Exception as exc:  # connection refused, timeout, TLS, recipients refused: retried later
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def backoff(conf: NotifyConfig, attempt: int) -> float:
     """Seconds before the retry that follows failed attempt number ``attempt`` (1-based)."""
     return min(conf.max_backoff_s, conf.backoff_s * 2.0 ** (attempt - 1))
@@ -222,8 +310,12 @@ class DeliveryResult:
     skipped: int = 0
 
 
+#: ``mail(channel, {"subject", "text"}, timeout_s) -> (smtp_code | None, error | None)``
+Mailer = Callable[[Channel, dict[str, Any], float], tuple[int | None, str | None]]
+
+
 def deliver_due(store: Store, config: NotifyConfig | None = None, *, now: Any = None,
-                post: Poster | None = None, limit: int = 100) -> DeliveryResult:
+                post: Poster | None = None, mail: Mailer | None = None, limit: int = 100) -> DeliveryResult:
     """Attempt every pending delivery due by ``now`` once. The HTTP request is made outside any
     transaction; its outcome (sent, retry at ``now + backoff``, or failed after ``max_attempts``) is then
     written with its log row and audit entry in one transaction. A channel no longer configured is
@@ -237,6 +329,11 @@ def deliver_due(store: Store, config: NotifyConfig | None = None, *, now: Any = 
         attempt = int(row["attempts"]) + 1
         if ch is None:
             status, err, ok = None, f"channel {row['channel']!r} is no longer configured", False
+        elif ch.type == "email":
+            status, err = (mail or smtp_send)(ch, render(ch, row), conf.timeout_s)
+            ok = err is None and status == 250
+            if not ok and err is None:
+                err = f"SMTP {status}"
         else:
             body = json.dumps(render(ch, row), ensure_ascii=False).encode("utf-8")
             status, err = send(ch.url, body, conf.timeout_s)
