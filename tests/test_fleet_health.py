@@ -209,3 +209,20 @@ def test_slo_results_are_kept_until_the_data_change(s):
     fresh = fh.fleet_base(s, now=NOW, slo_cache=cache)                      # new data: recomputed
     assert fresh.slo.set_index("series").loc[B, "budget_remaining"] == pytest.approx(
         first.slo.set_index("series").loc[B, "budget_remaining"])
+
+
+def test_a_recent_rollback_comes_first_and_old_firings_drop_off(s):
+    t = pd.DataFrame({"series": ["x"], "slo": ["s1"], "budget_remaining": [-0.5], "alerts_per_week": [None],
+                      "rules": ["R"], "drift": [False], "drift_since": [None], "recommendation_open": [None],
+                      "episodes_per_week_now": [None], "expected_reduction": [None],
+                      "predicted_episodes_per_week": [None], "grade": [None], "quality_score": [None]})
+    fired = pd.DataFrame({"version": [2, 4], "trigger": ["alert_storm", "missed_incident"],
+                          "fired_at": [pd.Timestamp("2026-01-02T00:00Z"), pd.Timestamp("2026-01-03T00:00Z")],
+                          "mode": ["rollback", "propose"], "result_version": [3, 5],
+                          "evidence": [{"series": "x", "rule": "R"}, {}]})
+    att = fh.needs_attention(t, rollbacks=fired)
+    assert list(zip(att["reason"], att["subject"], strict=True)) == [
+        ("rollback", "v4"), ("rollback", "x"), ("slo_budget", "x")]        # newest firing first
+    assert att["detail"].iloc[0] == "missed incident on v4: a rollback (v5) waits for approval"
+    assert att["detail"].iloc[1] == "alert storm on v2: rolled back to v3 (rule R)"
+    assert fh.recent_rollbacks(s).empty                                    # no firing stored

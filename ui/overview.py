@@ -38,7 +38,7 @@ FAST_S_PER_MPOINT = 4.0
 SLOW_S_PER_SERIES = 2.0
 PAGE_FOR = {"slos": "slos.py", "thresholds": "thresholds.py", "policies": "policies.py", "data": "data.py",
             "recommendations": "recommendations.py", "trends": "trends.py"}
-REASON_LABELS = {"slo_budget": "SLO budget", "alert_storm": "Alert storm", "pending_approval": "Pending approval",
+REASON_LABELS = {"rollback": "Rollback", "slo_budget": "SLO budget", "alert_storm": "Alert storm", "pending_approval": "Pending approval",
                  "drift": "Drift", "recommendation": "Recommendation", "quality": "Data quality"}
 
 
@@ -101,7 +101,7 @@ def _assembled(path: str, generation: int) -> dict[str, Any]:
     # when each current group was computed (no values: this dict is copied out of the cache on every run)
     when = {k: {g: {"sig": e["sig"], "at": e["at"]} for g, e in groups.items()
                 if sigs.get(k, {}).get(g) == e.get("sig")} for k, groups in kv.items()}
-    return {"base": b, "sigs": sigs, "table": table, "attention": fh.needs_attention(table, b.approvals),
+    return {"base": b, "sigs": sigs, "table": table, "attention": fh.needs_attention(table, b.approvals, b.rollbacks),
             "when": when}
 
 

@@ -41,6 +41,7 @@ from core.data.store import fleet as fsql
 from core.data.store import outbox
 from core.data.store.sql import Store
 from core.errors import InsufficientDataError, StudioError
+from core.policy import triggers as trig
 from core.policy import versions as pol
 
 # The SLO, drift, detection and recommendation modules import scipy, statsmodels and sklearn (seconds):
@@ -62,7 +63,9 @@ NOISE_CUT = 0.5              # a recommendation removing more than half of the e
 MIN_NOISE_PER_WEEK = 1.0     # ... of a rule firing at least once a week
 POOR_GRADES = ("D", "F")
 #: Attention reasons, most urgent first (the list is ordered by this, then by how bad).
-REASONS = ("slo_budget", "alert_storm", "pending_approval", "drift", "recommendation", "quality")
+REASONS = ("rollback", "slo_budget", "alert_storm", "pending_approval", "drift", "recommendation", "quality")
+#: how long a rollback trigger's firing stays on the attention list (seconds)
+ROLLBACK_RECENT_S = 7 * 86400.0
 #: The derived column groups and what each reads.
 GROUPS = ("quality", "alerts", "anomalies", "recommendation")
 FAST_GROUPS = ("quality", "alerts")
@@ -92,6 +95,7 @@ class FleetBase:
     fingerprint: tuple[Any, ...] = ()
     computed_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
     seconds: dict[str, float] = field(default_factory=dict)
+    rollbacks: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _canonical(key: str) -> str:
@@ -319,8 +323,23 @@ def fleet_base(store: Store, policy: str = pol.DEFAULT_POLICY, *, series: pd.Dat
     approvals = pending_approvals(history, now)
     exps = running_experiments(store)
     notes = recent_notifications(store, notifications)
+    rollbacks = recent_rollbacks(store, policy, now)
     clock["lists"] = time.perf_counter() - t0
-    return FleetBase(series, version, history, rules, slo, drift, approvals, exps, notes, fp, seconds=clock)
+    return FleetBase(series, version, history, rules, slo, drift, approvals, exps, notes, fp, seconds=clock,
+                     rollbacks=rollbacks)
+
+
+def recent_rollbacks(store: Store, policy: str = pol.DEFAULT_POLICY, now: Any = None,
+                     within_s: float = ROLLBACK_RECENT_S) -> pd.DataFrame:
+    """Rollback-trigger firings of ``policy`` in the last ``within_s`` seconds, newest first
+    (``version, trigger, fired_at, mode, result_version, evidence``)."""
+    df = trig.firing_history(store, policy)
+    if df.empty:
+        return df
+    t = pd.Timestamp(now if now is not None else pd.Timestamp.now(tz="UTC"))
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    fired = pd.to_datetime(df["fired_at"], utc=True)
+    return df[(fired >= t - pd.Timedelta(seconds=within_s)) & (fired <= t)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------- the derived part
@@ -574,11 +593,14 @@ def fleet_table(base: FleetBase, derived: pd.DataFrame | None = None) -> pd.Data
     return t[TABLE_COLUMNS + extra].reset_index(drop=True)
 
 
-def needs_attention(table: pd.DataFrame, approvals: pd.DataFrame | None = None) -> pd.DataFrame:
+def needs_attention(table: pd.DataFrame, approvals: pd.DataFrame | None = None,
+                    rollbacks: pd.DataFrame | None = None) -> pd.DataFrame:
     """What needs attention first, ordered by urgency (:data:`REASONS`), then by how bad.
 
     Rules (one item per series and reason; a series may appear under several reasons):
 
+    * ``rollback``: a rollback trigger fired in the last week (``rollbacks``, from
+      :func:`recent_rollbacks`): the change it judged was rolled back, or a rollback waits for approval;
     * ``slo_budget``: an SLO covering the series has less than 25 % of its error budget left;
     * ``alert_storm``: more than 21 alert episodes a week (3 a day) under the policy in force;
     * ``pending_approval``: a policy version waits for a second person (one item per version);
@@ -619,6 +641,15 @@ def needs_attention(table: pd.DataFrame, approvals: pd.DataFrame | None = None) 
             items.append((rank["quality"], float(score) if score is not None and not pd.isna(score) else 0.0,
                           "quality", r.series, f"poor data quality: grade {r.grade}"
                           + (f" (score {score:.0f})" if score is not None and not pd.isna(score) else ""), "data"))
+    if rollbacks is not None:
+        for f in rollbacks.itertuples(index=False):
+            ev = f.evidence if isinstance(f.evidence, Mapping) else {}
+            what = (f"rolled back to v{f.result_version}" if f.mode == "rollback"
+                    else f"a rollback (v{f.result_version}) waits for approval")
+            subject = ev.get("series") or f"v{f.version}"
+            items.append((rank["rollback"], -pd.Timestamp(f.fired_at).timestamp(), "rollback", str(subject),
+                          f"{str(f.trigger).replace('_', ' ')} on v{f.version}: {what}"
+                          + (f" (rule {ev['rule']})" if ev.get("rule") else ""), "policies"))
     if approvals is not None:
         for a in approvals.itertuples(index=False):
             items.append((rank["pending_approval"], -float(a.waiting_s), "pending_approval", a.version,
@@ -654,7 +685,7 @@ def run(args: argparse.Namespace) -> int:
         keys = filter_series(base.series.rename(columns={"key": "series"}), args.series)["series"].tolist()
         derived = derive(store, base, keys) if args.derived else None
     table = filter_series(fleet_table(base, derived), args.series)
-    att = needs_attention(table, base.approvals)
+    att = needs_attention(table, base.approvals, base.rollbacks)
     if args.json:
         print(json.dumps({"table": json.loads(table.to_json(orient="records", date_format="iso")),
                           "attention": att.to_dict(orient="records")}, indent=1, default=str))
