@@ -10,13 +10,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.commands.ingest import post_ingest_checks
 from core.data.store import Store
 from core.errors import StudioError
 from core.fmt import fmt_ts
 from core.policy import outcomes as oc
 from core.policy import triggers as trg
 from core.policy import versions as pol
-from core.slo.watch import check_rollback_triggers
 from ui import state
 
 POLICY = pol.DEFAULT_POLICY
@@ -164,19 +164,23 @@ def render_triggers(active: pol.PolicyVersion | None, policy: str = POLICY) -> N
             st.dataframe(firings_frame(fired), hide_index=True, width="stretch")
 
 
-def after_upload(store: Store | None = None) -> list[trg.Firing]:
-    """The post-upload check of the Data page: the rollback triggers of the change in force (a firing
-    writes its rollback or proposal, audit entry and notice); each firing is announced with a toast.
-    Never fails the upload: a problem is shown as a warning."""
-    try:
-        fired = check_rollback_triggers(store if store is not None else state.store())
-    except StudioError as exc:
-        st.warning(f"Rollback triggers not checked: {exc}")
-        return []
-    if fired:
+def after_upload(store: Store | None = None, reports: list[Any] | None = None) -> list[str]:
+    """The post-upload checks of the Data page, the same as after ``python -m core ingest``
+    (:func:`core.commands.ingest.post_ingest_checks`): SLO budget alerts, drift of the series the
+    uploads changed, then the rollback triggers of the change in force (a firing writes its rollback or
+    proposal, audit entry and notice). Each notice or firing is announced with a toast; a check that
+    could not run is shown as a warning. Never fails the upload. Returns the lines said."""
+    said: list[tuple[str, bool]] = []
+
+    def say(text: str, *, err: bool = False) -> None:
+        said.append((text.strip(), err))
+
+    post_ingest_checks(store if store is not None else state.store(), list(reports or []), say)
+    if said:
         state.after_write()
-        for f in fired:
-            verb = "rolled back to the previous rules" if f.mode == "rollback" else "proposed a rollback for approval"
-            st.toast(f"Rollback trigger on v{f.version}: {f.summary()}; {verb} (v{f.result_version}).",
-                     icon=":material/undo:")
-    return fired
+    for text, err in said:
+        if err:
+            st.warning(text)
+        else:
+            st.toast(text, icon=":material/undo:" if text.startswith("trigger:") else ":material/notifications:")
+    return [t for t, _ in said]

@@ -98,7 +98,8 @@ def import_files(files: Sequence[Any], fmt: str = "auto", actor: str | None = No
             progress(i + 1, len(files), name)
     if any(r.ok and not r.is_noop for r in results):
         state.after_write()
-        outcomes.after_upload(st_)   # rollback triggers of the change in force, on the new data
+        # SLO budgets, drift of the changed series, rollback triggers: as after `python -m core ingest`
+        outcomes.after_upload(st_, [r.report for r in results if r.ok and r.report is not None])
     return results
 
 
