@@ -192,7 +192,7 @@ def _at_trends_resolution(at: Any) -> None:
 
 
 PAGES = (
-    Page("Overview", "overview.py", "Next steps", "rerun (its navigation link)", None, _rerun_key, url="/"),
+    Page("Overview", "overview.py", "Recent notifications", "rerun (its navigation link)", None, _rerun_key, url="/"),
     Page("Data", "data.py", "Delete this upload...", "explorer: another series",
          _at_select("data.series", _second_key), _browser_select("Series", _second_key, tab="Series explorer")),
     Page("Trends & anomalies", "trends.py", "Median by weekday and hour (UTC)", "resolution 15m",
