@@ -24,7 +24,7 @@ from core.experiment.checks import aa_check
 from core.experiment.plan import MAX_DAYS, MIN_DAYS, Plan, plan_experiment, power_curve
 from core.experiment.workflow import DEFAULT_SETTINGS, history_of, lower_is_better, pilot, simulation_of
 from core.policy import versions as pol
-from ui import state
+from ui import state, widgets
 from ui.pending import PendingDialogs
 from ui.policy_apply import POLICY, show_preview
 from ui.session import session_user
@@ -51,9 +51,8 @@ request = _PENDING.request
 
 
 def show_flash() -> None:
-    msg = st.session_state.pop(FLASH, None)
-    if msg:
-        st.success(msg, icon=":material/check_circle:")
+    """Success line for the write made in the previous run, if any."""
+    widgets.show_flash(FLASH)
 
 
 def prefill_from(results: list[dict[str, Any]] | None, key: str | None) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import streamlit as st
 from core.data.store import audit
 from core.errors import StudioError
 from core.policy import versions as pol
-from ui import state
+from ui import state, widgets
 from ui.pending import PendingDialogs
 from ui.policy_tables import fmt_ts, show_diff
 from ui.session import session_user
@@ -124,11 +124,7 @@ def show_flash() -> None:
     keep their place in the page (a success line that comes and goes would shift them, and the
     browser would remount what follows: unkeyed tabs reopen on their first tab, tables lose their
     scroll and sort)."""
-    box = st.container()
-    msg = st.session_state.pop(FLASH, None)
-    if msg:
-        box.toast(msg, icon=":material/check_circle:")
-        box.success(msg, icon=":material/check_circle:")
+    widgets.show_flash(FLASH, toast=True)
 
 
 def _confirm(label: str, write: Any, message: Any, default_reason: str = "") -> None:

@@ -24,7 +24,7 @@ from core.alerting.replay import replay
 from core.alerting.rules import Rule
 from core.errors import StudioError
 from core.policy import versions as pol
-from ui import state
+from ui import state, widgets
 from ui.charts import series_figure
 from ui.policy_apply import POLICY, confirm_apply, current_policy, outcome, rule_name, show_preview
 
@@ -216,9 +216,8 @@ def candidates_frame(rec: dict[str, Any]) -> pd.DataFrame:
 
 
 def show_flash() -> None:
-    msg = st.session_state.pop(FLASH, None)
-    if msg:
-        st.success(msg, icon=":material/check_circle:")
+    """Success line for the write made in the previous run, if any."""
+    widgets.show_flash(FLASH)
 
 
 def _close() -> None:

@@ -24,7 +24,7 @@ from core.slo import (
     slos_to_meta,
     watch,
 )
-from ui import state
+from ui import state, widgets
 from ui.policy_apply import confirm_apply, outcome, show_preview
 
 POLICY = pol.DEFAULT_POLICY
@@ -132,9 +132,8 @@ def new_rules(rules: list[dict[str, Any]], slo: SLO) -> list[dict[str, Any]]:
 
 
 def show_flash() -> None:
-    msg = st.session_state.pop(FLASH, None)
-    if msg:
-        st.success(msg, icon=":material/check_circle:")
+    """Success line for the write made in the previous run, if any."""
+    widgets.show_flash(FLASH)
 
 
 def _close() -> None:

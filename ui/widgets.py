@@ -302,6 +302,22 @@ def incident_label(row: Any) -> str:
     return f"#{int(row['id'])} {who}: {start.strftime('%Y-%m-%d %H:%M')} to {until} UTC{kind}"
 
 
+def show_flash(key: str, *, toast: bool = False) -> None:
+    """Success line (and, with ``toast``, a toast) for the write made in the previous run, stored under
+    session key ``key``, if any. Call near the top of a page.
+
+    Both go into one container that is created on every run, flash or not, so the elements after it
+    keep their place in the page (a success line that comes and goes would shift them, and the
+    browser would remount what follows: unkeyed tabs reopen on their first tab, tables lose their
+    scroll and sort)."""
+    box = st.container()
+    msg = st.session_state.pop(key, None)
+    if msg:
+        if toast:
+            box.toast(msg, icon=":material/check_circle:")
+        box.success(msg, icon=":material/check_circle:")
+
+
 def toast_later(message: str, icon: str = ":material/check:") -> None:
     """Queue a toast to show after the next rerun (a toast shown right before ``st.rerun`` is lost)."""
     st.session_state[TOAST_KEY] = (message, icon)

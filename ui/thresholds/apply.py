@@ -12,7 +12,7 @@ import streamlit as st
 from core.alerting.rules import format_duration
 from core.errors import ConflictError, StudioError
 from core.policy import versions as pol
-from ui import state
+from ui import state, widgets
 from ui.policy_apply import POLICY, show_preview
 from ui.session import session_user
 from ui.thresholds.editor import CHECK, CTX, DIALOG, DRAFT, FLASH, HOLDOUT, LOADED, SUGGESTION, loaded_policy
@@ -21,10 +21,7 @@ from ui.thresholds.editor import CHECK, CTX, DIALOG, DRAFT, FLASH, HOLDOUT, LOAD
 # ---------------------------------------------------------------------------- apply dialog
 def show_flash() -> None:
     """Toast and success line for the apply made in the previous run, if any."""
-    msg = st.session_state.pop(FLASH, None)
-    if msg:
-        st.toast(msg, icon=":material/check_circle:")
-        st.success(msg, icon=":material/check_circle:")
+    widgets.show_flash(FLASH, toast=True)
 
 
 def _close() -> None:
